@@ -1,0 +1,6 @@
+//! Bundle loading and validation.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{0}")]
+    Invalid(String),
+}

@@ -1,0 +1,6 @@
+//! The process model.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("{0}")]
+    Invalid(String),
+}
