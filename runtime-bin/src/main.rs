@@ -1,1 +1,107 @@
-fn main(){}
+//! `casulo`: an OCI runtime with runc's command line. Parses, then calls the library.
+
+mod commands;
+mod logging;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "casulo",
+    version,
+    about = "casulo: an OCI container runtime",
+    long_about = "casulo creates and runs containers from OCI bundles, with runc's command line."
+)]
+pub struct Cli {
+    /// Root directory for container state.
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Log file (default: stderr).
+    #[arg(long, global = true, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: logging::Format,
+    /// Log debug messages.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Interpret cgroupsPath as systemd's slice:prefix:name.
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    /// Rootless mode: true, false or auto.
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    rootless: Option<String>,
+    /// Path to criu (accepted for compatibility; checkpoint is not implemented here).
+    #[arg(long, global = true, value_name = "PATH", hide = true)]
+    criu: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a default config.json for a new bundle.
+    Spec(commands::spec::Args),
+    /// Create a container: its init is set up and waits for start.
+    Create(commands::create::Args),
+    /// Start a created container.
+    Start(commands::start::Args),
+    /// Create, start and (in the foreground) wait for a container.
+    Run(commands::run::Args),
+    /// Print the state of a container as JSON.
+    State(commands::state::Args),
+    /// Send a signal to a container's init (default SIGTERM).
+    Kill(commands::kill::Args),
+    /// Delete a container.
+    Delete(commands::delete::Args),
+    /// List containers.
+    List(commands::list::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let logger = match logging::Logger::new(cli.log.as_deref(), cli.log_format, cli.debug) {
+        Ok(l) => Box::leak(Box::new(l)),
+        Err(e) => {
+            eprintln!("casulo: --log {}: {e}", cli.log.as_deref().unwrap_or(std::path::Path::new("")).display());
+            return ExitCode::from(1);
+        }
+    };
+    let _ = tracing::subscriber::set_global_default(logging::Bridge(logger));
+    if cli.criu.is_some() {
+        tracing::debug!("--criu is accepted for compatibility and ignored");
+    }
+    if let Some(r) = &cli.rootless {
+        if !matches!(r.as_str(), "true" | "false" | "auto") {
+            logger.log(tracing::Level::ERROR, &format!("--rootless: {r:?} is not true, false or auto"));
+            return ExitCode::from(1);
+        }
+    }
+    let ctx = commands::Ctx {
+        root: cli.root.clone().unwrap_or_else(casulo::default_root),
+        systemd_cgroup: cli.systemd_cgroup,
+    };
+    let result = match cli.command {
+        Command::Spec(a) => commands::spec::run(&ctx, a),
+        Command::Create(a) => commands::create::run(&ctx, a),
+        Command::Start(a) => commands::start::run(&ctx, a),
+        Command::Run(a) => commands::run::run(&ctx, a),
+        Command::State(a) => commands::state::run(&ctx, a),
+        Command::Kill(a) => commands::kill::run(&ctx, a),
+        Command::Delete(a) => commands::delete::run(&ctx, a),
+        Command::List(a) => commands::list::run(&ctx, a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(msg) => {
+            logger.log(tracing::Level::ERROR, &msg);
+            if logger.to_file() {
+                eprintln!("casulo: {msg}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,6 +1,285 @@
-//! Bundle loading and validation.
+//! Bundle loading and validation: everything about `config.json` that can be checked before
+//! any side effect is checked here, so that bad input never leaves anything behind.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
-    #[error("{0}")]
-    Invalid(String),
+    #[error("bundle {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: invalid JSON: {msg}")]
+    Json { path: PathBuf, msg: String },
+    #[error("config: {field}: {msg}")]
+    Invalid { field: String, msg: String },
+    #[error("config: {0}: not supported by this runtime")]
+    Unsupported(String),
+    #[error("invalid container id {0:?}: use letters, digits and _ + - . only, not \".\" or \"..\"")]
+    InvalidId(String),
+}
+
+fn invalid(field: impl Into<String>, msg: impl Into<String>) -> BundleError {
+    BundleError::Invalid {
+        field: field.into(),
+        msg: msg.into(),
+    }
+}
+
+/// A loaded and validated bundle.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// The bundle directory, absolute.
+    pub dir: PathBuf,
+    /// The parsed config.json.
+    pub spec: Spec,
+    /// The rootfs, absolute and canonical.
+    pub rootfs: PathBuf,
+}
+
+/// Check a container id the way runc does: `[A-Za-z0-9_+.-]+`, and not `.` or `..`.
+pub fn validate_id(id: &str) -> Result<(), BundleError> {
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id.len() <= 1024
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(BundleError::InvalidId(id.to_string()))
+    }
+}
+
+impl Bundle {
+    /// Load `<dir>/config.json` and validate it.
+    pub fn load(dir: &Path) -> Result<Bundle, BundleError> {
+        let dir = std::path::absolute(dir).map_err(|source| BundleError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let config = dir.join("config.json");
+        let text = std::fs::read(&config).map_err(|source| BundleError::Io {
+            path: config.clone(),
+            source,
+        })?;
+        let spec = parse_spec(&text).map_err(|msg| BundleError::Json { path: config, msg })?;
+        Bundle::from_spec(dir, spec)
+    }
+
+    /// Validate an already parsed spec whose relative paths are relative to `dir`.
+    pub fn from_spec(dir: PathBuf, spec: Spec) -> Result<Bundle, BundleError> {
+        validate(&spec)?;
+        let root = spec.root().as_ref().ok_or_else(|| invalid("root", "missing"))?;
+        let rootfs = dir.join(root.path());
+        let rootfs = rootfs.canonicalize().map_err(|source| BundleError::Io {
+            path: rootfs.clone(),
+            source,
+        })?;
+        if !rootfs.is_dir() {
+            return Err(invalid("root.path", format!("{} is not a directory", rootfs.display())));
+        }
+        Ok(Bundle { dir, spec, rootfs })
+    }
+}
+
+/// Parse config.json text. Fields are checked by [`validate`]; this only reports JSON errors.
+pub fn parse_spec(text: &[u8]) -> Result<Spec, String> {
+    serde_json::from_slice(text).map_err(|e| e.to_string())
+}
+
+/// The checks that need nothing but the spec itself.
+pub fn validate(spec: &Spec) -> Result<(), BundleError> {
+    validate_version(spec.version())?;
+    let root = spec.root().as_ref().ok_or_else(|| invalid("root", "missing"))?;
+    if root.path().as_os_str().is_empty() {
+        return Err(invalid("root.path", "empty"));
+    }
+    if let Some(process) = spec.process() {
+        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(invalid("process.args", "must name at least the executable"));
+        }
+        if !process.cwd().is_absolute() {
+            return Err(invalid("process.cwd", format!("{} is not absolute", process.cwd().display())));
+        }
+        if let Some(env) = process.env() {
+            for e in env {
+                if !e.contains('=') || e.starts_with('=') {
+                    return Err(invalid("process.env", format!("{e:?} is not NAME=value")));
+                }
+            }
+        }
+        if process.apparmor_profile().as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(BundleError::Unsupported("process.apparmorProfile".into()));
+        }
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if !m.destination().is_absolute() {
+            return Err(invalid(
+                format!("mounts[{i}].destination"),
+                format!("{} is not absolute", m.destination().display()),
+            ));
+        }
+    }
+    if let Some(hooks) = spec.hooks() {
+        let all = [
+            hooks.prestart(),
+            hooks.create_runtime(),
+            hooks.create_container(),
+            hooks.start_container(),
+            hooks.poststart(),
+            hooks.poststop(),
+        ];
+        for h in all.into_iter().flatten().flatten() {
+            if !h.path().is_absolute() {
+                return Err(invalid("hooks", format!("hook path {} is not absolute", h.path().display())));
+            }
+            if h.timeout().is_some_and(|t| t <= 0) {
+                return Err(invalid("hooks", format!("hook {} has a timeout <= 0", h.path().display())));
+            }
+        }
+    }
+    if let Some(linux) = spec.linux() {
+        let mut seen = HashSet::new();
+        for ns in linux.namespaces().iter().flatten() {
+            if !seen.insert(ns.typ()) {
+                return Err(invalid("linux.namespaces", format!("{} listed twice", ns_name(ns.typ()))));
+            }
+            if let Some(p) = ns.path() {
+                if !p.is_absolute() {
+                    return Err(invalid(
+                        "linux.namespaces",
+                        format!("{} path {} is not absolute", ns_name(ns.typ()), p.display()),
+                    ));
+                }
+            }
+        }
+        let has_userns = seen.contains(&LinuxNamespaceType::User);
+        if !has_userns && (linux.uid_mappings().is_some() || linux.gid_mappings().is_some()) {
+            let non_empty = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+                || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+            if non_empty {
+                return Err(invalid("linux.uidMappings", "id mappings need a user namespace"));
+            }
+        }
+        if let Some(p) = linux.cgroups_path() {
+            if p.components().any(|c| c == std::path::Component::ParentDir) {
+                return Err(invalid("linux.cgroupsPath", format!("{} escapes with ..", p.display())));
+            }
+        }
+        for (i, p) in linux.masked_paths().iter().flatten().enumerate() {
+            if !Path::new(p).is_absolute() {
+                return Err(invalid(format!("linux.maskedPaths[{i}]"), format!("{p} is not absolute")));
+            }
+        }
+        for (i, p) in linux.readonly_paths().iter().flatten().enumerate() {
+            if !Path::new(p).is_absolute() {
+                return Err(invalid(format!("linux.readonlyPaths[{i}]"), format!("{p} is not absolute")));
+            }
+        }
+        for (i, d) in linux.devices().iter().flatten().enumerate() {
+            if !d.path().is_absolute() {
+                return Err(invalid(
+                    format!("linux.devices[{i}].path"),
+                    format!("{} is not absolute", d.path().display()),
+                ));
+            }
+        }
+        if linux.intel_rdt().is_some() {
+            return Err(BundleError::Unsupported("linux.intelRdt".into()));
+        }
+        if linux.personality().is_some() {
+            return Err(BundleError::Unsupported("linux.personality".into()));
+        }
+        if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) && !selinux_enabled() {
+            // runc passes the label to mount(2) and fails there; say why up front instead.
+            return Err(invalid("linux.mountLabel", "SELinux is not enabled on this host"));
+        }
+    }
+    Ok(())
+}
+
+fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+/// The runtime-spec versions this runtime implements: 1.x.
+fn validate_version(v: &str) -> Result<(), BundleError> {
+    let major = v.split('.').next().unwrap_or("");
+    match major.parse::<u32>() {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(invalid("ociVersion", format!("{v:?}: only 1.x is supported"))),
+        Err(_) => Err(invalid("ociVersion", format!("{v:?} is not a version"))),
+    }
+}
+
+/// The spec's name of a namespace type.
+pub fn ns_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Result<(), BundleError> {
+        let spec = parse_spec(json.as_bytes()).map_err(|m| invalid("json", m))?;
+        validate(&spec)
+    }
+
+    #[test]
+    fn ids() {
+        for ok in ["a", "web-1", "a.b_c+d"] {
+            validate_id(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "../x"] {
+            assert!(validate_id(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn versions() {
+        assert!(spec(r#"{"ociVersion":"1.0.2","root":{"path":"r"}}"#).is_ok());
+        let e = spec(r#"{"ociVersion":"2.0.0","root":{"path":"r"}}"#).unwrap_err();
+        assert!(e.to_string().contains("only 1.x"), "{e}");
+        assert!(spec(r#"{"ociVersion":"x","root":{"path":"r"}}"#).is_err());
+    }
+
+    #[test]
+    fn relative_paths_rejected() {
+        let e = spec(r#"{"ociVersion":"1.0.2","root":{"path":"r"},"mounts":[{"destination":"proc","type":"proc"}]}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("mounts[0].destination"), "{e}");
+        let e = spec(r#"{"ociVersion":"1.0.2","root":{"path":"r"},"process":{"cwd":"x","args":["sh"],"user":{"uid":0,"gid":0}}}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("process.cwd"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_namespace_rejected() {
+        let e = spec(r#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"namespaces":[{"type":"pid"},{"type":"pid"}]}}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("pid listed twice"), "{e}");
+    }
+
+    #[test]
+    fn unknown_namespace_is_a_json_error() {
+        assert!(parse_spec(br#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"namespaces":[{"type":"bogus"}]}}"#).is_err());
+    }
+
+    #[test]
+    fn escaping_cgroup_path_rejected() {
+        let e = spec(r#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"cgroupsPath":"/a/../../b"}}"#).unwrap_err();
+        assert!(e.to_string().contains("escapes"), "{e}");
+    }
 }

@@ -1,6 +1,22 @@
 //! casulo: an OCI container runtime as a library.
+//!
+//! [`ContainerBuilder`] turns an OCI bundle into a created container; [`Container`] starts,
+//! signals, reports on and deletes it. Every error names the container, the lifecycle step and
+//! the cause.
+//!
+//! ```no_run
+//! use casulo::{Container, ContainerBuilder};
+//!
+//! let c = ContainerBuilder::new("web", "/srv/bundles/web").root("/run/casulo").create()?;
+//! c.start()?;
+//! println!("{:?}", c.state()?.status);
+//! c.kill(libc::SIGTERM, false)?;
+//! Container::load("/run/casulo", "web")?.delete(true)?;
+//! # Ok::<(), casulo::Error>(())
+//! ```
 pub mod bundle;
 pub mod cgroups;
+mod container;
 pub mod error;
 pub mod hooks;
 pub mod namespaces;
@@ -11,4 +27,6 @@ pub mod state;
 pub(crate) mod sys;
 pub mod tty;
 
+pub use container::{default_root, list, Container, ContainerBuilder};
 pub use error::{Error, ErrorKind, Result, Step};
+pub use state::{State, Status};

@@ -1,6 +1,355 @@
-//! Container state.
+//! Container state on disk: `<root>/<id>/` holds `state.json` and, between create and start,
+//! `exec.fifo`. The status is never trusted from disk: it is derived from the init process
+//! (alive, same start time, not a zombie) and the fifo.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use oci_spec::runtime::Hooks;
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::CgroupConfig;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("{0}")]
-    Invalid(String),
+    #[error("container does not exist")]
+    NotFound,
+    #[error("container already exists")]
+    Exists,
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state {path}: {msg}")]
+    Corrupt { path: PathBuf, msg: String },
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
+    move |source| StateError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The container statuses of the runtime-spec, plus runc's `paused`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What the runtime remembers about a container between commands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Saved {
+    pub oci_version: String,
+    pub id: String,
+    /// The init process; 0 while it is being created.
+    pub pid: i32,
+    /// The init's start time (clock ticks since boot), to tell it from a reused pid.
+    pub pid_start: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    /// RFC 3339 creation time.
+    pub created: String,
+    pub owner: String,
+    pub cgroup: Option<CgroupConfig>,
+    /// The hooks that run after create: poststart and poststop.
+    #[serde(default)]
+    pub hooks: Option<Hooks>,
+    /// Whether the container has its own pid namespace (killing init then kills everything).
+    #[serde(default)]
+    pub own_pid_ns: bool,
+}
+
+/// The OCI state document (`state` command, hooks' stdin), with runc's extra fields.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub oci_version: String,
+    pub id: String,
+    pub status: Status,
+    pub pid: i32,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: HashMap<String, String>,
+}
+
+impl Saved {
+    /// The OCI state for a given status.
+    pub fn oci_state(&self, status: Status) -> State {
+        State {
+            oci_version: self.oci_version.clone(),
+            id: self.id.clone(),
+            status,
+            pid: if status == Status::Stopped { 0 } else { self.pid },
+            bundle: self.bundle.clone(),
+            rootfs: self.rootfs.clone(),
+            created: self.created.clone(),
+            owner: self.owner.clone(),
+            annotations: self.annotations.clone(),
+        }
+    }
+
+    /// Whether the recorded init process is still the live process with that pid.
+    pub fn init_alive(&self) -> bool {
+        self.pid > 0
+            && crate::sys::proc_start_time(self.pid)
+                .is_some_and(|(start, st)| start == self.pid_start && st != 'Z' && st != 'X')
+    }
+}
+
+/// The state directory of one container, locked while a command works on it.
+#[derive(Debug)]
+pub struct StateDir {
+    path: PathBuf,
+    _lock: Flock<File>,
+}
+
+pub const STATE_FILE: &str = "state.json";
+pub const FIFO: &str = "exec.fifo";
+
+impl StateDir {
+    /// Create `<root>/<id>` (0700), failing if it exists, and lock it.
+    pub fn create(root: &Path, id: &str) -> Result<StateDir, StateError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(io("create state root", root))?;
+        let path = root.join(id);
+        match fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(StateError::Exists),
+            Err(e) => return Err(io("create state dir", &path)(e)),
+        }
+        Self::lock(path)
+    }
+
+    /// Open and lock an existing `<root>/<id>`.
+    pub fn open(root: &Path, id: &str) -> Result<StateDir, StateError> {
+        let path = root.join(id);
+        if !path.join(STATE_FILE).exists() && !path.is_dir() {
+            return Err(StateError::NotFound);
+        }
+        Self::lock(path)
+    }
+
+    fn lock(path: PathBuf) -> Result<StateDir, StateError> {
+        let dir = File::open(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StateError::NotFound
+            } else {
+                io("open state dir", &path)(e)
+            }
+        })?;
+        let lock = Flock::lock(dir, FlockArg::LockExclusive).map_err(|(_, e)| StateError::Io {
+            what: "lock state dir",
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        Ok(StateDir { path, _lock: lock })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn fifo(&self) -> PathBuf {
+        self.path.join(FIFO)
+    }
+
+    /// Write state.json atomically.
+    pub fn save(&self, saved: &Saved) -> Result<(), StateError> {
+        let json = serde_json::to_vec(saved).map_err(|e| StateError::Corrupt {
+            path: self.path.join(STATE_FILE),
+            msg: e.to_string(),
+        })?;
+        write_atomic(&self.path.join(STATE_FILE), &json, 0o600).map_err(io("write", &self.path))
+    }
+
+    pub fn load(&self) -> Result<Saved, StateError> {
+        let path = self.path.join(STATE_FILE);
+        let text = fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StateError::NotFound
+            } else {
+                io("read", &path)(e)
+            }
+        })?;
+        parse_saved(&text).map_err(|msg| StateError::Corrupt { path, msg })
+    }
+
+    /// The status, derived from the process and the fifo.
+    pub fn status(&self, saved: &Saved) -> Status {
+        if saved.pid == 0 {
+            return Status::Creating;
+        }
+        if !saved.init_alive() {
+            return Status::Stopped;
+        }
+        if self.fifo().exists() {
+            Status::Created
+        } else if saved.cgroup.as_ref().is_some_and(crate::cgroups::is_frozen) {
+            Status::Paused
+        } else {
+            Status::Running
+        }
+    }
+
+    /// Remove the state directory and everything in it.
+    pub fn remove(self) -> Result<(), StateError> {
+        match fs::remove_dir_all(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("remove state dir", &self.path)(e)),
+        }
+    }
+}
+
+/// Parse state.json text.
+pub fn parse_saved(text: &[u8]) -> Result<Saved, String> {
+    serde_json::from_slice(text).map_err(|e| e.to_string())
+}
+
+/// Write `data` to `path` through a temporary file in the same directory and a rename, so that
+/// readers see either the old or the new content, never a partial one.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_data()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The ids of every container under `root`, sorted.
+pub fn list_ids(root: &Path) -> Result<Vec<String>, StateError> {
+    let entries = match fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("read state root", root)(e)),
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(STATE_FILE).exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// The user name of `uid` from /etc/passwd, or the number.
+pub fn user_name(uid: u32) -> String {
+    fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id: u32 = f.nth(1)?.parse().ok()?;
+                (id == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// Now as RFC 3339 in UTC with nanoseconds, as runc writes `created`.
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Keep an fd's type in the public API small: a borrowed fd of the state dir lock.
+impl AsFd for StateDir {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self._lock.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
+        assert_eq!(rfc3339(1_795_000_000, 0), "2026-11-18T11:06:40.000000000Z");
+    }
+
+    #[test]
+    fn status_names() {
+        assert_eq!(serde_json::to_string(&Status::Created).unwrap(), "\"created\"");
+        assert_eq!(Status::Stopped.to_string(), "stopped");
+    }
+
+    #[test]
+    fn corrupt_state_is_an_error() {
+        assert!(parse_saved(b"{").is_err());
+        assert!(parse_saved(b"{\"id\":1}").is_err());
+    }
 }

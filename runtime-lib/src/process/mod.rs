@@ -1,6 +1,279 @@
-//! The process model.
+//! The process model, readable top to bottom:
+//!
+//! 1. [`InitPlan::build`] (runtime, before any side effect): the whole config turned into
+//!    prepared data — namespace fds, mount plans, device list, capability masks, rlimits,
+//!    C strings for execve. Everything unsupported or invalid is rejected here.
+//! 2. [`parent::create`] (runtime): state dir, exec fifo, `fork` of the *stage* process,
+//!    cgroup placement, id maps, prestart/createRuntime hooks, state.json, pid file.
+//! 3. [`init`] (stage, then init): join namespaces, unshare new ones, fork the init where a
+//!    pid or time namespace needs it (the stage then exits: one process remains), build the
+//!    rootfs, pivot_root, apply the process config, report ready and block on the exec fifo.
+//! 4. [`fifo::release`] (`start`): open the fifo, read the init's verdict, which lets it
+//!    `execve` the user program.
+//!
+//! The runtime and the init talk over a SOCK_SEQPACKET socketpair ([`channel`]).
+
+pub mod channel;
+pub mod fifo;
+pub mod foreground;
+pub mod init;
+pub mod parent;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use oci_spec::runtime::{Hook, LinuxNamespaceType};
+
+use crate::bundle::Bundle;
+use crate::namespaces::NamespacePlan;
+use crate::rootfs::RootfsPlan;
+use crate::security::{CapsPlan, RlimitsPlan, SeccompPlan};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
+    #[error("{what}: {source}")]
+    Sys { what: String, source: nix::Error },
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("container init: {0}")]
+    Init(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}: not supported by this runtime")]
+    Unsupported(String),
+    #[error(transparent)]
+    Channel(#[from] channel::ChannelError),
+}
+
+pub(crate) fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> ProcessError {
+    let what = what.into();
+    move |source| ProcessError::Sys { what, source }
+}
+
+/// Options of `create` that do not come from config.json.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub systemd_cgroup: bool,
+}
+
+/// The user process, prepared for execve.
+#[derive(Debug, Clone)]
+pub struct ProcessPlan {
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+    /// PATH from the process env, to find args[0].
+    pub path_dirs: Vec<PathBuf>,
+    pub cwd: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    pub terminal: bool,
+    pub no_new_privileges: bool,
+    pub oom_score_adj: Option<i32>,
+    pub caps: CapsPlan,
+    pub rlimits: RlimitsPlan,
+}
+
+/// Everything the init does, decided before the fork.
+#[derive(Debug)]
+pub struct InitPlan {
+    pub id: String,
+    pub ns: NamespacePlan,
+    pub rootfs: RootfsPlan,
+    pub process: ProcessPlan,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    /// (path under /proc/sys, value)
+    pub sysctl: Vec<(PathBuf, String)>,
+    pub seccomp: Option<SeccompPlan>,
+    pub create_container_hooks: Vec<Hook>,
+    pub start_container_hooks: Vec<Hook>,
+    pub preserve_fds: u32,
+    pub no_new_keyring: bool,
+}
+
+fn cstring(what: &str, s: &[u8]) -> Result<CString, ProcessError> {
+    CString::new(s).map_err(|_| ProcessError::Invalid(format!("{what} contains a NUL byte")))
+}
+
+/// The namespace a sysctl key belongs to, for the check that the container owns it.
+fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        Some(LinuxNamespaceType::Ipc)
+    } else if key.starts_with("net.") {
+        Some(LinuxNamespaceType::Network)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some(LinuxNamespaceType::Uts)
+    } else {
+        None
+    }
+}
+
+impl InitPlan {
+    /// Validate and prepare everything. No side effects.
+    pub fn build(id: &str, bundle: &Bundle, opts: &CreateOptions) -> Result<InitPlan, crate::ErrorKind> {
+        let spec = &bundle.spec;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| ProcessError::Invalid("config.json has no process".into()))?;
+        let linux = spec.linux().as_ref();
+        let ns = NamespacePlan::from_spec(linux)?;
+        if !ns.creates(LinuxNamespaceType::Mount) {
+            return Err(ProcessError::Unsupported("a container without a new mount namespace".into()).into());
+        }
+        let rootfs = RootfsPlan::from_spec(spec, &bundle.dir, &bundle.rootfs, opts.no_pivot)?;
+
+        let args = process
+            .args()
+            .iter()
+            .flatten()
+            .map(|a| cstring("process.args", a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let env_strings: Vec<String> = process.env().clone().unwrap_or_default();
+        let env = env_strings
+            .iter()
+            .map(|e| cstring("process.env", e.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let path_dirs = env_strings
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        let user = process.user();
+        if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
+            return Err(ProcessError::Invalid(
+                "process.terminal is true but no console socket was given".into(),
+            )
+            .into());
+        }
+        if !process.terminal().unwrap_or(false) && opts.console_socket.is_some() {
+            return Err(ProcessError::Invalid(
+                "a console socket was given but process.terminal is false".into(),
+            )
+            .into());
+        }
+        let process_plan = ProcessPlan {
+            args,
+            env,
+            path_dirs,
+            cwd: process.cwd().clone(),
+            uid: user.uid(),
+            gid: user.gid(),
+            additional_gids: user.additional_gids().clone().unwrap_or_default(),
+            umask: user.umask(),
+            terminal: process.terminal().unwrap_or(false),
+            no_new_privileges: process.no_new_privileges().unwrap_or(false),
+            oom_score_adj: process.oom_score_adj(),
+            caps: CapsPlan::from_spec(process.capabilities().as_ref())?,
+            rlimits: RlimitsPlan::from_spec(process.rlimits().as_deref().unwrap_or(&[]))?,
+        };
+        if process.selinux_label().as_ref().is_some_and(|l| !l.is_empty()) && !std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+            return Err(ProcessError::Invalid("process.selinuxLabel: SELinux is not enabled on this host".into()).into());
+        }
+        if process.io_priority().is_some() {
+            return Err(ProcessError::Unsupported("process.ioPriority".into()).into());
+        }
+        if process.scheduler().is_some() {
+            return Err(ProcessError::Unsupported("process.scheduler".into()).into());
+        }
+
+        let mut sysctl = Vec::new();
+        if let Some(map) = linux.and_then(|l| l.sysctl().as_ref()) {
+            let mut keys: Vec<_> = map.iter().collect();
+            keys.sort();
+            for (key, value) in keys {
+                if key.contains('/') || key.split('.').any(|p| p.is_empty() || p == "..") {
+                    return Err(ProcessError::Invalid(format!("linux.sysctl: invalid key {key:?}")).into());
+                }
+                match sysctl_namespace(key) {
+                    Some(t) if ns.creates(t) => {}
+                    Some(t) => {
+                        return Err(ProcessError::Invalid(format!(
+                            "linux.sysctl: {key} needs a new {} namespace",
+                            crate::bundle::ns_name(t)
+                        ))
+                        .into())
+                    }
+                    None => {
+                        return Err(ProcessError::Invalid(format!(
+                            "linux.sysctl: {key} is not namespaced: it would change the host"
+                        ))
+                        .into())
+                    }
+                }
+                sysctl.push((PathBuf::from(key.replace('.', "/")), value.clone()));
+            }
+        }
+        if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !ns.creates(LinuxNamespaceType::Uts) {
+            return Err(ProcessError::Invalid("hostname needs a new uts namespace".into()).into());
+        }
+        if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !ns.creates(LinuxNamespaceType::Uts) {
+            return Err(ProcessError::Invalid("domainname needs a new uts namespace".into()).into());
+        }
+        let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => Some(SeccompPlan::from_spec(s)?),
+            None => None,
+        };
+        let hooks = spec.hooks().as_ref();
+        Ok(InitPlan {
+            id: id.to_string(),
+            ns,
+            rootfs,
+            process: process_plan,
+            hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+            domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
+            sysctl,
+            seccomp,
+            create_container_hooks: hooks.and_then(|h| h.create_container().clone()).unwrap_or_default(),
+            start_container_hooks: hooks.and_then(|h| h.start_container().clone()).unwrap_or_default(),
+            preserve_fds: opts.preserve_fds,
+            no_new_keyring: opts.no_new_keyring,
+        })
+    }
+}
+
+/// Find the executable the way execvp does, but with the container's PATH, inside the
+/// container (called after pivot_root).
+pub(crate) fn find_executable(arg0: &CString, path_dirs: &[PathBuf]) -> Result<CString, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = std::path::Path::new(std::ffi::OsStr::from_bytes(arg0.as_bytes()));
+    let candidates: Vec<PathBuf> = if arg0.as_bytes().contains(&b'/') {
+        vec![name.to_path_buf()]
+    } else {
+        path_dirs.iter().map(|d| d.join(name)).collect()
+    };
+    for c in &candidates {
+        if let Ok(meta) = std::fs::metadata(c) {
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return CString::new(c.as_os_str().as_bytes()).map_err(|e| e.to_string());
+            }
+        }
+    }
+    Err(format!(
+        "exec: {:?}: executable file not found{}",
+        name,
+        if candidates.len() == 1 && arg0.as_bytes().contains(&b'/') { "" } else { " in $PATH" }
+    ))
 }

@@ -1,6 +1,183 @@
-//! The container's root filesystem.
+//! The container's root filesystem: propagation, the rootfs bind, every mount of config.json,
+//! devices, `/dev` symlinks, pivot_root (or chroot), masked and readonly paths, readonly root.
+//!
+//! [`RootfsPlan::from_spec`] runs before the clone and does all the parsing and checking;
+//! the init then calls [`RootfsPlan::prepare`] (before pivot_root), [`pivot`] and
+//! [`RootfsPlan::finalize`].
+
+mod cgroupfs;
+mod devices;
+mod masked;
+pub mod mounts;
+pub mod paths;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::Spec;
+
+pub use cgroupfs::HostCgroups;
+pub use devices::Device;
+pub use mounts::{parse_options, MountOptions, MountPlan};
+
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
+    #[error("{step} {}: {source}", dest.display())]
+    Mount {
+        step: &'static str,
+        dest: PathBuf,
+        source: nix::Error,
+    },
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}: not supported by this runtime")]
+    Unsupported(String),
+}
+
+/// Everything the init needs to build the root filesystem.
+#[derive(Debug, Clone)]
+pub struct RootfsPlan {
+    pub rootfs: PathBuf,
+    /// Propagation of `/` in the container's mount namespace (default rslave).
+    pub propagation: MsFlags,
+    pub mounts: Vec<MountPlan>,
+    pub devices: Vec<Device>,
+    /// False when the config bind-mounts `/dev` from elsewhere: then no nodes nor links are made.
+    pub setup_dev: bool,
+    pub masked: Vec<PathBuf>,
+    pub readonly: Vec<PathBuf>,
+    pub readonly_root: bool,
+    pub no_pivot: bool,
+    pub host_cgroups: HostCgroups,
+}
+
+fn propagation(s: &str) -> Result<MsFlags, RootfsError> {
+    Ok(match s {
+        "" | "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "private" => MsFlags::MS_PRIVATE,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        other => return Err(RootfsError::Invalid(format!("linux.rootfsPropagation: unknown value {other:?}"))),
+    })
+}
+
+impl RootfsPlan {
+    pub fn from_spec(spec: &Spec, bundle: &Path, rootfs: &Path, no_pivot: bool) -> Result<RootfsPlan, RootfsError> {
+        let linux = spec.linux().as_ref();
+        let mut mounts = Vec::new();
+        for m in spec.mounts().iter().flatten() {
+            mounts.push(MountPlan::from_spec(m, bundle)?);
+        }
+        let setup_dev = !mounts
+            .iter()
+            .any(|m| m.kind == mounts::Kind::Bind && m.destination == Path::new("/dev"));
+        let mut devices = devices::defaults();
+        for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+            let d = Device::from_spec(d)?;
+            devices.retain(|x| x.path != d.path);
+            devices.push(d);
+        }
+        let needs_cgroups = mounts.iter().any(|m| m.kind == mounts::Kind::Cgroup);
+        Ok(RootfsPlan {
+            rootfs: rootfs.to_path_buf(),
+            propagation: propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()).unwrap_or(""))?,
+            mounts,
+            devices,
+            setup_dev,
+            masked: linux.and_then(|l| l.masked_paths().clone()).unwrap_or_default().into_iter().map(PathBuf::from).collect(),
+            readonly: linux.and_then(|l| l.readonly_paths().clone()).unwrap_or_default().into_iter().map(PathBuf::from).collect(),
+            readonly_root: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+            no_pivot,
+            host_cgroups: if needs_cgroups { HostCgroups::read() } else { HostCgroups::default() },
+        })
+    }
+
+    /// In the init, in its new mount namespace, before pivot_root: propagation, the rootfs
+    /// bind, the mounts, devices and `/dev` symlinks. Returns an fd of the rootfs.
+    pub fn prepare(&self, in_userns: bool, new_cgroupns: bool) -> Result<OwnedFd, RootfsError> {
+        let err = |step: &'static str, dest: &Path| {
+            let dest = dest.to_path_buf();
+            move |source: nix::Error| RootfsError::Mount { step, dest, source }
+        };
+        // Nothing we mount may propagate back to the host.
+        let slave = if self.propagation.contains(MsFlags::MS_SHARED) {
+            MsFlags::MS_SLAVE | MsFlags::MS_REC
+        } else {
+            self.propagation
+        };
+        mount(None::<&str>, "/", None::<&str>, slave, None::<&str>).map_err(err("set propagation", Path::new("/")))?;
+        mount(
+            Some(&self.rootfs),
+            &self.rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(err("bind rootfs", &self.rootfs))?;
+        let root = nix::fcntl::open(&self.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(err("open rootfs", &self.rootfs))?;
+        for m in &self.mounts {
+            match m.kind {
+                mounts::Kind::Cgroup => cgroupfs::mount_cgroup(root.as_fd(), m, &self.host_cgroups, new_cgroupns)?,
+                _ => m.mount(root.as_fd())?,
+            }
+        }
+        if self.setup_dev {
+            for d in &self.devices {
+                d.create(root.as_fd(), in_userns)?;
+            }
+            devices::create_symlinks(root.as_fd())?;
+        }
+        Ok(root)
+    }
+
+    /// After pivot_root: masked paths, readonly paths, readonly root.
+    pub fn finalize(&self) -> Result<(), RootfsError> {
+        let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|source| RootfsError::Mount { step: "open", dest: "/".into(), source })?;
+        masked::make_readonly(root.as_fd(), &self.readonly)?;
+        masked::mask(root.as_fd(), &self.masked)?;
+        if self.readonly_root {
+            mounts::remount_bind(root.as_fd(), MsFlags::MS_RDONLY).map_err(|source| RootfsError::Mount {
+                step: "remount readonly",
+                dest: "/".into(),
+                source,
+            })?;
+        }
+        if self.propagation.contains(MsFlags::MS_SHARED) {
+            mount(None::<&str>, "/", None::<&str>, self.propagation, None::<&str>).map_err(|source| {
+                RootfsError::Mount {
+                    step: "set propagation",
+                    dest: "/".into(),
+                    source,
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Make the rootfs the root: pivot_root(".", ".") and a lazy unmount of the old root, or with
+/// `no_pivot` a move mount onto `/` and chroot.
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
+    let err = |step: &'static str| move |source: nix::Error| RootfsError::Mount { step, dest: rootfs.to_path_buf(), source };
+    nix::unistd::chdir(rootfs).map_err(err("chdir"))?;
+    if no_pivot {
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(err("move mount"))?;
+        nix::unistd::chroot(".").map_err(err("chroot"))?;
+    } else {
+        nix::unistd::pivot_root(".", ".").map_err(err("pivot_root"))?;
+        // The old root is now stacked under "."; detach it without propagating to the host.
+        mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+            .map_err(err("make old root slave"))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(err("unmount old root"))?;
+    }
+    nix::unistd::chdir("/").map_err(err("chdir /"))
 }

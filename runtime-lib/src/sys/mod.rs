@@ -1,1 +1,182 @@
-//! Raw syscalls.
+//! The thin layer of raw syscalls that nix does not wrap. Every `unsafe` block of the crate
+//! lives here, each in a small function with its safety argument.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+
+/// Result of [`fork`].
+pub enum Fork {
+    Parent(i32),
+    Child,
+}
+
+/// fork(2) through glibc, whose atfork handlers keep malloc usable in the child even when the
+/// caller has other threads.
+pub fn fork() -> nix::Result<Fork> {
+    // SAFETY: the child only runs code written for the post-fork context: plain syscalls on data
+    // prepared before the fork, no locks that another thread of the parent could hold.
+    match unsafe { libc::fork() } {
+        -1 => Err(Errno::last()),
+        0 => Ok(Fork::Child),
+        pid => Ok(Fork::Parent(pid)),
+    }
+}
+
+/// Leave the process at once, without running atexit handlers or flushing stdio buffers that
+/// belong to the parent's image.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes no pointers and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub const RESOLVE_IN_ROOT: u64 = 0x10;
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// openat2(2): open `path` relative to `dir` with the given `RESOLVE_*` restrictions.
+pub fn openat2(dir: BorrowedFd<'_>, path: &CStr, flags: i32, mode: u32, resolve: u64) -> nix::Result<OwnedFd> {
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: mode as u64,
+        resolve,
+    };
+    loop {
+        // SAFETY: `how` is a valid open_how of the size we pass; `path` is NUL-terminated.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        match Errno::last() {
+            // openat2 returns EAGAIN when a concurrent rename raced a RESOLVE_IN_ROOT lookup.
+            Errno::EAGAIN | Errno::EINTR => continue,
+            e => return Err(e),
+        }
+    }
+}
+
+/// close_range(2) with CLOSE_RANGE_CLOEXEC: mark every fd from `first` on close-on-exec.
+pub fn cloexec_from(first: u32) -> nix::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+    // SAFETY: close_range takes plain integers.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    Errno::result(r).map(drop)
+}
+
+/// pidfd_open(2).
+pub fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes plain integers.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = Errno::result(fd)?;
+    // SAFETY: the kernel just returned this fd to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// pidfd_send_signal(2).
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> nix::Result<()> {
+    // SAFETY: a null siginfo is allowed; the rest are integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// setdomainname(2).
+pub fn setdomainname(name: &[u8]) -> nix::Result<()> {
+    // SAFETY: the pointer and length describe `name`.
+    let r = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    Errno::result(r).map(drop)
+}
+
+/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a fresh session keyring for the container.
+pub fn join_session_keyring(name: &CStr) -> nix::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    // SAFETY: `name` is NUL-terminated and outlives the call.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    Errno::result(r).map(drop)
+}
+
+/// execve(2) of a prepared argv and envp. Returns only on failure.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> Errno {
+    match nix::unistd::execve(path, argv, envp) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+/// Set every signal's disposition back to the default and unblock them all, so that the user
+/// program does not inherit the runtime's signal setup.
+pub fn reset_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL is a valid disposition for every catchable signal; failures for
+        // reserved signals are harmless and ignored.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let empty = nix::sys::signal::SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None);
+}
+
+/// The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat) and
+/// its state letter; None if the process does not exist.
+pub fn proc_start_time(pid: i32) -> Option<(u64, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((start, state))
+}
+
+/// close(2) of an fd this process image still holds a copy of after fork (the parent's
+/// objects that the child must not keep, such as the state-dir lock).
+pub fn close_inherited(fd: RawFd) {
+    // SAFETY: called in the forked child on fds whose owners (in the parent's frames) are never
+    // used or dropped again in this process, which only exits or execs from here on.
+    unsafe { libc::close(fd) };
+}
+
+/// Whether `fd` is open in this process.
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the fd table.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+/// Clear close-on-exec on `fd`, so that it reaches the exec'd program.
+pub fn clear_cloexec(fd: RawFd) -> nix::Result<()> {
+    // SAFETY: F_SETFD with 0 only changes the fd's flags.
+    let r = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    Errno::result(r).map(drop)
+}
+
+/// kill(2) with any signal number, real-time ones included. Errors (the process is gone) are
+/// ignored: callers signal sets of processes that may be exiting.
+pub fn kill(pid: i32, sig: i32) {
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(pid, sig) };
+}

@@ -1,0 +1,80 @@
+use serde::Serialize;
+
+use super::{CmdResult, Ctx};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "table")]
+    format: Format,
+    /// Print only the ids.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// One row of `list --format json`, with runc's field names.
+#[derive(Serialize)]
+#[allow(non_snake_case)]
+struct Row<'a> {
+    ociVersion: &'a str,
+    id: &'a str,
+    pid: i32,
+    status: String,
+    bundle: &'a std::path::Path,
+    rootfs: &'a std::path::Path,
+    created: &'a str,
+    owner: &'a str,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
+    let states = casulo::list(&ctx.root).map_err(|e| e.to_string())?;
+    if a.quiet {
+        for s in &states {
+            println!("{}", s.id);
+        }
+        return Ok(0);
+    }
+    match a.format {
+        Format::Json => {
+            let rows: Vec<Row> = states
+                .iter()
+                .map(|s| Row {
+                    ociVersion: &s.oci_version,
+                    id: &s.id,
+                    pid: s.pid,
+                    status: s.status.to_string(),
+                    bundle: &s.bundle,
+                    rootfs: &s.rootfs,
+                    created: &s.created,
+                    owner: &s.owner,
+                })
+                .collect();
+            println!("{}", serde_json::to_string(&rows).map_err(|e| e.to_string())?);
+        }
+        Format::Table => {
+            let mut rows = vec![["ID".to_string(), "PID".into(), "STATUS".into(), "BUNDLE".into(), "CREATED".into(), "OWNER".into()]];
+            for s in &states {
+                rows.push([
+                    s.id.clone(),
+                    s.pid.to_string(),
+                    s.status.to_string(),
+                    s.bundle.display().to_string(),
+                    s.created.clone(),
+                    s.owner.clone(),
+                ]);
+            }
+            let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+            for r in rows {
+                let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                println!("{}", line.join("   ").trim_end());
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,15 @@
+use super::{print_json, CmdResult, Ctx};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Container id.
+    id: String,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
+    let state = casulo::Container::load(&ctx.root, &a.id)
+        .and_then(|c| c.state())
+        .map_err(|e| e.to_string())?;
+    print_json(&state)?;
+    Ok(0)
+}

@@ -1,0 +1,288 @@
+//! The typed API: [`ContainerBuilder`] creates, [`Container`] starts, signals, reports and
+//! deletes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use oci_spec::runtime::Spec;
+
+use crate::bundle::{validate_id, Bundle};
+use crate::error::{Context, Error, ErrorKind, Result, Step};
+use crate::process::{fifo, parent, CreateOptions};
+use crate::state::{self, Saved, State, StateDir, StateError, Status};
+
+/// The default state root: `/run/casulo`, or `$XDG_RUNTIME_DIR/casulo` when not root.
+pub fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/run/casulo");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) => PathBuf::from(d).join("casulo"),
+        None => PathBuf::from(format!("/run/user/{}/casulo", nix::unistd::geteuid())),
+    }
+}
+
+/// Builds a container from a bundle.
+///
+/// ```no_run
+/// use casulo::ContainerBuilder;
+/// let c = ContainerBuilder::new("demo", "/path/to/bundle").root("/run/casulo").create()?;
+/// c.start()?;
+/// # Ok::<(), casulo::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ContainerBuilder {
+    id: String,
+    bundle: PathBuf,
+    spec: Option<Spec>,
+    root: PathBuf,
+    opts: CreateOptions,
+}
+
+impl ContainerBuilder {
+    /// A container `id` from the bundle directory `bundle` (its config.json and rootfs).
+    pub fn new(id: impl Into<String>, bundle: impl Into<PathBuf>) -> Self {
+        ContainerBuilder {
+            id: id.into(),
+            bundle: bundle.into(),
+            spec: None,
+            root: default_root(),
+            opts: CreateOptions::default(),
+        }
+    }
+    /// Use this spec instead of reading `config.json`; relative paths in it are relative to
+    /// the bundle directory.
+    pub fn spec(mut self, spec: Spec) -> Self {
+        self.spec = Some(spec);
+        self
+    }
+    /// The state root directory (runc's `--root`).
+    pub fn root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.root = root.into();
+        self
+    }
+    /// Write the init's pid to this file once created.
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.opts.pid_file = Some(path.into());
+        self
+    }
+    /// The unix socket that receives the pty master when `process.terminal` is true.
+    pub fn console_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.opts.console_socket = Some(path.into());
+        self
+    }
+    /// Pass fds 3 .. 3+n of the caller to the container.
+    pub fn preserve_fds(mut self, n: u32) -> Self {
+        self.opts.preserve_fds = n;
+        self
+    }
+    /// Use chroot instead of pivot_root (for a rootfs on a ramdisk).
+    pub fn no_pivot(mut self, yes: bool) -> Self {
+        self.opts.no_pivot = yes;
+        self
+    }
+    /// Keep the caller's session keyring instead of a new one.
+    pub fn no_new_keyring(mut self, yes: bool) -> Self {
+        self.opts.no_new_keyring = yes;
+        self
+    }
+    /// Interpret `linux.cgroupsPath` as systemd's `slice:prefix:name`.
+    pub fn systemd_cgroup(mut self, yes: bool) -> Self {
+        self.opts.systemd_cgroup = yes;
+        self
+    }
+
+    /// Create the container: it exists, its init is set up and waits for [`Container::start`].
+    pub fn create(self) -> Result<Container> {
+        let id = self.id.clone();
+        let bundle = match self.spec {
+            Some(spec) => Bundle::from_spec(std::path::absolute(&self.bundle).unwrap_or(self.bundle), spec),
+            None => Bundle::load(&self.bundle),
+        }
+        .ctx(&id, Step::Create)?;
+        let saved = parent::create(&id, &self.root, bundle, &self.opts)?;
+        Ok(Container { root: self.root, saved })
+    }
+}
+
+/// A container that exists in a state root.
+#[derive(Debug, Clone)]
+pub struct Container {
+    root: PathBuf,
+    saved: Saved,
+}
+
+fn invalid_state(id: &str, step: Step, msg: String) -> Error {
+    Error::new(id, step, ErrorKind::InvalidState(msg))
+}
+
+impl Container {
+    /// The container `id` under `root`.
+    pub fn load(root: impl AsRef<Path>, id: &str) -> Result<Container> {
+        validate_id(id).ctx(id, Step::Load)?;
+        let root = root.as_ref().to_path_buf();
+        let dir = StateDir::open(&root, id).ctx(id, Step::Load)?;
+        let saved = dir.load().ctx(id, Step::Load)?;
+        Ok(Container { root, saved })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.saved.id
+    }
+
+    /// The init's pid in the runtime's pid namespace.
+    pub fn pid(&self) -> i32 {
+        self.saved.pid
+    }
+
+    pub fn bundle(&self) -> &Path {
+        &self.saved.bundle
+    }
+
+    fn lock(&self, step: Step) -> Result<StateDir> {
+        StateDir::open(&self.root, &self.saved.id).ctx(&self.saved.id, step)
+    }
+
+    /// The OCI state, with the status derived from the init process now.
+    pub fn state(&self) -> Result<State> {
+        let dir = self.lock(Step::State)?;
+        let saved = dir.load().ctx(self.id(), Step::State)?;
+        Ok(saved.oci_state(dir.status(&saved)))
+    }
+
+    /// The status now.
+    pub fn status(&self) -> Result<Status> {
+        Ok(self.state()?.status)
+    }
+
+    /// Let the init run the user program; runs the poststart hooks.
+    pub fn start(&self) -> Result<()> {
+        let id = self.id();
+        let step = Step::Start;
+        let dir = self.lock(step)?;
+        let status = dir.status(&self.saved);
+        if status != Status::Created {
+            return Err(invalid_state(id, step, format!("cannot start a container that is {status}")));
+        }
+        let released = fifo::release(&dir.fifo(), self.saved.pid);
+        let _ = std::fs::remove_file(dir.fifo());
+        released.ctx(id, step)?;
+        let hooks = self.saved.hooks.as_ref().and_then(|h| h.poststart().clone()).unwrap_or_default();
+        if !hooks.is_empty() {
+            let st = serde_json::to_vec(&self.saved.oci_state(Status::Running)).unwrap_or_default();
+            // The spec: a failing poststart hook is logged, and the lifecycle goes on.
+            if let Err(e) = crate::hooks::run_hooks("poststart", &hooks, &st) {
+                tracing::warn!("container {id:?}: start: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Send signal number `sig` to the init, or with `all` to every process of the container's
+    /// cgroup.
+    pub fn kill(&self, sig: i32, all: bool) -> Result<()> {
+        let id = self.id();
+        let step = Step::Kill;
+        let dir = self.lock(step)?;
+        let status = dir.status(&self.saved);
+        if matches!(status, Status::Stopped | Status::Creating) && !all {
+            return Err(invalid_state(id, step, format!("container is {status}: nothing to signal")));
+        }
+        if all {
+            if let Some(cfg) = &self.saved.cgroup {
+                let cg = crate::cgroups::manager(cfg).ctx(id, step)?;
+                for pid in cg.pids().ctx(id, step)? {
+                    crate::sys::kill(pid, sig);
+                }
+                return Ok(());
+            }
+        }
+        let pidfd = crate::sys::pidfd_open(self.saved.pid)
+            .map_err(crate::process::sys(format!("pidfd_open {}", self.saved.pid)))
+            .ctx(id, step)?;
+        // The pid was checked against its start time above; the pidfd pins that process.
+        if !self.saved.init_alive() {
+            return Err(invalid_state(id, step, "container is stopped: nothing to signal".into()));
+        }
+        crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), sig)
+            .map_err(crate::process::sys(format!("signal {sig}")))
+            .ctx(id, step)
+    }
+
+    /// Delete a stopped container (with `force`, kill it first): poststop hooks, cgroup,
+    /// state. A container that is not stopped is left untouched without `force`.
+    pub fn delete(self, force: bool) -> Result<()> {
+        let id = self.id().to_string();
+        let step = Step::Delete;
+        let dir = self.lock(step)?;
+        let status = dir.status(&self.saved);
+        if status != Status::Stopped && status != Status::Creating {
+            if !force {
+                return Err(invalid_state(
+                    &id,
+                    step,
+                    format!("cannot delete a container that is {status}: stop it or use --force"),
+                ));
+            }
+            if let Ok(fd) = crate::sys::pidfd_open(self.saved.pid) {
+                if self.saved.init_alive() {
+                    let _ = crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGKILL);
+                    parent::wait_pidfd(&fd, Duration::from_secs(10));
+                }
+            }
+        }
+        if let Some(cfg) = &self.saved.cgroup {
+            let mut cg = crate::cgroups::manager(cfg).ctx(&id, step)?;
+            // Without its own pid namespace, the init's death does not take the rest along.
+            for pid in cg.pids().unwrap_or_default() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            cg.destroy().ctx(&id, step)?;
+        }
+        let hooks = self.saved.hooks.as_ref().and_then(|h| h.poststop().clone()).unwrap_or_default();
+        if !hooks.is_empty() {
+            let st = serde_json::to_vec(&self.saved.oci_state(Status::Stopped)).unwrap_or_default();
+            if let Err(e) = crate::hooks::run_hooks("poststop", &hooks, &st) {
+                tracing::warn!("container {id:?}: delete: {e}");
+            }
+        }
+        dir.remove().ctx(&id, step)
+    }
+
+    /// Wait for the init to exit and return its status as a shell reports it (128+N when
+    /// killed by signal N). The caller must be the init's parent or a child subreaper
+    /// (`prctl(PR_SET_CHILD_SUBREAPER)` before create).
+    pub fn wait(&self) -> Result<i32> {
+        crate::process::foreground::wait(self.saved.pid, false)
+            .map_err(|e| Error::new(self.id(), Step::Run, ErrorKind::Process(e)))
+    }
+
+    /// Like [`Container::wait`], forwarding to the init every signal this process receives.
+    /// The caller must have blocked those signals before create
+    /// ([`crate::process::foreground::block_signals`]).
+    pub fn wait_forwarding_signals(&self) -> Result<i32> {
+        crate::process::foreground::wait(self.saved.pid, true)
+            .map_err(|e| Error::new(self.id(), Step::Run, ErrorKind::Process(e)))
+    }
+}
+
+/// Every container under `root` with its state now. Containers whose state cannot be read are
+/// skipped.
+pub fn list(root: impl AsRef<Path>) -> Result<Vec<State>> {
+    let root = root.as_ref();
+    let ids = state::list_ids(root).map_err(|e| Error::new("", Step::List, e))?;
+    let mut out = Vec::new();
+    for id in ids {
+        match Container::load(root, &id).and_then(|c| c.state()) {
+            Ok(s) => out.push(s),
+            Err(Error {
+                kind: ErrorKind::State(StateError::NotFound),
+                ..
+            }) => {}
+            Err(e) => tracing::debug!("list: {e}"),
+        }
+    }
+    Ok(out)
+}
+

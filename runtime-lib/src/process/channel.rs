@@ -1,0 +1,178 @@
+//! The sync channel between the runtime and the container's init: a SOCK_SEQPACKET
+//! socketpair carrying small binary messages (a tag byte and a payload), no JSON.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+
+/// A message of the create protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// runtime → init: the init is in its cgroup; go on.
+    Go,
+    /// init → runtime: I unshared a user namespace; write my id maps.
+    NeedMaps,
+    /// runtime → init: the maps are written.
+    MapsDone,
+    /// init → runtime: the container's init has this pid (in the runtime's pid namespace).
+    Pid(i32),
+    /// runtime → init: the state documents for the hooks that run inside the container:
+    /// (status creating, status created).
+    States(Vec<u8>, Vec<u8>),
+    /// init → runtime: mounts are done, run the prestart and createRuntime hooks.
+    RunHooks,
+    /// runtime → init: the hooks ran.
+    HooksDone,
+    /// init → runtime: set up and about to wait for start.
+    Ready,
+    /// either way: this failed; the message says what.
+    Error(String),
+}
+
+const MAX: usize = 256 * 1024;
+
+impl Msg {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Msg::Go => out.push(1),
+            Msg::NeedMaps => out.push(2),
+            Msg::MapsDone => out.push(3),
+            Msg::Pid(p) => {
+                out.push(4);
+                out.extend_from_slice(&p.to_le_bytes());
+            }
+            Msg::States(a, b) => {
+                out.push(5);
+                out.extend_from_slice(&(a.len() as u32).to_le_bytes());
+                out.extend_from_slice(a);
+                out.extend_from_slice(b);
+            }
+            Msg::RunHooks => out.push(6),
+            Msg::HooksDone => out.push(7),
+            Msg::Ready => out.push(8),
+            Msg::Error(s) => {
+                out.push(9);
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+        out
+    }
+
+    fn decode(b: &[u8]) -> Option<Msg> {
+        let (&tag, rest) = b.split_first()?;
+        Some(match tag {
+            1 => Msg::Go,
+            2 => Msg::NeedMaps,
+            3 => Msg::MapsDone,
+            4 => Msg::Pid(i32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
+            5 => {
+                let n = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+                let a = rest.get(4..4 + n)?.to_vec();
+                let b = rest.get(4 + n..)?.to_vec();
+                Msg::States(a, b)
+            }
+            6 => Msg::RunHooks,
+            7 => Msg::HooksDone,
+            8 => Msg::Ready,
+            9 => Msg::Error(String::from_utf8_lossy(rest).into_owned()),
+            _ => return None,
+        })
+    }
+}
+
+/// One end of the channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// What went wrong on the channel.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("sync channel: the other side closed it")]
+    Closed,
+    #[error("sync channel: malformed message")]
+    Malformed,
+    #[error("sync channel: {0}")]
+    Sys(#[from] nix::Error),
+}
+
+/// A connected pair: (runtime end, init end). Both are close-on-exec.
+pub fn pair() -> nix::Result<(Channel, Channel)> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    pub fn send(&self, msg: &Msg) -> Result<(), ChannelError> {
+        let bytes = msg.encode();
+        loop {
+            match send(self.fd.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL) {
+                Ok(_) => return Ok(()),
+                Err(nix::Error::EINTR) => continue,
+                Err(nix::Error::EPIPE) | Err(nix::Error::ECONNRESET) => return Err(ChannelError::Closed),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub fn recv(&self) -> Result<Msg, ChannelError> {
+        let mut buf = vec![0u8; MAX];
+        loop {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(0) => return Err(ChannelError::Closed),
+                Ok(n) => return Msg::decode(&buf[..n]).ok_or(ChannelError::Malformed),
+                Err(nix::Error::EINTR) => continue,
+                Err(nix::Error::ECONNRESET) => return Err(ChannelError::Closed),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let (a, b) = pair().unwrap();
+        let msgs = [
+            Msg::Go,
+            Msg::NeedMaps,
+            Msg::MapsDone,
+            Msg::Pid(4242),
+            Msg::States(b"{\"a\":1}".to_vec(), b"{}".to_vec()),
+            Msg::RunHooks,
+            Msg::HooksDone,
+            Msg::Ready,
+            Msg::Error("mount proc on /proc: EPERM".into()),
+        ];
+        for m in &msgs {
+            a.send(m).unwrap();
+            assert_eq!(&b.recv().unwrap(), m);
+        }
+        drop(a);
+        assert!(matches!(b.recv(), Err(ChannelError::Closed)));
+    }
+
+    #[test]
+    fn malformed() {
+        assert_eq!(Msg::decode(&[]), None);
+        assert_eq!(Msg::decode(&[4, 1]), None);
+        assert_eq!(Msg::decode(&[77]), None);
+    }
+}
+
+impl Channel {
+    /// The raw fd, for the forked child to close the runtime's end.
+    pub fn as_raw(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}

@@ -1,0 +1,108 @@
+//! The exec fifo, the barrier between create and start. The init opens it for write, which
+//! blocks until `start` opens it for read; the init then writes `0`, runs the startContainer
+//! hooks and execs the user program. The write end is close-on-exec, so `start` reads EOF once
+//! the exec succeeded, or an error text if a hook or the exec failed.
+
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::fcntl::{open, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::stat::Mode;
+
+use super::{sys, ProcessError};
+
+/// Make the fifo (mode 0622, as runc does).
+pub fn create(path: &Path) -> Result<(), ProcessError> {
+    nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o622)).map_err(sys(format!("mkfifo {}", path.display())))?;
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        Mode::from_bits_truncate(0o622),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(sys(format!("chmod {}", path.display())))
+}
+
+/// In the init, before pivot_root: an O_PATH fd of the fifo, reopened later through procfs.
+pub fn open_path(path: &Path) -> Result<OwnedFd, ProcessError> {
+    open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys(format!("open {}", path.display())))
+}
+
+/// In the init: block until `start` opens the fifo, through `proc` (an fd of the host's
+/// /proc opened before pivot_root, so that this works whatever the container mounts).
+pub fn wait_for_start(proc: BorrowedFd<'_>, fifo: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
+    let path = format!("self/fd/{}", fifo.as_raw_fd());
+    loop {
+        match nix::fcntl::openat(proc, path.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+            Err(nix::Error::EINTR) => continue,
+            r => return r,
+        }
+    }
+}
+
+/// In `start`: release the init waiting on `path` and report whether it went on to exec
+/// the user program. `pid` is the init; if it dies before opening the fifo, this fails instead
+/// of blocking forever.
+pub fn release(path: &Path, pid: i32) -> Result<(), ProcessError> {
+    let fifo = open(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(sys(format!("open {}", path.display())))?;
+    let pidfd = crate::sys::pidfd_open(pid).map_err(sys(format!("pidfd_open {pid}")))?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let mut fds = [
+            PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(sys("poll exec fifo")(e)),
+            Ok(_) => {}
+        }
+        let fifo_ev = fds[0].revents().unwrap_or(PollFlags::empty());
+        let died = fds[1].revents().is_some_and(|r| !r.is_empty());
+        if fifo_ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP) {
+            match nix::unistd::read(fifo.as_fd(), &mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(nix::Error::EAGAIN) | Err(nix::Error::EINTR) => {}
+                Err(e) => return Err(sys("read exec fifo")(e)),
+            }
+            continue;
+        }
+        if died {
+            // Drain what the init may have written just before dying.
+            if let Ok(dup) = fifo.try_clone() {
+                let mut f = std::fs::File::from(dup);
+                let _ = f.read_to_end(&mut got);
+            }
+            if got.is_empty() {
+                return Err(ProcessError::Init("the container's init exited before start".into()));
+            }
+            break;
+        }
+    }
+    match got.split_first() {
+        Some((b'0', [])) => Ok(()),
+        Some((b'0', rest)) => Err(ProcessError::Init(String::from_utf8_lossy(rest).into_owned())),
+        _ => Err(ProcessError::Init("the container's init exited before start".into())),
+    }
+}
+
+/// Used by the init to report a failure after the fifo was opened.
+pub fn report(fifo: &OwnedFd, msg: &str) {
+    let _ = nix::unistd::write(fifo, msg.as_bytes());
+}
+
+/// An fd of the host's /proc, checked to be a real procfs.
+pub fn open_proc() -> Result<OwnedFd, ProcessError> {
+    let fd = open("/proc", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(sys("open /proc"))?;
+    let fs = nix::sys::statfs::fstatfs(fd.as_fd()).map_err(sys("statfs /proc"))?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(ProcessError::Invalid("/proc is not a procfs".into()));
+    }
+    Ok(fd)
+}

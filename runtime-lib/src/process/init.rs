@@ -1,0 +1,209 @@
+//! The child side of create: the stage (joins and creates namespaces) and the init (builds the
+//! container and waits for start). Runs in a forked copy of the runtime: only prepared data,
+//! plain syscalls, no locks another thread of the parent could hold. Every failure is sent to
+//! the runtime as text and ends the process.
+
+use std::convert::Infallible;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::channel::{Channel, Msg};
+use super::{fifo, InitPlan};
+use crate::sys::{exit_now, fork, Fork};
+
+/// Context for the messages of the child: "step: cause".
+trait Step<T> {
+    fn step(self, what: &str) -> Result<T, String>;
+}
+
+impl<T, E: std::fmt::Display> Step<T> for Result<T, E> {
+    fn step(self, what: &str) -> Result<T, String> {
+        self.map_err(|e| format!("{what}: {e}"))
+    }
+}
+
+/// What the runtime hands to the forked child besides the plan.
+pub struct ChildIo<'a> {
+    pub chan: Channel,
+    pub fifo_path: &'a Path,
+    pub console: Option<OwnedFd>,
+    /// Whether the runtime has prestart/createRuntime hooks to run mid-way.
+    pub runtime_hooks: bool,
+}
+
+/// Entry point of the forked child. Never returns.
+pub fn run(plan: &InitPlan, io: ChildIo<'_>) -> ! {
+    let result = stage(plan, &io);
+    let msg = match result {
+        Ok(never) => match never {},
+        Err(msg) => msg,
+    };
+    let _ = io.chan.send(&Msg::Error(msg));
+    exit_now(1)
+}
+
+fn expect(chan: &Channel, want: Msg) -> Result<(), String> {
+    match chan.recv().step("wait for runtime")? {
+        m if m == want => Ok(()),
+        Msg::Error(e) => Err(e),
+        other => Err(format!("sync: expected {want:?}, got {other:?}")),
+    }
+}
+
+/// The stage: namespaces, then (for a pid or time namespace) the fork of the init.
+fn stage(plan: &InitPlan, io: &ChildIo<'_>) -> Result<Infallible, String> {
+    nix::sys::prctl::set_dumpable(false).step("prctl(PR_SET_DUMPABLE)")?;
+    expect(&io.chan, Msg::Go)?;
+    plan.ns.join_all().step("namespaces")?;
+    plan.ns.unshare_all().step("namespaces")?;
+    if plan.ns.creates(LinuxNamespaceType::User) {
+        io.chan.send(&Msg::NeedMaps).step("sync")?;
+        expect(&io.chan, Msg::MapsDone)?;
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).step("setresgid(0) in user namespace")?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).step("setresuid(0) in user namespace")?;
+    }
+    if !plan.ns.time_offsets.is_empty() {
+        std::fs::write("/proc/self/timens_offsets", plan.ns.time_offsets.as_bytes()).step("write timens_offsets")?;
+    }
+    if plan.ns.needs_fork() {
+        match fork().step("fork init")? {
+            Fork::Parent(pid) => {
+                let _ = io.chan.send(&Msg::Pid(pid));
+                exit_now(0)
+            }
+            Fork::Child => {}
+        }
+    } else {
+        io.chan.send(&Msg::Pid(nix::unistd::getpid().as_raw())).step("sync")?;
+    }
+    init(plan, io)
+}
+
+/// The init: the container itself, up to the exec of the user program.
+fn init(plan: &InitPlan, io: &ChildIo<'_>) -> Result<Infallible, String> {
+    let p = &plan.process;
+    nix::unistd::setsid().step("setsid")?;
+    let proc = fifo::open_proc().step("open /proc")?;
+    let fifo_fd = fifo::open_path(io.fifo_path).step("exec fifo")?;
+    let (creating, created) = match io.chan.recv().step("wait for runtime")? {
+        Msg::States(a, b) => (a, b),
+        Msg::Error(e) => return Err(e),
+        other => return Err(format!("sync: expected the state, got {other:?}")),
+    };
+
+    let in_userns = plan.ns.has(LinuxNamespaceType::User);
+    let _root = plan
+        .rootfs
+        .prepare(in_userns, plan.ns.creates(LinuxNamespaceType::Cgroup))
+        .step("rootfs")?;
+    if io.runtime_hooks {
+        io.chan.send(&Msg::RunHooks).step("sync")?;
+        expect(&io.chan, Msg::HooksDone)?;
+    }
+    crate::hooks::run_hooks("createContainer", &plan.create_container_hooks, &creating).step("hooks")?;
+
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).step("sethostname")?;
+    }
+    if let Some(d) = &plan.domainname {
+        crate::sys::setdomainname(d.as_bytes()).step("setdomainname")?;
+    }
+    for (key, value) in &plan.sysctl {
+        write_proc(&proc, &Path::new("sys").join(key), value).step(&format!("sysctl {}", key.display()))?;
+    }
+    if let Some(adj) = p.oom_score_adj {
+        write_proc(&proc, Path::new("self/oom_score_adj"), &adj.to_string()).step("oom_score_adj")?;
+    }
+
+    crate::rootfs::pivot(&plan.rootfs.rootfs, plan.rootfs.no_pivot).step("rootfs")?;
+    if p.terminal {
+        let sock = io.console.as_ref().ok_or("terminal: no console socket")?;
+        let slave = crate::tty::setup_console(sock.as_fd()).step("terminal")?;
+        crate::tty::set_controlling(slave).step("terminal")?;
+    }
+    plan.rootfs.finalize().step("rootfs")?;
+
+    p.rlimits.apply().step("rlimits")?;
+    if !plan.no_new_keyring {
+        let name = std::ffi::CString::new(format!("_ses.{}", plan.id)).step("keyring")?;
+        // Kernels without keyrings (or with them restricted by seccomp) are not an error,
+        // as for runc: the session keyring is a hardening, not part of the spec.
+        match crate::sys::join_session_keyring(&name) {
+            Ok(()) | Err(nix::Error::ENOSYS) | Err(nix::Error::EPERM) | Err(nix::Error::EACCES) => {}
+            Err(e) => return Err(format!("join session keyring: {e}")),
+        }
+    }
+    if let Some(mask) = p.umask {
+        nix::sys::stat::umask(Mode::from_bits_truncate(mask));
+    }
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the user's capability
+    // sets may not keep: load it now, while the runtime still has it.
+    if !p.no_new_privileges {
+        if let Some(s) = &plan.seccomp {
+            s.load().step("seccomp")?;
+        }
+    }
+    p.caps.drop_bounding().step("capabilities")?;
+    crate::security::switch_user(p.uid, p.gid, &p.additional_gids, true).step("user")?;
+    p.caps.apply().step("capabilities")?;
+    chdir_inside(&p.cwd).step(&format!("cwd {}", p.cwd.display()))?;
+    let exe = super::find_executable(&p.args[0], &p.path_dirs)?;
+    if p.no_new_privileges {
+        crate::security::set_no_new_privs().step("no_new_privileges")?;
+    }
+
+    // Only stdio and the preserved fds reach the user program.
+    let first_closed = 3 + plan.preserve_fds;
+    for fd in 3..first_closed {
+        crate::sys::clear_cloexec(fd as i32).step(&format!("preserve fd {fd}"))?;
+    }
+    crate::sys::cloexec_from(first_closed).step("close_range")?;
+    crate::sys::reset_signals();
+
+    io.chan.send(&Msg::Ready).step("sync")?;
+    let w = fifo::wait_for_start(proc.as_fd(), fifo_fd.as_fd()).step("open exec fifo")?;
+    drop(fifo_fd);
+    drop(proc);
+    let fail = |msg: String, code: i32| -> ! {
+        fifo::report(&w, &msg);
+        exit_now(code)
+    };
+    if let Err(e) = nix::unistd::write(&w, b"0") {
+        fail(format!("write exec fifo: {e}"), 1);
+    }
+    if let Err(e) = crate::hooks::run_hooks("startContainer", &plan.start_container_hooks, &created) {
+        fail(e.to_string(), 1);
+    }
+    if p.no_new_privileges {
+        if let Some(s) = &plan.seccomp {
+            if let Err(e) = s.load() {
+                fail(format!("seccomp: {e}"), 1);
+            }
+        }
+    }
+    let errno = crate::sys::execve(&exe, &p.args, &p.env);
+    fail(format!("exec {:?}: {errno}", exe), 127)
+}
+
+/// Write `value` to a file of the host's /proc (opened before pivot_root and checked to be
+/// procfs), so that nothing the container mounts can redirect the write.
+fn write_proc(proc: &OwnedFd, rel: &Path, value: &str) -> Result<(), nix::Error> {
+    let fd = nix::fcntl::openat(proc.as_fd(), rel, OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())?;
+    let fs = nix::sys::statfs::fstatfs(fd.as_fd())?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(nix::Error::EXDEV);
+    }
+    nix::unistd::write(&fd, value.as_bytes()).map(drop)
+}
+
+/// chdir to the process cwd, resolved inside the container's root (no magic links, no escape).
+fn chdir_inside(cwd: &Path) -> Result<(), nix::Error> {
+    let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let fd = crate::rootfs::paths::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    nix::unistd::fchdir(fd.as_fd())
+}

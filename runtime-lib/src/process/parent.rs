@@ -1,0 +1,266 @@
+//! The runtime side of create.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::channel::{self, Msg};
+use super::init::{self, ChildIo};
+use super::{fifo, sys, CreateOptions, InitPlan, ProcessError};
+use crate::bundle::{validate_id, Bundle};
+use crate::cgroups::{self, CgroupManager};
+use crate::error::{Context, Result, Step};
+use crate::state::{self, Saved, StateDir, Status};
+use crate::sys::{fork, Fork};
+
+/// What to undo if create fails half-way: processes, the cgroup, the state dir.
+struct Undo {
+    dir: Option<StateDir>,
+    stage: Option<i32>,
+    init: Option<i32>,
+    cgroup: Option<Box<dyn CgroupManager>>,
+}
+
+impl Undo {
+    fn disarm(mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.stage = None;
+        self.init = None;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(pid) = self.init.take() {
+            kill_and_wait(pid, self.stage != Some(pid));
+        }
+        if let Some(pid) = self.stage.take() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(mut cg) = self.cgroup.take() {
+            if let Ok(pids) = cg.pids() {
+                for p in pids {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
+            }
+            if let Err(e) = cg.destroy() {
+                tracing::warn!("cleanup: {e}");
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            if let Err(e) = dir.remove() {
+                tracing::warn!("cleanup: {e}");
+            }
+        }
+    }
+}
+
+/// SIGKILL `pid` and wait until it is gone (reaping it if it is our child).
+pub(crate) fn kill_and_wait(pid: i32, not_our_child: bool) {
+    let pidfd = crate::sys::pidfd_open(pid).ok();
+    match &pidfd {
+        Some(fd) => {
+            let _ = crate::sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+        }
+        None => return,
+    }
+    if !not_our_child {
+        let _ = waitpid(Pid::from_raw(pid), None);
+        return;
+    }
+    if let Some(fd) = pidfd {
+        wait_pidfd(&fd, Duration::from_secs(10));
+    }
+}
+
+/// Wait until the process behind `pidfd` exits, at most `timeout`.
+pub(crate) fn wait_pidfd(pidfd: &OwnedFd, timeout: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) if left.is_zero() => return false,
+            Err(nix::Error::EINTR) | Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn check_preserved_fds(n: u32) -> std::result::Result<(), ProcessError> {
+    for fd in 3..3 + n as i32 {
+        if !crate::sys::fd_is_open(fd) {
+            return Err(ProcessError::Invalid(format!("--preserve-fds: fd {fd} is not open")));
+        }
+    }
+    Ok(())
+}
+
+/// Create container `id` from `bundle` with its state under `root`. Returns once the init is
+/// set up and blocked on the exec fifo.
+pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Result<Saved> {
+    let step = Step::Create;
+    // Everything that can be checked is checked before the first side effect.
+    validate_id(id).ctx(id, step)?;
+    check_preserved_fds(opts.preserve_fds).ctx(id, step)?;
+    let plan = InitPlan::build(id, &bundle, opts).map_err(|k| crate::Error::new(id, step, k))?;
+    let linux = bundle.spec.linux().as_ref();
+    let cgroup_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+    let cgroup_cfg = cgroups::resolve(cgroup_path.as_deref(), id, opts.systemd_cgroup).ctx(id, step)?;
+    let resources = linux.and_then(|l| l.resources().clone());
+    let console: Option<OwnedFd> = match &opts.console_socket {
+        Some(p) => Some(
+            UnixStream::connect(p)
+                .map_err(|source| ProcessError::Io {
+                    what: format!("console socket {}", p.display()),
+                    source,
+                })
+                .ctx(id, step)?
+                .into(),
+        ),
+        None => None,
+    };
+    let hooks = bundle.spec.hooks().clone();
+    let prestart = hooks.as_ref().and_then(|h| h.prestart().clone()).unwrap_or_default();
+    let create_runtime = hooks.as_ref().and_then(|h| h.create_runtime().clone()).unwrap_or_default();
+    let mut saved = Saved {
+        oci_version: bundle.spec.version().clone(),
+        id: id.to_string(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        created: state::now_rfc3339(),
+        owner: state::user_name(nix::unistd::geteuid().as_raw()),
+        cgroup: Some(cgroup_cfg.clone()),
+        hooks,
+        own_pid_ns: plan.ns.creates(oci_spec::runtime::LinuxNamespaceType::Pid),
+    };
+
+    // Side effects from here on; `undo` reverts them unless create succeeds.
+    let dir = StateDir::create(root, id).ctx(id, step)?;
+    let mut undo = Undo {
+        dir: None,
+        stage: None,
+        init: None,
+        cgroup: None,
+    };
+    let fifo_path = dir.fifo();
+    let lock_fd = dir.as_fd().as_raw_fd();
+    undo.dir = Some(dir);
+    let dir = undo.dir.as_ref().expect("state dir");
+    fifo::create(&fifo_path).ctx(id, step)?;
+    dir.save(&saved).ctx(id, step)?;
+    let (chan, child_chan) = channel::pair().map_err(sys("socketpair")).ctx(id, step)?;
+
+    let stage = match fork().map_err(sys("fork")).ctx(id, step)? {
+        Fork::Child => {
+            crate::sys::close_inherited(lock_fd);
+            crate::sys::close_inherited(chan.as_raw());
+            init::run(
+                &plan,
+                ChildIo {
+                    chan: child_chan,
+                    fifo_path: &fifo_path,
+                    console,
+                    runtime_hooks: !prestart.is_empty() || !create_runtime.is_empty(),
+                },
+            )
+        }
+        Fork::Parent(pid) => pid,
+    };
+    drop(child_chan);
+    drop(console);
+    undo.stage = Some(stage);
+
+    let mut cg = cgroups::manager(&cgroup_cfg).ctx(id, step)?;
+    let applied = cg.apply(stage);
+    undo.cgroup = Some(cg);
+    applied.ctx(id, step)?;
+    if let Some(r) = &resources {
+        undo.cgroup.as_mut().expect("cgroup").set(r).ctx(id, step)?;
+    }
+    chan.send(&Msg::Go).map_err(ProcessError::from).ctx(id, step)?;
+
+    let fail = |e: ProcessError| crate::Error::new(id, step, e);
+    loop {
+        let msg = match chan.recv() {
+            Ok(m) => m,
+            Err(channel::ChannelError::Closed) => {
+                return Err(fail(ProcessError::Init(format!(
+                    "exited during setup ({})",
+                    exit_description(undo.stage.take(), undo.init)
+                ))))
+            }
+            Err(e) => return Err(fail(e.into())),
+        };
+        match msg {
+            Msg::NeedMaps => {
+                crate::namespaces::write_id_maps(stage, &plan.ns.uid_map, &plan.ns.gid_map).ctx(id, step)?;
+                chan.send(&Msg::MapsDone).map_err(|e| fail(e.into()))?;
+            }
+            Msg::Pid(pid) => {
+                undo.init = Some(pid);
+                if pid != stage {
+                    // The stage forked the init and exits: reap it.
+                    let _ = waitpid(Pid::from_raw(stage), None);
+                    undo.stage = None;
+                }
+                saved.pid = pid;
+                saved.pid_start = crate::sys::proc_start_time(pid)
+                    .map(|(s, _)| s)
+                    .ok_or_else(|| fail(ProcessError::Init("exited during setup".into())))?;
+                let creating = serde_json::to_vec(&saved.oci_state(Status::Creating)).unwrap_or_default();
+                let created = serde_json::to_vec(&saved.oci_state(Status::Created)).unwrap_or_default();
+                chan.send(&Msg::States(creating, created)).map_err(|e| fail(e.into()))?;
+            }
+            Msg::RunHooks => {
+                let st = serde_json::to_vec(&saved.oci_state(Status::Creating)).unwrap_or_default();
+                crate::hooks::run_hooks("prestart", &prestart, &st).ctx(id, step)?;
+                crate::hooks::run_hooks("createRuntime", &create_runtime, &st).ctx(id, step)?;
+                chan.send(&Msg::HooksDone).map_err(|e| fail(e.into()))?;
+            }
+            Msg::Ready => break,
+            Msg::Error(e) => return Err(fail(ProcessError::Init(e))),
+            other => return Err(fail(ProcessError::Init(format!("unexpected message {other:?}")))),
+        }
+    }
+    dir.save(&saved).ctx(id, step)?;
+    if let Some(pf) = &opts.pid_file {
+        state::write_atomic(pf, saved.pid.to_string().as_bytes(), 0o644)
+            .map_err(|source| ProcessError::Io {
+                what: format!("pid file {}", pf.display()),
+                source,
+            })
+            .ctx(id, step)?;
+    }
+    undo.disarm();
+    Ok(saved)
+}
+
+/// How the stage (our child) ended, for the error message.
+fn exit_description(stage: Option<i32>, init: Option<i32>) -> String {
+    let Some(pid) = stage else {
+        return match init {
+            Some(p) => format!("init pid {p}"),
+            None => "no status".into(),
+        };
+    };
+    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::empty())) {
+        Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
+        Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => format!("wait: {e}"),
+    }
+}

@@ -1,0 +1,208 @@
+//! The `cgroup` mount inside the container. On a pure cgroup-v2 host it is a cgroup2 mount; on
+//! a v1 or hybrid host it is a tmpfs holding one mount per host hierarchy, each showing only the
+//! container's own subtree (a fresh cgroup mount in a new cgroup namespace, else a bind of the
+//! container's directory), as runc lays it out.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::mount::{mount, MsFlags};
+
+use super::mounts::{remount_bind, MountPlan};
+use super::paths::{fd_path, mkdir_all_in_root, open_in_root, parent_in_root};
+use super::RootfsError;
+
+/// One cgroup hierarchy mounted on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// Its directory name under the cgroup root, e.g. `cpu,cpuacct` or `unified`.
+    pub name: String,
+    /// Its mount point on the host.
+    pub mountpoint: PathBuf,
+    /// `cgroup` or `cgroup2`.
+    pub fstype: String,
+    /// The controller options to mount it again, e.g. `cpu,cpuacct` or `name=systemd`.
+    pub options: String,
+}
+
+/// The host's cgroup layout, read before the clone.
+#[derive(Debug, Clone, Default)]
+pub struct HostCgroups {
+    /// True when /sys/fs/cgroup itself is cgroup2.
+    pub unified: bool,
+    pub hierarchies: Vec<Hierarchy>,
+    /// Symlinks in /sys/fs/cgroup, e.g. `cpu -> cpu,cpuacct`.
+    pub links: Vec<(String, PathBuf)>,
+}
+
+const ROOT: &str = "/sys/fs/cgroup";
+
+impl HostCgroups {
+    pub fn read() -> HostCgroups {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        Self::parse(&info, |name| std::fs::read_link(Path::new(ROOT).join(name)).ok())
+    }
+
+    fn parse(mountinfo: &str, link: impl Fn(&str) -> Option<PathBuf>) -> HostCgroups {
+        let mut host = HostCgroups::default();
+        let mut names = Vec::new();
+        for line in mountinfo.lines() {
+            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let mountpoint = left.split(' ').nth(4).unwrap_or("");
+            let mut r = right.split(' ');
+            let fstype = r.next().unwrap_or("");
+            let super_opts = r.nth(1).unwrap_or("");
+            if fstype != "cgroup" && fstype != "cgroup2" {
+                continue;
+            }
+            if mountpoint == ROOT && fstype == "cgroup2" {
+                host.unified = true;
+                continue;
+            }
+            let Some(name) = mountpoint.strip_prefix("/sys/fs/cgroup/") else { continue };
+            if name.contains('/') {
+                continue;
+            }
+            let options = super_opts
+                .split(',')
+                .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent") && *o != "nsdelegate")
+                .collect::<Vec<_>>()
+                .join(",");
+            names.push(name.to_string());
+            host.hierarchies.push(Hierarchy {
+                name: name.to_string(),
+                mountpoint: PathBuf::from(mountpoint),
+                fstype: fstype.to_string(),
+                options,
+            });
+        }
+        // Controllers that share a hierarchy appear as symlinks (cpu -> cpu,cpuacct).
+        for h in &host.hierarchies {
+            if !h.name.contains(',') {
+                continue;
+            }
+            for part in h.name.split(',') {
+                if !names.iter().any(|n| n == part) {
+                    if let Some(target) = link(part) {
+                        host.links.push((part.to_string(), target));
+                    }
+                }
+            }
+        }
+        host
+    }
+}
+
+/// The container's path in each hierarchy, from the init's own /proc/self/cgroup (it is in its
+/// cgroup before it mounts anything).
+fn own_cgroup_paths() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let _id = f.next()?;
+            let ctrls = f.next()?.to_string();
+            let path = f.next()?.to_string();
+            Some((ctrls, path))
+        })
+        .collect()
+}
+
+/// Mount the `cgroup` entry `m` inside `root`.
+pub fn mount_cgroup(
+    root: BorrowedFd<'_>,
+    m: &MountPlan,
+    host: &HostCgroups,
+    new_cgroupns: bool,
+) -> Result<(), RootfsError> {
+    let dest = &m.destination;
+    let flags = m.options.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    let err = |step: &'static str, dest: &Path| {
+        let dest = dest.to_path_buf();
+        move |source: nix::Error| RootfsError::Mount { step, dest, source }
+    };
+    if host.unified {
+        let target = mkdir_all_in_root(root, dest).map_err(err("create mount point", dest))?;
+        return mount(Some("cgroup2"), fd_path(&target).as_str(), Some("cgroup2"), flags, None::<&str>)
+            .map_err(err("mount cgroup2", dest));
+    }
+    let target = mkdir_all_in_root(root, dest).map_err(err("create mount point", dest))?;
+    mount(
+        Some("tmpfs"),
+        fd_path(&target).as_str(),
+        Some("tmpfs"),
+        flags & !MsFlags::MS_RDONLY,
+        Some("mode=755"),
+    )
+    .map_err(err("mount cgroup tmpfs", dest))?;
+    let own = own_cgroup_paths();
+    for h in &host.hierarchies {
+        let sub = dest.join(&h.name);
+        let point = mkdir_all_in_root(root, &sub).map_err(err("create mount point", &sub))?;
+        if new_cgroupns {
+            let data = (!h.options.is_empty()).then_some(h.options.as_str());
+            mount(Some(h.fstype.as_str()), fd_path(&point).as_str(), Some(h.fstype.as_str()), flags, data)
+                .map_err(err("mount cgroup", &sub))?;
+        } else {
+            let rel = own
+                .iter()
+                .find(|(c, _)| {
+                    if h.fstype == "cgroup2" {
+                        c.is_empty()
+                    } else {
+                        !c.is_empty() && c.split(',').all(|x| h.options.split(',').any(|o| o == x))
+                    }
+                })
+                .map(|(_, p)| p.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            let source = h.mountpoint.join(rel);
+            mount(Some(&source), fd_path(&point).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(err("bind cgroup", &sub))?;
+            let top = open_in_root(root, &sub, OFlag::O_PATH).map_err(err("reopen", &sub))?;
+            remount_bind(top.as_fd(), flags).map_err(err("remount cgroup", &sub))?;
+        }
+    }
+    for (name, target) in &host.links {
+        let link = dest.join(name);
+        let (parent, name) = parent_in_root(root, &link).map_err(err("symlink", &link))?;
+        match nix::unistd::symlinkat(target.as_path(), parent.as_fd(), name.as_c_str()) {
+            Ok(()) | Err(nix::Error::EEXIST) => {}
+            Err(e) => return Err(err("symlink", &link)(e)),
+        }
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        let top = open_in_root(root, dest, OFlag::O_PATH).map_err(err("reopen", dest))?;
+        remount_bind(top.as_fd(), flags).map_err(err("remount cgroup tmpfs", dest))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hybrid_layout() {
+        let info = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate";
+        let h = HostCgroups::parse(info, |n| Some(PathBuf::from(format!("{n}-target"))));
+        assert!(!h.unified);
+        let names: Vec<_> = h.hierarchies.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["cpu,cpuacct", "systemd", "unified"]);
+        assert_eq!(h.hierarchies[0].options, "cpu,cpuacct");
+        assert_eq!(h.hierarchies[1].options, "xattr,name=systemd");
+        assert_eq!(h.hierarchies[2].options, "");
+        assert_eq!(h.links.len(), 2);
+    }
+
+    #[test]
+    fn unified_layout() {
+        let info = "30 23 0:27 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate";
+        let h = HostCgroups::parse(info, |_| None);
+        assert!(h.unified);
+        assert!(h.hierarchies.is_empty());
+    }
+}

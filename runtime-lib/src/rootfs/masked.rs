@@ -1,0 +1,79 @@
+//! Masked and readonly paths, applied after pivot_root.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{fstat, major, minor, SFlag};
+
+use super::mounts::remount_bind;
+use super::paths::{fd_path, open_in_root};
+use super::RootfsError;
+
+fn err(step: &'static str, path: &Path) -> impl FnOnce(nix::Error) -> RootfsError {
+    let dest = path.to_path_buf();
+    move |source| RootfsError::Mount { step, dest, source }
+}
+
+/// Open the container's /dev/null and check that it really is the null device (1:3): a
+/// container must not be able to make us bind a file of its choosing over a masked path.
+fn verified_dev_null(root: BorrowedFd<'_>) -> Result<OwnedFd, RootfsError> {
+    let path = Path::new("/dev/null");
+    let fd = open_in_root(root, path, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(err("open", path))?;
+    let st = fstat(fd.as_fd()).map_err(err("stat", path))?;
+    let is_chr = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+    if !is_chr || major(st.st_rdev) != 1 || minor(st.st_rdev) != 3 {
+        return Err(RootfsError::Invalid("/dev/null in the container is not the null device".into()));
+    }
+    Ok(fd)
+}
+
+/// Hide each path: a read-only empty tmpfs over a directory, /dev/null over anything else.
+/// Paths that do not exist are skipped.
+pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let null = verified_dev_null(root)?;
+    for p in paths {
+        let fd = match open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(nix::Error::ENOENT) => continue,
+            Err(e) => return Err(err("open masked path", p)(e)),
+        };
+        let meta = std::fs::metadata(fd_path(&fd)).map_err(|e| RootfsError::Invalid(format!("masked path {}: {e}", p.display())))?;
+        let target = fd_path(&fd);
+        if meta.is_dir() {
+            mount(Some("tmpfs"), target.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
+                .map_err(err("mask", p))?;
+        } else {
+            mount(Some(fd_path(&null).as_str()), target.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(err("mask", p))?;
+        }
+    }
+    Ok(())
+}
+
+/// Make each path read-only with a bind mount onto itself. Missing paths are skipped.
+pub fn make_readonly(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> {
+    for p in paths {
+        let fd = match open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(nix::Error::ENOENT) => continue,
+            Err(e) => return Err(err("open readonly path", p)(e)),
+        };
+        let target = fd_path(&fd);
+        mount(
+            Some(target.as_str()),
+            target.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(err("bind readonly path", p))?;
+        let top = open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(err("reopen", p))?;
+        remount_bind(top.as_fd(), MsFlags::MS_RDONLY | MsFlags::MS_REC).map_err(err("remount readonly", p))?;
+    }
+    Ok(())
+}
