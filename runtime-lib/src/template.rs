@@ -232,9 +232,6 @@ mod tests {
     fn template_oci_version_is_the_reference_value() {
         let spec = default_spec(false);
         assert_eq!(spec.version(), TEMPLATE_OCI_VERSION);
-        assert_eq!(
-            fixture(FIXTURE)["ociVersion"],
-            json!(TEMPLATE_OCI_VERSION)
-        );
+        assert_eq!(fixture(FIXTURE)["ociVersion"], json!(TEMPLATE_OCI_VERSION));
     }
 }

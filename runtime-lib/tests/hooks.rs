@@ -297,3 +297,37 @@ fn hooks_non_executable_reports_eacces() {
 fn hooks_empty_list_is_ok() {
     run_hooks("prestart", &[], b"{}").unwrap();
 }
+
+/// In a freshly forked child whose SIGPIPE has the default action (as in a program that does not
+/// ignore it), a hook that closes its stdin early must yield EPIPE, not kill the runtime.
+#[test]
+fn hooks_epipe_in_forked_child_with_default_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+
+    let dir = Scratch::new("sigpipe");
+    let out = dir.path("ran");
+    let hook = with_timeout(sh_hook("exec 0<&-; echo ran > \"$OUT\"; sleep 1", &out), 10);
+    // Far more than a pipe holds, so the write must meet the closed read end.
+    let state = vec![b's'; 4 << 20];
+    // SAFETY: the child only runs the hook (fork, exec, poll, read, write; glibc's fork keeps
+    // malloc usable) and leaves with _exit, never returning into the test harness.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            // SAFETY: restoring the default action installs no handler code.
+            let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+            let code = match run_hooks("prestart", &[hook], &state) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            // SAFETY: _exit ends the child without running the harness's atexit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            let status = waitpid(child, None).unwrap();
+            assert_eq!(status, WaitStatus::Exited(child, 0), "child: {status:?}");
+            assert_eq!(fs::read_to_string(&out).unwrap(), "ran\n");
+        }
+    }
+}
