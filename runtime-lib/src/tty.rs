@@ -2,7 +2,7 @@
 //!
 //! Inside the container (after `pivot_root`) [`setup_console`] opens a pty through `/dev/ptmx`,
 //! bind-mounts the slave onto `/dev/console`, sends the master over the console socket with
-//! SCM_RIGHTS (the data bytes are the pty's name, e.g. `/dev/pts/0`, as clients expect) and
+//! SCM_RIGHTS (the data bytes are [`MASTER_MESSAGE`], as the reference runtime sends) and
 //! returns the slave, which [`set_controlling`] then makes the controlling terminal and stdio.
 //!
 //! On the runtime side, for a foreground `run` with a terminal and no console socket of the
@@ -28,6 +28,11 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::stat::{fchmod, fstat, Mode, SFlag};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
+
+/// The bytes sent along with the master on the console socket. The reference runtime sends the
+/// path it opened the master through (its file name), which is this; clients use it only to name
+/// the received file.
+pub const MASTER_MESSAGE: &[u8] = b"/dev/ptmx";
 
 /// Longest pty name accepted from the console socket.
 const MAX_NAME: usize = 4096;
@@ -97,7 +102,7 @@ pub fn setup_console(socket: BorrowedFd<'_>) -> Result<OwnedFd, TtyError> {
 pub fn setup_console_at(dev: BorrowedFd<'_>, socket: BorrowedFd<'_>) -> Result<OwnedFd, TtyError> {
     let pty = open_pty(dev)?;
     mount_console(dev, pty.slave.as_fd())?;
-    send_fd(socket, pty.name.as_bytes(), pty.master.as_fd())?;
+    send_fd(socket, MASTER_MESSAGE, pty.master.as_fd())?;
     // The master now lives on in the receiver; ours is closed here.
     drop(pty.master);
     Ok(pty.slave)

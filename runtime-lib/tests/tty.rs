@@ -270,14 +270,14 @@ fn tty_setup_console_on_private_devpts() {
         .unwrap();
         let slave = setup_console_at(dev_fd.as_fd(), ours.as_fd()).map_err(|e| e.to_string())?;
         let (master, name) = recv_fd(theirs.as_fd()).map_err(|e| e.to_string())?;
-        // First pty of a new devpts instance.
-        assert_eq!(name, b"/dev/pts/0");
+        assert_eq!(name, casulo::tty::MASTER_MESSAGE);
 
         // /dev/console is now the pty slave.
         let console_meta = fs::metadata(dev.join("console")).unwrap();
         assert!(console_meta.file_type().is_char_device());
         let slave_st = nix::sys::stat::fstat(&slave).unwrap();
         assert_eq!(console_meta.rdev(), slave_st.st_rdev);
+        // First pty of a new devpts instance.
         assert_eq!(
             fs::metadata(dev.join("pts/0")).unwrap().rdev(),
             slave_st.st_rdev
