@@ -230,7 +230,9 @@ fn supervise(
     timeout: Option<i64>,
 ) -> Result<Supervised, (&'static str, Errno)> {
     let start = Instant::now();
-    let deadline = timeout.map(|secs| start + Duration::from_secs(secs as u64));
+    // A deadline past what the clock can represent is no deadline at all.
+    let deadline =
+        timeout.and_then(|secs| start.checked_add(Duration::from_secs(secs.unsigned_abs())));
 
     let mut stdin: Option<OwnedFd> = child.stdin.take().map(OwnedFd::from);
     let mut stderr: Option<OwnedFd> = child.stderr.take().map(OwnedFd::from);

@@ -200,6 +200,15 @@ fn hooks_timeout_kills_the_hook() {
 }
 
 #[test]
+fn hooks_huge_timeout_is_accepted() {
+    let dir = Scratch::new("hugetimeout");
+    let out = dir.path("ran");
+    let hook = with_timeout(sh_hook("echo ran > \"$OUT\"", &out), i64::MAX);
+    run_hooks("prestart", &[hook], b"{}").unwrap();
+    assert_eq!(fs::read_to_string(&out).unwrap(), "ran\n");
+}
+
+#[test]
 fn hooks_timeout_must_be_positive() {
     let dir = Scratch::new("badtimeout");
     let out = dir.path("ran");
