@@ -24,6 +24,7 @@ pub mod process;
 pub mod rootfs;
 pub mod security;
 pub mod state;
+pub mod template;
 pub(crate) mod sys;
 pub mod tty;
 
