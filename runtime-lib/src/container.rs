@@ -93,14 +93,25 @@ impl ContainerBuilder {
         self
     }
 
-    /// Create the container: it exists, its init is set up and waits for [`Container::start`].
-    pub fn create(self) -> Result<Container> {
-        let id = self.id.clone();
-        let bundle = match self.spec {
-            Some(spec) => Bundle::from_spec(std::path::absolute(&self.bundle).unwrap_or(self.bundle), spec),
+    /// Load and validate the bundle (config.json, or the spec given), without creating
+    /// anything.
+    pub fn load_bundle(&self) -> Result<Bundle> {
+        match &self.spec {
+            Some(spec) => Bundle::from_spec(std::path::absolute(&self.bundle).unwrap_or(self.bundle.clone()), spec.clone()),
             None => Bundle::load(&self.bundle),
         }
-        .ctx(&id, Step::Create)?;
+        .ctx(&self.id, Step::Create)
+    }
+
+    /// Create the container: it exists, its init is set up and waits for [`Container::start`].
+    pub fn create(self) -> Result<Container> {
+        let bundle = self.load_bundle()?;
+        self.create_from(bundle)
+    }
+
+    /// Create the container from a bundle loaded with [`ContainerBuilder::load_bundle`].
+    pub fn create_from(self, bundle: Bundle) -> Result<Container> {
+        let id = self.id.clone();
         let saved = parent::create(&id, &self.root, bundle, &self.opts)?;
         Ok(Container { root: self.root, saved })
     }
@@ -262,7 +273,13 @@ impl Container {
     /// The caller must have blocked those signals before create
     /// ([`crate::process::foreground::block_signals`]).
     pub fn wait_forwarding_signals(&self) -> Result<i32> {
-        crate::process::foreground::wait(self.saved.pid, true)
+        self.wait_forwarding_signals_with(None)
+    }
+
+    /// [`Container::wait_forwarding_signals`], calling `on_winch` on SIGWINCH instead of
+    /// forwarding it (for a caller that proxies the container's terminal).
+    pub fn wait_forwarding_signals_with(&self, on_winch: Option<&dyn Fn()>) -> Result<i32> {
+        crate::process::foreground::wait_with(self.saved.pid, true, on_winch)
             .map_err(|e| Error::new(self.id(), Step::Run, ErrorKind::Process(e)))
     }
 }

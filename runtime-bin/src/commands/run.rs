@@ -1,3 +1,6 @@
+use std::os::fd::AsFd;
+use std::time::Duration;
+
 use super::{CmdResult, CreateFlags, Ctx};
 
 #[derive(clap::Args, Debug)]
@@ -15,24 +18,60 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
+    let mut builder = a.flags.builder(ctx, &a.id);
+    let bundle = builder.load_bundle().map_err(|e| e.to_string())?;
     if a.detach {
-        let c = a.flags.builder(ctx, &a.id).create().map_err(|e| e.to_string())?;
+        let c = builder.create_from(bundle).map_err(|e| e.to_string())?;
         if let Err(e) = c.start() {
             let _ = c.delete(true);
             return Err(e.to_string());
         }
         return Ok(0);
     }
+    // A terminal in the foreground without a console socket: receive the pty master ourselves
+    // and proxy it to our stdio.
+    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let listener = if terminal && a.flags.console_socket.is_none() {
+        let l = casulo::tty::ConsoleListener::new().map_err(|e| format!("container {:?}: run: {e}", a.id))?;
+        builder = builder.console_socket(l.path());
+        Some(l)
+    } else {
+        None
+    };
     // The init may be a grandchild (forked after entering its pid namespace): become its
     // reaper, and hold every signal until we can forward it.
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"))?;
     casulo::process::foreground::block_signals().map_err(|e| e.to_string())?;
-    let c = a.flags.builder(ctx, &a.id).create().map_err(|e| e.to_string())?;
+    let c = builder.create_from(bundle).map_err(|e| e.to_string())?;
+    let master = match &listener {
+        Some(l) => match l.recv_master(Duration::from_secs(10)) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = c.clone().delete(true);
+                return Err(format!("container {:?}: run: {e}", a.id));
+            }
+        },
+        None => None,
+    };
+    drop(listener);
     if let Err(e) = c.start() {
         let _ = c.clone().delete(true);
         return Err(e.to_string());
     }
-    let code = c.wait_forwarding_signals();
+    let code = match master {
+        Some(master) => {
+            let winch_master = master.try_clone().map_err(|e| e.to_string())?;
+            let resize = move || {
+                let _ = casulo::tty::copy_window_size(std::io::stdin().as_fd(), winch_master.as_fd());
+            };
+            resize();
+            let proxy = std::thread::spawn(move || casulo::tty::proxy(master));
+            let code = c.wait_forwarding_signals_with(Some(&resize));
+            let _ = proxy.join();
+            code
+        }
+        None => c.wait_forwarding_signals(),
+    };
     if !a.keep {
         if let Err(e) = c.clone().delete(true) {
             tracing::warn!("{e}");

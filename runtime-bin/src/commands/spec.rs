@@ -17,7 +17,8 @@ pub fn run(_ctx: &Ctx, a: Args) -> CmdResult {
     if path.exists() {
         return Err(format!("spec: {} already exists: remove it first", path.display()));
     }
-    let spec = casulo::template::default_spec(a.rootless);
+    // The JSON form keeps runc's order of capability lists.
+    let spec = casulo::template::default_spec_json(a.rootless);
     let json = serde_json::to_string_pretty(&spec).map_err(|e| e.to_string())?;
     std::fs::write(&path, json + "\n").map_err(|e| format!("spec: write {}: {e}", path.display()))?;
     Ok(0)

@@ -45,6 +45,12 @@ pub fn exit_code(status: WaitStatus) -> Option<i32> {
 /// Wait for `pid` (our child, or reparented to us as subreaper). With `forward`, every
 /// blocked signal received meanwhile is sent to it; other children that end are reaped.
 pub fn wait(pid: i32, forward: bool) -> Result<i32, ProcessError> {
+    wait_with(pid, forward, None)
+}
+
+/// [`wait`], calling `on_winch` instead of forwarding SIGWINCH (a terminal the caller proxies
+/// is resized rather than signalled).
+pub fn wait_with(pid: i32, forward: bool, on_winch: Option<&dyn Fn()>) -> Result<i32, ProcessError> {
     if !forward {
         loop {
             match waitpid(Pid::from_raw(pid), None) {
@@ -81,8 +87,12 @@ pub fn wait(pid: i32, forward: bool) -> Result<i32, ProcessError> {
             }
         }
         let sig = set.wait().map_err(sys("sigwait"))?;
-        if sig != Signal::SIGCHLD {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+        match (sig, on_winch) {
+            (Signal::SIGCHLD, _) => {}
+            (Signal::SIGWINCH, Some(f)) => f(),
+            _ => {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+            }
         }
     }
 }
