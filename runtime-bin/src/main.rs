@@ -31,8 +31,8 @@ pub struct Cli {
     /// Interpret cgroupsPath as systemd's slice:prefix:name.
     #[arg(long, global = true)]
     systemd_cgroup: bool,
-    /// Rootless mode: true, false or auto.
-    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    /// Rootless mode: true, false or auto (before the subcommand, as with runc).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     rootless: Option<String>,
     /// Path to criu (accepted for compatibility; checkpoint is not implemented here).
     #[arg(long, global = true, value_name = "PATH", hide = true)]
