@@ -549,10 +549,9 @@ impl FsCgroup {
     }
 
     fn set_blkio(&self, b: &LinuxBlockIo) -> Result<(), CgroupError> {
-        let empty = |v: &Option<Vec<_>>| v.as_ref().is_none_or(|v: &Vec<_>| v.is_empty());
         if b.weight().is_none()
             && b.leaf_weight().is_none()
-            && b.weight_device().as_ref().is_none_or(|v| v.is_empty())
+            && empty(b.weight_device())
             && empty(b.throttle_read_bps_device())
             && empty(b.throttle_write_bps_device())
             && empty(b.throttle_read_iops_device())
@@ -856,6 +855,10 @@ impl CgroupManager for FsCgroup {
     fn paths(&self) -> Vec<PathBuf> {
         self.hiers.iter().map(|h| h.dir.clone()).collect()
     }
+}
+
+fn empty<T>(v: &Option<Vec<T>>) -> bool {
+    v.as_ref().map_or(true, Vec::is_empty)
 }
 
 /// runc's conversion of cgroup v1 cpu shares [2, 262144] to a v2 weight [1, 10000].

@@ -49,8 +49,15 @@ impl SystemdCgroup {
             step,
             msg: e.to_string(),
         };
-        let inner =
-            SystemdManager::new(path).map_err(|e| err("connect to systemd over D-Bus", &e))?;
+        // runc's test for a systemd-booted host; without it every D-Bus call would fail later.
+        if !std::path::Path::new("/run/systemd/system").is_dir() {
+            return Err(err(
+                "check that systemd is running",
+                &"systemd is not the init system here (no /run/systemd/system); \
+                  use the cgroupfs driver",
+            ));
+        }
+        let inner = SystemdManager::new(path).map_err(|e| err("prepare the systemd unit", &e))?;
         let cg_path =
             format!("/{}/{}", expand_slice(inner.slice()), inner.unit()).replace("//", "/");
         let fs = FsCgroup::new(&cg_path)?;
