@@ -456,3 +456,82 @@ fn cgroups_systemd_driver_without_systemd_fails_clearly() {
         Ok(_) => panic!("systemd manager created without systemd"),
     }
 }
+
+#[test]
+fn cgroups_reopen_from_saved_paths() {
+    if !can_run("cgroups_reopen_from_saved_paths") {
+        return;
+    }
+    let id = unique("reopen");
+    let cfg = cgroups::resolve(None, &id, false).unwrap();
+    let mut g = Guard::new(&cfg);
+    let pid = g.spawn_sleeper();
+    g.mgr.apply(pid).unwrap();
+    // What state.json would hold, read back by a later command.
+    let saved = g.mgr.paths();
+    let mut again = cgroups::manager_at(&cfg, &saved).expect("manager_at");
+    assert_eq!(again.paths(), saved);
+    assert_eq!(again.pids().unwrap(), vec![pid]);
+    again.kill_all(Signal::SIGKILL).unwrap();
+    g.reap();
+    again
+        .destroy()
+        .expect("destroy through the reopened manager");
+    for d in &saved {
+        assert!(!d.exists(), "{} still exists", d.display());
+    }
+}
+
+#[test]
+fn cgroups_reopen_rejects_foreign_dirs() {
+    if !can_run("cgroups_reopen_rejects_foreign_dirs") {
+        return;
+    }
+    let cfg = cgroups::resolve(None, "x", false).unwrap();
+    for bad in [
+        "/tmp/not-a-cgroup",
+        "/sys/fs/cgroup/pids/../../../etc",
+        "relative/dir",
+    ] {
+        match cgroups::manager_at(&cfg, &[PathBuf::from(bad)]) {
+            Err(CgroupError::InvalidPath { path, .. }) => assert_eq!(path, bad),
+            Err(e) => panic!("{bad}: unexpected error {e}"),
+            Ok(m) => panic!("{bad}: accepted as {:?}", m.paths()),
+        }
+    }
+}
+
+#[test]
+fn cgroups_create_then_set_then_join() {
+    if !can_run("cgroups_create_then_set_then_join") {
+        return;
+    }
+    let cfg = cgroups::resolve(Some(&format!("/{}", unique("pre"))), "x", false).unwrap();
+    let mut g = Guard::new(&cfg);
+    let res = LinuxResourcesBuilder::default()
+        .pids(LinuxPidsBuilder::default().limit(5).build().unwrap())
+        .build()
+        .unwrap();
+    let err = g.mgr.set(&res).expect_err("set before create accepted");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    g.mgr.create().expect("create");
+    for d in &g.dirs {
+        assert!(d.is_dir(), "{} not created", d.display());
+        assert_eq!(
+            read(d, "cgroup.procs").trim(),
+            "",
+            "{} not empty",
+            d.display()
+        );
+    }
+    g.mgr.set(&res).expect("set on the empty cgroup");
+    let pids_dir = if host_mode() == Mode::Unified {
+        dir_in(&g.dirs, "")
+    } else {
+        dir_in(&g.dirs, "pids")
+    };
+    assert_eq!(read(&pids_dir, "pids.max").trim(), "5");
+    let pid = g.spawn_sleeper();
+    g.mgr.apply(pid).expect("join");
+    assert_eq!(g.mgr.pids().unwrap(), vec![pid]);
+}

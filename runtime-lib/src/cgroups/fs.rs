@@ -235,6 +235,74 @@ impl FsCgroup {
         Ok(Self { mode, hiers })
     }
 
+    /// Reopen a cgroup from the directories a manager reported with `paths()` (as saved in
+    /// state.json), so that later commands find it whatever cgroup they run in. Each directory
+    /// must lie strictly below a cgroup mount of this host; hierarchies without one are left
+    /// out.
+    pub fn from_dirs(dirs: &[PathBuf]) -> Result<Self, CgroupError> {
+        let mode = host_mode();
+        let known = known_subsystems();
+        let mut hiers: Vec<Hier> = Vec::new();
+        for d in dirs {
+            let bad = |reason: &str| CgroupError::InvalidPath {
+                path: d.display().to_string(),
+                reason: reason.to_string(),
+            };
+            if !d.is_absolute()
+                || d.components().any(|c| {
+                    !matches!(
+                        c,
+                        std::path::Component::RootDir | std::path::Component::Normal(_)
+                    )
+                })
+            {
+                return Err(bad(
+                    "a saved cgroup directory must be absolute and normalised",
+                ));
+            }
+        }
+        for m in cgroup_mounts()? {
+            let Some(dir) = dirs
+                .iter()
+                .find(|d| d.starts_with(&m.mount_point) && **d != m.mount_point)
+            else {
+                continue;
+            };
+            if hiers.iter().any(|h| h.mount == m.mount_point) {
+                continue;
+            }
+            let mut controllers: Vec<String> = Vec::new();
+            if !m.v2 {
+                controllers = m
+                    .options
+                    .iter()
+                    .filter(|o| known.contains(*o) || o.starts_with("name="))
+                    .cloned()
+                    .collect();
+                controllers.sort();
+            }
+            hiers.push(Hier {
+                controllers,
+                v2: m.v2,
+                mount: m.mount_point,
+                dir: dir.clone(),
+            });
+        }
+        if let Some(d) = dirs.iter().find(|d| !hiers.iter().any(|h| h.dir == **d)) {
+            return Err(CgroupError::InvalidPath {
+                path: d.display().to_string(),
+                reason: "not below any cgroup mount of this host".to_string(),
+            });
+        }
+        if hiers.is_empty() {
+            return Err(CgroupError::InvalidPath {
+                path: String::new(),
+                reason: "no saved cgroup directory".to_string(),
+            });
+        }
+        Ok(Self { mode, hiers })
+    }
+
     /// The host layout this manager works on.
     pub fn mode(&self) -> Mode {
         self.mode
@@ -272,7 +340,7 @@ impl FsCgroup {
     }
 
     /// Create `h.dir` and every missing ancestor below the mount point.
-    fn create(&self, h: &Hier) -> Result<(), CgroupError> {
+    fn create_in(&self, h: &Hier) -> Result<(), CgroupError> {
         if !h.v2 && h.controllers.iter().any(|c| c == "cpuset") {
             // The crate's cpuset controller fills empty cpuset.cpus/mems from the nearest
             // non-empty ancestor, without which no task can join.
@@ -716,13 +784,18 @@ impl FsCgroup {
 }
 
 impl CgroupManager for FsCgroup {
-    fn apply(&mut self, pid: i32) -> Result<(), CgroupError> {
+    fn create(&mut self) -> Result<(), CgroupError> {
         for h in &self.hiers {
-            self.create(h)?;
+            self.create_in(h)?;
             if h.v2 && self.mode == Mode::Unified {
                 self.enable_v2_controllers(h);
             }
         }
+        Ok(())
+    }
+
+    fn apply(&mut self, pid: i32) -> Result<(), CgroupError> {
+        CgroupManager::create(self)?;
         for h in &self.hiers {
             let procs = h.dir.join("cgroup.procs");
             write_file(&procs, &pid.to_string()).map_err(|e| CgroupError::Failed {
@@ -734,6 +807,13 @@ impl CgroupManager for FsCgroup {
     }
 
     fn set(&mut self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        if let Some(h) = self.hiers.iter().find(|h| !h.dir.is_dir()) {
+            return Err(CgroupError::Failed {
+                path: h.dir.display().to_string(),
+                msg: "cannot set resources: the cgroup does not exist (create or apply first)"
+                    .to_string(),
+            });
+        }
         if let Some(cpu) = resources.cpu() {
             self.set_cpu(cpu)?;
         }

@@ -212,7 +212,12 @@ fn validate_systemd_path(p: &str) -> Result<(), CgroupError> {
 /// A container's cgroup.
 pub trait CgroupManager {
     /// Create the cgroup (all hierarchies) and move `pid` into it.
+    ///
+    /// On failure, directories already created stay: call [`CgroupManager::destroy`].
     fn apply(&mut self, pid: i32) -> Result<(), CgroupError>;
+    /// Create the cgroup in every hierarchy without moving any process in (for example to
+    /// clone straight into it with `CLONE_INTO_CGROUP`, or to set limits first).
+    fn create(&mut self) -> Result<(), CgroupError>;
     /// Write the resource limits.
     ///
     /// When `resources.devices` is present its rules are written in order and then
@@ -272,6 +277,23 @@ pub fn manager(cfg: &CgroupConfig) -> Result<Box<dyn CgroupManager>, CgroupError
         // A config read back from state.json gets the same checks as a fresh one.
         let clean = clean_fs_path(&cfg.path)?;
         Ok(Box::new(FsCgroup::new(&clean)?))
+    }
+}
+
+/// Reopen the cgroup of a running container from the directories its manager reported with
+/// [`CgroupManager::paths`] when it was created.
+///
+/// A relative `cgroupsPath` is placed below the cgroups of the process that calls
+/// [`manager`], so a later command running in other cgroups must use this to find the same
+/// directories. With the systemd driver the unit name is enough and `dirs` is not used.
+pub fn manager_at(
+    cfg: &CgroupConfig,
+    dirs: &[PathBuf],
+) -> Result<Box<dyn CgroupManager>, CgroupError> {
+    if cfg.systemd || dirs.is_empty() {
+        manager(cfg)
+    } else {
+        Ok(Box::new(FsCgroup::from_dirs(dirs)?))
     }
 }
 

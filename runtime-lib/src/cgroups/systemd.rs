@@ -88,6 +88,15 @@ impl CgroupManager for SystemdCgroup {
             .map_err(|e| self.err("start the transient unit with the pid", e))
     }
 
+    fn create(&mut self) -> Result<(), CgroupError> {
+        Err(CgroupError::Unsupported {
+            resource: "cgroupsPath".to_string(),
+            reason: "the systemd driver creates its transient unit together with the first \
+                     process; use apply(pid)"
+                .to_string(),
+        })
+    }
+
     fn set(&mut self, resources: &LinuxResources) -> Result<(), CgroupError> {
         // Unit properties first (so that systemd does not undo them on reload), then the
         // files systemd has no property for.
