@@ -473,10 +473,11 @@ fn cgroups_reopen_from_saved_paths() {
     assert_eq!(again.paths(), saved);
     assert_eq!(again.pids().unwrap(), vec![pid]);
     again.kill_all(Signal::SIGKILL).unwrap();
-    g.reap();
+    // No waiting for the child: destroy retries while the killed process leaves.
     again
         .destroy()
         .expect("destroy through the reopened manager");
+    g.reap();
     for d in &saved {
         assert!(!d.exists(), "{} still exists", d.display());
     }
@@ -533,5 +534,28 @@ fn cgroups_create_then_set_then_join() {
     assert_eq!(read(&pids_dir, "pids.max").trim(), "5");
     let pid = g.spawn_sleeper();
     g.mgr.apply(pid).expect("join");
+    assert_eq!(g.mgr.pids().unwrap(), vec![pid]);
+}
+
+#[test]
+fn cgroups_destroy_refuses_a_populated_cgroup() {
+    if !can_run("cgroups_destroy_refuses_a_populated_cgroup") {
+        return;
+    }
+    let cfg = cgroups::resolve(Some(&format!("/{}", unique("busy"))), "x", false).unwrap();
+    let mut g = Guard::new(&cfg);
+    let pid = g.spawn_sleeper();
+    g.mgr.apply(pid).unwrap();
+    match g.mgr.destroy() {
+        Err(e @ CgroupError::Io { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("remove") && msg.contains("/sys/fs/cgroup/"),
+                "{msg}"
+            );
+        }
+        other => panic!("destroy of a populated cgroup: {other:?}"),
+    }
+    // Still usable: the process is still accounted for.
     assert_eq!(g.mgr.pids().unwrap(), vec![pid]);
 }

@@ -679,11 +679,10 @@ impl FsCgroup {
 
     fn set_network(&self, n: &LinuxNetwork) -> Result<(), CgroupError> {
         if let Some(class) = n.class_id() {
-            let (dir, v2) = self.require("net_cls", "network.classID")?;
+            let (dir, _) = self.require("net_cls", "network.classID")?;
             NetClsController::new(dir.to_path_buf(), PathBuf::from("/"))
                 .set_class(class.into())
                 .map_err(|e| res_err("network.classID", dir, e))?;
-            debug_assert!(!v2);
         }
         for p in n.priorities().iter().flatten() {
             let (dir, _) = self.require("net_prio", "network.priorities")?;
@@ -879,11 +878,31 @@ impl CgroupManager for FsCgroup {
     }
 
     fn destroy(&mut self) -> Result<(), CgroupError> {
+        // Processes that were just killed leave their cgroups a moment later: retry the
+        // hierarchies that are still busy, all together, for about 0.6 s in total.
+        let mut pending: Vec<&Path> = self.hiers.iter().map(|h| h.dir.as_path()).collect();
         let mut first_err = None;
-        for h in &self.hiers {
-            if let Err(e) = remove_tree(&h.dir) {
-                first_err.get_or_insert(e);
+        let mut delay = Duration::from_millis(10);
+        for attempt in 0..=6 {
+            let last = attempt == 6;
+            pending.retain(|dir| match remove_tree(dir) {
+                Ok(()) => false,
+                Err(e) => {
+                    let busy = matches!(&e, CgroupError::Io { source, .. }
+                        if source.raw_os_error() == Some(libc::EBUSY));
+                    if busy && !last {
+                        true
+                    } else {
+                        first_err.get_or_insert(e);
+                        false
+                    }
+                }
+            });
+            if pending.is_empty() {
+                break;
             }
+            std::thread::sleep(delay);
+            delay *= 2;
         }
         first_err.map_or(Ok(()), Err)
     }
@@ -1051,7 +1070,7 @@ fn collect_procs(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// rmdir `dir` after its sub-cgroups, retrying while the last processes are being reaped.
+/// rmdir `dir` after its sub-cgroups; a cgroup that is already gone is not an error.
 fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -1064,19 +1083,10 @@ fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
             remove_tree(&ent.path())?;
         }
     }
-    let mut delay = Duration::from_millis(10);
-    let mut attempt = 0;
-    loop {
-        match std::fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 6 => {
-                std::thread::sleep(delay);
-                delay *= 2;
-                attempt += 1;
-            }
-            Err(e) => return Err(io_err("remove", dir, e)),
-        }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", dir, e)),
     }
 }
 

@@ -210,7 +210,7 @@ fn validate_systemd_path(p: &str) -> Result<(), CgroupError> {
 }
 
 /// A container's cgroup.
-pub trait CgroupManager {
+pub trait CgroupManager: Send {
     /// Create the cgroup (all hierarchies) and move `pid` into it.
     ///
     /// On failure, directories already created stay: call [`CgroupManager::destroy`].
@@ -240,7 +240,7 @@ pub trait CgroupManager {
     /// processes that are already gone are not an error.
     fn kill_all(&mut self, sig: Signal) -> Result<(), CgroupError> {
         let frozen = self.freeze(true).is_ok();
-        let result = signal_pids(&self.pids()?, sig);
+        let result = self.pids().and_then(|pids| signal_pids(&pids, sig));
         if frozen {
             let thawed = self.freeze(false);
             result?;
