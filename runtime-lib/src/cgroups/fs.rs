@@ -195,23 +195,25 @@ impl FsCgroup {
             let dir = if let Some(abs) = path.strip_prefix('/') {
                 m.mount_point.join(abs)
             } else {
-                let own_path =
-                    own.iter()
-                        .find(|(c, _)| *c == controllers)
-                        .map(|(_, p)| p.as_str())
-                        .ok_or_else(|| CgroupError::Failed {
-                            path: m.mount_point.display().to_string(),
-                            msg: format!(
-                            "this process has no entry for the hierarchy {:?} in /proc/self/cgroup",
-                            if m.v2 { "cgroup2".to_string() } else { controllers.join(",") }
-                        ),
-                        })?;
-                // Inside a cgroup namespace or a bind-mounted subtree the mount root is a
-                // prefix of our own path.
-                let own_path = match own_path.strip_prefix(m.mount_root.as_str()) {
-                    Some(rest) if m.mount_root != "/" => rest,
-                    _ => own_path,
+                let hierarchy = if m.v2 {
+                    "cgroup2".to_string()
+                } else {
+                    controllers.join(",")
                 };
+                let own_path = own
+                    .iter()
+                    .find(|(c, _)| *c == controllers)
+                    .map(|(_, p)| Path::new(p.as_str()))
+                    .ok_or_else(|| CgroupError::Failed {
+                        path: m.mount_point.display().to_string(),
+                        msg: format!("no {hierarchy} entry in /proc/self/cgroup"),
+                    })?;
+                // Inside a bind-mounted subtree the mount root is a prefix of our own path.
+                let own_path = own_path
+                    .strip_prefix(&m.mount_root)
+                    .unwrap_or(own_path)
+                    .to_string_lossy()
+                    .into_owned();
                 let mut base = PathBuf::from(own_path.trim_start_matches('/'));
                 if m.v2 && mode == Mode::Unified {
                     // A cgroup that holds processes cannot give controllers to children.
