@@ -1,40 +1,455 @@
 //! cgroups: one interface over v1, hybrid, v2 and the systemd driver (through cgroups-rs).
-use oci_spec::runtime::LinuxResources;
+//!
+//! * [`resolve`] turns `linux.cgroupsPath` into a [`CgroupConfig`] without touching the
+//!   filesystem (pure validation and normalisation, the way runc interprets the field).
+//! * [`manager`] discovers the host's hierarchies and returns a [`CgroupManager`] for it: the
+//!   cgroupfs driver (`fs.rs`) or the systemd driver (`systemd.rs`).
+//!
+//! Path semantics (cgroupfs driver), as runc does them:
+//! * an absolute `cgroupsPath` is taken as-is below the root of every hierarchy;
+//! * a relative one is placed below the cgroup the runtime itself is in, per hierarchy (on a
+//!   pure cgroup v2 host below the *parent* of that cgroup, because a cgroup with processes
+//!   cannot delegate controllers to children);
+//! * without `cgroupsPath` the container id is used as a relative path.
+use std::path::PathBuf;
+
+use nix::sys::signal::Signal;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 use serde::{Deserialize, Serialize};
+
+mod fs;
+mod systemd;
+
+pub use fs::FsCgroup;
+pub use systemd::SystemdCgroup;
+
+/// Mount point of the cgroup filesystems.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error("cgroup {path}: {msg}")]
     Failed { path: String, msg: String },
+    /// `linux.cgroupsPath` (or the id used in its place) is malformed.
+    #[error("invalid cgroupsPath {path:?}: {reason}")]
+    InvalidPath { path: String, reason: String },
+    /// A filesystem operation on the cgroup tree failed.
+    #[error("cgroup: {step} {path}: {source}")]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host (or this driver) cannot apply a resource that the config asks for.
+    #[error("cgroup resource {resource}: cannot be applied on this host: {reason}")]
+    Unsupported { resource: String, reason: String },
+    /// A resource value was rejected (by validation or by the kernel).
+    #[error("cgroup resource {resource} ({path}): {msg}")]
+    Resource {
+        resource: String,
+        path: String,
+        msg: String,
+    },
+    /// The systemd driver failed (D-Bus or unit management).
+    #[error("systemd cgroup {unit}: {step}: {msg}")]
+    Systemd {
+        unit: String,
+        step: &'static str,
+        msg: String,
+    },
 }
 
 /// Where a container's cgroup lives; saved in state.json so that later commands find it.
+///
+/// `path` is, for the cgroupfs driver, a normalised absolute path (`/a/b`) or a normalised
+/// relative one (`a/b`, resolved against the caller's own cgroups by [`manager`]); for the
+/// systemd driver it is `slice:prefix:name` (an empty slice means `system.slice`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CgroupConfig {
     pub path: String,
     pub systemd: bool,
 }
 
+/// The cgroup layout of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Only cgroup v1 hierarchies.
+    V1,
+    /// cgroup v1 controllers plus a cgroup2 mount at `/sys/fs/cgroup/unified`.
+    Hybrid,
+    /// Pure cgroup v2 at `/sys/fs/cgroup`.
+    Unified,
+}
+
+/// Detect the host's cgroup layout from the filesystem types under `/sys/fs/cgroup`.
+pub fn host_mode() -> Mode {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+    let is_cgroup2 =
+        |p: &str| matches!(statfs(p), Ok(st) if st.filesystem_type() == CGROUP2_SUPER_MAGIC);
+    if is_cgroup2(CGROUP_ROOT) {
+        Mode::Unified
+    } else if is_cgroup2("/sys/fs/cgroup/unified") {
+        Mode::Hybrid
+    } else {
+        Mode::V1
+    }
+}
+
 /// Resolve `linux.cgroupsPath` (or runc's default when absent) for container `id`.
-pub fn resolve(cgroups_path: Option<&str>, id: &str, systemd: bool) -> Result<CgroupConfig, CgroupError> {
-    let _ = (cgroups_path, id, systemd);
-    unimplemented!("cgroups")
+///
+/// Never touches the filesystem. Paths that climb above their starting point with `..` and
+/// paths that would designate a hierarchy's root cgroup are rejected.
+pub fn resolve(
+    cgroups_path: Option<&str>,
+    id: &str,
+    systemd: bool,
+) -> Result<CgroupConfig, CgroupError> {
+    let invalid = |path: &str, reason: &str| CgroupError::InvalidPath {
+        path: path.to_string(),
+        reason: reason.to_string(),
+    };
+    if id.is_empty() || id.contains('/') || id == "." || id == ".." || id.contains('\0') {
+        return Err(invalid(id, "the container id cannot name a cgroup"));
+    }
+    let given = cgroups_path.filter(|p| !p.is_empty());
+    if let Some(p) = given {
+        if p.contains('\0') {
+            return Err(invalid(p, "contains a NUL byte"));
+        }
+    }
+    if systemd {
+        let path = match given {
+            // runc: parent left to the driver (system.slice), scope prefix "runc".
+            None => format!(":runc:{id}"),
+            Some(p) => {
+                validate_systemd_path(p)?;
+                p.to_string()
+            }
+        };
+        return Ok(CgroupConfig { path, systemd });
+    }
+    let path = match given {
+        None => id.to_string(),
+        Some(p) => clean_fs_path(p)?,
+    };
+    Ok(CgroupConfig { path, systemd })
+}
+
+/// Lexically normalise a cgroupfs path: collapse `//` and `.`, apply `..`, refuse escapes.
+fn clean_fs_path(p: &str) -> Result<String, CgroupError> {
+    let invalid = |reason: &str| CgroupError::InvalidPath {
+        path: p.to_string(),
+        reason: reason.to_string(),
+    };
+    let absolute = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for comp in p.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(invalid("`..` escapes above the cgroup root"));
+                }
+            }
+            c => parts.push(c),
+        }
+    }
+    if parts.is_empty() {
+        return Err(invalid(
+            "designates the root cgroup itself, which a container cannot own",
+        ));
+    }
+    let joined = parts.join("/");
+    Ok(if absolute {
+        format!("/{joined}")
+    } else {
+        joined
+    })
+}
+
+/// Check the systemd driver's `slice:prefix:name` form.
+fn validate_systemd_path(p: &str) -> Result<(), CgroupError> {
+    let invalid = |reason: String| CgroupError::InvalidPath {
+        path: p.to_string(),
+        reason,
+    };
+    let parts: Vec<&str> = p.split(':').collect();
+    let [slice, prefix, name] = parts[..] else {
+        return Err(invalid(format!(
+            "expected \"slice:prefix:name\" for the systemd cgroup driver, found {} part(s)",
+            parts.len()
+        )));
+    };
+    for (what, part) in [("slice", slice), ("prefix", prefix), ("name", name)] {
+        if part.contains('/') || part.contains("..") {
+            return Err(invalid(format!(
+                "the {what} {part:?} may not contain '/' or '..'"
+            )));
+        }
+    }
+    if !slice.is_empty() {
+        let stem = slice
+            .strip_suffix(".slice")
+            .ok_or_else(|| invalid(format!("the slice {slice:?} must end with \".slice\"")))?;
+        if stem.is_empty() || (stem != "-" && stem.split('-').any(str::is_empty)) {
+            return Err(invalid(format!(
+                "the slice {slice:?} is not a valid systemd slice name"
+            )));
+        }
+    }
+    if name.is_empty() {
+        return Err(invalid("the name part is empty".to_string()));
+    }
+    if name.ends_with(".slice") && !prefix.is_empty() {
+        return Err(invalid(format!(
+            "a slice unit {name:?} cannot take a scope prefix ({prefix:?})"
+        )));
+    }
+    Ok(())
 }
 
 /// A container's cgroup.
-pub trait CgroupManager {
+pub trait CgroupManager: Send {
     /// Create the cgroup (all hierarchies) and move `pid` into it.
+    ///
+    /// On failure, directories already created stay: call [`CgroupManager::destroy`].
     fn apply(&mut self, pid: i32) -> Result<(), CgroupError>;
+    /// Create the cgroup in every hierarchy without moving any process in (for example to
+    /// clone straight into it with `CLONE_INTO_CGROUP`, or to set limits first).
+    fn create(&mut self) -> Result<(), CgroupError>;
     /// Write the resource limits.
+    ///
+    /// When `resources.devices` is present its rules are written in order and then
+    /// [`default_allowed_devices`] are appended, as runc does.
     fn set(&mut self, resources: &LinuxResources) -> Result<(), CgroupError>;
-    /// Every process in the cgroup.
+    /// Every process in the cgroup (and in any cgroup below it), sorted, without duplicates.
     fn pids(&self) -> Result<Vec<i32>, CgroupError>;
     /// Remove the cgroup from every hierarchy (it must be empty). Succeeds if already gone.
     fn destroy(&mut self) -> Result<(), CgroupError>;
+
+    /// Freeze (`true`) or thaw (`false`) every process of the cgroup; waits until frozen.
+    fn freeze(&mut self, frozen: bool) -> Result<(), CgroupError>;
+
+    /// The cgroup's directory in each hierarchy (for state.json, stats, debugging).
+    fn paths(&self) -> Vec<PathBuf>;
+
+    /// Send `sig` to every process of the cgroup (`kill --all`).
+    ///
+    /// The cgroup is frozen while signalling when the host can, so that forks cannot escape;
+    /// processes that are already gone are not an error.
+    fn kill_all(&mut self, sig: Signal) -> Result<(), CgroupError> {
+        let frozen = self.freeze(true).is_ok();
+        let result = self.pids().and_then(|pids| signal_pids(&pids, sig));
+        if frozen {
+            let thawed = self.freeze(false);
+            result?;
+            thawed
+        } else {
+            result
+        }
+    }
+}
+
+/// Signal each pid, ignoring the ones that have exited meanwhile.
+pub(crate) fn signal_pids(pids: &[i32], sig: Signal) -> Result<(), CgroupError> {
+    use nix::errno::Errno;
+    for &pid in pids {
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => {
+                return Err(CgroupError::Failed {
+                    path: format!("pid {pid}"),
+                    msg: format!("kill({sig}): {e}"),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The manager for a resolved cgroup on this host's hierarchy (v1, hybrid or v2).
 pub fn manager(cfg: &CgroupConfig) -> Result<Box<dyn CgroupManager>, CgroupError> {
-    let _ = cfg;
-    unimplemented!("cgroups")
+    if cfg.systemd {
+        validate_systemd_path(&cfg.path)?;
+        Ok(Box::new(SystemdCgroup::new(&cfg.path)?))
+    } else {
+        // A config read back from state.json gets the same checks as a fresh one.
+        let clean = clean_fs_path(&cfg.path)?;
+        Ok(Box::new(FsCgroup::new(&clean)?))
+    }
+}
+
+/// Reopen the cgroup of a running container from the directories its manager reported with
+/// [`CgroupManager::paths`] when it was created.
+///
+/// A relative `cgroupsPath` is placed below the cgroups of the process that calls
+/// [`manager`], so a later command running in other cgroups must use this to find the same
+/// directories. With the systemd driver the unit name is enough and `dirs` is not used.
+pub fn manager_at(
+    cfg: &CgroupConfig,
+    dirs: &[PathBuf],
+) -> Result<Box<dyn CgroupManager>, CgroupError> {
+    if cfg.systemd || dirs.is_empty() {
+        manager(cfg)
+    } else {
+        Ok(Box::new(FsCgroup::from_dirs(dirs)?))
+    }
+}
+
+/// The devices runc lets every container use, appended after the config's device rules:
+/// mknod of any block or char device, /dev/null, zero, full, random, urandom, tty, ptmx,
+/// net/tun and every pts.
+pub fn default_allowed_devices() -> Vec<LinuxDeviceCgroup> {
+    let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    };
+    use LinuxDeviceType::{B, C};
+    vec![
+        rule(C, None, None, "m"),
+        rule(B, None, None, "m"),
+        rule(C, Some(1), Some(3), "rwm"),
+        rule(C, Some(1), Some(8), "rwm"),
+        rule(C, Some(1), Some(7), "rwm"),
+        rule(C, Some(5), Some(0), "rwm"),
+        rule(C, Some(1), Some(5), "rwm"),
+        rule(C, Some(1), Some(9), "rwm"),
+        rule(C, Some(136), None, "rwm"),
+        rule(C, Some(5), Some(2), "rwm"),
+        rule(C, Some(10), Some(200), "rwm"),
+    ]
+}
+
+/// Allow rules (`rwm`) for the devices a config creates in the container (`linux.devices`),
+/// which runc also adds to the device cgroup.
+pub fn device_rules_for(devices: &[oci_spec::runtime::LinuxDevice]) -> Vec<LinuxDeviceCgroup> {
+    devices
+        .iter()
+        .map(|d| {
+            let mut r = LinuxDeviceCgroup::default();
+            r.set_allow(true);
+            r.set_typ(Some(d.typ()));
+            r.set_major(Some(d.major()));
+            r.set_minor(Some(d.minor()));
+            r.set_access(Some("rwm".to_string()));
+            r
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path_of(p: Option<&str>, id: &str, systemd: bool) -> String {
+        resolve(p, id, systemd).unwrap().path
+    }
+
+    fn reason_of(p: Option<&str>, id: &str, systemd: bool) -> String {
+        match resolve(p, id, systemd) {
+            Err(CgroupError::InvalidPath { reason, .. }) => reason,
+            other => panic!("expected InvalidPath for {p:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cgroups_resolve_absent_uses_id_relative() {
+        assert_eq!(path_of(None, "ctr1", false), "ctr1");
+        assert_eq!(path_of(Some(""), "ctr1", false), "ctr1");
+        assert!(!resolve(None, "ctr1", false).unwrap().systemd);
+    }
+
+    #[test]
+    fn cgroups_resolve_absolute_kept_and_cleaned() {
+        assert_eq!(path_of(Some("/a/b"), "x", false), "/a/b");
+        assert_eq!(path_of(Some("//a/./b/"), "x", false), "/a/b");
+        assert_eq!(path_of(Some("/a/c/../b"), "x", false), "/a/b");
+    }
+
+    #[test]
+    fn cgroups_resolve_relative_kept_and_cleaned() {
+        assert_eq!(path_of(Some("a/b"), "x", false), "a/b");
+        assert_eq!(path_of(Some("./a//b/."), "x", false), "a/b");
+    }
+
+    #[test]
+    fn cgroups_resolve_rejects_escape_and_root() {
+        assert!(reason_of(Some("/../etc"), "x", false).contains(".."));
+        assert!(reason_of(Some("../x"), "x", false).contains(".."));
+        assert!(reason_of(Some("/a/../../b"), "x", false).contains(".."));
+        assert!(reason_of(Some("/"), "x", false).contains("root"));
+        assert!(reason_of(Some("a/.."), "x", false).contains("root"));
+    }
+
+    #[test]
+    fn cgroups_resolve_rejects_bad_ids() {
+        for id in ["", "a/b", "..", "."] {
+            assert!(resolve(None, id, false).is_err(), "id {id:?} accepted");
+        }
+    }
+
+    #[test]
+    fn cgroups_resolve_systemd_forms() {
+        assert_eq!(path_of(None, "c1", true), ":runc:c1");
+        assert_eq!(
+            path_of(Some("system.slice:docker:abc"), "c1", true),
+            "system.slice:docker:abc"
+        );
+        assert_eq!(path_of(Some(":casulo:abc"), "c1", true), ":casulo:abc");
+        assert_eq!(
+            path_of(Some("machine-a.slice::abc"), "c1", true),
+            "machine-a.slice::abc"
+        );
+        assert_eq!(
+            path_of(Some("user.slice::my.slice"), "c1", true),
+            "user.slice::my.slice"
+        );
+    }
+
+    #[test]
+    fn cgroups_resolve_systemd_rejects_malformed() {
+        assert!(reason_of(Some("/abs/path"), "c", true).contains("slice:prefix:name"));
+        assert!(reason_of(Some("a:b"), "c", true).contains("slice:prefix:name"));
+        assert!(reason_of(Some("a:b:c:d"), "c", true).contains("slice:prefix:name"));
+        assert!(reason_of(Some("system:docker:x"), "c", true).contains(".slice"));
+        assert!(reason_of(Some("a--b.slice:p:x"), "c", true).contains("slice"));
+        assert!(reason_of(Some("system.slice:p:"), "c", true).contains("empty"));
+        assert!(reason_of(Some("system.slice:p:a/b"), "c", true).contains("'/'"));
+        assert!(reason_of(Some("system.slice:..:x"), "c", true).contains(".."));
+        assert!(reason_of(Some("system.slice:p:my.slice"), "c", true).contains("prefix"));
+    }
+
+    #[test]
+    fn cgroups_default_devices_match_runc() {
+        let rules: Vec<String> = default_allowed_devices()
+            .iter()
+            .map(|r| {
+                let n = |v: Option<i64>| v.map_or("*".to_string(), |v| v.to_string());
+                format!(
+                    "{} {}:{} {}",
+                    r.typ().unwrap().as_str(),
+                    n(r.major()),
+                    n(r.minor()),
+                    r.access().as_deref().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(rules.len(), 11);
+        for want in [
+            "c *:* m",
+            "b *:* m",
+            "c 1:3 rwm",
+            "c 136:* rwm",
+            "c 10:200 rwm",
+        ] {
+            assert!(rules.iter().any(|r| r == want), "{want} missing");
+        }
+        assert!(default_allowed_devices().iter().all(|r| r.allow()));
+    }
 }
