@@ -155,6 +155,14 @@ impl Container {
         StateDir::open(&self.root, &self.saved.id).ctx(&self.saved.id, step)
     }
 
+    /// The container's cgroup, reopened where create made it.
+    fn cgroup(&self) -> std::result::Result<Option<Box<dyn crate::cgroups::CgroupManager>>, crate::cgroups::CgroupError> {
+        match &self.saved.cgroup {
+            Some(cfg) => crate::cgroups::manager_at(cfg, &self.saved.cgroup_paths).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The OCI state, with the status derived from the init process now.
     pub fn state(&self) -> Result<State> {
         let dir = self.lock(Step::State)?;
@@ -201,10 +209,11 @@ impl Container {
             return Err(invalid_state(id, step, format!("container is {status}: nothing to signal")));
         }
         if all {
-            if let Some(cfg) = &self.saved.cgroup {
-                let cg = crate::cgroups::manager(cfg).ctx(id, step)?;
-                for pid in cg.pids().ctx(id, step)? {
-                    crate::sys::kill(pid, sig);
+            if let Some(mut cg) = self.cgroup().ctx(id, step)? {
+                match Signal::try_from(sig) {
+                    Ok(s) => cg.kill_all(s).ctx(id, step)?,
+                    // Real-time signals have no nix name: signal the members one by one.
+                    Err(_) => cg.pids().ctx(id, step)?.into_iter().for_each(|p| crate::sys::kill(p, sig)),
                 }
                 return Ok(());
             }
@@ -243,8 +252,7 @@ impl Container {
                 }
             }
         }
-        if let Some(cfg) = &self.saved.cgroup {
-            let mut cg = crate::cgroups::manager(cfg).ctx(&id, step)?;
+        if let Some(mut cg) = self.cgroup().ctx(&id, step)? {
             // Without its own pid namespace, the init's death does not take the rest along.
             for pid in cg.pids().unwrap_or_default() {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);

@@ -80,6 +80,10 @@ pub struct Saved {
     pub created: String,
     pub owner: String,
     pub cgroup: Option<CgroupConfig>,
+    /// The cgroup's directory in each hierarchy, as created (a relative cgroupsPath depends on
+    /// the creating process's own cgroups).
+    #[serde(default)]
+    pub cgroup_paths: Vec<PathBuf>,
     /// The hooks that run after create: poststart and poststop.
     #[serde(default)]
     pub hooks: Option<Hooks>,
@@ -219,7 +223,7 @@ impl StateDir {
         }
         if self.fifo().exists() {
             Status::Created
-        } else if saved.cgroup.as_ref().is_some_and(crate::cgroups::is_frozen) {
+        } else if crate::cgroups::is_frozen(&saved.cgroup_paths) {
             Status::Paused
         } else {
             Status::Running

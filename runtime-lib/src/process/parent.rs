@@ -144,6 +144,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         created: state::now_rfc3339(),
         owner: state::user_name(nix::unistd::geteuid().as_raw()),
         cgroup: Some(cgroup_cfg.clone()),
+        cgroup_paths: Vec::new(),
         hooks,
         own_pid_ns: plan.ns.creates(oci_spec::runtime::LinuxNamespaceType::Pid),
     };
@@ -186,6 +187,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
 
     let mut cg = cgroups::manager(&cgroup_cfg).ctx(id, step)?;
     let applied = cg.apply(stage);
+    saved.cgroup_paths = cg.paths();
     undo.cgroup = Some(cg);
     applied.ctx(id, step)?;
     if let Some(r) = &resources {
