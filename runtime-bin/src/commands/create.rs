@@ -8,7 +8,7 @@ pub struct Args {
     id: String,
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
-    a.flags.builder(ctx, &a.id).create().map_err(|e| e.to_string())?;
+pub fn run(ctx: &Ctx, mut a: Args) -> CmdResult {
+    a.flags.builder(ctx, &a.id)?.create().map_err(|e| e.to_string())?;
     Ok(0)
 }

@@ -44,7 +44,16 @@ pub struct CreateFlags {
 }
 
 impl CreateFlags {
-    pub fn builder(&self, ctx: &Ctx, id: &str) -> casulo::ContainerBuilder {
+    /// The builder for these flags. Like runc, the command then works from the bundle
+    /// directory (hooks run there); paths given on the command line are made absolute first.
+    pub fn builder(&mut self, ctx: &Ctx, id: &str) -> Result<casulo::ContainerBuilder, String> {
+        let abs = |p: &PathBuf| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));
+        self.bundle = abs(&self.bundle)?;
+        self.pid_file = self.pid_file.as_ref().map(abs).transpose()?;
+        self.console_socket = self.console_socket.as_ref().map(abs).transpose()?;
+        if let Err(e) = std::env::set_current_dir(&self.bundle) {
+            return Err(format!("container {id:?}: create: bundle {}: {e}", self.bundle.display()));
+        }
         let mut b = casulo::ContainerBuilder::new(id, &self.bundle)
             .root(&ctx.root)
             .preserve_fds(self.preserve_fds)
@@ -57,7 +66,7 @@ impl CreateFlags {
         if let Some(s) = &self.console_socket {
             b = b.console_socket(s);
         }
-        b
+        Ok(b)
     }
 }
 

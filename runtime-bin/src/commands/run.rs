@@ -17,8 +17,8 @@ pub struct Args {
     id: String,
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
-    let mut builder = a.flags.builder(ctx, &a.id);
+pub fn run(ctx: &Ctx, mut a: Args) -> CmdResult {
+    let mut builder = a.flags.builder(ctx, &a.id)?;
     let bundle = builder.load_bundle().map_err(|e| e.to_string())?;
     if a.detach {
         let c = builder.create_from(bundle).map_err(|e| e.to_string())?;
