@@ -28,16 +28,18 @@ impl<T, E: std::fmt::Display> Step<T> for Result<T, E> {
 }
 
 /// What the runtime hands to the forked child besides the plan.
-pub struct ChildIo<'a> {
+pub struct ChildIo {
     pub chan: Channel,
-    pub fifo_path: &'a Path,
+    /// An O_PATH fd of the exec fifo, opened by the runtime: the state directory may not be
+    /// reachable from inside a user namespace.
+    pub fifo: OwnedFd,
     pub console: Option<OwnedFd>,
     /// Whether the runtime has prestart/createRuntime hooks to run mid-way.
     pub runtime_hooks: bool,
 }
 
 /// Entry point of the forked child. Never returns.
-pub fn run(plan: &InitPlan, io: ChildIo<'_>) -> ! {
+pub fn run(plan: &InitPlan, io: ChildIo) -> ! {
     let result = stage(plan, &io);
     let msg = match result {
         Ok(never) => match never {},
@@ -56,7 +58,7 @@ fn expect(chan: &Channel, want: Msg) -> Result<(), String> {
 }
 
 /// The stage: namespaces, then (for a pid or time namespace) the fork of the init.
-fn stage(plan: &InitPlan, io: &ChildIo<'_>) -> Result<Infallible, String> {
+fn stage(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
     nix::sys::prctl::set_dumpable(false).step("prctl(PR_SET_DUMPABLE)")?;
     expect(&io.chan, Msg::Go)?;
     plan.ns.join_all().step("namespaces")?;
@@ -85,11 +87,10 @@ fn stage(plan: &InitPlan, io: &ChildIo<'_>) -> Result<Infallible, String> {
 }
 
 /// The init: the container itself, up to the exec of the user program.
-fn init(plan: &InitPlan, io: &ChildIo<'_>) -> Result<Infallible, String> {
+fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
     let p = &plan.process;
     nix::unistd::setsid().step("setsid")?;
     let proc = fifo::open_proc().step("open /proc")?;
-    let fifo_fd = fifo::open_path(io.fifo_path).step("exec fifo")?;
     let (creating, created) = match io.chan.recv().step("wait for runtime")? {
         Msg::States(a, b) => (a, b),
         Msg::Error(e) => return Err(e),
@@ -166,8 +167,7 @@ fn init(plan: &InitPlan, io: &ChildIo<'_>) -> Result<Infallible, String> {
     crate::sys::reset_signals();
 
     io.chan.send(&Msg::Ready).step("sync")?;
-    let w = fifo::wait_for_start(proc.as_fd(), fifo_fd.as_fd()).step("open exec fifo")?;
-    drop(fifo_fd);
+    let w = fifo::wait_for_start(proc.as_fd(), io.fifo.as_fd()).step("open exec fifo")?;
     drop(proc);
     let fail = |msg: String, code: i32| -> ! {
         fifo::report(&w, &msg);

@@ -164,6 +164,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     fifo::create(&fifo_path).ctx(id, step)?;
     dir.save(&saved).ctx(id, step)?;
     let (chan, child_chan) = channel::pair().map_err(sys("socketpair")).ctx(id, step)?;
+    let fifo_fd = fifo::open_path(&fifo_path).ctx(id, step)?;
 
     let stage = match fork().map_err(sys("fork")).ctx(id, step)? {
         Fork::Child => {
@@ -173,7 +174,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 &plan,
                 ChildIo {
                     chan: child_chan,
-                    fifo_path: &fifo_path,
+                    fifo: fifo_fd,
                     console,
                     runtime_hooks: !prestart.is_empty() || !create_runtime.is_empty(),
                 },
@@ -183,6 +184,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     };
     drop(child_chan);
     drop(console);
+    drop(fifo_fd);
     undo.stage = Some(stage);
 
     let mut cg = cgroups::manager(&cgroup_cfg).ctx(id, step)?;
