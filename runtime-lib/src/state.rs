@@ -258,7 +258,8 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
             .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_data()?;
+        // No fsync: the promise is to readers (never a partial file), and state lives on a
+        // tmpfs (/run) that does not outlive a crash anyway.
         fs::rename(&tmp, path)
     })();
     if result.is_err() {
