@@ -10,7 +10,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
-    match casulo::Container::load(&ctx.root, &a.id) {
+    match super::load(ctx, &a.id, casulo::Step::Delete) {
         Ok(c) => c.delete(a.force).map_err(|e| e.to_string())?,
         // As runc: deleting a container that does not exist is not an error with --force.
         Err(casulo::Error {

@@ -41,7 +41,7 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
 
 pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
     let sig = parse_signal(&a.signal)?;
-    casulo::Container::load(&ctx.root, &a.id)
+    super::load(ctx, &a.id, casulo::Step::Kill)
         .and_then(|c| c.kill(sig, a.all))
         .map_err(|e| e.to_string())?;
     Ok(0)

@@ -70,6 +70,14 @@ impl CreateFlags {
     }
 }
 
+/// Load container `id`; an error is reported as a failure of the command's own `step`.
+pub fn load(ctx: &Ctx, id: &str, step: casulo::Step) -> Result<casulo::Container, casulo::Error> {
+    casulo::Container::load(&ctx.root, id).map_err(|mut e| {
+        e.step = step;
+        e
+    })
+}
+
 /// Print a value as indented JSON, as runc does.
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<(), String> {
     let s = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;

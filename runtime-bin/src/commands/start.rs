@@ -7,7 +7,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
-    casulo::Container::load(&ctx.root, &a.id)
+    super::load(ctx, &a.id, casulo::Step::Start)
         .and_then(|c| c.start())
         .map_err(|e| e.to_string())?;
     Ok(0)

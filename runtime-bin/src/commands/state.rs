@@ -7,7 +7,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
-    let state = casulo::Container::load(&ctx.root, &a.id)
+    let state = super::load(ctx, &a.id, casulo::Step::State)
         .and_then(|c| c.state())
         .map_err(|e| e.to_string())?;
     print_json(&state)?;
