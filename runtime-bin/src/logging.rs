@@ -23,7 +23,11 @@ pub struct Logger {
 }
 
 impl Logger {
-    pub fn new(path: Option<&std::path::Path>, format: Format, debug: bool) -> std::io::Result<Logger> {
+    pub fn new(
+        path: Option<&std::path::Path>,
+        format: Format,
+        debug: bool,
+    ) -> std::io::Result<Logger> {
         let out = match path {
             Some(p) => Some(OpenOptions::new().create(true).append(true).open(p)?),
             None => None,
@@ -40,7 +44,11 @@ impl Logger {
             return;
         }
         let name = level.as_str().to_ascii_lowercase();
-        let name = if name == "warn" { "warning".to_string() } else { name };
+        let name = if name == "warn" {
+            "warning".to_string()
+        } else {
+            name
+        };
         let time = casulo::state::now_rfc3339();
         let line = match self.format {
             Format::Json => {

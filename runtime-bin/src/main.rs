@@ -66,7 +66,13 @@ fn main() -> ExitCode {
     let logger = match logging::Logger::new(cli.log.as_deref(), cli.log_format, cli.debug) {
         Ok(l) => Box::leak(Box::new(l)),
         Err(e) => {
-            eprintln!("casulo: --log {}: {e}", cli.log.as_deref().unwrap_or(std::path::Path::new("")).display());
+            eprintln!(
+                "casulo: --log {}: {e}",
+                cli.log
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            );
             return ExitCode::from(1);
         }
     };
@@ -76,7 +82,10 @@ fn main() -> ExitCode {
     }
     if let Some(r) = &cli.rootless {
         if !matches!(r.as_str(), "true" | "false" | "auto") {
-            logger.log(tracing::Level::ERROR, &format!("--rootless: {r:?} is not true, false or auto"));
+            logger.log(
+                tracing::Level::ERROR,
+                &format!("--rootless: {r:?} is not true, false or auto"),
+            );
             return ExitCode::from(1);
         }
     }

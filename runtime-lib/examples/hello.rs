@@ -17,7 +17,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // be its reaper.
     nix::sys::prctl::set_child_subreaper(true)?;
     let container = ContainerBuilder::new(&id, &bundle).root(&root).create()?;
-    println!("created {} (init pid {}), status {}", container.id(), container.pid(), container.status()?);
+    println!(
+        "created {} (init pid {}), status {}",
+        container.id(),
+        container.pid(),
+        container.status()?
+    );
     container.start()?;
     println!("started, status {}", container.status()?);
     let code = container.wait()?;

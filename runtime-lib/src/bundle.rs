@@ -9,14 +9,19 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     #[error("bundle {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: invalid JSON: {msg}")]
     Json { path: PathBuf, msg: String },
     #[error("config: {field}: {msg}")]
     Invalid { field: String, msg: String },
     #[error("config: {0}: not supported by this runtime")]
     Unsupported(String),
-    #[error("invalid container id {0:?}: use letters, digits and _ + - . only, not \".\" or \"..\"")]
+    #[error(
+        "invalid container id {0:?}: use letters, digits and _ + - . only, not \".\" or \"..\""
+    )]
     InvalidId(String),
 }
 
@@ -44,7 +49,9 @@ pub fn validate_id(id: &str) -> Result<(), BundleError> {
         && id != "."
         && id != ".."
         && id.len() <= 1024
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -71,14 +78,20 @@ impl Bundle {
     /// Validate an already parsed spec whose relative paths are relative to `dir`.
     pub fn from_spec(dir: PathBuf, spec: Spec) -> Result<Bundle, BundleError> {
         validate(&spec)?;
-        let root = spec.root().as_ref().ok_or_else(|| invalid("root", "missing"))?;
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| invalid("root", "missing"))?;
         let rootfs = dir.join(root.path());
         let rootfs = rootfs.canonicalize().map_err(|source| BundleError::Io {
             path: rootfs.clone(),
             source,
         })?;
         if !rootfs.is_dir() {
-            return Err(invalid("root.path", format!("{} is not a directory", rootfs.display())));
+            return Err(invalid(
+                "root.path",
+                format!("{} is not a directory", rootfs.display()),
+            ));
         }
         Ok(Bundle { dir, spec, rootfs })
     }
@@ -92,7 +105,10 @@ pub fn parse_spec(text: &[u8]) -> Result<Spec, String> {
 /// The checks that need nothing but the spec itself.
 pub fn validate(spec: &Spec) -> Result<(), BundleError> {
     validate_version(spec.version())?;
-    let root = spec.root().as_ref().ok_or_else(|| invalid("root", "missing"))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| invalid("root", "missing"))?;
     if root.path().as_os_str().is_empty() {
         return Err(invalid("root.path", "empty"));
     }
@@ -101,7 +117,10 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
             return Err(invalid("process.args", "must name at least the executable"));
         }
         if !process.cwd().is_absolute() {
-            return Err(invalid("process.cwd", format!("{} is not absolute", process.cwd().display())));
+            return Err(invalid(
+                "process.cwd",
+                format!("{} is not absolute", process.cwd().display()),
+            ));
         }
         if let Some(env) = process.env() {
             for e in env {
@@ -110,7 +129,11 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
                 }
             }
         }
-        if process.apparmor_profile().as_ref().is_some_and(|p| !p.is_empty()) {
+        if process
+            .apparmor_profile()
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+        {
             return Err(BundleError::Unsupported("process.apparmorProfile".into()));
         }
     }
@@ -133,10 +156,16 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
         ];
         for h in all.into_iter().flatten().flatten() {
             if !h.path().is_absolute() {
-                return Err(invalid("hooks", format!("hook path {} is not absolute", h.path().display())));
+                return Err(invalid(
+                    "hooks",
+                    format!("hook path {} is not absolute", h.path().display()),
+                ));
             }
             if h.timeout().is_some_and(|t| t <= 0) {
-                return Err(invalid("hooks", format!("hook {} has a timeout <= 0", h.path().display())));
+                return Err(invalid(
+                    "hooks",
+                    format!("hook {} has a timeout <= 0", h.path().display()),
+                ));
             }
         }
     }
@@ -144,7 +173,10 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
         let mut seen = HashSet::new();
         for ns in linux.namespaces().iter().flatten() {
             if !seen.insert(ns.typ()) {
-                return Err(invalid("linux.namespaces", format!("{} listed twice", ns_name(ns.typ()))));
+                return Err(invalid(
+                    "linux.namespaces",
+                    format!("{} listed twice", ns_name(ns.typ())),
+                ));
             }
             if let Some(p) = ns.path() {
                 if !p.is_absolute() {
@@ -160,22 +192,34 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
             let non_empty = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
                 || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
             if non_empty {
-                return Err(invalid("linux.uidMappings", "id mappings need a user namespace"));
+                return Err(invalid(
+                    "linux.uidMappings",
+                    "id mappings need a user namespace",
+                ));
             }
         }
         if let Some(p) = linux.cgroups_path() {
             if p.components().any(|c| c == std::path::Component::ParentDir) {
-                return Err(invalid("linux.cgroupsPath", format!("{} escapes with ..", p.display())));
+                return Err(invalid(
+                    "linux.cgroupsPath",
+                    format!("{} escapes with ..", p.display()),
+                ));
             }
         }
         for (i, p) in linux.masked_paths().iter().flatten().enumerate() {
             if !Path::new(p).is_absolute() {
-                return Err(invalid(format!("linux.maskedPaths[{i}]"), format!("{p} is not absolute")));
+                return Err(invalid(
+                    format!("linux.maskedPaths[{i}]"),
+                    format!("{p} is not absolute"),
+                ));
             }
         }
         for (i, p) in linux.readonly_paths().iter().flatten().enumerate() {
             if !Path::new(p).is_absolute() {
-                return Err(invalid(format!("linux.readonlyPaths[{i}]"), format!("{p} is not absolute")));
+                return Err(invalid(
+                    format!("linux.readonlyPaths[{i}]"),
+                    format!("{p} is not absolute"),
+                ));
             }
         }
         for (i, d) in linux.devices().iter().flatten().enumerate() {
@@ -194,7 +238,10 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
         }
         if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) && !selinux_enabled() {
             // runc passes the label to mount(2) and fails there; say why up front instead.
-            return Err(invalid("linux.mountLabel", "SELinux is not enabled on this host"));
+            return Err(invalid(
+                "linux.mountLabel",
+                "SELinux is not enabled on this host",
+            ));
         }
     }
     Ok(())
@@ -209,7 +256,10 @@ fn validate_version(v: &str) -> Result<(), BundleError> {
     let major = v.split('.').next().unwrap_or("");
     match major.parse::<u32>() {
         Ok(1) => Ok(()),
-        Ok(_) => Err(invalid("ociVersion", format!("{v:?}: only 1.x is supported"))),
+        Ok(_) => Err(invalid(
+            "ociVersion",
+            format!("{v:?}: only 1.x is supported"),
+        )),
         Err(_) => Err(invalid("ociVersion", format!("{v:?} is not a version"))),
     }
 }
@@ -279,7 +329,10 @@ mod tests {
 
     #[test]
     fn escaping_cgroup_path_rejected() {
-        let e = spec(r#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"cgroupsPath":"/a/../../b"}}"#).unwrap_err();
+        let e = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"cgroupsPath":"/a/../../b"}}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("escapes"), "{e}");
     }
 }

@@ -97,7 +97,10 @@ impl ContainerBuilder {
     /// anything.
     pub fn load_bundle(&self) -> Result<Bundle> {
         match &self.spec {
-            Some(spec) => Bundle::from_spec(std::path::absolute(&self.bundle).unwrap_or(self.bundle.clone()), spec.clone()),
+            Some(spec) => Bundle::from_spec(
+                std::path::absolute(&self.bundle).unwrap_or(self.bundle.clone()),
+                spec.clone(),
+            ),
             None => Bundle::load(&self.bundle),
         }
         .ctx(&self.id, Step::Create)
@@ -113,7 +116,10 @@ impl ContainerBuilder {
     pub fn create_from(self, bundle: Bundle) -> Result<Container> {
         let id = self.id.clone();
         let saved = parent::create(&id, &self.root, bundle, &self.opts)?;
-        Ok(Container { root: self.root, saved })
+        Ok(Container {
+            root: self.root,
+            saved,
+        })
     }
 }
 
@@ -156,7 +162,12 @@ impl Container {
     }
 
     /// The container's cgroup, reopened where create made it.
-    fn cgroup(&self) -> std::result::Result<Option<Box<dyn crate::cgroups::CgroupManager>>, crate::cgroups::CgroupError> {
+    fn cgroup(
+        &self,
+    ) -> std::result::Result<
+        Option<Box<dyn crate::cgroups::CgroupManager>>,
+        crate::cgroups::CgroupError,
+    > {
         match &self.saved.cgroup {
             Some(cfg) => crate::cgroups::manager_at(cfg, &self.saved.cgroup_paths).map(Some),
             None => Ok(None),
@@ -182,12 +193,21 @@ impl Container {
         let dir = self.lock(step)?;
         let status = dir.status(&self.saved);
         if status != Status::Created {
-            return Err(invalid_state(id, step, format!("cannot start a container that is {status}")));
+            return Err(invalid_state(
+                id,
+                step,
+                format!("cannot start a container that is {status}"),
+            ));
         }
         let released = fifo::release(&dir.fifo(), self.saved.pid);
         let _ = std::fs::remove_file(dir.fifo());
         released.ctx(id, step)?;
-        let hooks = self.saved.hooks.as_ref().and_then(|h| h.poststart().clone()).unwrap_or_default();
+        let hooks = self
+            .saved
+            .hooks
+            .as_ref()
+            .and_then(|h| h.poststart().clone())
+            .unwrap_or_default();
         if !hooks.is_empty() {
             let st = serde_json::to_vec(&self.saved.oci_state(Status::Running)).unwrap_or_default();
             // The spec: a failing poststart hook is logged, and the lifecycle goes on.
@@ -206,24 +226,39 @@ impl Container {
         let dir = self.lock(step)?;
         let status = dir.status(&self.saved);
         if matches!(status, Status::Stopped | Status::Creating) && !all {
-            return Err(invalid_state(id, step, format!("container is {status}: nothing to signal")));
+            return Err(invalid_state(
+                id,
+                step,
+                format!("container is {status}: nothing to signal"),
+            ));
         }
         if all {
             if let Some(mut cg) = self.cgroup().ctx(id, step)? {
                 match Signal::try_from(sig) {
                     Ok(s) => cg.kill_all(s).ctx(id, step)?,
                     // Real-time signals have no nix name: signal the members one by one.
-                    Err(_) => cg.pids().ctx(id, step)?.into_iter().for_each(|p| crate::sys::kill(p, sig)),
+                    Err(_) => cg
+                        .pids()
+                        .ctx(id, step)?
+                        .into_iter()
+                        .for_each(|p| crate::sys::kill(p, sig)),
                 }
                 return Ok(());
             }
         }
         let pidfd = crate::sys::pidfd_open(self.saved.pid)
-            .map_err(crate::process::sys(format!("pidfd_open {}", self.saved.pid)))
+            .map_err(crate::process::sys(format!(
+                "pidfd_open {}",
+                self.saved.pid
+            )))
             .ctx(id, step)?;
         // The pid was checked against its start time above; the pidfd pins that process.
         if !self.saved.init_alive() {
-            return Err(invalid_state(id, step, "container is stopped: nothing to signal".into()));
+            return Err(invalid_state(
+                id,
+                step,
+                "container is stopped: nothing to signal".into(),
+            ));
         }
         crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), sig)
             .map_err(crate::process::sys(format!("signal {sig}")))
@@ -247,7 +282,8 @@ impl Container {
             }
             if let Ok(fd) = crate::sys::pidfd_open(self.saved.pid) {
                 if self.saved.init_alive() {
-                    let _ = crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGKILL);
+                    let _ =
+                        crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGKILL);
                     parent::wait_pidfd(&fd, Duration::from_secs(10));
                 }
             }
@@ -259,7 +295,12 @@ impl Container {
             }
             cg.destroy().ctx(&id, step)?;
         }
-        let hooks = self.saved.hooks.as_ref().and_then(|h| h.poststop().clone()).unwrap_or_default();
+        let hooks = self
+            .saved
+            .hooks
+            .as_ref()
+            .and_then(|h| h.poststop().clone())
+            .unwrap_or_default();
         if !hooks.is_empty() {
             let st = serde_json::to_vec(&self.saved.oci_state(Status::Stopped)).unwrap_or_default();
             if let Err(e) = crate::hooks::run_hooks("poststop", &hooks, &st) {
@@ -310,4 +351,3 @@ pub fn list(root: impl AsRef<Path>) -> Result<Vec<State>> {
     }
     Ok(out)
 }
-

@@ -24,8 +24,8 @@ pub mod process;
 pub mod rootfs;
 pub mod security;
 pub mod state;
-pub mod template;
 pub(crate) mod sys;
+pub mod template;
 pub mod tty;
 
 pub use container::{default_root, list, Container, ContainerBuilder};

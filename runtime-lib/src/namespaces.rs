@@ -21,7 +21,10 @@ pub enum NamespaceError {
     #[error("{ns} namespace {path}: not a namespace file")]
     NotNamespace { ns: &'static str, path: PathBuf },
     #[error("join {ns} namespace: {source}")]
-    Join { ns: &'static str, source: nix::Error },
+    Join {
+        ns: &'static str,
+        source: nix::Error,
+    },
     #[error("create namespaces ({flags}): {source}")]
     Create { flags: String, source: nix::Error },
     #[error("write {what} of pid {pid}: {source}")]
@@ -127,10 +130,12 @@ impl NamespacePlan {
                         path: path.clone(),
                         source,
                     })?;
-                    let fs = nix::sys::statfs::fstatfs(fd.as_fd()).map_err(|source| NamespaceError::Open {
-                        ns: ns_name(t),
-                        path: path.clone(),
-                        source,
+                    let fs = nix::sys::statfs::fstatfs(fd.as_fd()).map_err(|source| {
+                        NamespaceError::Open {
+                            ns: ns_name(t),
+                            path: path.clone(),
+                            source,
+                        }
                     })?;
                     if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
                         return Err(NamespaceError::NotNamespace {
@@ -199,9 +204,11 @@ impl NamespacePlan {
     /// In the child: join the configured namespaces, in order.
     pub fn join_all(&self) -> Result<(), NamespaceError> {
         for j in &self.joins {
-            nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ)).map_err(|source| NamespaceError::Join {
-                ns: ns_name(j.typ),
-                source,
+            nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ)).map_err(|source| {
+                NamespaceError::Join {
+                    ns: ns_name(j.typ),
+                    source,
+                }
             })?;
         }
         Ok(())
@@ -223,7 +230,11 @@ impl NamespacePlan {
 pub fn write_id_maps(pid: i32, uid_map: &str, gid_map: &str) -> Result<(), NamespaceError> {
     for (what, text) in [("uid_map", uid_map), ("gid_map", gid_map)] {
         let path = format!("/proc/{pid}/{what}");
-        std::fs::write(&path, text.as_bytes()).map_err(|source| NamespaceError::Map { what, pid, source })?;
+        std::fs::write(&path, text.as_bytes()).map_err(|source| NamespaceError::Map {
+            what,
+            pid,
+            source,
+        })?;
     }
     Ok(())
 }
@@ -275,7 +286,11 @@ mod tests {
         let order: Vec<_> = p.joins.iter().map(|j| j.typ).collect();
         assert_eq!(
             order,
-            [LinuxNamespaceType::User, LinuxNamespaceType::Network, LinuxNamespaceType::Mount]
+            [
+                LinuxNamespaceType::User,
+                LinuxNamespaceType::Network,
+                LinuxNamespaceType::Mount
+            ]
         );
     }
 }

@@ -115,7 +115,11 @@ impl Saved {
             oci_version: self.oci_version.clone(),
             id: self.id.clone(),
             status,
-            pid: if status == Status::Stopped { 0 } else { self.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
             bundle: self.bundle.clone(),
             rootfs: self.rootfs.clone(),
             created: self.created.clone(),
@@ -153,7 +157,9 @@ impl StateDir {
         let path = root.join(id);
         match fs::DirBuilder::new().mode(0o700).create(&path) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(StateError::Exists),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StateError::Exists)
+            }
             Err(e) => return Err(io("create state dir", &path)(e)),
         }
         Self::lock(path)
@@ -248,7 +254,10 @@ pub fn parse_saved(text: &[u8]) -> Result<Saved, String> {
 /// Write `data` to `path` through a temporary file in the same directory and a rename, so that
 /// readers see either the old or the new content, never a partial one.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut f = fs::OpenOptions::new()
@@ -348,7 +357,10 @@ mod tests {
 
     #[test]
     fn status_names() {
-        assert_eq!(serde_json::to_string(&Status::Created).unwrap(), "\"created\"");
+        assert_eq!(
+            serde_json::to_string(&Status::Created).unwrap(),
+            "\"created\""
+        );
         assert_eq!(Status::Stopped.to_string(), "stopped");
     }
 

@@ -47,7 +47,11 @@ fn busybox_bundle(dir: &Path, args: &[&str]) -> bool {
     let mut spec = casulo::template::default_spec_json(false);
     spec["process"]["terminal"] = false.into();
     spec["process"]["args"] = serde_json::json!(args);
-    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(&spec).unwrap(),
+    )
+    .unwrap();
     true
 }
 
@@ -60,7 +64,9 @@ fn create_while_other_threads_allocate() {
     let tmp = TempDir::new("threads");
     let bundle = tmp.0.join("bundle");
     if !busybox_bundle(&bundle, &["/bin/true"]) {
-        eprintln!("SKIP create_while_other_threads_allocate: /bin/busybox (busybox-static) is missing");
+        eprintln!(
+            "SKIP create_while_other_threads_allocate: /bin/busybox (busybox-static) is missing"
+        );
         return;
     }
     let root = tmp.0.join("state");
@@ -85,16 +91,26 @@ fn create_while_other_threads_allocate() {
     let deadline = Instant::now() + Duration::from_secs(120);
     for i in 0..20 {
         let id = format!("threads-{}-{i}", std::process::id());
-        let c = ContainerBuilder::new(&id, &bundle).root(&root).create().expect("create");
+        let c = ContainerBuilder::new(&id, &bundle)
+            .root(&root)
+            .create()
+            .expect("create");
         c.start().expect("start");
         assert_eq!(c.wait().expect("wait"), 0);
         assert_eq!(c.status().unwrap(), Status::Stopped);
-        Container::load(&root, &id).unwrap().delete(false).expect("delete");
+        Container::load(&root, &id)
+            .unwrap()
+            .delete(false)
+            .expect("delete");
         assert!(Instant::now() < deadline, "creating containers got stuck");
     }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
     }
-    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "state left behind");
+    assert_eq!(
+        std::fs::read_dir(&root).unwrap().count(),
+        0,
+        "state left behind"
+    );
 }

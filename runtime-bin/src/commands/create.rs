@@ -9,6 +9,9 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, mut a: Args) -> CmdResult {
-    a.flags.builder(ctx, &a.id)?.create().map_err(|e| e.to_string())?;
+    a.flags
+        .builder(ctx, &a.id)?
+        .create()
+        .map_err(|e| e.to_string())?;
     Ok(0)
 }

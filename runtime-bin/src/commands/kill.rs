@@ -23,16 +23,39 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
         };
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
     if let Some(rest) = name.strip_prefix("SIGRTMIN") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.trim_start_matches('+').parse().map_err(|_| format!("invalid signal {s:?}"))? };
+        let off: i32 = if rest.is_empty() {
+            0
+        } else {
+            rest.trim_start_matches('+')
+                .parse()
+                .map_err(|_| format!("invalid signal {s:?}"))?
+        };
         let n = libc::SIGRTMIN() + off;
-        return if n <= max { Ok(n) } else { Err(format!("invalid signal {s:?}")) };
+        return if n <= max {
+            Ok(n)
+        } else {
+            Err(format!("invalid signal {s:?}"))
+        };
     }
     if let Some(rest) = name.strip_prefix("SIGRTMAX") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.parse::<i32>().map_err(|_| format!("invalid signal {s:?}"))? };
+        let off: i32 = if rest.is_empty() {
+            0
+        } else {
+            rest.parse::<i32>()
+                .map_err(|_| format!("invalid signal {s:?}"))?
+        };
         let n = max + off;
-        return if n >= libc::SIGRTMIN() && off <= 0 { Ok(n) } else { Err(format!("invalid signal {s:?}")) };
+        return if n >= libc::SIGRTMIN() && off <= 0 {
+            Ok(n)
+        } else {
+            Err(format!("invalid signal {s:?}"))
+        };
     }
     name.parse::<nix::sys::signal::Signal>()
         .map(|s| s as i32)

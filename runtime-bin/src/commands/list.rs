@@ -55,10 +55,20 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
                     owner: &s.owner,
                 })
                 .collect();
-            println!("{}", serde_json::to_string(&rows).map_err(|e| e.to_string())?);
+            println!(
+                "{}",
+                serde_json::to_string(&rows).map_err(|e| e.to_string())?
+            );
         }
         Format::Table => {
-            let mut rows = vec![["ID".to_string(), "PID".into(), "STATUS".into(), "BUNDLE".into(), "CREATED".into(), "OWNER".into()]];
+            let mut rows = vec![[
+                "ID".to_string(),
+                "PID".into(),
+                "STATUS".into(),
+                "BUNDLE".into(),
+                "CREATED".into(),
+                "OWNER".into(),
+            ]];
             for s in &states {
                 rows.push([
                     s.id.clone(),
@@ -69,9 +79,15 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
                     s.owner.clone(),
                 ]);
             }
-            let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+            let widths: Vec<usize> = (0..6)
+                .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+                .collect();
             for r in rows {
-                let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                let line: Vec<String> = r
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
                 println!("{}", line.join("   ").trim_end());
             }
         }

@@ -52,7 +52,10 @@ impl CreateFlags {
         self.pid_file = self.pid_file.as_ref().map(abs).transpose()?;
         self.console_socket = self.console_socket.as_ref().map(abs).transpose()?;
         if let Err(e) = std::env::set_current_dir(&self.bundle) {
-            return Err(format!("container {id:?}: create: bundle {}: {e}", self.bundle.display()));
+            return Err(format!(
+                "container {id:?}: create: bundle {}: {e}",
+                self.bundle.display()
+            ));
         }
         let mut b = casulo::ContainerBuilder::new(id, &self.bundle)
             .root(&ctx.root)

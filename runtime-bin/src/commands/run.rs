@@ -30,9 +30,15 @@ pub fn run(ctx: &Ctx, mut a: Args) -> CmdResult {
     }
     // A terminal in the foreground without a console socket: receive the pty master ourselves
     // and proxy it to our stdio.
-    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     let listener = if terminal && a.flags.console_socket.is_none() {
-        let l = casulo::tty::ConsoleListener::new().map_err(|e| format!("container {:?}: run: {e}", a.id))?;
+        let l = casulo::tty::ConsoleListener::new()
+            .map_err(|e| format!("container {:?}: run: {e}", a.id))?;
         builder = builder.console_socket(l.path());
         Some(l)
     } else {
@@ -40,7 +46,8 @@ pub fn run(ctx: &Ctx, mut a: Args) -> CmdResult {
     };
     // The init may be a grandchild (forked after entering its pid namespace): become its
     // reaper, and hold every signal until we can forward it.
-    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"))?;
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"))?;
     casulo::process::foreground::block_signals().map_err(|e| e.to_string())?;
     let c = builder.create_from(bundle).map_err(|e| e.to_string())?;
     let master = match &listener {
@@ -62,7 +69,8 @@ pub fn run(ctx: &Ctx, mut a: Args) -> CmdResult {
         Some(master) => {
             let winch_master = master.try_clone().map_err(|e| e.to_string())?;
             let resize = move || {
-                let _ = casulo::tty::copy_window_size(std::io::stdin().as_fd(), winch_master.as_fd());
+                let _ =
+                    casulo::tty::copy_window_size(std::io::stdin().as_fd(), winch_master.as_fd());
             };
             resize();
             let proxy = std::thread::spawn(move || casulo::tty::proxy(master));

@@ -15,11 +15,15 @@ pub struct Args {
 pub fn run(_ctx: &Ctx, a: Args) -> CmdResult {
     let path = a.bundle.join("config.json");
     if path.exists() {
-        return Err(format!("spec: {} already exists: remove it first", path.display()));
+        return Err(format!(
+            "spec: {} already exists: remove it first",
+            path.display()
+        ));
     }
     // The JSON form keeps runc's order of capability lists.
     let spec = casulo::template::default_spec_json(a.rootless);
     let json = serde_json::to_string_pretty(&spec).map_err(|e| e.to_string())?;
-    std::fs::write(&path, json + "\n").map_err(|e| format!("spec: write {}: {e}", path.display()))?;
+    std::fs::write(&path, json + "\n")
+        .map_err(|e| format!("spec: write {}: {e}", path.display()))?;
     Ok(0)
 }

@@ -959,7 +959,7 @@ impl CgroupManager for FsCgroup {
 }
 
 fn empty<T>(v: &Option<Vec<T>>) -> bool {
-    v.as_ref().map_or(true, Vec::is_empty)
+    v.as_ref().is_none_or(Vec::is_empty)
 }
 
 /// runc's conversion of cgroup v1 cpu shares [2, 262144] to a v2 weight [1, 10000].

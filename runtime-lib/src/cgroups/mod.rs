@@ -343,6 +343,21 @@ pub fn device_rules_for(devices: &[oci_spec::runtime::LinuxDevice]) -> Vec<Linux
         .collect()
 }
 
+/// Whether the cgroup whose directories are `dirs` is frozen (the `paused` status): the v1
+/// freezer where the host has one, else cgroup v2's `cgroup.freeze`.
+pub fn is_frozen(dirs: &[PathBuf]) -> bool {
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if let Some(state) = dirs.iter().find_map(|d| read(d.join("freezer.state"))) {
+        return state == "FROZEN";
+    }
+    dirs.iter()
+        .any(|d| read(d.join("cgroup.freeze")).as_deref() == Some("1"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,14 +467,4 @@ mod tests {
         }
         assert!(default_allowed_devices().iter().all(|r| r.allow()));
     }
-}
-
-/// Whether the cgroup whose directories are `dirs` is frozen (the `paused` status): the v1
-/// freezer where the host has one, else cgroup v2's `cgroup.freeze`.
-pub fn is_frozen(dirs: &[PathBuf]) -> bool {
-    let read = |p: PathBuf| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
-    if let Some(state) = dirs.iter().find_map(|d| read(d.join("freezer.state"))) {
-        return state == "FROZEN";
-    }
-    dirs.iter().any(|d| read(d.join("cgroup.freeze")).as_deref() == Some("1"))
 }

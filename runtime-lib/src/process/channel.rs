@@ -110,13 +110,20 @@ pub fn pair() -> nix::Result<(Channel, Channel)> {
 }
 
 impl Channel {
+    /// The raw fd, for the forked child to close the runtime's end.
+    pub fn as_raw(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+
     pub fn send(&self, msg: &Msg) -> Result<(), ChannelError> {
         let bytes = msg.encode();
         loop {
             match send(self.fd.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL) {
                 Ok(_) => return Ok(()),
                 Err(nix::Error::EINTR) => continue,
-                Err(nix::Error::EPIPE) | Err(nix::Error::ECONNRESET) => return Err(ChannelError::Closed),
+                Err(nix::Error::EPIPE) | Err(nix::Error::ECONNRESET) => {
+                    return Err(ChannelError::Closed)
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -167,12 +174,5 @@ mod tests {
         assert_eq!(Msg::decode(&[]), None);
         assert_eq!(Msg::decode(&[4, 1]), None);
         assert_eq!(Msg::decode(&[77]), None);
-    }
-}
-
-impl Channel {
-    /// The raw fd, for the forked child to close the runtime's end.
-    pub fn as_raw(&self) -> std::os::fd::RawFd {
-        self.fd.as_raw_fd()
     }
 }

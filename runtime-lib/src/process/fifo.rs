@@ -15,7 +15,8 @@ use super::{sys, ProcessError};
 
 /// Make the fifo (mode 0622, as runc does).
 pub fn create(path: &Path) -> Result<(), ProcessError> {
-    nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o622)).map_err(sys(format!("mkfifo {}", path.display())))?;
+    nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o622))
+        .map_err(sys(format!("mkfifo {}", path.display())))?;
     nix::sys::stat::fchmodat(
         nix::fcntl::AT_FDCWD,
         path,
@@ -27,7 +28,8 @@ pub fn create(path: &Path) -> Result<(), ProcessError> {
 
 /// In the init, before pivot_root: an O_PATH fd of the fifo, reopened later through procfs.
 pub fn open_path(path: &Path) -> Result<OwnedFd, ProcessError> {
-    open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys(format!("open {}", path.display())))
+    open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(sys(format!("open {}", path.display())))
 }
 
 /// In the init: block until `start` opens the fifo, through `proc` (an fd of the host's
@@ -35,7 +37,12 @@ pub fn open_path(path: &Path) -> Result<OwnedFd, ProcessError> {
 pub fn wait_for_start(proc: BorrowedFd<'_>, fifo: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
     let path = format!("self/fd/{}", fifo.as_raw_fd());
     loop {
-        match nix::fcntl::openat(proc, path.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+        match nix::fcntl::openat(
+            proc,
+            path.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
             Err(nix::Error::EINTR) => continue,
             r => return r,
         }
@@ -46,8 +53,12 @@ pub fn wait_for_start(proc: BorrowedFd<'_>, fifo: BorrowedFd<'_>) -> nix::Result
 /// the user program. `pid` is the init; if it dies before opening the fifo, this fails instead
 /// of blocking forever.
 pub fn release(path: &Path, pid: i32) -> Result<(), ProcessError> {
-    let fifo = open(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(sys(format!("open {}", path.display())))?;
+    let fifo = open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys(format!("open {}", path.display())))?;
     let pidfd = crate::sys::pidfd_open(pid).map_err(sys(format!("pidfd_open {pid}")))?;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -79,15 +90,21 @@ pub fn release(path: &Path, pid: i32) -> Result<(), ProcessError> {
                 let _ = f.read_to_end(&mut got);
             }
             if got.is_empty() {
-                return Err(ProcessError::Init("the container's init exited before start".into()));
+                return Err(ProcessError::Init(
+                    "the container's init exited before start".into(),
+                ));
             }
             break;
         }
     }
     match got.split_first() {
         Some((b'0', [])) => Ok(()),
-        Some((b'0', rest)) => Err(ProcessError::Init(String::from_utf8_lossy(rest).into_owned())),
-        _ => Err(ProcessError::Init("the container's init exited before start".into())),
+        Some((b'0', rest)) => Err(ProcessError::Init(
+            String::from_utf8_lossy(rest).into_owned(),
+        )),
+        _ => Err(ProcessError::Init(
+            "the container's init exited before start".into(),
+        )),
     }
 }
 
@@ -98,8 +115,12 @@ pub fn report(fifo: &OwnedFd, msg: &str) {
 
 /// An fd of the host's /proc, checked to be a real procfs.
 pub fn open_proc() -> Result<OwnedFd, ProcessError> {
-    let fd = open("/proc", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(sys("open /proc"))?;
+    let fd = open(
+        "/proc",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys("open /proc"))?;
     let fs = nix::sys::statfs::fstatfs(fd.as_fd()).map_err(sys("statfs /proc"))?;
     if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
         return Err(ProcessError::Invalid("/proc is not a procfs".into()));

@@ -30,7 +30,8 @@ fn forwarded() -> SigSet {
 /// Block the forwarded signals (and SIGCHLD) in the calling thread, so that none is lost
 /// between create and [`wait`]. The container's init unblocks everything before exec.
 pub fn block_signals() -> Result<(), ProcessError> {
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded()), None).map_err(sys("sigprocmask"))
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded()), None)
+        .map_err(sys("sigprocmask"))
 }
 
 /// The exit status of a process as a shell reports it.
@@ -50,7 +51,11 @@ pub fn wait(pid: i32, forward: bool) -> Result<i32, ProcessError> {
 
 /// [`wait`], calling `on_winch` instead of forwarding SIGWINCH (a terminal the caller proxies
 /// is resized rather than signalled).
-pub fn wait_with(pid: i32, forward: bool, on_winch: Option<&dyn Fn()>) -> Result<i32, ProcessError> {
+pub fn wait_with(
+    pid: i32,
+    forward: bool,
+    on_winch: Option<&dyn Fn()>,
+) -> Result<i32, ProcessError> {
     if !forward {
         loop {
             match waitpid(Pid::from_raw(pid), None) {

@@ -66,11 +66,14 @@ fn stage(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
     if plan.ns.creates(LinuxNamespaceType::User) {
         io.chan.send(&Msg::NeedMaps).step("sync")?;
         expect(&io.chan, Msg::MapsDone)?;
-        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).step("setresgid(0) in user namespace")?;
-        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).step("setresuid(0) in user namespace")?;
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .step("setresgid(0) in user namespace")?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .step("setresuid(0) in user namespace")?;
     }
     if !plan.ns.time_offsets.is_empty() {
-        std::fs::write("/proc/self/timens_offsets", plan.ns.time_offsets.as_bytes()).step("write timens_offsets")?;
+        std::fs::write("/proc/self/timens_offsets", plan.ns.time_offsets.as_bytes())
+            .step("write timens_offsets")?;
     }
     if plan.ns.needs_fork() {
         match fork().step("fork init")? {
@@ -81,7 +84,9 @@ fn stage(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
             Fork::Child => {}
         }
     } else {
-        io.chan.send(&Msg::Pid(nix::unistd::getpid().as_raw())).step("sync")?;
+        io.chan
+            .send(&Msg::Pid(nix::unistd::getpid().as_raw()))
+            .step("sync")?;
     }
     init(plan, io)
 }
@@ -106,7 +111,8 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
         io.chan.send(&Msg::RunHooks).step("sync")?;
         expect(&io.chan, Msg::HooksDone)?;
     }
-    crate::hooks::run_hooks("createContainer", &plan.create_container_hooks, &creating).step("hooks")?;
+    crate::hooks::run_hooks("createContainer", &plan.create_container_hooks, &creating)
+        .step("hooks")?;
 
     if let Some(h) = &plan.hostname {
         nix::unistd::sethostname(h).step("sethostname")?;
@@ -115,10 +121,12 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
         crate::sys::setdomainname(d.as_bytes()).step("setdomainname")?;
     }
     for (key, value) in &plan.sysctl {
-        write_proc(&proc, &Path::new("sys").join(key), value).step(&format!("sysctl {}", key.display()))?;
+        write_proc(&proc, &Path::new("sys").join(key), value)
+            .step(&format!("sysctl {}", key.display()))?;
     }
     if let Some(adj) = p.oom_score_adj {
-        write_proc(&proc, Path::new("self/oom_score_adj"), &adj.to_string()).step("oom_score_adj")?;
+        write_proc(&proc, Path::new("self/oom_score_adj"), &adj.to_string())
+            .step("oom_score_adj")?;
     }
 
     crate::rootfs::pivot(&plan.rootfs.rootfs, plan.rootfs.no_pivot).step("rootfs")?;
@@ -135,7 +143,8 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
         // Kernels without keyrings (or with them restricted by seccomp) are not an error,
         // as for runc: the session keyring is a hardening, not part of the spec.
         match crate::sys::join_session_keyring(&name) {
-            Ok(()) | Err(nix::Error::ENOSYS) | Err(nix::Error::EPERM) | Err(nix::Error::EACCES) => {}
+            Ok(()) | Err(nix::Error::ENOSYS) | Err(nix::Error::EPERM) | Err(nix::Error::EACCES) => {
+            }
             Err(e) => return Err(format!("join session keyring: {e}")),
         }
     }
@@ -176,7 +185,8 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
     if let Err(e) = nix::unistd::write(&w, b"0") {
         fail(format!("write exec fifo: {e}"), 1);
     }
-    if let Err(e) = crate::hooks::run_hooks("startContainer", &plan.start_container_hooks, &created) {
+    if let Err(e) = crate::hooks::run_hooks("startContainer", &plan.start_container_hooks, &created)
+    {
         fail(e.to_string(), 1);
     }
     if p.no_new_privileges {
@@ -193,7 +203,12 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
 /// Write `value` to a file of the host's /proc (opened before pivot_root and checked to be
 /// procfs), so that nothing the container mounts can redirect the write.
 fn write_proc(proc: &OwnedFd, rel: &Path, value: &str) -> Result<(), nix::Error> {
-    let fd = nix::fcntl::openat(proc.as_fd(), rel, OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())?;
+    let fd = nix::fcntl::openat(
+        proc.as_fd(),
+        rel,
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )?;
     let fs = nix::sys::statfs::fstatfs(fd.as_fd())?;
     if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
         return Err(nix::Error::EXDEV);
@@ -203,7 +218,12 @@ fn write_proc(proc: &OwnedFd, rel: &Path, value: &str) -> Result<(), nix::Error>
 
 /// chdir to the process cwd, resolved inside the container's root (no magic links, no escape).
 fn chdir_inside(cwd: &Path) -> Result<(), nix::Error> {
-    let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
-    let fd = crate::rootfs::paths::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let fd =
+        crate::rootfs::paths::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
     nix::unistd::fchdir(fd.as_fd())
 }

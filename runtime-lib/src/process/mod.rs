@@ -35,7 +35,10 @@ pub enum ProcessError {
     #[error("{what}: {source}")]
     Sys { what: String, source: nix::Error },
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("container init: {0}")]
     Init(String),
     #[error("{0}")]
@@ -128,7 +131,11 @@ fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
 
 impl InitPlan {
     /// Validate and prepare everything. No side effects.
-    pub fn build(id: &str, bundle: &Bundle, opts: &CreateOptions) -> Result<InitPlan, crate::ErrorKind> {
+    pub fn build(
+        id: &str,
+        bundle: &Bundle,
+        opts: &CreateOptions,
+    ) -> Result<InitPlan, crate::ErrorKind> {
         let spec = &bundle.spec;
         let process = spec
             .process()
@@ -137,7 +144,10 @@ impl InitPlan {
         let linux = spec.linux().as_ref();
         let ns = NamespacePlan::from_spec(linux)?;
         if !ns.creates(LinuxNamespaceType::Mount) {
-            return Err(ProcessError::Unsupported("a container without a new mount namespace".into()).into());
+            return Err(ProcessError::Unsupported(
+                "a container without a new mount namespace".into(),
+            )
+            .into());
         }
         let rootfs = RootfsPlan::from_spec(spec, &bundle.dir, &bundle.rootfs, opts.no_pivot)?;
 
@@ -189,8 +199,16 @@ impl InitPlan {
             caps: CapsPlan::from_spec(process.capabilities().as_ref())?,
             rlimits: RlimitsPlan::from_spec(process.rlimits().as_deref().unwrap_or(&[]))?,
         };
-        if process.selinux_label().as_ref().is_some_and(|l| !l.is_empty()) && !std::path::Path::new("/sys/fs/selinux/enforce").exists() {
-            return Err(ProcessError::Invalid("process.selinuxLabel: SELinux is not enabled on this host".into()).into());
+        if process
+            .selinux_label()
+            .as_ref()
+            .is_some_and(|l| !l.is_empty())
+            && !std::path::Path::new("/sys/fs/selinux/enforce").exists()
+        {
+            return Err(ProcessError::Invalid(
+                "process.selinuxLabel: SELinux is not enabled on this host".into(),
+            )
+            .into());
         }
         if process.io_priority().is_some() {
             return Err(ProcessError::Unsupported("process.ioPriority".into()).into());
@@ -205,7 +223,10 @@ impl InitPlan {
             keys.sort();
             for (key, value) in keys {
                 if key.contains('/') || key.split('.').any(|p| p.is_empty() || p == "..") {
-                    return Err(ProcessError::Invalid(format!("linux.sysctl: invalid key {key:?}")).into());
+                    return Err(ProcessError::Invalid(format!(
+                        "linux.sysctl: invalid key {key:?}"
+                    ))
+                    .into());
                 }
                 match sysctl_namespace(key) {
                     Some(t) if ns.creates(t) => {}
@@ -226,11 +247,17 @@ impl InitPlan {
                 sysctl.push((PathBuf::from(key.replace('.', "/")), value.clone()));
             }
         }
-        if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !ns.creates(LinuxNamespaceType::Uts) {
+        if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+            && !ns.creates(LinuxNamespaceType::Uts)
+        {
             return Err(ProcessError::Invalid("hostname needs a new uts namespace".into()).into());
         }
-        if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !ns.creates(LinuxNamespaceType::Uts) {
-            return Err(ProcessError::Invalid("domainname needs a new uts namespace".into()).into());
+        if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
+            && !ns.creates(LinuxNamespaceType::Uts)
+        {
+            return Err(
+                ProcessError::Invalid("domainname needs a new uts namespace".into()).into(),
+            );
         }
         let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
             Some(s) => Some(SeccompPlan::from_spec(s)?),
@@ -246,8 +273,12 @@ impl InitPlan {
             domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
             sysctl,
             seccomp,
-            create_container_hooks: hooks.and_then(|h| h.create_container().clone()).unwrap_or_default(),
-            start_container_hooks: hooks.and_then(|h| h.start_container().clone()).unwrap_or_default(),
+            create_container_hooks: hooks
+                .and_then(|h| h.create_container().clone())
+                .unwrap_or_default(),
+            start_container_hooks: hooks
+                .and_then(|h| h.start_container().clone())
+                .unwrap_or_default(),
             preserve_fds: opts.preserve_fds,
             no_new_keyring: opts.no_new_keyring,
         })
@@ -274,6 +305,10 @@ pub(crate) fn find_executable(arg0: &CString, path_dirs: &[PathBuf]) -> Result<C
     Err(format!(
         "exec: {:?}: executable file not found{}",
         name,
-        if candidates.len() == 1 && arg0.as_bytes().contains(&b'/') { "" } else { " in $PATH" }
+        if candidates.len() == 1 && arg0.as_bytes().contains(&b'/') {
+            ""
+        } else {
+            " in $PATH"
+        }
     ))
 }

@@ -86,7 +86,8 @@ pub(crate) fn wait_pidfd(pidfd: &OwnedFd, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, ms) {
             Ok(n) if n > 0 => return true,
@@ -100,7 +101,9 @@ pub(crate) fn wait_pidfd(pidfd: &OwnedFd, timeout: Duration) -> bool {
 fn check_preserved_fds(n: u32) -> std::result::Result<(), ProcessError> {
     for fd in 3..3 + n as i32 {
         if !crate::sys::fd_is_open(fd) {
-            return Err(ProcessError::Invalid(format!("--preserve-fds: fd {fd} is not open")));
+            return Err(ProcessError::Invalid(format!(
+                "--preserve-fds: fd {fd} is not open"
+            )));
         }
     }
     Ok(())
@@ -115,8 +118,11 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     check_preserved_fds(opts.preserve_fds).ctx(id, step)?;
     let plan = InitPlan::build(id, &bundle, opts).map_err(|k| crate::Error::new(id, step, k))?;
     let linux = bundle.spec.linux().as_ref();
-    let cgroup_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
-    let cgroup_cfg = cgroups::resolve(cgroup_path.as_deref(), id, opts.systemd_cgroup).ctx(id, step)?;
+    let cgroup_path = linux
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    let cgroup_cfg =
+        cgroups::resolve(cgroup_path.as_deref(), id, opts.systemd_cgroup).ctx(id, step)?;
     let resources = linux.and_then(|l| l.resources().clone());
     let console: Option<OwnedFd> = match &opts.console_socket {
         Some(p) => Some(
@@ -131,8 +137,14 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         None => None,
     };
     let hooks = bundle.spec.hooks().clone();
-    let prestart = hooks.as_ref().and_then(|h| h.prestart().clone()).unwrap_or_default();
-    let create_runtime = hooks.as_ref().and_then(|h| h.create_runtime().clone()).unwrap_or_default();
+    let prestart = hooks
+        .as_ref()
+        .and_then(|h| h.prestart().clone())
+        .unwrap_or_default();
+    let create_runtime = hooks
+        .as_ref()
+        .and_then(|h| h.create_runtime().clone())
+        .unwrap_or_default();
     let mut saved = Saved {
         oci_version: bundle.spec.version().clone(),
         id: id.to_string(),
@@ -195,7 +207,9 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     if let Some(r) = &resources {
         undo.cgroup.as_mut().expect("cgroup").set(r).ctx(id, step)?;
     }
-    chan.send(&Msg::Go).map_err(ProcessError::from).ctx(id, step)?;
+    chan.send(&Msg::Go)
+        .map_err(ProcessError::from)
+        .ctx(id, step)?;
 
     let fail = |e: ProcessError| crate::Error::new(id, step, e);
     loop {
@@ -211,7 +225,8 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         };
         match msg {
             Msg::NeedMaps => {
-                crate::namespaces::write_id_maps(stage, &plan.ns.uid_map, &plan.ns.gid_map).ctx(id, step)?;
+                crate::namespaces::write_id_maps(stage, &plan.ns.uid_map, &plan.ns.gid_map)
+                    .ctx(id, step)?;
                 chan.send(&Msg::MapsDone).map_err(|e| fail(e.into()))?;
             }
             Msg::Pid(pid) => {
@@ -225,9 +240,12 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 saved.pid_start = crate::sys::proc_start_time(pid)
                     .map(|(s, _)| s)
                     .ok_or_else(|| fail(ProcessError::Init("exited during setup".into())))?;
-                let creating = serde_json::to_vec(&saved.oci_state(Status::Creating)).unwrap_or_default();
-                let created = serde_json::to_vec(&saved.oci_state(Status::Created)).unwrap_or_default();
-                chan.send(&Msg::States(creating, created)).map_err(|e| fail(e.into()))?;
+                let creating =
+                    serde_json::to_vec(&saved.oci_state(Status::Creating)).unwrap_or_default();
+                let created =
+                    serde_json::to_vec(&saved.oci_state(Status::Created)).unwrap_or_default();
+                chan.send(&Msg::States(creating, created))
+                    .map_err(|e| fail(e.into()))?;
             }
             Msg::RunHooks => {
                 let st = serde_json::to_vec(&saved.oci_state(Status::Creating)).unwrap_or_default();
@@ -237,7 +255,11 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
             }
             Msg::Ready => break,
             Msg::Error(e) => return Err(fail(ProcessError::Init(e))),
-            other => return Err(fail(ProcessError::Init(format!("unexpected message {other:?}")))),
+            other => {
+                return Err(fail(ProcessError::Init(format!(
+                    "unexpected message {other:?}"
+                ))))
+            }
         }
     }
     dir.save(&saved).ctx(id, step)?;

@@ -41,14 +41,18 @@ const ROOT: &str = "/sys/fs/cgroup";
 impl HostCgroups {
     pub fn read() -> HostCgroups {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        Self::parse(&info, |name| std::fs::read_link(Path::new(ROOT).join(name)).ok())
+        Self::parse(&info, |name| {
+            std::fs::read_link(Path::new(ROOT).join(name)).ok()
+        })
     }
 
     fn parse(mountinfo: &str, link: impl Fn(&str) -> Option<PathBuf>) -> HostCgroups {
         let mut host = HostCgroups::default();
         let mut names = Vec::new();
         for line in mountinfo.lines() {
-            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
             let mountpoint = left.split(' ').nth(4).unwrap_or("");
             let mut r = right.split(' ');
             let fstype = r.next().unwrap_or("");
@@ -60,13 +64,19 @@ impl HostCgroups {
                 host.unified = true;
                 continue;
             }
-            let Some(name) = mountpoint.strip_prefix("/sys/fs/cgroup/") else { continue };
+            let Some(name) = mountpoint.strip_prefix("/sys/fs/cgroup/") else {
+                continue;
+            };
             if name.contains('/') {
                 continue;
             }
             let options = super_opts
                 .split(',')
-                .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent") && *o != "nsdelegate")
+                .filter(|o| {
+                    !matches!(*o, "rw" | "ro")
+                        && !o.starts_with("release_agent")
+                        && *o != "nsdelegate"
+                })
                 .collect::<Vec<_>>()
                 .join(",");
             names.push(name.to_string());
@@ -124,8 +134,14 @@ pub fn mount_cgroup(
     };
     if host.unified {
         let target = mkdir_all_in_root(root, dest).map_err(err("create mount point", dest))?;
-        return mount(Some("cgroup2"), fd_path(&target).as_str(), Some("cgroup2"), flags, None::<&str>)
-            .map_err(err("mount cgroup2", dest));
+        return mount(
+            Some("cgroup2"),
+            fd_path(&target).as_str(),
+            Some("cgroup2"),
+            flags,
+            None::<&str>,
+        )
+        .map_err(err("mount cgroup2", dest));
     }
     let target = mkdir_all_in_root(root, dest).map_err(err("create mount point", dest))?;
     mount(
@@ -142,8 +158,14 @@ pub fn mount_cgroup(
         let point = mkdir_all_in_root(root, &sub).map_err(err("create mount point", &sub))?;
         if new_cgroupns {
             let data = (!h.options.is_empty()).then_some(h.options.as_str());
-            mount(Some(h.fstype.as_str()), fd_path(&point).as_str(), Some(h.fstype.as_str()), flags, data)
-                .map_err(err("mount cgroup", &sub))?;
+            mount(
+                Some(h.fstype.as_str()),
+                fd_path(&point).as_str(),
+                Some(h.fstype.as_str()),
+                flags,
+                data,
+            )
+            .map_err(err("mount cgroup", &sub))?;
         } else {
             let rel = own
                 .iter()
@@ -157,8 +179,14 @@ pub fn mount_cgroup(
                 .map(|(_, p)| p.trim_start_matches('/').to_string())
                 .unwrap_or_default();
             let source = h.mountpoint.join(rel);
-            mount(Some(&source), fd_path(&point).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(err("bind cgroup", &sub))?;
+            mount(
+                Some(&source),
+                fd_path(&point).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(err("bind cgroup", &sub))?;
             let top = open_in_root(root, &sub, OFlag::O_PATH).map_err(err("reopen", &sub))?;
             remount_bind(top.as_fd(), flags).map_err(err("remount cgroup", &sub))?;
         }

@@ -24,18 +24,25 @@ pub struct Device {
 
 /// The devices every container gets (runtime-spec "Default Devices").
 pub fn defaults() -> Vec<Device> {
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-        .into_iter()
-        .map(|(name, major, minor)| Device {
-            path: PathBuf::from("/dev").join(name),
-            kind: SFlag::S_IFCHR,
-            major,
-            minor,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        })
-        .collect()
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(name, major, minor)| Device {
+        path: PathBuf::from("/dev").join(name),
+        kind: SFlag::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
 }
 
 impl Device {
@@ -51,8 +58,14 @@ impl Device {
                 )))
             }
         };
-        if d.path().components().any(|c| c == std::path::Component::ParentDir) {
-            return Err(RootfsError::Invalid(format!("device path {} contains ..", d.path().display())));
+        if d.path()
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(RootfsError::Invalid(format!(
+                "device path {} contains ..",
+                d.path().display()
+            )));
         }
         Ok(Device {
             path: d.path().clone(),
@@ -73,7 +86,8 @@ impl Device {
             move |source: nix::Error| RootfsError::Mount { step, dest, source }
         };
         if bind {
-            let target = ensure_file_in_root(root, &self.path, 0o000).map_err(err("create device mount point"))?;
+            let target = ensure_file_in_root(root, &self.path, 0o000)
+                .map_err(err("create device mount point"))?;
             return mount(
                 Some(&self.path),
                 fd_path(&target).as_str(),
@@ -83,9 +97,20 @@ impl Device {
             )
             .map_err(err("bind device"));
         }
-        let (parent, name) = parent_in_root(root, &self.path).map_err(err("create device directory"))?;
-        let dev = if self.kind == SFlag::S_IFIFO { 0 } else { makedev(self.major, self.minor) };
-        match mknodat(parent.as_fd(), name.as_c_str(), self.kind, Mode::from_bits_truncate(self.mode), dev) {
+        let (parent, name) =
+            parent_in_root(root, &self.path).map_err(err("create device directory"))?;
+        let dev = if self.kind == SFlag::S_IFIFO {
+            0
+        } else {
+            makedev(self.major, self.minor)
+        };
+        match mknodat(
+            parent.as_fd(),
+            name.as_c_str(),
+            self.kind,
+            Mode::from_bits_truncate(self.mode),
+            dev,
+        ) {
             Ok(()) => {}
             // A node already there (the rootfs has /dev populated) is kept, as runc does.
             Err(nix::Error::EEXIST) => return Ok(()),
@@ -98,7 +123,13 @@ impl Device {
             Mode::from_bits_truncate(self.mode),
             nix::sys::stat::FchmodatFlags::NoFollowSymlink,
         )
-        .or_else(|e| if e == nix::Error::EOPNOTSUPP { Ok(()) } else { Err(e) })
+        .or_else(|e| {
+            if e == nix::Error::EOPNOTSUPP {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
         .map_err(err("chmod device"))?;
         nix::unistd::fchownat(
             parent.as_fd(),
@@ -130,14 +161,23 @@ pub fn create_symlinks(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
     symlink(root, "pts/ptmx", Path::new("/dev/ptmx"), true)
 }
 
-fn symlink(root: BorrowedFd<'_>, target: &str, link: &Path, replace: bool) -> Result<(), RootfsError> {
+fn symlink(
+    root: BorrowedFd<'_>,
+    target: &str,
+    link: &Path,
+    replace: bool,
+) -> Result<(), RootfsError> {
     let err = |step: &'static str| {
         let dest = link.to_path_buf();
         move |source: nix::Error| RootfsError::Mount { step, dest, source }
     };
     let (parent, name) = parent_in_root(root, link).map_err(err("symlink"))?;
     if replace {
-        match nix::unistd::unlinkat(parent.as_fd(), name.as_c_str(), nix::unistd::UnlinkatFlags::NoRemoveDir) {
+        match nix::unistd::unlinkat(
+            parent.as_fd(),
+            name.as_c_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        ) {
             Ok(()) | Err(nix::Error::ENOENT) => {}
             Err(e) => return Err(err("remove")(e)),
         }
@@ -156,8 +196,12 @@ mod tests {
     fn default_devices() {
         let d = defaults();
         assert_eq!(d.len(), 6);
-        assert!(d.iter().any(|d| d.path == Path::new("/dev/null") && d.major == 1 && d.minor == 3));
-        assert!(d.iter().any(|d| d.path == Path::new("/dev/tty") && d.major == 5 && d.minor == 0));
+        assert!(d
+            .iter()
+            .any(|d| d.path == Path::new("/dev/null") && d.major == 1 && d.minor == 3));
+        assert!(d
+            .iter()
+            .any(|d| d.path == Path::new("/dev/tty") && d.major == 5 && d.minor == 0));
     }
 
     #[test]
@@ -167,7 +211,9 @@ mod tests {
                 .unwrap();
         let d = Device::from_spec(&d).unwrap();
         assert_eq!((d.major, d.minor, d.mode), (10, 229, 0o666));
-        let bad: LinuxDevice = serde_json::from_str(r#"{"path":"/dev/../etc/x","type":"c","major":1,"minor":3}"#).unwrap();
+        let bad: LinuxDevice =
+            serde_json::from_str(r#"{"path":"/dev/../etc/x","type":"c","major":1,"minor":3}"#)
+                .unwrap();
         assert!(Device::from_spec(&bad).is_err());
     }
 }

@@ -20,11 +20,14 @@ fn err(step: &'static str, path: &Path) -> impl FnOnce(nix::Error) -> RootfsErro
 /// container must not be able to make us bind a file of its choosing over a masked path.
 fn verified_dev_null(root: BorrowedFd<'_>) -> Result<OwnedFd, RootfsError> {
     let path = Path::new("/dev/null");
-    let fd = open_in_root(root, path, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(err("open", path))?;
+    let fd =
+        open_in_root(root, path, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(err("open", path))?;
     let st = fstat(fd.as_fd()).map_err(err("stat", path))?;
     let is_chr = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
     if !is_chr || major(st.st_rdev) != 1 || minor(st.st_rdev) != 3 {
-        return Err(RootfsError::Invalid("/dev/null in the container is not the null device".into()));
+        return Err(RootfsError::Invalid(
+            "/dev/null in the container is not the null device".into(),
+        ));
     }
     Ok(fd)
 }
@@ -42,14 +45,27 @@ pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> 
             Err(nix::Error::ENOENT) => continue,
             Err(e) => return Err(err("open masked path", p)(e)),
         };
-        let meta = std::fs::metadata(fd_path(&fd)).map_err(|e| RootfsError::Invalid(format!("masked path {}: {e}", p.display())))?;
+        let meta = std::fs::metadata(fd_path(&fd))
+            .map_err(|e| RootfsError::Invalid(format!("masked path {}: {e}", p.display())))?;
         let target = fd_path(&fd);
         if meta.is_dir() {
-            mount(Some("tmpfs"), target.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
-                .map_err(err("mask", p))?;
+            mount(
+                Some("tmpfs"),
+                target.as_str(),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map_err(err("mask", p))?;
         } else {
-            mount(Some(fd_path(&null).as_str()), target.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(err("mask", p))?;
+            mount(
+                Some(fd_path(&null).as_str()),
+                target.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(err("mask", p))?;
         }
     }
     Ok(())
@@ -72,8 +88,10 @@ pub fn make_readonly(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), Root
             None::<&str>,
         )
         .map_err(err("bind readonly path", p))?;
-        let top = open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(err("reopen", p))?;
-        remount_bind(top.as_fd(), MsFlags::MS_RDONLY | MsFlags::MS_REC).map_err(err("remount readonly", p))?;
+        let top =
+            open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(err("reopen", p))?;
+        remount_bind(top.as_fd(), MsFlags::MS_RDONLY | MsFlags::MS_REC)
+            .map_err(err("remount readonly", p))?;
     }
     Ok(())
 }

@@ -64,12 +64,21 @@ fn propagation(s: &str) -> Result<MsFlags, RootfsError> {
         "shared" => MsFlags::MS_SHARED,
         "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
         "unbindable" => MsFlags::MS_UNBINDABLE,
-        other => return Err(RootfsError::Invalid(format!("linux.rootfsPropagation: unknown value {other:?}"))),
+        other => {
+            return Err(RootfsError::Invalid(format!(
+                "linux.rootfsPropagation: unknown value {other:?}"
+            )))
+        }
     })
 }
 
 impl RootfsPlan {
-    pub fn from_spec(spec: &Spec, bundle: &Path, rootfs: &Path, no_pivot: bool) -> Result<RootfsPlan, RootfsError> {
+    pub fn from_spec(
+        spec: &Spec,
+        bundle: &Path,
+        rootfs: &Path,
+        no_pivot: bool,
+    ) -> Result<RootfsPlan, RootfsError> {
         let linux = spec.linux().as_ref();
         let mut mounts = Vec::new();
         for m in spec.mounts().iter().flatten() {
@@ -79,7 +88,11 @@ impl RootfsPlan {
             .iter()
             .any(|m| m.kind == mounts::Kind::Bind && m.destination == Path::new("/dev"));
         let mut devices = devices::defaults();
-        for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+        for d in linux
+            .and_then(|l| l.devices().as_ref())
+            .into_iter()
+            .flatten()
+        {
             let d = Device::from_spec(d)?;
             devices.retain(|x| x.path != d.path);
             devices.push(d);
@@ -87,15 +100,37 @@ impl RootfsPlan {
         let needs_cgroups = mounts.iter().any(|m| m.kind == mounts::Kind::Cgroup);
         Ok(RootfsPlan {
             rootfs: rootfs.to_path_buf(),
-            propagation: propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()).unwrap_or(""))?,
+            propagation: propagation(
+                linux
+                    .and_then(|l| l.rootfs_propagation().as_deref())
+                    .unwrap_or(""),
+            )?,
             mounts,
             devices,
             setup_dev,
-            masked: linux.and_then(|l| l.masked_paths().clone()).unwrap_or_default().into_iter().map(PathBuf::from).collect(),
-            readonly: linux.and_then(|l| l.readonly_paths().clone()).unwrap_or_default().into_iter().map(PathBuf::from).collect(),
-            readonly_root: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+            masked: linux
+                .and_then(|l| l.masked_paths().clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            readonly: linux
+                .and_then(|l| l.readonly_paths().clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            readonly_root: spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
             no_pivot,
-            host_cgroups: if needs_cgroups { HostCgroups::read() } else { HostCgroups::default() },
+            host_cgroups: if needs_cgroups {
+                HostCgroups::read()
+            } else {
+                HostCgroups::default()
+            },
         })
     }
 
@@ -112,7 +147,8 @@ impl RootfsPlan {
         } else {
             self.propagation
         };
-        mount(None::<&str>, "/", None::<&str>, slave, None::<&str>).map_err(err("set propagation", Path::new("/")))?;
+        mount(None::<&str>, "/", None::<&str>, slave, None::<&str>)
+            .map_err(err("set propagation", Path::new("/")))?;
         mount(
             Some(&self.rootfs),
             &self.rootfs,
@@ -121,11 +157,17 @@ impl RootfsPlan {
             None::<&str>,
         )
         .map_err(err("bind rootfs", &self.rootfs))?;
-        let root = nix::fcntl::open(&self.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(err("open rootfs", &self.rootfs))?;
+        let root = nix::fcntl::open(
+            &self.rootfs,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(err("open rootfs", &self.rootfs))?;
         for m in &self.mounts {
             match m.kind {
-                mounts::Kind::Cgroup => cgroupfs::mount_cgroup(root.as_fd(), m, &self.host_cgroups, new_cgroupns)?,
+                mounts::Kind::Cgroup => {
+                    cgroupfs::mount_cgroup(root.as_fd(), m, &self.host_cgroups, new_cgroupns)?
+                }
                 _ => m.mount(root.as_fd())?,
             }
         }
@@ -140,24 +182,39 @@ impl RootfsPlan {
 
     /// After pivot_root: masked paths, readonly paths, readonly root.
     pub fn finalize(&self) -> Result<(), RootfsError> {
-        let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|source| RootfsError::Mount { step: "open", dest: "/".into(), source })?;
+        let root = nix::fcntl::open(
+            "/",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|source| RootfsError::Mount {
+            step: "open",
+            dest: "/".into(),
+            source,
+        })?;
         masked::make_readonly(root.as_fd(), &self.readonly)?;
         masked::mask(root.as_fd(), &self.masked)?;
         if self.readonly_root {
-            mounts::remount_bind(root.as_fd(), MsFlags::MS_RDONLY).map_err(|source| RootfsError::Mount {
-                step: "remount readonly",
-                dest: "/".into(),
-                source,
-            })?;
-        }
-        if self.propagation.contains(MsFlags::MS_SHARED) {
-            mount(None::<&str>, "/", None::<&str>, self.propagation, None::<&str>).map_err(|source| {
+            mounts::remount_bind(root.as_fd(), MsFlags::MS_RDONLY).map_err(|source| {
                 RootfsError::Mount {
-                    step: "set propagation",
+                    step: "remount readonly",
                     dest: "/".into(),
                     source,
                 }
+            })?;
+        }
+        if self.propagation.contains(MsFlags::MS_SHARED) {
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                self.propagation,
+                None::<&str>,
+            )
+            .map_err(|source| RootfsError::Mount {
+                step: "set propagation",
+                dest: "/".into(),
+                source,
             })?;
         }
         Ok(())
@@ -167,16 +224,29 @@ impl RootfsPlan {
 /// Make the rootfs the root: pivot_root(".", ".") and a lazy unmount of the old root, or with
 /// `no_pivot` a move mount onto `/` and chroot.
 pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
-    let err = |step: &'static str| move |source: nix::Error| RootfsError::Mount { step, dest: rootfs.to_path_buf(), source };
+    let err = |step: &'static str| {
+        move |source: nix::Error| RootfsError::Mount {
+            step,
+            dest: rootfs.to_path_buf(),
+            source,
+        }
+    };
     nix::unistd::chdir(rootfs).map_err(err("chdir"))?;
     if no_pivot {
-        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(err("move mount"))?;
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(err("move mount"))?;
         nix::unistd::chroot(".").map_err(err("chroot"))?;
     } else {
         nix::unistd::pivot_root(".", ".").map_err(err("pivot_root"))?;
         // The old root is now stacked under "."; detach it without propagating to the host.
-        mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-            .map_err(err("make old root slave"))?;
+        mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(err("make old root slave"))?;
         umount2(".", MntFlags::MNT_DETACH).map_err(err("unmount old root"))?;
     }
     nix::unistd::chdir("/").map_err(err("chdir /"))

@@ -83,7 +83,8 @@ pub fn parse_options<S: AsRef<str>>(options: &[S]) -> Result<MountOptions, Rootf
                 o.bind = true;
                 (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
             }
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => {
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
                 let mut p = match opt.trim_start_matches('r') {
                     "private" => MsFlags::MS_PRIVATE,
                     "shared" => MsFlags::MS_SHARED,
@@ -96,9 +97,10 @@ pub fn parse_options<S: AsRef<str>>(options: &[S]) -> Result<MountOptions, Rootf
                 o.propagation.push(p);
                 continue;
             }
-            "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec" | "rnodiratime"
-            | "rdiratime" | "rrelatime" | "rnorelatime" | "rnoatime" | "ratime" | "rstrictatime"
-            | "rnostrictatime" | "idmap" | "ridmap" | "tmpcopyup" | "nosymfollow" | "rnosymfollow" => {
+            "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec"
+            | "rnodiratime" | "rdiratime" | "rrelatime" | "rnorelatime" | "rnoatime" | "ratime"
+            | "rstrictatime" | "rnostrictatime" | "idmap" | "ridmap" | "tmpcopyup"
+            | "nosymfollow" | "rnosymfollow" => {
                 return Err(RootfsError::Unsupported(format!("mount option {opt:?}")));
             }
             "" => return Err(RootfsError::Invalid("empty mount option".into())),
@@ -148,10 +150,17 @@ impl MountPlan {
         let mut source = m.source().clone();
         let mut source_is_dir = true;
         if kind == Kind::Bind {
-            let src = source
-                .as_ref()
-                .ok_or_else(|| RootfsError::Invalid(format!("bind mount {} has no source", m.destination().display())))?;
-            let src = if src.is_absolute() { src.clone() } else { bundle.join(src) };
+            let src = source.as_ref().ok_or_else(|| {
+                RootfsError::Invalid(format!(
+                    "bind mount {} has no source",
+                    m.destination().display()
+                ))
+            })?;
+            let src = if src.is_absolute() {
+                src.clone()
+            } else {
+                bundle.join(src)
+            };
             let meta = std::fs::metadata(&src).map_err(|e| {
                 RootfsError::Invalid(format!("bind mount source {}: {e}", src.display()))
             })?;
@@ -159,7 +168,10 @@ impl MountPlan {
             source = Some(src);
         }
         if fstype.is_empty() && kind != Kind::Bind {
-            return Err(RootfsError::Invalid(format!("mount {} has no type", m.destination().display())));
+            return Err(RootfsError::Invalid(format!(
+                "mount {} has no type",
+                m.destination().display()
+            )));
         }
         Ok(MountPlan {
             kind,
@@ -188,8 +200,14 @@ impl MountPlan {
         match self.kind {
             Kind::Bind => {
                 let flags = o.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
-                mount(self.source.as_deref(), fd_path(&target).as_str(), None::<&str>, flags, None::<&str>)
-                    .map_err(err("bind"))?;
+                mount(
+                    self.source.as_deref(),
+                    fd_path(&target).as_str(),
+                    None::<&str>,
+                    flags,
+                    None::<&str>,
+                )
+                .map_err(err("bind"))?;
                 let extra = o.flags & !pre;
                 if !extra.is_empty() {
                     let top = open_in_root(root, dest, OFlag::O_PATH).map_err(err("reopen"))?;
@@ -212,8 +230,14 @@ impl MountPlan {
         if !o.propagation.is_empty() {
             let top = open_in_root(root, dest, OFlag::O_PATH).map_err(err("reopen"))?;
             for p in &o.propagation {
-                mount(None::<&str>, fd_path(&top).as_str(), None::<&str>, *p, None::<&str>)
-                    .map_err(err("set propagation"))?;
+                mount(
+                    None::<&str>,
+                    fd_path(&top).as_str(),
+                    None::<&str>,
+                    *p,
+                    None::<&str>,
+                )
+                .map_err(err("set propagation"))?;
             }
         }
         Ok(())
@@ -241,10 +265,20 @@ pub fn remount_bind(fd: BorrowedFd<'_>, flags: MsFlags) -> nix::Result<()> {
         }
     }
     let flags = flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
-    match mount(None::<&str>, path.as_str(), None::<&str>, flags | locked, None::<&str>) {
-        Err(nix::Error::EPERM) if !locked.is_empty() => {
-            mount(None::<&str>, path.as_str(), None::<&str>, flags, None::<&str>)
-        }
+    match mount(
+        None::<&str>,
+        path.as_str(),
+        None::<&str>,
+        flags | locked,
+        None::<&str>,
+    ) {
+        Err(nix::Error::EPERM) if !locked.is_empty() => mount(
+            None::<&str>,
+            path.as_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        ),
         r => r,
     }
 }
@@ -255,8 +289,12 @@ mod tests {
 
     #[test]
     fn flags_and_data() {
-        let o = parse_options(&["nosuid", "noexec", "nodev", "mode=755", "size=65536k", "ro"]).unwrap();
-        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_RDONLY);
+        let o =
+            parse_options(&["nosuid", "noexec", "nodev", "mode=755", "size=65536k", "ro"]).unwrap();
+        assert_eq!(
+            o.flags,
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_RDONLY
+        );
         assert_eq!(o.data, "mode=755,size=65536k");
         let o = parse_options(&["ro", "rw"]).unwrap();
         assert!(!o.flags.contains(MsFlags::MS_RDONLY));
@@ -268,7 +306,10 @@ mod tests {
         let o = parse_options(&["rbind", "rslave", "private"]).unwrap();
         assert!(o.bind);
         assert!(o.flags.contains(MsFlags::MS_BIND | MsFlags::MS_REC));
-        assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC, MsFlags::MS_PRIVATE]);
+        assert_eq!(
+            o.propagation,
+            vec![MsFlags::MS_SLAVE | MsFlags::MS_REC, MsFlags::MS_PRIVATE]
+        );
     }
 
     #[test]

@@ -28,14 +28,24 @@ fn relative(path: &Path) -> PathBuf {
 }
 
 fn cstr(p: &Path) -> Result<CString, Errno> {
-    let bytes = if p.as_os_str().is_empty() { b"." as &[u8] } else { p.as_os_str().as_bytes() };
+    let bytes = if p.as_os_str().is_empty() {
+        b"." as &[u8]
+    } else {
+        p.as_os_str().as_bytes()
+    };
     CString::new(bytes).map_err(|_| Errno::EINVAL)
 }
 
 /// Open container path `path` with `flags`, resolved inside `root`.
 pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> Result<OwnedFd, Errno> {
     let rel = relative(path);
-    openat2(root, &cstr(&rel)?, flags.bits(), 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    openat2(
+        root,
+        &cstr(&rel)?,
+        flags.bits(),
+        0,
+        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    )
 }
 
 /// Create every missing directory of container path `path` (mode 0755) and return an O_PATH
@@ -65,7 +75,11 @@ fn mkdir_all_depth(root: BorrowedFd<'_>, path: &Path, depth: u32) -> Result<Owne
             Ok(fd) => parent = fd,
             Err(Errno::ENOENT) => {
                 let name = cstr(Path::new(c.as_os_str()))?;
-                match nix::sys::stat::mkdirat(parent.as_fd(), name.as_c_str(), Mode::from_bits_truncate(0o755)) {
+                match nix::sys::stat::mkdirat(
+                    parent.as_fd(),
+                    name.as_c_str(),
+                    Mode::from_bits_truncate(0o755),
+                ) {
                     Ok(()) => parent = open_in_root(root, &prefix, dir)?,
                     Err(Errno::EEXIST) => {
                         // A dangling symlink: create what it points to, inside the root.
@@ -74,7 +88,9 @@ fn mkdir_all_depth(root: BorrowedFd<'_>, path: &Path, depth: u32) -> Result<Owne
                         let resolved = if target.is_absolute() {
                             target.to_path_buf()
                         } else {
-                            Path::new("/").join(prefix.parent().unwrap_or(Path::new(""))).join(target)
+                            Path::new("/")
+                                .join(prefix.parent().unwrap_or(Path::new("")))
+                                .join(target)
                         };
                         mkdir_all_depth(root, &resolved, depth + 1)?;
                         parent = open_in_root(root, &prefix, dir)?;
@@ -122,7 +138,10 @@ pub fn fd_path(fd: &impl AsRawFd) -> String {
 pub fn parent_in_root(root: BorrowedFd<'_>, path: &Path) -> Result<(OwnedFd, CString), Errno> {
     let parent_path = path.parent().unwrap_or(Path::new("/"));
     let name = path.file_name().ok_or(Errno::EINVAL)?;
-    Ok((mkdir_all_in_root(root, parent_path)?, cstr(Path::new(name))?))
+    Ok((
+        mkdir_all_in_root(root, parent_path)?,
+        cstr(Path::new(name))?,
+    ))
 }
 
 #[cfg(test)]
@@ -143,14 +162,23 @@ mod tests {
         let outside = tmp("outside");
         symlink(&outside, root.join("escape")).unwrap();
         symlink("../../..", root.join("up")).unwrap();
-        let rootfd = nix::fcntl::open(&root, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        let rootfd =
+            nix::fcntl::open(&root, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
         let fd = mkdir_all_in_root(rootfd.as_fd(), Path::new("/escape/sub")).unwrap();
         let seen = std::fs::read_link(fd_path(&fd)).unwrap();
-        assert!(seen.starts_with(&root), "{} escaped the root", seen.display());
+        assert!(
+            seen.starts_with(&root),
+            "{} escaped the root",
+            seen.display()
+        );
         assert!(!outside.join("sub").exists());
         let fd = mkdir_all_in_root(rootfd.as_fd(), Path::new("/up/x/../y")).unwrap();
         let seen = std::fs::read_link(fd_path(&fd)).unwrap();
-        assert!(seen.starts_with(&root), "{} escaped the root", seen.display());
+        assert!(
+            seen.starts_with(&root),
+            "{} escaped the root",
+            seen.display()
+        );
         let f = ensure_file_in_root(rootfd.as_fd(), Path::new("/escape/file"), 0o644).unwrap();
         assert!(std::fs::read_link(fd_path(&f)).unwrap().starts_with(&root));
         std::fs::remove_dir_all(&root).unwrap();
@@ -159,7 +187,10 @@ mod tests {
 
     #[test]
     fn relative_forms() {
-        assert_eq!(relative(Path::new("/a/./b/../c")), PathBuf::from("a/b/../c"));
+        assert_eq!(
+            relative(Path::new("/a/./b/../c")),
+            PathBuf::from("a/b/../c")
+        );
         assert_eq!(relative(Path::new("/")), PathBuf::from(""));
     }
 }

@@ -42,7 +42,13 @@ struct OpenHow {
 }
 
 /// openat2(2): open `path` relative to `dir` with the given `RESOLVE_*` restrictions.
-pub fn openat2(dir: BorrowedFd<'_>, path: &CStr, flags: i32, mode: u32, resolve: u64) -> nix::Result<OwnedFd> {
+pub fn openat2(
+    dir: BorrowedFd<'_>,
+    path: &CStr,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> nix::Result<OwnedFd> {
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: mode as u64,
@@ -138,7 +144,11 @@ pub fn reset_signals() {
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
     let empty = nix::sys::signal::SigSet::empty();
-    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None);
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    );
 }
 
 /// The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat) and
