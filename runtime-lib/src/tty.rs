@@ -334,6 +334,17 @@ fn set_ctty(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Set the window size of terminal `fd` (process.consoleSize).
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), TtyError> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    set_winsize(fd, &ws).map_err(sys("set window size (TIOCSWINSZ)"))
+}
+
 fn get_winsize(fd: BorrowedFd<'_>) -> Result<libc::winsize, Errno> {
     let mut ws = libc::winsize {
         ws_row: 0,

@@ -133,6 +133,9 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
     if p.terminal {
         let sock = io.console.as_ref().ok_or("terminal: no console socket")?;
         let slave = crate::tty::setup_console(sock.as_fd()).step("terminal")?;
+        if let Some((rows, cols)) = p.console_size {
+            crate::tty::set_window_size(slave.as_fd(), rows, cols).step("terminal")?;
+        }
         crate::tty::set_controlling(slave).step("terminal")?;
     }
     plan.rootfs.finalize().step("rootfs")?;

@@ -78,6 +78,8 @@ pub struct ProcessPlan {
     pub additional_gids: Vec<u32>,
     pub umask: Option<u32>,
     pub terminal: bool,
+    /// process.consoleSize: (rows, columns).
+    pub console_size: Option<(u16, u16)>,
     pub no_new_privileges: bool,
     pub oom_score_adj: Option<i32>,
     pub caps: CapsPlan,
@@ -194,6 +196,12 @@ impl InitPlan {
             additional_gids: user.additional_gids().clone().unwrap_or_default(),
             umask: user.umask(),
             terminal: process.terminal().unwrap_or(false),
+            console_size: process.console_size().as_ref().map(|b| {
+                (
+                    b.height().min(u16::MAX as u64) as u16,
+                    b.width().min(u16::MAX as u64) as u16,
+                )
+            }),
             no_new_privileges: process.no_new_privileges().unwrap_or(false),
             oom_score_adj: process.oom_score_adj(),
             caps: CapsPlan::from_spec(process.capabilities().as_ref())?,
