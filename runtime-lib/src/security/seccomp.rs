@@ -308,3 +308,244 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SecurityErr
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> LinuxSeccomp {
+        serde_json::from_str(json).expect("test profile parses")
+    }
+
+    fn plan(json: &str) -> Result<SeccompPlan, SecurityError> {
+        SeccompPlan::from_spec(&parse(json))
+    }
+
+    #[test]
+    fn compiles_every_supported_action() {
+        for action in [
+            "SCMP_ACT_KILL",
+            "SCMP_ACT_KILL_PROCESS",
+            "SCMP_ACT_KILL_THREAD",
+            "SCMP_ACT_TRAP",
+            "SCMP_ACT_ERRNO",
+            "SCMP_ACT_TRACE",
+            "SCMP_ACT_LOG",
+        ] {
+            let p = plan(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ALLOW",
+                    "syscalls":[{{"names":["getcwd"],"action":"{action}","errnoRet":95}}]}}"#
+            ))
+            .unwrap_or_else(|e| panic!("{action}: {e}"));
+            assert!(p.instructions() > 0, "{action}");
+        }
+    }
+
+    #[test]
+    fn rule_action_shapes_the_program() {
+        // Different actions give different return values, hence different programs.
+        let errno = plan(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW",
+                "syscalls":[{"names":["getcwd"],"action":"SCMP_ACT_ERRNO","errnoRet":95}]}"#,
+        )
+        .unwrap();
+        let ret = |p: &SeccompPlan| {
+            p.program
+                .iter()
+                .filter(|i| i.code == (libc::BPF_RET | libc::BPF_K) as u16)
+                .map(|i| i.k)
+                .collect::<Vec<_>>()
+        };
+        assert!(ret(&errno).contains(&(libc::SECCOMP_RET_ERRNO | 95)));
+        let trace = plan(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW",
+                "syscalls":[{"names":["getcwd"],"action":"SCMP_ACT_TRACE"}]}"#,
+        )
+        .unwrap();
+        assert!(ret(&trace).contains(&(libc::SECCOMP_RET_TRACE | libc::EPERM as u32)));
+    }
+
+    #[test]
+    fn default_errno_ret_applies_to_default_action() {
+        let p = plan(r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":6}"#).unwrap();
+        assert!(p
+            .program
+            .iter()
+            .any(|i| i.k == libc::SECCOMP_RET_ERRNO | libc::ENXIO as u32));
+    }
+
+    #[test]
+    fn notify_is_rejected_as_unsupported() {
+        let err = plan(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW",
+                "syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(err, SecurityError::Unsupported { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("SCMP_ACT_NOTIFY") && msg.contains("syscalls[0]"),
+            "{msg}"
+        );
+        let err = plan(r#"{"defaultAction":"SCMP_ACT_NOTIFY"}"#).unwrap_err();
+        assert!(err.to_string().contains("defaultAction"), "{err}");
+    }
+
+    #[test]
+    fn flags_are_translated() {
+        let p = plan(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_LOG",
+                "SECCOMP_FILTER_FLAG_SPEC_ALLOW","SECCOMP_FILTER_FLAG_TSYNC"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.flags() as libc::c_ulong,
+            libc::SECCOMP_FILTER_FLAG_LOG | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
+        );
+        let err = plan(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(err, SecurityError::Unsupported { .. }), "{err}");
+    }
+
+    #[test]
+    fn unknown_syscall_names_are_skipped() {
+        let with = plan(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                {"names":["getcwd","no_such_syscall_xyz"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        let without = plan(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                {"names":["getcwd"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(with.instructions(), without.instructions());
+    }
+
+    #[test]
+    fn rule_equal_to_default_is_skipped() {
+        let p = plan(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["getcwd"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        let bare = plan(r#"{"defaultAction":"SCMP_ACT_ERRNO"}"#).unwrap();
+        assert_eq!(p.instructions(), bare.instructions());
+        // Same action with another errno is a different action: kept.
+        let other = plan(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["getcwd"],"action":"SCMP_ACT_ERRNO","errnoRet":95}]}"#,
+        )
+        .unwrap();
+        assert!(other.instructions() > bare.instructions());
+    }
+
+    #[test]
+    fn all_operators_compile() {
+        for op in [
+            "SCMP_CMP_NE",
+            "SCMP_CMP_LT",
+            "SCMP_CMP_LE",
+            "SCMP_CMP_EQ",
+            "SCMP_CMP_GE",
+            "SCMP_CMP_GT",
+            "SCMP_CMP_MASKED_EQ",
+        ] {
+            plan(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{{"names":["personality"],
+                    "action":"SCMP_ACT_ERRNO",
+                    "args":[{{"index":0,"op":"{op}","value":255,"valueTwo":8}}]}}]}}"#
+            ))
+            .unwrap_or_else(|e| panic!("{op}: {e}"));
+        }
+    }
+
+    #[test]
+    fn same_index_conditions_become_separate_rules() {
+        let args = |json: &str| -> Vec<LinuxSeccompArg> { serde_json::from_str(json).unwrap() };
+        let distinct = conditions_of(
+            "t",
+            &args(
+                r#"[{"index":0,"op":"SCMP_CMP_EQ","value":1},
+                    {"index":1,"op":"SCMP_CMP_EQ","value":2}]"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(distinct.len(), 1);
+        assert_eq!(distinct[0].len(), 2);
+        let same = conditions_of(
+            "t",
+            &args(
+                r#"[{"index":0,"op":"SCMP_CMP_EQ","value":1},
+                    {"index":0,"op":"SCMP_CMP_EQ","value":2}]"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(same.len(), 2);
+        assert!(same.iter().all(|rule| rule.len() == 1));
+        assert_eq!(conditions_of("t", &[]).unwrap(), vec![Vec::new()]);
+    }
+
+    #[test]
+    fn bad_argument_index_and_errno_are_rejected() {
+        let err = plan(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["personality"],
+                "action":"SCMP_ACT_ERRNO","args":[{"index":6,"op":"SCMP_CMP_EQ","value":1}]}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("syscalls[0].args[0]") && err.contains("index 6"),
+            "{err}"
+        );
+        let err = plan(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getcwd"],
+                "action":"SCMP_ACT_ERRNO","errnoRet":70000}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("errnoRet 70000"), "{err}");
+    }
+
+    #[test]
+    fn unknown_names_are_refused_when_parsing() {
+        for json in [
+            r#"{"defaultAction":"SCMP_ACT_BOGUS"}"#,
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_BOGUS"]}"#,
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_BOGUS"]}"#,
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getcwd"],
+                "action":"SCMP_ACT_ERRNO","args":[{"index":0,"op":"SCMP_CMP_BOGUS","value":1}]}]}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<LinuxSeccomp>(json).is_err(),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn architectures_are_added() {
+        let native = plan(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["getcwd"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        let multi = plan(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW",
+                "architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],
+                "syscalls":[{"names":["getcwd"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        assert!(multi.instructions() > native.instructions());
+    }
+
+    #[test]
+    fn default_plan_loads_nothing() {
+        let p = SeccompPlan::default();
+        assert_eq!(p.instructions(), 0);
+        // No syscall is made for an empty plan, so this is safe in the test process.
+        p.load().unwrap();
+    }
+}
