@@ -1,71 +1,75 @@
 //! Security settings of the container process: capabilities, rlimits, user switch,
 //! no_new_privs, seccomp. Plans are built from the spec before the clone (all parsing and
 //! rejection happens there); the child only applies them.
-use oci_spec::runtime::{LinuxCapabilities, LinuxSeccomp, PosixRlimit};
+//!
+//! Everything that runs in the child (`CapsPlan::drop_bounding`, `switch_user`,
+//! `RlimitsPlan::apply`, `CapsPlan::apply`, `set_no_new_privs`, `SeccompPlan::load`) is a
+//! handful of raw syscalls on data prepared beforehand: no allocation, no locks. Their errors
+//! use the `Apply*` variants, which carry only `&'static str` and an errno, so even the error
+//! path allocates nothing.
+//!
+//! The order in the child, which leaves no window with more privilege than configured:
+//!
+//! 1. `RlimitsPlan::apply` (raising a hard limit needs CAP_SYS_RESOURCE, still held),
+//! 2. `CapsPlan::drop_bounding` (PR_CAPBSET_DROP needs CAP_SETPCAP, still held),
+//! 3. `switch_user` (keeps the permitted set across the uid change),
+//! 4. `CapsPlan::apply` (effective/permitted/inheritable, then ambient),
+//! 5. `set_no_new_privs` if the config asks for it,
+//! 6. `SeccompPlan::load` last, so the filter does not see the runtime's own setup syscalls.
+//!    Without no_new_privs the kernel only accepts a filter from a task holding
+//!    CAP_SYS_ADMIN; the caller must then load it before step 4 drops that capability.
+
+mod caps;
+mod rlimits;
+mod seccomp;
+mod user;
+
+pub use self::caps::CapsPlan;
+pub use self::rlimits::{rlimit_resource, RlimitsPlan};
+pub use self::seccomp::SeccompPlan;
+pub use self::user::{set_no_new_privs, switch_user};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
+    /// The configuration asks for something invalid; `what` names the setting.
     #[error("{what}: {msg}")]
     Invalid { what: String, msg: String },
+    /// The configuration asks for something this runtime does not implement yet.
+    #[error("{what}: unsupported: {msg}")]
+    Unsupported { what: String, msg: String },
+    /// A system call failed while preparing a plan (before the clone).
     #[error("{step}: {source}")]
     Sys { step: String, source: nix::Error },
-}
-
-/// The five capability sets, parsed and checked.
-#[derive(Debug, Clone, Default)]
-pub struct CapsPlan {}
-
-impl CapsPlan {
-    pub fn from_spec(caps: Option<&LinuxCapabilities>) -> Result<Self, SecurityError> {
-        let _ = caps;
-        unimplemented!("caps")
-    }
-    /// Drop from the bounding set every capability it does not list. Call before the user switch.
-    pub fn drop_bounding(&self) -> Result<(), SecurityError> {
-        unimplemented!("caps")
-    }
-    /// Set effective, permitted, inheritable and ambient. Call after the user switch.
-    pub fn apply(&self) -> Result<(), SecurityError> {
-        unimplemented!("caps")
-    }
-}
-
-/// Parsed rlimits.
-#[derive(Debug, Clone, Default)]
-pub struct RlimitsPlan {}
-
-impl RlimitsPlan {
-    pub fn from_spec(rlimits: &[PosixRlimit]) -> Result<Self, SecurityError> {
-        let _ = rlimits;
-        unimplemented!("rlimits")
-    }
-    pub fn apply(&self) -> Result<(), SecurityError> {
-        unimplemented!("rlimits")
-    }
-}
-
-/// Switch to uid/gid/additional gids keeping capabilities (PR_SET_KEEPCAPS) so that
-/// `CapsPlan::apply` can set them afterwards.
-pub fn switch_user(uid: u32, gid: u32, additional_gids: &[u32], set_groups: bool) -> Result<(), SecurityError> {
-    let _ = (uid, gid, additional_gids, set_groups);
-    unimplemented!("user")
-}
-
-/// prctl(PR_SET_NO_NEW_PRIVS).
-pub fn set_no_new_privs() -> Result<(), SecurityError> {
-    unimplemented!("nnp")
-}
-
-/// A seccomp filter compiled to BPF before the clone.
-#[derive(Debug, Clone, Default)]
-pub struct SeccompPlan {}
-
-impl SeccompPlan {
-    pub fn from_spec(seccomp: &LinuxSeccomp) -> Result<Self, SecurityError> {
-        let _ = seccomp;
-        unimplemented!("seccomp")
-    }
-    pub fn load(&self) -> Result<(), SecurityError> {
-        unimplemented!("seccomp")
-    }
+    /// Reading a kernel interface file failed while preparing a plan.
+    #[error("{step}: read {path}: {source}")]
+    Io {
+        step: &'static str,
+        path: &'static str,
+        source: std::io::Error,
+    },
+    /// libseccomp refused part of the filter while compiling it.
+    #[error("seccomp: {step}: {source}")]
+    Seccomp {
+        step: String,
+        source: libseccomp::error::SeccompError,
+    },
+    /// A system call failed in the child while applying a plan.
+    #[error("{step}: {errno}")]
+    Apply {
+        step: &'static str,
+        errno: nix::Error,
+    },
+    /// A system call failed in the child on one capability (by kernel number).
+    #[error("{step} {cap}: {errno}", cap = caps::cap_name(*cap))]
+    ApplyCap {
+        step: &'static str,
+        cap: u8,
+        errno: nix::Error,
+    },
+    /// setrlimit failed in the child for one resource.
+    #[error("setrlimit {resource}: {errno}")]
+    ApplyRlimit {
+        resource: &'static str,
+        errno: nix::Error,
+    },
 }

@@ -1,0 +1,464 @@
+//! Capabilities: the five sets of `process.capabilities`, as kernel bitmasks.
+
+use std::collections::HashSet;
+
+use oci_spec::runtime::{Capability, LinuxCapabilities};
+
+use super::SecurityError;
+
+/// Where the kernel says which capability number is its last.
+const CAP_LAST_CAP_PATH: &str = "/proc/sys/kernel/cap_last_cap";
+
+/// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// The five capability sets, parsed and checked, as bitmasks (bit n = capability n).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapsPlan {
+    bounding: u64,
+    effective: u64,
+    permitted: u64,
+    inheritable: u64,
+    /// The ambient capabilities that can be raised (also in permitted and inheritable).
+    ambient: u64,
+    /// Ambient capabilities the config lists but that the kernel would refuse to raise
+    /// because they are missing from permitted or inheritable. Like runc, these are skipped
+    /// rather than failing the container; see [`CapsPlan::ignored_ambient`].
+    ambient_ignored: u64,
+}
+
+impl CapsPlan {
+    /// Parse the spec's capability sets. `None` means every set is empty (all capabilities
+    /// dropped), as runc does. A capability this kernel does not know (numbered above
+    /// `/proc/sys/kernel/cap_last_cap`) is an error naming it; so is an effective set that
+    /// is not a subset of the permitted set (the kernel would refuse it with EPERM).
+    pub fn from_spec(caps: Option<&LinuxCapabilities>) -> Result<Self, SecurityError> {
+        let Some(caps) = caps else {
+            return Ok(Self::default());
+        };
+        let last_cap = read_last_cap()?;
+        let set = |what: &str, set: Option<&HashSet<Capability>>| match set {
+            Some(set) => mask_of(what, set, last_cap),
+            None => Ok(0),
+        };
+        let bounding = set("process.capabilities.bounding", caps.bounding().as_ref())?;
+        let effective = set("process.capabilities.effective", caps.effective().as_ref())?;
+        let permitted = set("process.capabilities.permitted", caps.permitted().as_ref())?;
+        let inheritable = set(
+            "process.capabilities.inheritable",
+            caps.inheritable().as_ref(),
+        )?;
+        let ambient = set("process.capabilities.ambient", caps.ambient().as_ref())?;
+        Self::from_masks(bounding, effective, permitted, inheritable, ambient)
+    }
+
+    /// Build a plan from kernel bitmasks (bit n = capability n), with the same checks as
+    /// [`CapsPlan::from_spec`] except the kernel's last capability.
+    pub fn from_masks(
+        bounding: u64,
+        effective: u64,
+        permitted: u64,
+        inheritable: u64,
+        ambient: u64,
+    ) -> Result<Self, SecurityError> {
+        let extra = effective & !permitted;
+        if extra != 0 {
+            return Err(SecurityError::Invalid {
+                what: "process.capabilities.effective".into(),
+                msg: format!(
+                    "{} not in the permitted set; the kernel refuses an effective capability \
+                     that is not permitted",
+                    names_of(extra).join(", ")
+                ),
+            });
+        }
+        let raisable = permitted & inheritable;
+        Ok(CapsPlan {
+            bounding,
+            effective,
+            permitted,
+            inheritable,
+            ambient: ambient & raisable,
+            ambient_ignored: ambient & !raisable,
+        })
+    }
+
+    /// The bounding set as a bitmask.
+    pub fn bounding(&self) -> u64 {
+        self.bounding
+    }
+    /// The effective set as a bitmask.
+    pub fn effective(&self) -> u64 {
+        self.effective
+    }
+    /// The permitted set as a bitmask.
+    pub fn permitted(&self) -> u64 {
+        self.permitted
+    }
+    /// The inheritable set as a bitmask.
+    pub fn inheritable(&self) -> u64 {
+        self.inheritable
+    }
+    /// The ambient capabilities that `apply` raises, as a bitmask.
+    pub fn ambient(&self) -> u64 {
+        self.ambient
+    }
+
+    /// Names of ambient capabilities the config lists but that `apply` will not raise
+    /// because they are not both permitted and inheritable (the kernel refuses them; runc
+    /// ignores that refusal). Meant for a warning before the clone.
+    pub fn ignored_ambient(&self) -> Vec<&'static str> {
+        names_of(self.ambient_ignored)
+    }
+
+    /// Drop from the bounding set every capability it does not list. Call before the user
+    /// switch: PR_CAPBSET_DROP needs CAP_SETPCAP in the effective set.
+    ///
+    /// Walks capability numbers upwards until the kernel answers EINVAL (past its last
+    /// capability), so it needs no prepared knowledge of the kernel and also works for a
+    /// default (all-empty) plan.
+    pub fn drop_bounding(&self) -> Result<(), SecurityError> {
+        for cap in 0..64u8 {
+            if self.bounding & (1 << cap) != 0 {
+                continue;
+            }
+            match prctl(libc::PR_CAPBSET_DROP, cap.into(), 0) {
+                Ok(_) => {}
+                Err(nix::Error::EINVAL) => break,
+                Err(errno) => {
+                    return Err(SecurityError::ApplyCap {
+                        step: "drop from bounding set (PR_CAPBSET_DROP)",
+                        cap,
+                        errno,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Set effective, permitted and inheritable exactly (one capset), then the ambient set
+    /// (clear all, raise each). Call after the user switch.
+    ///
+    /// Ambient: like runc, a capability the kernel refuses to raise is skipped, not an
+    /// error; those the config makes unraisable are known before the clone
+    /// ([`CapsPlan::ignored_ambient`]). EINVAL from clearing (a kernel without ambient
+    /// capabilities) is ignored too, as runc does.
+    pub fn apply(&self) -> Result<(), SecurityError> {
+        capset(self.effective, self.permitted, self.inheritable).map_err(|errno| {
+            SecurityError::Apply {
+                step: "set effective/permitted/inheritable capabilities (capset)",
+                errno,
+            }
+        })?;
+        match prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as _, 0) {
+            Ok(_) | Err(nix::Error::EINVAL) => {}
+            Err(errno) => {
+                return Err(SecurityError::Apply {
+                    step: "clear ambient capabilities (PR_CAP_AMBIENT_CLEAR_ALL)",
+                    errno,
+                })
+            }
+        }
+        for cap in 0..64u8 {
+            if self.ambient & (1 << cap) != 0 {
+                // Errors deliberately ignored, matching runc (see above).
+                let _ = prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE as _,
+                    cap.into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_last_cap() -> Result<u8, SecurityError> {
+    let text = std::fs::read_to_string(CAP_LAST_CAP_PATH).map_err(|source| SecurityError::Io {
+        step: "capabilities: find the kernel's last capability",
+        path: CAP_LAST_CAP_PATH,
+        source,
+    })?;
+    text.trim()
+        .parse::<u8>()
+        .ok()
+        .filter(|n| *n < 64)
+        .ok_or_else(|| SecurityError::Invalid {
+            what: CAP_LAST_CAP_PATH.into(),
+            msg: format!("not a capability number: {:?}", text.trim()),
+        })
+}
+
+fn mask_of(what: &str, set: &HashSet<Capability>, last_cap: u8) -> Result<u64, SecurityError> {
+    let mut mask = 0u64;
+    for cap in set {
+        let n = cap_number(*cap);
+        if n > last_cap {
+            return Err(SecurityError::Invalid {
+                what: what.into(),
+                msg: format!(
+                    "{} (number {n}) is unknown to this kernel, whose last capability is {last_cap}",
+                    cap_name(n)
+                ),
+            });
+        }
+        mask |= 1 << n;
+    }
+    Ok(mask)
+}
+
+/// The kernel's number for a capability.
+pub(crate) fn cap_number(cap: Capability) -> u8 {
+    use caps::Capability as K;
+    let k = match cap {
+        Capability::AuditControl => K::CAP_AUDIT_CONTROL,
+        Capability::AuditRead => K::CAP_AUDIT_READ,
+        Capability::AuditWrite => K::CAP_AUDIT_WRITE,
+        Capability::BlockSuspend => K::CAP_BLOCK_SUSPEND,
+        Capability::Bpf => K::CAP_BPF,
+        Capability::CheckpointRestore => K::CAP_CHECKPOINT_RESTORE,
+        Capability::Chown => K::CAP_CHOWN,
+        Capability::DacOverride => K::CAP_DAC_OVERRIDE,
+        Capability::DacReadSearch => K::CAP_DAC_READ_SEARCH,
+        Capability::Fowner => K::CAP_FOWNER,
+        Capability::Fsetid => K::CAP_FSETID,
+        Capability::IpcLock => K::CAP_IPC_LOCK,
+        Capability::IpcOwner => K::CAP_IPC_OWNER,
+        Capability::Kill => K::CAP_KILL,
+        Capability::Lease => K::CAP_LEASE,
+        Capability::LinuxImmutable => K::CAP_LINUX_IMMUTABLE,
+        Capability::MacAdmin => K::CAP_MAC_ADMIN,
+        Capability::MacOverride => K::CAP_MAC_OVERRIDE,
+        Capability::Mknod => K::CAP_MKNOD,
+        Capability::NetAdmin => K::CAP_NET_ADMIN,
+        Capability::NetBindService => K::CAP_NET_BIND_SERVICE,
+        Capability::NetBroadcast => K::CAP_NET_BROADCAST,
+        Capability::NetRaw => K::CAP_NET_RAW,
+        Capability::Perfmon => K::CAP_PERFMON,
+        Capability::Setgid => K::CAP_SETGID,
+        Capability::Setfcap => K::CAP_SETFCAP,
+        Capability::Setpcap => K::CAP_SETPCAP,
+        Capability::Setuid => K::CAP_SETUID,
+        Capability::SysAdmin => K::CAP_SYS_ADMIN,
+        Capability::SysBoot => K::CAP_SYS_BOOT,
+        Capability::SysChroot => K::CAP_SYS_CHROOT,
+        Capability::SysModule => K::CAP_SYS_MODULE,
+        Capability::SysNice => K::CAP_SYS_NICE,
+        Capability::SysPacct => K::CAP_SYS_PACCT,
+        Capability::SysPtrace => K::CAP_SYS_PTRACE,
+        Capability::SysRawio => K::CAP_SYS_RAWIO,
+        Capability::SysResource => K::CAP_SYS_RESOURCE,
+        Capability::SysTime => K::CAP_SYS_TIME,
+        Capability::SysTtyConfig => K::CAP_SYS_TTY_CONFIG,
+        Capability::Syslog => K::CAP_SYSLOG,
+        Capability::WakeAlarm => K::CAP_WAKE_ALARM,
+    };
+    k.index()
+}
+
+/// The kernel's capability names, by number (`include/uapi/linux/capability.h`).
+const NAMES: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The name of capability number `n` ("CAP_SYS_ADMIN"). Allocation-free.
+pub(crate) fn cap_name(n: u8) -> &'static str {
+    NAMES
+        .get(usize::from(n))
+        .copied()
+        .unwrap_or("a capability with no known name")
+}
+
+/// The names of the capabilities in `mask`, lowest number first.
+pub(crate) fn names_of(mask: u64) -> Vec<&'static str> {
+    (0..64u8)
+        .filter(|n| mask & (1 << n) != 0)
+        .map(cap_name)
+        .collect()
+}
+
+/// prctl(option, arg2, arg3, 0, 0); the result or the errno.
+fn prctl(
+    option: libc::c_int,
+    arg2: libc::c_ulong,
+    arg3: libc::c_ulong,
+) -> nix::Result<libc::c_int> {
+    // SAFETY: the prctl options used in this module (PR_CAPBSET_DROP, PR_CAP_AMBIENT) take
+    // only integer arguments; no memory is passed to the kernel.
+    let rc = unsafe { libc::prctl(option, arg2, arg3, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    nix::Error::result(rc)
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// capset(2) for the calling thread, version 3 (64-bit sets split into two words).
+fn capset(effective: u64, permitted: u64, inheritable: u64) -> nix::Result<()> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let word = |mask: u64, i: u32| (mask >> (32 * i)) as u32;
+    let data = [0, 1].map(|i| CapData {
+        effective: word(effective, i),
+        permitted: word(permitted, i),
+        inheritable: word(inheritable, i),
+    });
+    // SAFETY: `header` and `data` are live, correctly laid out (`repr(C)`) version-3 capset
+    // arguments: one header and two data words, which is what the kernel reads.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
+    nix::Error::result(rc).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> LinuxCapabilities {
+        serde_json::from_str(json).expect("test capabilities parse")
+    }
+
+    #[test]
+    fn numbers_match_kernel_names() {
+        // Every OCI capability maps to the kernel number whose name it carries.
+        for name in NAMES {
+            let cap: Capability =
+                serde_json::from_value(serde_json::Value::from(name)).expect("known name");
+            assert_eq!(cap_name(cap_number(cap)), name);
+        }
+    }
+
+    #[test]
+    fn none_means_all_empty() {
+        let plan = CapsPlan::from_spec(None).unwrap();
+        assert_eq!(plan, CapsPlan::default());
+        assert_eq!(plan.bounding(), 0);
+        assert_eq!(plan.permitted(), 0);
+        assert_eq!(plan.ambient(), 0);
+    }
+
+    #[test]
+    fn parses_all_five_sets() {
+        let caps = spec(
+            r#"{"bounding":["CAP_CHOWN","CAP_KILL","CAP_NET_RAW"],
+                "effective":["CAP_KILL"],
+                "permitted":["CAP_KILL","CAP_CHOWN"],
+                "inheritable":["CAP_KILL","CAP_NET_RAW"],
+                "ambient":["CAP_KILL"]}"#,
+        );
+        let plan = CapsPlan::from_spec(Some(&caps)).unwrap();
+        assert_eq!(plan.bounding(), (1 << 0) | (1 << 5) | (1 << 13));
+        assert_eq!(plan.effective(), 1 << 5);
+        assert_eq!(plan.permitted(), (1 << 5) | 1);
+        assert_eq!(plan.inheritable(), (1 << 5) | (1 << 13));
+        assert_eq!(plan.ambient(), 1 << 5);
+        assert!(plan.ignored_ambient().is_empty());
+    }
+
+    #[test]
+    fn missing_sets_are_empty() {
+        let caps = spec(r#"{"bounding":["CAP_SYS_ADMIN"]}"#);
+        let plan = CapsPlan::from_spec(Some(&caps)).unwrap();
+        assert_eq!(plan.bounding(), 1 << 21);
+        assert_eq!(plan.effective() | plan.permitted() | plan.inheritable(), 0);
+    }
+
+    #[test]
+    fn effective_outside_permitted_is_rejected() {
+        let caps = spec(r#"{"effective":["CAP_SYS_ADMIN"],"permitted":["CAP_KILL"]}"#);
+        let err = CapsPlan::from_spec(Some(&caps)).unwrap_err().to_string();
+        assert!(err.contains("CAP_SYS_ADMIN"), "{err}");
+        assert!(err.contains("process.capabilities.effective"), "{err}");
+    }
+
+    #[test]
+    fn ambient_without_inheritable_is_ignored_like_runc() {
+        let caps = spec(
+            r#"{"permitted":["CAP_KILL","CAP_CHOWN"],"inheritable":["CAP_CHOWN"],
+                "ambient":["CAP_KILL","CAP_CHOWN"]}"#,
+        );
+        let plan = CapsPlan::from_spec(Some(&caps)).unwrap();
+        assert_eq!(plan.ambient(), 1);
+        assert_eq!(plan.ignored_ambient(), vec!["CAP_KILL"]);
+    }
+
+    #[test]
+    fn capability_unknown_to_kernel_is_rejected_with_its_name() {
+        let mut set = HashSet::new();
+        set.insert(Capability::CheckpointRestore);
+        // Pretend the kernel stops at CAP_BPF (39).
+        let err = mask_of("process.capabilities.bounding", &set, 39)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CAP_CHECKPOINT_RESTORE"), "{err}");
+        assert!(err.contains("unknown to this kernel"), "{err}");
+        assert!(err.starts_with("process.capabilities.bounding"), "{err}");
+    }
+
+    #[test]
+    fn names_of_lists_in_order() {
+        assert_eq!(
+            names_of((1 << 21) | (1 << 5)),
+            vec!["CAP_KILL", "CAP_SYS_ADMIN"]
+        );
+        assert_eq!(cap_name(63), "a capability with no known name");
+    }
+}

@@ -1,0 +1,92 @@
+//! The user switch and no_new_privs.
+//!
+//! Raw system calls are used rather than the C library's wrappers: glibc's set*id wrappers
+//! signal every thread it knows of to change them all, which is both needless (the process
+//! being set up has one thread) and unsafe in a child created by a raw clone, whose view of
+//! the thread list is stale. The raw calls change the calling thread only.
+
+use super::SecurityError;
+
+#[cfg(any(target_arch = "x86", target_arch = "arm"))]
+mod nr {
+    // 32-bit ABIs whose plain calls take 16-bit ids.
+    pub const SETGROUPS: libc::c_long = libc::SYS_setgroups32;
+    pub const SETRESGID: libc::c_long = libc::SYS_setresgid32;
+    pub const SETRESUID: libc::c_long = libc::SYS_setresuid32;
+}
+#[cfg(not(any(target_arch = "x86", target_arch = "arm")))]
+mod nr {
+    pub const SETGROUPS: libc::c_long = libc::SYS_setgroups;
+    pub const SETRESGID: libc::c_long = libc::SYS_setresgid;
+    pub const SETRESUID: libc::c_long = libc::SYS_setresuid;
+}
+
+/// Switch to uid/gid/additional gids keeping capabilities (PR_SET_KEEPCAPS) so that
+/// `CapsPlan::apply` can set them afterwards.
+///
+/// The order matters:
+/// 1. PR_SET_KEEPCAPS 1: otherwise the kernel empties the permitted set when all uids
+///    leave 0, and `CapsPlan::apply` could no longer grant anything.
+/// 2. setgroups(additional_gids), only if `set_groups` (in a user namespace whose
+///    `setgroups` file says "deny" the kernel refuses it). An empty list clears the
+///    groups inherited from the runtime. Needs CAP_SETGID, so before the uid change.
+/// 3. setresgid(gid, gid, gid): also needs CAP_SETGID, so before the uid change.
+/// 4. setresuid(uid, uid, uid): with a non-zero uid this clears the effective set (the
+///    permitted set survives thanks to step 1); no set*id call is possible after it.
+/// 5. PR_SET_KEEPCAPS 0: the flag must not leak into the container's program.
+///
+/// Call after `CapsPlan::drop_bounding` (which needs CAP_SETPCAP effective) and before
+/// `CapsPlan::apply`. Allocation-free.
+pub fn switch_user(
+    uid: u32,
+    gid: u32,
+    additional_gids: &[u32],
+    set_groups: bool,
+) -> Result<(), SecurityError> {
+    let fail = |step| move |errno| SecurityError::Apply { step, errno };
+    prctl(libc::PR_SET_KEEPCAPS, 1).map_err(fail("keep capabilities (PR_SET_KEEPCAPS 1)"))?;
+    if set_groups {
+        // SAFETY: the pointer and length describe the live slice `additional_gids`, whose
+        // u32 elements have gid_t's layout; the kernel only reads it.
+        let rc = unsafe {
+            libc::syscall(
+                nr::SETGROUPS,
+                additional_gids.len(),
+                additional_gids.as_ptr(),
+            )
+        };
+        nix::Error::result(rc).map_err(fail("set additional groups (setgroups)"))?;
+    }
+    // SAFETY: setresgid/setresuid take only integer arguments.
+    let rc = unsafe { libc::syscall(nr::SETRESGID, gid, gid, gid) };
+    nix::Error::result(rc).map_err(fail("set group id (setresgid)"))?;
+    // SAFETY: as above.
+    let rc = unsafe { libc::syscall(nr::SETRESUID, uid, uid, uid) };
+    nix::Error::result(rc).map_err(fail("set user id (setresuid)"))?;
+    prctl(libc::PR_SET_KEEPCAPS, 0).map_err(fail("reset PR_SET_KEEPCAPS to 0"))?;
+    Ok(())
+}
+
+/// prctl(PR_SET_NO_NEW_PRIVS, 1): execve can no longer grant privileges (setuid bits, file
+/// capabilities), and a seccomp filter may be loaded without CAP_SYS_ADMIN. Irreversible.
+pub fn set_no_new_privs() -> Result<(), SecurityError> {
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|errno| SecurityError::Apply {
+        step: "set no_new_privs (PR_SET_NO_NEW_PRIVS)",
+        errno,
+    })
+}
+
+/// prctl(option, arg2, 0, 0, 0) for options that take one integer.
+fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> nix::Result<()> {
+    // SAFETY: PR_SET_KEEPCAPS and PR_SET_NO_NEW_PRIVS take integer arguments only.
+    let rc = unsafe {
+        libc::prctl(
+            option,
+            arg2,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    nix::Error::result(rc).map(drop)
+}
