@@ -59,6 +59,12 @@ enum Command {
     Delete(commands::delete::Args),
     /// List containers.
     List(commands::list::Args),
+    /// Freeze every process of a container.
+    Pause(commands::pause::Args),
+    /// Thaw a paused container.
+    Resume(commands::pause::Args),
+    /// Show a container's processes.
+    Ps(commands::ps::Args),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +108,9 @@ fn main() -> ExitCode {
         Command::Kill(a) => commands::kill::run(&ctx, a),
         Command::Delete(a) => commands::delete::run(&ctx, a),
         Command::List(a) => commands::list::run(&ctx, a),
+        Command::Pause(a) => commands::pause::pause(&ctx, a),
+        Command::Resume(a) => commands::pause::resume(&ctx, a),
+        Command::Ps(a) => commands::ps::run(&ctx, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -265,6 +265,55 @@ impl Container {
             .ctx(id, step)
     }
 
+    /// Every process of the container (its cgroup's members), in the runtime's pid namespace.
+    pub fn processes(&self) -> Result<Vec<i32>> {
+        let id = self.id();
+        let step = Step::Ps;
+        let dir = self.lock(step)?;
+        let status = dir.status(&self.saved);
+        if status == Status::Stopped {
+            return Ok(Vec::new());
+        }
+        match self.cgroup().ctx(id, step)? {
+            Some(cg) => cg.pids().ctx(id, step),
+            None => Ok(vec![self.saved.pid]),
+        }
+    }
+
+    /// Freeze every process of the container (status `paused`).
+    pub fn pause(&self) -> Result<()> {
+        self.freeze(Step::Pause, true)
+    }
+
+    /// Thaw a paused container.
+    pub fn resume(&self) -> Result<()> {
+        self.freeze(Step::Resume, false)
+    }
+
+    fn freeze(&self, step: Step, frozen: bool) -> Result<()> {
+        let id = self.id();
+        let dir = self.lock(step)?;
+        let status = dir.status(&self.saved);
+        let ok = if frozen {
+            matches!(status, Status::Running | Status::Created)
+        } else {
+            status == Status::Paused
+        };
+        if !ok {
+            let what = if frozen { "pause" } else { "resume" };
+            return Err(invalid_state(
+                id,
+                step,
+                format!("cannot {what} a container that is {status}"),
+            ));
+        }
+        let mut cg = self
+            .cgroup()
+            .ctx(id, step)?
+            .ok_or_else(|| invalid_state(id, step, "the container has no cgroup".into()))?;
+        cg.freeze(frozen).ctx(id, step)
+    }
+
     /// Delete a stopped container (with `force`, kill it first): poststop hooks, cgroup,
     /// state. A container that is not stopped is left untouched without `force`.
     pub fn delete(self, force: bool) -> Result<()> {

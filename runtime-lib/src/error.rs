@@ -43,6 +43,9 @@ pub enum Step {
     Load,
     List,
     Run,
+    Ps,
+    Pause,
+    Resume,
 }
 
 impl fmt::Display for Step {
@@ -56,6 +59,9 @@ impl fmt::Display for Step {
             Step::Load => "load",
             Step::List => "list",
             Step::Run => "run",
+            Step::Ps => "ps",
+            Step::Pause => "pause",
+            Step::Resume => "resume",
         })
     }
 }

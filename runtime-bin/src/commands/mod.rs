@@ -5,6 +5,8 @@ pub mod create;
 pub mod delete;
 pub mod kill;
 pub mod list;
+pub mod pause;
+pub mod ps;
 pub mod run;
 pub mod spec;
 pub mod start;
