@@ -90,6 +90,12 @@ pub struct Saved {
     /// Whether the container has its own pid namespace (killing init then kills everything).
     #[serde(default)]
     pub own_pid_ns: bool,
+    /// The container's process config: what `exec` starts from.
+    #[serde(default)]
+    pub process: Option<oci_spec::runtime::Process>,
+    /// The container's seccomp profile, which `exec`'d processes get too.
+    #[serde(default)]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// The OCI state document (`state` command, hooks' stdin), with runc's extra fields.

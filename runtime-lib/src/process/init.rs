@@ -17,7 +17,7 @@ use super::{fifo, InitPlan};
 use crate::sys::{exit_now, fork, Fork};
 
 /// Context for the messages of the child: "step: cause".
-trait Step<T> {
+pub(super) trait Step<T> {
     fn step(self, what: &str) -> Result<T, String>;
 }
 
@@ -140,43 +140,17 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
     }
     plan.rootfs.finalize().step("rootfs")?;
 
-    p.rlimits.apply().step("rlimits")?;
     if !plan.no_new_keyring {
         let name = std::ffi::CString::new(format!("_ses.{}", plan.id)).step("keyring")?;
         // Kernels without keyrings (or with them restricted by seccomp) are not an error,
         // as for runc: the session keyring is a hardening, not part of the spec.
         match crate::sys::join_session_keyring(&name) {
-            Ok(()) | Err(nix::Error::ENOSYS) | Err(nix::Error::EPERM) | Err(nix::Error::EACCES) => {
-            }
+            Ok(()) | Err(nix::Error::ENOSYS) | Err(nix::Error::EPERM) | Err(nix::Error::EACCES) => {}
             Err(e) => return Err(format!("join session keyring: {e}")),
         }
     }
-    if let Some(mask) = p.umask {
-        nix::sys::stat::umask(Mode::from_bits_truncate(mask));
-    }
-    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the user's capability
-    // sets may not keep: load it now, while the runtime still has it.
-    if !p.no_new_privileges {
-        if let Some(s) = &plan.seccomp {
-            s.load().step("seccomp")?;
-        }
-    }
-    p.caps.drop_bounding().step("capabilities")?;
-    crate::security::switch_user(p.uid, p.gid, &p.additional_gids, true).step("user")?;
-    p.caps.apply().step("capabilities")?;
-    chdir_inside(&p.cwd).step(&format!("cwd {}", p.cwd.display()))?;
+    finish_process(p, plan.seccomp.as_ref(), plan.preserve_fds)?;
     let exe = super::find_executable(&p.args[0], &p.path_dirs)?;
-    if p.no_new_privileges {
-        crate::security::set_no_new_privs().step("no_new_privileges")?;
-    }
-
-    // Only stdio and the preserved fds reach the user program.
-    let first_closed = 3 + plan.preserve_fds;
-    for fd in 3..first_closed {
-        crate::sys::clear_cloexec(fd as i32).step(&format!("preserve fd {fd}"))?;
-    }
-    crate::sys::cloexec_from(first_closed).step("close_range")?;
-    crate::sys::reset_signals();
 
     io.chan.send(&Msg::Ready).step("sync")?;
     let w = fifo::wait_for_start(proc.as_fd(), io.fifo.as_fd()).step("open exec fifo")?;
@@ -229,4 +203,59 @@ fn chdir_inside(cwd: &Path) -> Result<(), nix::Error> {
     let fd =
         crate::rootfs::paths::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
     nix::unistd::fchdir(fd.as_fd())
+}
+
+/// The part of the process setup that an init and an exec'd process share, in the order that
+/// leaves no window of extra privilege: rlimits (raising needs CAP_SYS_RESOURCE), umask, the
+/// seccomp filter when it cannot wait for no_new_privs, the bounding set, the user switch, the
+/// other capability sets, the cwd (resolved inside the root, as the user), no_new_privs, and
+/// the fds and signals the program inherits. A filter under no_new_privs is loaded by the caller
+/// last, right before execve.
+pub(super) fn finish_process(
+    p: &super::ProcessPlan,
+    seccomp: Option<&crate::security::SeccompPlan>,
+    preserve_fds: u32,
+) -> Result<(), String> {
+    p.rlimits.apply().step("rlimits")?;
+    if let Some(mask) = p.umask {
+        nix::sys::stat::umask(Mode::from_bits_truncate(mask));
+    }
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the user's capability
+    // sets may not keep: load it now, while the runtime still has it.
+    if !p.no_new_privileges {
+        if let Some(s) = seccomp {
+            s.load().step("seccomp")?;
+        }
+    }
+    p.caps.drop_bounding().step("capabilities")?;
+    crate::security::switch_user(p.uid, p.gid, &p.additional_gids, true).step("user")?;
+    p.caps.apply().step("capabilities")?;
+    chdir_inside(&p.cwd).step(&format!("cwd {}", p.cwd.display()))?;
+    if p.no_new_privileges {
+        crate::security::set_no_new_privs().step("no_new_privileges")?;
+    }
+    // Only stdio and the preserved fds reach the user program.
+    let first_closed = 3 + preserve_fds;
+    for fd in 3..first_closed {
+        crate::sys::clear_cloexec(fd as i32).step(&format!("preserve fd {fd}"))?;
+    }
+    crate::sys::cloexec_from(first_closed).step("close_range")?;
+    crate::sys::reset_signals();
+    Ok(())
+}
+
+/// For an exec'd process with a terminal: a new pty of the container's devpts (no
+/// /dev/console: that is the init's), its master sent over `socket`; returns the slave.
+pub(super) fn open_terminal(
+    socket: std::os::fd::BorrowedFd<'_>,
+    size: Option<(u16, u16)>,
+) -> Result<OwnedFd, crate::tty::TtyError> {
+    let dev = nix::fcntl::open("/dev", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|source| crate::tty::TtyError::Sys { step: "open /dev", source })?;
+    let pty = crate::tty::open_pty(dev.as_fd())?;
+    if let Some((rows, cols)) = size {
+        crate::tty::set_window_size(pty.slave.as_fd(), rows, cols)?;
+    }
+    crate::tty::send_fd(socket, crate::tty::MASTER_MESSAGE, pty.master.as_fd())?;
+    Ok(pty.slave)
 }

@@ -14,6 +14,7 @@
 //! The runtime and the init talk over a SOCK_SEQPACKET socketpair ([`channel`]).
 
 pub mod channel;
+pub mod exec;
 pub mod fifo;
 pub mod foreground;
 pub mod init;
@@ -131,28 +132,13 @@ fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
     }
 }
 
-impl InitPlan {
-    /// Validate and prepare everything. No side effects.
-    pub fn build(
-        id: &str,
-        bundle: &Bundle,
-        opts: &CreateOptions,
-    ) -> Result<InitPlan, crate::ErrorKind> {
-        let spec = &bundle.spec;
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| ProcessError::Invalid("config.json has no process".into()))?;
-        let linux = spec.linux().as_ref();
-        let ns = NamespacePlan::from_spec(linux)?;
-        if !ns.creates(LinuxNamespaceType::Mount) {
-            return Err(ProcessError::Unsupported(
-                "a container without a new mount namespace".into(),
-            )
-            .into());
-        }
-        let rootfs = RootfsPlan::from_spec(spec, &bundle.dir, &bundle.rootfs, opts.no_pivot)?;
-
+impl ProcessPlan {
+    /// Prepare the user process of `process` for execve. `console_socket` says whether a
+    /// console socket was given (required exactly when `process.terminal` is set).
+    pub fn from_spec(
+        process: &oci_spec::runtime::Process,
+        console_socket: bool,
+    ) -> Result<ProcessPlan, crate::ErrorKind> {
         let args = process
             .args()
             .iter()
@@ -174,19 +160,22 @@ impl InitPlan {
             .map(PathBuf::from)
             .collect();
         let user = process.user();
-        if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
+        if process.terminal().unwrap_or(false) && !console_socket {
             return Err(ProcessError::Invalid(
                 "process.terminal is true but no console socket was given".into(),
             )
             .into());
         }
-        if !process.terminal().unwrap_or(false) && opts.console_socket.is_some() {
+        if !process.terminal().unwrap_or(false) && console_socket {
             return Err(ProcessError::Invalid(
                 "a console socket was given but process.terminal is false".into(),
             )
             .into());
         }
-        let process_plan = ProcessPlan {
+        if args.is_empty() {
+            return Err(ProcessError::Invalid("process.args: must name at least the executable".into()).into());
+        }
+        let plan = ProcessPlan {
             args,
             env,
             path_dirs,
@@ -224,6 +213,33 @@ impl InitPlan {
         if process.scheduler().is_some() {
             return Err(ProcessError::Unsupported("process.scheduler".into()).into());
         }
+        Ok(plan)
+    }
+}
+
+impl InitPlan {
+    /// Validate and prepare everything. No side effects.
+    pub fn build(
+        id: &str,
+        bundle: &Bundle,
+        opts: &CreateOptions,
+    ) -> Result<InitPlan, crate::ErrorKind> {
+        let spec = &bundle.spec;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| ProcessError::Invalid("config.json has no process".into()))?;
+        let linux = spec.linux().as_ref();
+        let ns = NamespacePlan::from_spec(linux)?;
+        if !ns.creates(LinuxNamespaceType::Mount) {
+            return Err(ProcessError::Unsupported(
+                "a container without a new mount namespace".into(),
+            )
+            .into());
+        }
+        let rootfs = RootfsPlan::from_spec(spec, &bundle.dir, &bundle.rootfs, opts.no_pivot)?;
+
+        let process_plan = ProcessPlan::from_spec(process, opts.console_socket.is_some())?;
 
         let mut sysctl = Vec::new();
         if let Some(map) = linux.and_then(|l| l.sysctl().as_ref()) {

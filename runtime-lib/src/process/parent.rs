@@ -164,6 +164,8 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         cgroup_paths: Vec::new(),
         hooks,
         own_pid_ns: plan.ns.creates(oci_spec::runtime::LinuxNamespaceType::Pid),
+        process: bundle.spec.process().clone(),
+        seccomp: linux.and_then(|l| l.seccomp().clone()),
     };
 
     // Side effects from here on; `undo` reverts them unless create succeeds.

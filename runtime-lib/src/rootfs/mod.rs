@@ -54,9 +54,11 @@ pub struct RootfsPlan {
     pub host_cgroups: HostCgroups,
 }
 
+const DEFAULT_PROPAGATION: MsFlags = MsFlags::MS_SLAVE.union(MsFlags::MS_REC);
+
 fn propagation(s: &str) -> Result<MsFlags, RootfsError> {
     Ok(match s {
-        "" | "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "" | "rslave" => DEFAULT_PROPAGATION,
         "slave" => MsFlags::MS_SLAVE,
         "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
         "private" => MsFlags::MS_PRIVATE,
@@ -141,13 +143,10 @@ impl RootfsPlan {
             let dest = dest.to_path_buf();
             move |source: nix::Error| RootfsError::Mount { step, dest, source }
         };
-        // Nothing we mount may propagate back to the host.
-        let slave = if self.propagation.contains(MsFlags::MS_SHARED) {
-            MsFlags::MS_SLAVE | MsFlags::MS_REC
-        } else {
-            self.propagation
-        };
-        mount(None::<&str>, "/", None::<&str>, slave, None::<&str>)
+        // Nothing we mount may propagate back to the host, and pivot_root refuses a shared
+        // parent mount: every mount becomes a slave now; the configured propagation of `/`
+        // is applied after pivot_root.
+        mount(None::<&str>, "/", None::<&str>, DEFAULT_PROPAGATION, None::<&str>)
             .map_err(err("set propagation", Path::new("/")))?;
         mount(
             Some(&self.rootfs),
@@ -203,7 +202,7 @@ impl RootfsPlan {
                 }
             })?;
         }
-        if self.propagation.contains(MsFlags::MS_SHARED) {
+        if self.propagation != DEFAULT_PROPAGATION {
             mount(
                 None::<&str>,
                 "/",

@@ -1,0 +1,211 @@
+//! `exec`: a new process in a running container. The runtime forks a stage that joins every
+//! namespace of the container's init (user first, mount last — joining the mount namespace
+//! also moves the root and cwd to the container's root); where the container has its own pid
+//! or time namespace the stage forks the process and exits. The process then gets its own
+//! rlimits, user, capabilities, no_new_privs and seccomp, exactly as an init does, and execs.
+//! The sync channel is close-on-exec: the runtime reads "closed" as a successful exec.
+
+use std::convert::Infallible;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use super::channel::{self, Channel, ChannelError, Msg};
+use super::init::Step as _;
+use super::{sys, ProcessError, ProcessPlan};
+use crate::namespaces::{clone_flag, Join};
+use crate::security::SeccompPlan;
+use crate::state::Saved;
+use crate::sys::{exit_now, fork, Fork};
+
+/// Options of `exec` that are not part of the process config.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// Everything the exec'd process does, decided before the fork.
+struct ExecPlan {
+    process: ProcessPlan,
+    seccomp: Option<SeccompPlan>,
+    joins: Vec<Join>,
+    needs_fork: bool,
+    preserve_fds: u32,
+}
+
+/// The namespaces of the init, in join order, and the name of their file under /proc/PID/ns.
+const NAMESPACES: [(LinuxNamespaceType, &str); 8] = [
+    (LinuxNamespaceType::User, "user"),
+    (LinuxNamespaceType::Ipc, "ipc"),
+    (LinuxNamespaceType::Uts, "uts"),
+    (LinuxNamespaceType::Network, "net"),
+    (LinuxNamespaceType::Pid, "pid"),
+    (LinuxNamespaceType::Cgroup, "cgroup"),
+    (LinuxNamespaceType::Time, "time"),
+    (LinuxNamespaceType::Mount, "mnt"),
+];
+
+/// Open the init's namespaces that differ from ours (joining one's own user namespace is an
+/// error, and joining the others is pointless).
+fn init_namespaces(pid: i32) -> Result<Vec<Join>, ProcessError> {
+    let mut joins = Vec::new();
+    for (typ, name) in NAMESPACES {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let ours = format!("/proc/self/ns/{name}");
+        let (Ok(t), Ok(o)) = (std::fs::metadata(&theirs), std::fs::metadata(&ours)) else {
+            continue;
+        };
+        if t.ino() == o.ino() && t.dev() == o.dev() {
+            continue;
+        }
+        let fd = nix::fcntl::open(
+            theirs.as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(sys(format!("open {theirs}")))?;
+        joins.push(Join { typ, fd });
+    }
+    Ok(joins)
+}
+
+/// Start `process` in the container described by `saved` (whose init must be alive). Returns
+/// the new process's pid once it has exec'd.
+pub fn exec(saved: &Saved, process: &Process, opts: &ExecOptions) -> Result<i32, crate::ErrorKind> {
+    let plan_process = ProcessPlan::from_spec(process, opts.console_socket.is_some())?;
+    let seccomp = match &saved.seccomp {
+        Some(s) => Some(SeccompPlan::from_spec(s)?),
+        None => None,
+    };
+    // Pin the init first, then check it is still the container's: the namespace files opened
+    // afterwards are then the container's, not those of a process that reused the pid.
+    let _pidfd = crate::sys::pidfd_open(saved.pid).map_err(sys(format!("pidfd_open {}", saved.pid)))?;
+    let joins = init_namespaces(saved.pid)?;
+    if !saved.init_alive() {
+        return Err(ProcessError::Invalid("the container's init exited".into()).into());
+    }
+    let needs_fork = joins
+        .iter()
+        .any(|j| matches!(j.typ, LinuxNamespaceType::Pid | LinuxNamespaceType::Time));
+    let plan = ExecPlan {
+        process: plan_process,
+        seccomp,
+        joins,
+        needs_fork,
+        preserve_fds: opts.preserve_fds,
+    };
+    let console: Option<OwnedFd> = match &opts.console_socket {
+        Some(p) => Some(
+            UnixStream::connect(p)
+                .map_err(|source| ProcessError::Io {
+                    what: format!("console socket {}", p.display()),
+                    source,
+                })?
+                .into(),
+        ),
+        None => None,
+    };
+    let mut cgroup = match &saved.cgroup {
+        Some(cfg) => Some(crate::cgroups::manager_at(cfg, &saved.cgroup_paths)?),
+        None => None,
+    };
+    let (chan, child_chan) = channel::pair().map_err(sys("socketpair"))?;
+    let stage = match fork().map_err(sys("fork"))? {
+        Fork::Child => {
+            crate::sys::close_inherited(chan.as_raw());
+            child(&plan, child_chan, console)
+        }
+        Fork::Parent(pid) => pid,
+    };
+    drop(child_chan);
+    drop(console);
+    let kill_stage = |e: crate::ErrorKind| {
+        crate::sys::kill(stage, libc::SIGKILL);
+        let _ = waitpid(Pid::from_raw(stage), None);
+        e
+    };
+    if let Some(cg) = cgroup.as_mut() {
+        cg.apply(stage).map_err(|e| kill_stage(e.into()))?;
+    }
+    chan.send(&Msg::Go).map_err(|e| kill_stage(ProcessError::from(e).into()))?;
+    let pid = match chan.recv() {
+        Ok(Msg::Pid(pid)) => pid,
+        Ok(Msg::Error(e)) => return Err(kill_stage(ProcessError::Init(e).into())),
+        Ok(other) => return Err(kill_stage(ProcessError::Init(format!("unexpected message {other:?}")).into())),
+        Err(e) => return Err(kill_stage(ProcessError::from(e).into())),
+    };
+    if pid != stage {
+        let _ = waitpid(Pid::from_raw(stage), None);
+    }
+    match chan.recv() {
+        Err(ChannelError::Closed) => {}
+        Ok(Msg::Error(e)) => {
+            crate::process::parent::kill_and_wait(pid, pid != stage);
+            return Err(ProcessError::Init(e).into());
+        }
+        Ok(other) => return Err(ProcessError::Init(format!("unexpected message {other:?}")).into()),
+        Err(e) => return Err(ProcessError::from(e).into()),
+    }
+    if let Some(pf) = &opts.pid_file {
+        crate::state::write_atomic(pf, pid.to_string().as_bytes(), 0o644).map_err(|source| ProcessError::Io {
+            what: format!("pid file {}", pf.display()),
+            source,
+        })?;
+    }
+    Ok(pid)
+}
+
+fn child(plan: &ExecPlan, chan: Channel, console: Option<OwnedFd>) -> ! {
+    let msg = match child_steps(plan, &chan, console) {
+        Ok(never) => match never {},
+        Err(msg) => msg,
+    };
+    let _ = chan.send(&Msg::Error(msg));
+    exit_now(1)
+}
+
+fn child_steps(plan: &ExecPlan, chan: &Channel, console: Option<OwnedFd>) -> Result<Infallible, String> {
+    nix::sys::prctl::set_dumpable(false).step("prctl(PR_SET_DUMPABLE)")?;
+    match chan.recv().step("wait for runtime")? {
+        Msg::Go => {}
+        other => return Err(format!("sync: expected Go, got {other:?}")),
+    }
+    for j in &plan.joins {
+        nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ))
+            .step(&format!("join {} namespace", crate::bundle::ns_name(j.typ)))?;
+    }
+    if plan.needs_fork {
+        match fork().step("fork")? {
+            Fork::Parent(pid) => {
+                let _ = chan.send(&Msg::Pid(pid));
+                exit_now(0)
+            }
+            Fork::Child => {}
+        }
+    } else {
+        chan.send(&Msg::Pid(nix::unistd::getpid().as_raw())).step("sync")?;
+    }
+    let p = &plan.process;
+    nix::unistd::setsid().step("setsid")?;
+    if p.terminal {
+        let sock = console.as_ref().ok_or("terminal: no console socket")?;
+        let slave = super::init::open_terminal(sock.as_fd(), p.console_size).step("terminal")?;
+        crate::tty::set_controlling(slave).step("terminal")?;
+    }
+    super::init::finish_process(p, plan.seccomp.as_ref(), plan.preserve_fds)?;
+    let exe = super::find_executable(&p.args[0], &p.path_dirs)?;
+    if p.no_new_privileges {
+        if let Some(s) = &plan.seccomp {
+            s.load().step("seccomp")?;
+        }
+    }
+    let errno = crate::sys::execve(&exe, &p.args, &p.env);
+    Err(format!("exec {exe:?}: {errno}"))
+}
