@@ -9,6 +9,7 @@ use oci_spec::runtime::Spec;
 
 use crate::bundle::{validate_id, Bundle};
 use crate::error::{Context, Error, ErrorKind, Result, Step};
+pub use crate::process::exec::ExecOptions;
 use crate::process::{fifo, parent, CreateOptions};
 use crate::state::{self, Saved, State, StateDir, StateError, Status};
 
@@ -263,6 +264,32 @@ impl Container {
         crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), sig)
             .map_err(crate::process::sys(format!("signal {sig}")))
             .ctx(id, step)
+    }
+
+    /// The container's process config, the starting point of [`Container::exec`].
+    pub fn process_config(&self) -> Option<&oci_spec::runtime::Process> {
+        self.saved.process.as_ref()
+    }
+
+    /// Start `process` inside the running container: it joins the init's namespaces and
+    /// cgroup, gets its own user, capabilities, rlimits and no_new_privs and the container's
+    /// seccomp profile. Returns its pid once it has exec'd.
+    pub fn exec(&self, process: &oci_spec::runtime::Process, opts: &ExecOptions) -> Result<i32> {
+        let id = self.id();
+        let step = Step::Exec;
+        let dir = self.lock(step)?;
+        let status = dir.status(&self.saved);
+        if !matches!(status, Status::Running | Status::Created) {
+            return Err(invalid_state(
+                id,
+                step,
+                format!("cannot exec in a container that is {status}"),
+            ));
+        }
+        let pid = crate::process::exec::exec(&self.saved, process, opts)
+            .map_err(|k| Error::new(id, step, k))?;
+        drop(dir);
+        Ok(pid)
     }
 
     /// Every process of the container (its cgroup's members), in the runtime's pid namespace.

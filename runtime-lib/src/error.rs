@@ -44,6 +44,7 @@ pub enum Step {
     List,
     Run,
     Ps,
+    Exec,
     Pause,
     Resume,
 }
@@ -60,6 +61,7 @@ impl fmt::Display for Step {
             Step::List => "list",
             Step::Run => "run",
             Step::Ps => "ps",
+            Step::Exec => "exec",
             Step::Pause => "pause",
             Step::Resume => "resume",
         })

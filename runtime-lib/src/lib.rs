@@ -28,6 +28,6 @@ pub(crate) mod sys;
 pub mod template;
 pub mod tty;
 
-pub use container::{default_root, list, Container, ContainerBuilder};
+pub use container::{default_root, list, Container, ContainerBuilder, ExecOptions};
 pub use error::{Error, ErrorKind, Result, Step};
 pub use state::{State, Status};

@@ -86,7 +86,8 @@ pub fn exec(saved: &Saved, process: &Process, opts: &ExecOptions) -> Result<i32,
     };
     // Pin the init first, then check it is still the container's: the namespace files opened
     // afterwards are then the container's, not those of a process that reused the pid.
-    let _pidfd = crate::sys::pidfd_open(saved.pid).map_err(sys(format!("pidfd_open {}", saved.pid)))?;
+    let _pidfd =
+        crate::sys::pidfd_open(saved.pid).map_err(sys(format!("pidfd_open {}", saved.pid)))?;
     let joins = init_namespaces(saved.pid)?;
     if !saved.init_alive() {
         return Err(ProcessError::Invalid("the container's init exited".into()).into());
@@ -134,11 +135,16 @@ pub fn exec(saved: &Saved, process: &Process, opts: &ExecOptions) -> Result<i32,
     if let Some(cg) = cgroup.as_mut() {
         cg.apply(stage).map_err(|e| kill_stage(e.into()))?;
     }
-    chan.send(&Msg::Go).map_err(|e| kill_stage(ProcessError::from(e).into()))?;
+    chan.send(&Msg::Go)
+        .map_err(|e| kill_stage(ProcessError::from(e).into()))?;
     let pid = match chan.recv() {
         Ok(Msg::Pid(pid)) => pid,
         Ok(Msg::Error(e)) => return Err(kill_stage(ProcessError::Init(e).into())),
-        Ok(other) => return Err(kill_stage(ProcessError::Init(format!("unexpected message {other:?}")).into())),
+        Ok(other) => {
+            return Err(kill_stage(
+                ProcessError::Init(format!("unexpected message {other:?}")).into(),
+            ))
+        }
         Err(e) => return Err(kill_stage(ProcessError::from(e).into())),
     };
     if pid != stage {
@@ -154,9 +160,11 @@ pub fn exec(saved: &Saved, process: &Process, opts: &ExecOptions) -> Result<i32,
         Err(e) => return Err(ProcessError::from(e).into()),
     }
     if let Some(pf) = &opts.pid_file {
-        crate::state::write_atomic(pf, pid.to_string().as_bytes(), 0o644).map_err(|source| ProcessError::Io {
-            what: format!("pid file {}", pf.display()),
-            source,
+        crate::state::write_atomic(pf, pid.to_string().as_bytes(), 0o644).map_err(|source| {
+            ProcessError::Io {
+                what: format!("pid file {}", pf.display()),
+                source,
+            }
         })?;
     }
     Ok(pid)
@@ -171,7 +179,11 @@ fn child(plan: &ExecPlan, chan: Channel, console: Option<OwnedFd>) -> ! {
     exit_now(1)
 }
 
-fn child_steps(plan: &ExecPlan, chan: &Channel, console: Option<OwnedFd>) -> Result<Infallible, String> {
+fn child_steps(
+    plan: &ExecPlan,
+    chan: &Channel,
+    console: Option<OwnedFd>,
+) -> Result<Infallible, String> {
     nix::sys::prctl::set_dumpable(false).step("prctl(PR_SET_DUMPABLE)")?;
     match chan.recv().step("wait for runtime")? {
         Msg::Go => {}
@@ -190,7 +202,8 @@ fn child_steps(plan: &ExecPlan, chan: &Channel, console: Option<OwnedFd>) -> Res
             Fork::Child => {}
         }
     } else {
-        chan.send(&Msg::Pid(nix::unistd::getpid().as_raw())).step("sync")?;
+        chan.send(&Msg::Pid(nix::unistd::getpid().as_raw()))
+            .step("sync")?;
     }
     let p = &plan.process;
     nix::unistd::setsid().step("setsid")?;

@@ -145,7 +145,8 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
         // Kernels without keyrings (or with them restricted by seccomp) are not an error,
         // as for runc: the session keyring is a hardening, not part of the spec.
         match crate::sys::join_session_keyring(&name) {
-            Ok(()) | Err(nix::Error::ENOSYS) | Err(nix::Error::EPERM) | Err(nix::Error::EACCES) => {}
+            Ok(()) | Err(nix::Error::ENOSYS) | Err(nix::Error::EPERM) | Err(nix::Error::EACCES) => {
+            }
             Err(e) => return Err(format!("join session keyring: {e}")),
         }
     }
@@ -250,8 +251,15 @@ pub(super) fn open_terminal(
     socket: std::os::fd::BorrowedFd<'_>,
     size: Option<(u16, u16)>,
 ) -> Result<OwnedFd, crate::tty::TtyError> {
-    let dev = nix::fcntl::open("/dev", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|source| crate::tty::TtyError::Sys { step: "open /dev", source })?;
+    let dev = nix::fcntl::open(
+        "/dev",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|source| crate::tty::TtyError::Sys {
+        step: "open /dev",
+        source,
+    })?;
     let pty = crate::tty::open_pty(dev.as_fd())?;
     if let Some((rows, cols)) = size {
         crate::tty::set_window_size(pty.slave.as_fd(), rows, cols)?;

@@ -173,7 +173,10 @@ impl ProcessPlan {
             .into());
         }
         if args.is_empty() {
-            return Err(ProcessError::Invalid("process.args: must name at least the executable".into()).into());
+            return Err(ProcessError::Invalid(
+                "process.args: must name at least the executable".into(),
+            )
+            .into());
         }
         let plan = ProcessPlan {
             args,

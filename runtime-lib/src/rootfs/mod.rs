@@ -146,8 +146,14 @@ impl RootfsPlan {
         // Nothing we mount may propagate back to the host, and pivot_root refuses a shared
         // parent mount: every mount becomes a slave now; the configured propagation of `/`
         // is applied after pivot_root.
-        mount(None::<&str>, "/", None::<&str>, DEFAULT_PROPAGATION, None::<&str>)
-            .map_err(err("set propagation", Path::new("/")))?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            DEFAULT_PROPAGATION,
+            None::<&str>,
+        )
+        .map_err(err("set propagation", Path::new("/")))?;
         mount(
             Some(&self.rootfs),
             &self.rootfs,

@@ -1,0 +1,220 @@
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use oci_spec::runtime::{Capability, Process};
+
+use super::{CmdResult, Ctx};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A process.json to run instead of the container's process with the flags below.
+    #[arg(short, long, value_name = "FILE")]
+    process: Option<PathBuf>,
+    /// Give the process a terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// Return once the process has started.
+    #[arg(short, long)]
+    detach: bool,
+    /// File to write the process's pid to.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master.
+    #[arg(long, value_name = "PATH")]
+    console_socket: Option<PathBuf>,
+    /// Working directory in the container.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// Environment variables to set (NAME=value), repeatable.
+    #[arg(short, long, value_name = "NAME=value")]
+    env: Vec<String>,
+    /// UID[:GID] to run as.
+    #[arg(short, long, value_name = "UID[:GID]")]
+    user: Option<String>,
+    /// Additional groups, repeatable.
+    #[arg(short = 'g', long, value_name = "GID")]
+    additional_gids: Vec<u32>,
+    /// Capabilities to add, repeatable.
+    #[arg(short, long, value_name = "CAP")]
+    cap: Vec<String>,
+    /// Set no_new_privileges.
+    #[arg(long)]
+    no_new_privs: bool,
+    /// Pass this many fds (from 3 on) to the process.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    preserve_fds: u32,
+    /// SELinux label of the process.
+    #[arg(long, value_name = "LABEL")]
+    process_label: Option<String>,
+    /// AppArmor profile of the process.
+    #[arg(long, value_name = "PROFILE")]
+    apparmor: Option<String>,
+    /// Container id.
+    id: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+fn parse_user(s: &str) -> Result<(u32, Option<u32>), String> {
+    let (u, g) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    let uid = u
+        .parse()
+        .map_err(|_| format!("--user {s:?}: not UID[:GID]"))?;
+    let gid = g
+        .map(|g| {
+            g.parse()
+                .map_err(|_| format!("--user {s:?}: not UID[:GID]"))
+        })
+        .transpose()?;
+    Ok((uid, gid))
+}
+
+/// The process to run: process.json as given, or the container's process with the flags
+/// applied, as runc builds it.
+fn build_process(a: &Args, base: Option<&Process>) -> Result<Process, String> {
+    if let Some(path) = &a.process {
+        let text = std::fs::read(path).map_err(|e| format!("--process {}: {e}", path.display()))?;
+        return serde_json::from_slice(&text)
+            .map_err(|e| format!("--process {}: invalid JSON: {e}", path.display()));
+    }
+    if a.command.is_empty() {
+        return Err("exec: no command given (and no --process)".into());
+    }
+    let mut p = base
+        .cloned()
+        .ok_or("exec: the container has no process config")?;
+    p.set_args(Some(a.command.clone()));
+    p.set_terminal(Some(a.tty));
+    if let Some(cwd) = &a.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if !a.env.is_empty() {
+        let mut env = p.env().clone().unwrap_or_default();
+        for e in &a.env {
+            let key = e.split('=').next().unwrap_or("");
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        p.set_env(Some(env));
+    }
+    let mut user = p.user().clone();
+    if let Some(u) = &a.user {
+        let (uid, gid) = parse_user(u)?;
+        user.set_uid(uid);
+        if let Some(gid) = gid {
+            user.set_gid(gid);
+        }
+    }
+    if !a.additional_gids.is_empty() {
+        user.set_additional_gids(Some(a.additional_gids.clone()));
+    }
+    p.set_user(user);
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !a.cap.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        for c in &a.cap {
+            let cap: Capability = c
+                .parse()
+                .map_err(|_| format!("--cap {c:?}: unknown capability"))?;
+            let add = |set: &Option<std::collections::HashSet<Capability>>| {
+                let mut s = set.clone().unwrap_or_default();
+                s.insert(cap);
+                Some(s)
+            };
+            caps.set_bounding(add(caps.bounding()));
+            caps.set_effective(add(caps.effective()));
+            caps.set_permitted(add(caps.permitted()));
+            // Ambient needs inheritable: only where the config has inheritable bits, as runc.
+            if caps.inheritable().as_ref().is_some_and(|i| !i.is_empty()) {
+                caps.set_ambient(add(caps.ambient()));
+            }
+        }
+        p.set_capabilities(Some(caps));
+    }
+    if let Some(l) = &a.process_label {
+        p.set_selinux_label(Some(l.clone()));
+    }
+    if let Some(ap) = &a.apparmor {
+        p.set_apparmor_profile(Some(ap.clone()));
+    }
+    Ok(p)
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
+    let c = super::load(ctx, &a.id, casulo::Step::Exec).map_err(|e| e.to_string())?;
+    let process = build_process(&a, c.process_config())
+        .map_err(|e| format!("container {:?}: exec: {e}", a.id))?;
+    if process
+        .apparmor_profile()
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(format!(
+            "container {:?}: exec: AppArmor is not enabled on this host",
+            a.id
+        ));
+    }
+    let terminal = process.terminal().unwrap_or(false);
+    let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let mut opts = casulo::ExecOptions {
+        console_socket: a.console_socket.as_ref().map(abs),
+        pid_file: a.pid_file.as_ref().map(abs),
+        preserve_fds: a.preserve_fds,
+    };
+    let listener = if terminal && opts.console_socket.is_none() && !a.detach {
+        let l = casulo::tty::ConsoleListener::new()
+            .map_err(|e| format!("container {:?}: exec: {e}", a.id))?;
+        opts.console_socket = Some(l.path().to_path_buf());
+        Some(l)
+    } else {
+        None
+    };
+    if a.detach {
+        c.exec(&process, &opts).map_err(|e| e.to_string())?;
+        return Ok(0);
+    }
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"))?;
+    casulo::process::foreground::block_signals().map_err(|e| e.to_string())?;
+    let pid = c.exec(&process, &opts).map_err(|e| e.to_string())?;
+    let code = match listener {
+        Some(l) => {
+            let master = l
+                .recv_master(Duration::from_secs(10))
+                .map_err(|e| format!("container {:?}: exec: {e}", a.id))?;
+            let winch_master = master.try_clone().map_err(|e| e.to_string())?;
+            let resize = move || {
+                let _ =
+                    casulo::tty::copy_window_size(std::io::stdin().as_fd(), winch_master.as_fd());
+            };
+            resize();
+            let proxy = std::thread::spawn(move || casulo::tty::proxy(master));
+            let code = casulo::process::foreground::wait_with(pid, true, Some(&resize));
+            let _ = proxy.join();
+            code
+        }
+        None => casulo::process::foreground::wait_with(pid, true, None),
+    };
+    let code = code.map_err(|e| format!("container {:?}: exec: {e}", a.id))?;
+    Ok(u8::try_from(code).unwrap_or(255))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_user;
+
+    #[test]
+    fn users() {
+        assert_eq!(parse_user("1000"), Ok((1000, None)));
+        assert_eq!(parse_user("1000:100"), Ok((1000, Some(100))));
+        assert!(parse_user("bob").is_err());
+        assert!(parse_user("1:x").is_err());
+    }
+}
