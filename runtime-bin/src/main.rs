@@ -65,6 +65,8 @@ enum Command {
     Pause(commands::pause::Args),
     /// Thaw a paused container.
     Resume(commands::pause::Args),
+    /// Change a running container's resource limits.
+    Update(commands::update::Args),
     /// Show a container's processes.
     Ps(commands::ps::Args),
 }
@@ -113,6 +115,7 @@ fn main() -> ExitCode {
         Command::Exec(a) => commands::exec::run(&ctx, a),
         Command::Pause(a) => commands::pause::pause(&ctx, a),
         Command::Resume(a) => commands::pause::resume(&ctx, a),
+        Command::Update(a) => commands::update::run(&ctx, a),
         Command::Ps(a) => commands::ps::run(&ctx, a),
     };
     match result {

@@ -307,6 +307,26 @@ impl Container {
         }
     }
 
+    /// Change the resource limits of a live container.
+    pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let id = self.id();
+        let step = Step::Update;
+        let dir = self.lock(step)?;
+        let status = dir.status(&self.saved);
+        if matches!(status, Status::Stopped | Status::Creating) {
+            return Err(invalid_state(
+                id,
+                step,
+                format!("cannot update a container that is {status}"),
+            ));
+        }
+        let mut cg = self
+            .cgroup()
+            .ctx(id, step)?
+            .ok_or_else(|| invalid_state(id, step, "the container has no cgroup".into()))?;
+        cg.set(resources).ctx(id, step)
+    }
+
     /// Freeze every process of the container (status `paused`).
     pub fn pause(&self) -> Result<()> {
         self.freeze(Step::Pause, true)

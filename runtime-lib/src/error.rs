@@ -45,6 +45,7 @@ pub enum Step {
     Run,
     Ps,
     Exec,
+    Update,
     Pause,
     Resume,
 }
@@ -62,6 +63,7 @@ impl fmt::Display for Step {
             Step::Run => "run",
             Step::Ps => "ps",
             Step::Exec => "exec",
+            Step::Update => "update",
             Step::Pause => "pause",
             Step::Resume => "resume",
         })
