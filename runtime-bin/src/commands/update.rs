@@ -130,7 +130,7 @@ fn resources(a: &Args) -> Result<LinuxResources, String> {
     if cpu_set {
         r.set_cpu(Some(cpu));
     }
-    let mut mem: LinuxMemory = r.memory().clone().unwrap_or_default();
+    let mut mem: LinuxMemory = (*r.memory()).unwrap_or_default();
     let mut mem_set = false;
     if let Some(v) = &a.memory {
         mem.set_limit(Some(parse_size(v)?));
