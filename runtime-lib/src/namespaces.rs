@@ -214,13 +214,26 @@ impl NamespacePlan {
         Ok(())
     }
 
-    /// In the child: create the new namespaces.
+    /// In the child: create the new namespaces but the cgroup one, which must wait until the
+    /// process is in its cgroup (see [`NamespacePlan::unshare_cgroup`]).
     pub fn unshare_all(&self) -> Result<(), NamespaceError> {
-        if self.new.is_empty() {
+        let flags = self.new - CloneFlags::CLONE_NEWCGROUP;
+        if flags.is_empty() {
             return Ok(());
         }
-        nix::sched::unshare(self.new).map_err(|source| NamespaceError::Create {
-            flags: format!("{:?}", self.new),
+        nix::sched::unshare(flags).map_err(|source| NamespaceError::Create {
+            flags: format!("{flags:?}"),
+            source,
+        })
+    }
+
+    /// In the init, once it is in its cgroup: a new cgroup namespace rooted there.
+    pub fn unshare_cgroup(&self) -> Result<(), NamespaceError> {
+        if !self.new.contains(CloneFlags::CLONE_NEWCGROUP) {
+            return Ok(());
+        }
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|source| NamespaceError::Create {
+            flags: "CLONE_NEWCGROUP".into(),
             source,
         })
     }

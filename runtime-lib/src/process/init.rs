@@ -96,17 +96,33 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
     let p = &plan.process;
     nix::unistd::setsid().step("setsid")?;
     let proc = fifo::open_proc().step("open /proc")?;
-    let (creating, created) = match io.chan.recv().step("wait for runtime")? {
-        Msg::States(a, b) => (a, b),
-        Msg::Error(e) => return Err(e),
-        other => return Err(format!("sync: expected the state, got {other:?}")),
+    // The runtime moves us into our cgroup while we mount; it sends the state documents when
+    // that is done. Nothing that depends on the cgroup (the cgroup namespace and mount, hooks,
+    // the user's program) happens before.
+    let mut states: Option<(Vec<u8>, Vec<u8>)> = None;
+    let mut in_cgroup = || -> Result<(), String> {
+        if states.is_some() {
+            return Ok(());
+        }
+        states = Some(match io.chan.recv().step("wait for runtime")? {
+            Msg::States(a, b) => (a, b),
+            Msg::Error(e) => return Err(e),
+            other => return Err(format!("sync: expected the state, got {other:?}")),
+        });
+        plan.ns.unshare_cgroup().step("namespaces")
     };
 
     let in_userns = plan.ns.has(LinuxNamespaceType::User);
     let _root = plan
         .rootfs
-        .prepare(in_userns, plan.ns.creates(LinuxNamespaceType::Cgroup))
+        .prepare(
+            in_userns,
+            plan.ns.creates(LinuxNamespaceType::Cgroup),
+            &mut in_cgroup,
+        )
         .step("rootfs")?;
+    in_cgroup()?;
+    let (creating, created) = states.take().ok_or("sync: no state")?;
     if io.runtime_hooks {
         io.chan.send(&Msg::RunHooks).step("sync")?;
         expect(&io.chan, Msg::HooksDone)?;

@@ -113,6 +113,9 @@ fn check_preserved_fds(n: u32) -> std::result::Result<(), ProcessError> {
 /// set up and blocked on the exec fifo.
 pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Result<Saved> {
     let step = Step::Create;
+    let t0 = Instant::now();
+    let timing =
+        |what: &str| tracing::debug!("container {id:?}: create: {what} after {:?}", t0.elapsed());
     // Everything that can be checked is checked before the first side effect.
     validate_id(id).ctx(id, step)?;
     check_preserved_fds(opts.preserve_fds).ctx(id, step)?;
@@ -185,6 +188,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     let (chan, child_chan) = channel::pair().map_err(sys("socketpair")).ctx(id, step)?;
     let fifo_fd = fifo::open_path(&fifo_path).ctx(id, step)?;
 
+    timing("validated and state dir made");
     let stage = match fork().map_err(sys("fork")).ctx(id, step)? {
         Fork::Child => {
             crate::sys::close_inherited(lock_fd);
@@ -206,17 +210,17 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     drop(fifo_fd);
     undo.stage = Some(stage);
 
-    let mut cg = cgroups::manager(&cgroup_cfg).ctx(id, step)?;
-    let applied = cg.apply(stage);
-    saved.cgroup_paths = cg.paths();
-    undo.cgroup = Some(cg);
-    applied.ctx(id, step)?;
-    if let Some(r) = &resources {
-        undo.cgroup.as_mut().expect("cgroup").set(r).ctx(id, step)?;
-    }
+    // The stage joins and creates namespaces (the slow part) while we make its cgroup.
     chan.send(&Msg::Go)
         .map_err(ProcessError::from)
         .ctx(id, step)?;
+    undo.cgroup = Some(cgroups::manager(&cgroup_cfg).ctx(id, step)?);
+    undo.cgroup
+        .as_mut()
+        .expect("cgroup")
+        .create()
+        .ctx(id, step)?;
+    timing("cgroup made");
 
     let fail = |e: ProcessError| crate::Error::new(id, step, e);
     loop {
@@ -247,6 +251,15 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 saved.pid_start = crate::sys::proc_start_time(pid)
                     .map(|(s, _)| s)
                     .ok_or_else(|| fail(ProcessError::Init("exited during setup".into())))?;
+                // The init waits for the states below before anything that depends on its
+                // cgroup; it mounts meanwhile.
+                let cg = undo.cgroup.as_mut().expect("cgroup");
+                cg.apply(pid).ctx(id, step)?;
+                saved.cgroup_paths = cg.paths();
+                if let Some(r) = &resources {
+                    cg.set(r).ctx(id, step)?;
+                }
+                timing("init in its cgroup");
                 let creating =
                     serde_json::to_vec(&saved.oci_state(Status::Creating)).unwrap_or_default();
                 let created =
@@ -260,7 +273,10 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 crate::hooks::run_hooks("createRuntime", &create_runtime, &st).ctx(id, step)?;
                 chan.send(&Msg::HooksDone).map_err(|e| fail(e.into()))?;
             }
-            Msg::Ready => break,
+            Msg::Ready => {
+                timing("init ready");
+                break;
+            }
             Msg::Error(e) => return Err(fail(ProcessError::Init(e))),
             other => {
                 return Err(fail(ProcessError::Init(format!(

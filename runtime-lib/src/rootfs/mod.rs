@@ -138,7 +138,16 @@ impl RootfsPlan {
 
     /// In the init, in its new mount namespace, before pivot_root: propagation, the rootfs
     /// bind, the mounts, devices and `/dev` symlinks. Returns an fd of the rootfs.
-    pub fn prepare(&self, in_userns: bool, new_cgroupns: bool) -> Result<OwnedFd, RootfsError> {
+    ///
+    /// `in_cgroup` is called once before the first `cgroup` mount (which shows the init's own
+    /// cgroup), so that the runtime can place the init in its cgroup while the mounts before it
+    /// are made. If there is no cgroup mount, the caller calls it afterwards.
+    pub fn prepare(
+        &self,
+        in_userns: bool,
+        new_cgroupns: bool,
+        in_cgroup: &mut dyn FnMut() -> Result<(), String>,
+    ) -> Result<OwnedFd, RootfsError> {
         let err = |step: &'static str, dest: &Path| {
             let dest = dest.to_path_buf();
             move |source: nix::Error| RootfsError::Mount { step, dest, source }
@@ -171,6 +180,7 @@ impl RootfsPlan {
         for m in &self.mounts {
             match m.kind {
                 mounts::Kind::Cgroup => {
+                    in_cgroup().map_err(RootfsError::Invalid)?;
                     cgroupfs::mount_cgroup(root.as_fd(), m, &self.host_cgroups, new_cgroupns)?
                 }
                 _ => m.mount(root.as_fd())?,
