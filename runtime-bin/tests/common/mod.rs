@@ -1,0 +1,315 @@
+//! Shared harness of the binary's integration tests: a busybox rootfs built once from Debian's
+//! busybox-static, and a [`Bundle`] per test with a unique container id, its own `--root`, and
+//! a cleanup that runs even when the test fails and then checks that nothing was left behind.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The runtime under test: `CASULO_TEST_RUNTIME` (e.g. `runc`, to check the tests themselves)
+/// or the casulo binary cargo built.
+pub fn runtime() -> PathBuf {
+    std::env::var_os("CASULO_TEST_RUNTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_casulo")))
+}
+
+pub fn is_casulo() -> bool {
+    std::env::var_os("CASULO_TEST_RUNTIME").is_none()
+}
+
+/// Whether the test can run; prints a visible SKIP line when it cannot.
+pub fn can_run(test: &str) -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP {test}: needs root");
+        return false;
+    }
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("SKIP {test}: needs /bin/busybox (apt-get install busybox-static)");
+        return false;
+    }
+    true
+}
+
+/// Where tests keep their files: cargo's scratch directory for integration tests.
+fn scratch() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The shared read-only busybox rootfs, built once and reused by later runs.
+pub fn rootfs() -> &'static Path {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        let r = scratch().join("busybox-rootfs");
+        if r.join("bin/sh").exists() {
+            return r;
+        }
+        // Build beside it and rename, so that concurrent test binaries never see half of it.
+        let tmp = scratch().join(format!("busybox-rootfs.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        for d in ["bin", "proc", "dev", "sys", "tmp", "etc", "root", "mnt"] {
+            std::fs::create_dir_all(tmp.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", tmp.join("bin/busybox")).unwrap();
+        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" {
+                let _ = std::os::unix::fs::symlink("busybox", tmp.join("bin").join(applet));
+            }
+        }
+        std::fs::write(
+            tmp.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(tmp.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+        if std::fs::rename(&tmp, &r).is_err() {
+            // Another test binary got there first.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        r
+    })
+}
+
+/// The output of a runtime command.
+pub struct Run {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.status == Some(0)
+    }
+}
+
+/// Run `cmd` to its end, killing it after `limit` so that a hang fails the test instead of
+/// hanging the suite. Its stdout and stderr go to files, not pipes: a created container's init
+/// inherits them and keeps them open after the runtime has exited.
+pub fn output_within(mut cmd: Command, limit: Duration) -> Run {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let out_path = scratch().join(format!("out-{n}"));
+    let err_path = scratch().join(format!("err-{n}"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("spawn runtime");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {limit:?}; stderr: {}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let run = Run {
+        status: status.code(),
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+    };
+    let _ = std::fs::remove_file(&out_path);
+    let _ = std::fs::remove_file(&err_path);
+    run
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// One test's container: a bundle directory (config.json; root.path points at the shared
+/// rootfs), a state root, and a unique id. Dropping it deletes the container and checks that
+/// nothing is left behind.
+pub struct Bundle {
+    pub id: String,
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub config: Value,
+}
+
+impl Bundle {
+    /// A bundle from the runtime's default spec, with `args` as the process and no terminal.
+    pub fn new(name: &str, args: &[&str]) -> Bundle {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{name}-{}-{n}", std::process::id());
+        let dir = scratch().join(&id);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = dir.join("state");
+        let spec = Command::new(runtime())
+            .args(["spec", "--bundle"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            spec.status.success(),
+            "spec: {}",
+            String::from_utf8_lossy(&spec.stderr)
+        );
+        let mut config: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        config["root"]["path"] = rootfs().to_string_lossy().into_owned().into();
+        config["process"]["terminal"] = false.into();
+        config["process"]["args"] = serde_json::json!(args);
+        let b = Bundle {
+            id,
+            dir,
+            root,
+            config,
+        };
+        b.save();
+        b
+    }
+
+    pub fn save(&self) {
+        std::fs::write(
+            self.dir.join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// `RUNTIME --root ROOT <args...>` with the bundle dir as cwd.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(runtime());
+        c.arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .current_dir(&self.dir);
+        c
+    }
+
+    pub fn rt(&self, args: &[&str]) -> Run {
+        output_within(self.cmd(args), Duration::from_secs(20))
+    }
+
+    pub fn run(&self) -> Run {
+        self.rt(&["run", "--bundle", self.dir.to_str().unwrap(), &self.id])
+    }
+
+    pub fn create(&self) -> Run {
+        self.rt(&["create", "--bundle", self.dir.to_str().unwrap(), &self.id])
+    }
+
+    pub fn state(&self) -> Option<Value> {
+        let r = self.rt(&["state", &self.id]);
+        r.ok()
+            .then(|| serde_json::from_str(&r.stdout).expect("state JSON"))
+    }
+
+    pub fn status(&self) -> Option<String> {
+        self.state()
+            .map(|s| s["status"].as_str().unwrap_or("").to_string())
+    }
+
+    /// Wait until the status is `want` (at most 5 s).
+    pub fn wait_status(&self, want: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.status().as_deref() == Some(want) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// A host directory bind-mounted read-write at `/out` in the container.
+    pub fn with_out_dir(&mut self) -> PathBuf {
+        let out = self.dir.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let m = serde_json::json!({"destination": "/out", "type": "bind", "source": out, "options": ["rbind", "rw"]});
+        self.config["mounts"].as_array_mut().unwrap().push(m);
+        self.save();
+        out
+    }
+
+    /// Everything this container could have left behind: its state dir, mounts of its bundle,
+    /// cgroup directories named after it, processes mentioning it.
+    pub fn leftovers(&self) -> Vec<String> {
+        leftovers_of(&self.id, &self.root, &self.dir)
+    }
+}
+
+pub fn leftovers_of(id: &str, root: &Path, dir: &Path) -> Vec<String> {
+    let mut left = Vec::new();
+    if root.join(id).exists() {
+        left.push(format!("state dir {}", root.join(id).display()));
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for l in info.lines() {
+        if l.contains(dir.to_str().unwrap()) {
+            left.push(format!("mount {l}"));
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for h in entries.flatten() {
+            let mut stack = vec![h.path()];
+            while let Some(d) = stack.pop() {
+                if let Ok(sub) = std::fs::read_dir(&d) {
+                    for e in sub.flatten() {
+                        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                            if e.file_name().to_string_lossy() == id {
+                                left.push(format!("cgroup {}", e.path().display()));
+                            }
+                            if stack.len() < 64 && e.path().components().count() < 9 {
+                                stack.push(e.path());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for p in procs.flatten() {
+            if let Ok(cmd) = std::fs::read(p.path().join("cmdline")) {
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                if cmd.contains(id) && !cmd.contains("--nocapture") && !cmd.contains("cargo") {
+                    left.push(format!(
+                        "process {}: {cmd}",
+                        p.file_name().to_string_lossy()
+                    ));
+                }
+            }
+        }
+    }
+    left
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = output_within(
+            self.cmd(&["delete", "--force", &self.id]),
+            Duration::from_secs(20),
+        );
+        let left = self.leftovers();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if !left.is_empty() && !std::thread::panicking() {
+            panic!("container {} left behind: {left:#?}", self.id);
+        }
+    }
+}
+
+/// The capability set named `set` of /proc/self/status text as a number.
+pub fn cap_field(status: &str, set: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{set}:")))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap_or_else(|| panic!("no {set} in {status}"))
+}

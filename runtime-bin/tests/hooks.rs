@@ -1,0 +1,102 @@
+//! Hooks: every point, in order, with the state the spec mandates on stdin.
+mod common;
+use common::*;
+
+/// A hook that appends "<name> <status> <pid>" and its env/args to `log`.
+fn hook(name: &str, log: &std::path::Path) -> serde_json::Value {
+    let script = format!(
+        "s=$(cat); st=$(echo \"$s\" | sed -n 's/.*\"status\": *\"\\([a-z]*\\)\".*/\\1/p'); \
+         echo \"{name} $st $HOOK_ENV $1\" >> {}",
+        log.display()
+    );
+    serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", script, "sh", "arg1"], "env": ["HOOK_ENV=e1"]})
+}
+
+#[test]
+fn every_hook_in_order_with_its_state() {
+    if !can_run("every_hook_in_order_with_its_state") {
+        return;
+    }
+    let mut b = Bundle::new("hooks", &["true"]);
+    let log = b.dir.join("hooks.log");
+    let mut hooks = serde_json::Map::new();
+    for name in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "poststart",
+        "poststop",
+    ] {
+        hooks.insert(name.into(), serde_json::json!([hook(name, &log)]));
+    }
+    // startContainer runs in the container: its path resolves there (busybox sh), and it
+    // writes to a bind-mounted dir.
+    let out = b.with_out_dir();
+    hooks.insert(
+        "startContainer".into(),
+        serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c", "cat > /out/start-state"]}]),
+    );
+    b.config["hooks"] = serde_json::Value::Object(hooks);
+    b.save();
+    assert!(b.create().ok());
+    assert!(b.rt(&["start", &b.id]).ok());
+    assert!(b.wait_status("stopped"));
+    assert!(b.rt(&["delete", &b.id]).ok());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // The spec: poststart hooks see the container running; runc 1.1 passes "created".
+    let poststart = if is_casulo() {
+        "poststart running e1 arg1"
+    } else {
+        "poststart created e1 arg1"
+    };
+    assert_eq!(
+        lines,
+        [
+            "prestart creating e1 arg1",
+            "createRuntime creating e1 arg1",
+            "createContainer creating e1 arg1",
+            poststart,
+            "poststop stopped e1 arg1",
+        ]
+    );
+    let start_state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("start-state")).unwrap()).unwrap();
+    assert_eq!(start_state["status"], "created");
+    assert_eq!(start_state["id"], b.id.as_str());
+}
+
+#[test]
+fn failing_create_runtime_hook_leaves_nothing() {
+    if !can_run("failing_create_runtime_hook_leaves_nothing") {
+        return;
+    }
+    let mut b = Bundle::new("hookfail", &["true"]);
+    b.config["hooks"] = serde_json::json!({"createRuntime": [{"path": "/bin/false"}]});
+    b.save();
+    let r = b.create();
+    assert_eq!(r.status, Some(1));
+    if is_casulo() {
+        // runc does not name the hook.
+        assert!(r.stderr.contains("/bin/false"), "{}", r.stderr);
+    }
+    assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
+}
+
+#[test]
+fn hook_timeout() {
+    if !can_run("hook_timeout") {
+        return;
+    }
+    let mut b = Bundle::new("hooktimeout", &["true"]);
+    b.config["hooks"] = serde_json::json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    b.save();
+    let start = std::time::Instant::now();
+    let r = b.create();
+    assert_eq!(r.status, Some(1));
+    assert!(start.elapsed() < std::time::Duration::from_secs(15));
+    if is_casulo() {
+        assert!(r.stderr.contains("timed out"), "{}", r.stderr);
+    }
+    assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
+}

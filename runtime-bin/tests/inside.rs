@@ -1,0 +1,152 @@
+//! What the container's process sees (the conformance suite checks the rest field by field).
+mod common;
+use common::*;
+
+#[test]
+fn pid_one_hostname_and_only_stdio() {
+    if !can_run("pid_one_hostname_and_only_stdio") {
+        return;
+    }
+    let mut b = Bundle::new(
+        "inside",
+        &["sh", "-c", "echo $$; hostname; ls /proc/self/fd"],
+    );
+    b.config["hostname"] = "box".into();
+    b.save();
+    let r = b.run();
+    assert!(r.ok(), "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "1");
+    assert_eq!(lines[1], "box");
+    // 0, 1, 2 and the fd ls reads /proc/self/fd through.
+    assert_eq!(lines[2..], ["0", "1", "2", "3"], "{}", r.stdout);
+}
+
+#[test]
+fn preserve_fds() {
+    if !can_run("preserve_fds") {
+        return;
+    }
+    let b = Bundle::new("preserve", &["sh", "-c", "cat <&3"]);
+    let data = b.dir.join("data");
+    std::fs::write(&data, "from fd 3\n").unwrap();
+    // The caller opens fd 3; the runtime passes it on.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "exec \"$0\" --root \"$1\" run --preserve-fds 1 --bundle \"$2\" \"$3\" 3<\"$4\""
+        ))
+        .arg(runtime())
+        .arg(&b.root)
+        .arg(&b.dir)
+        .arg(&b.id)
+        .arg(&data);
+    let r = output_within(cmd, std::time::Duration::from_secs(20));
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(r.stdout, "from fd 3\n");
+}
+
+#[test]
+fn joined_pid_and_uts_namespaces() {
+    if !can_run("joined_pid_and_uts_namespaces") {
+        return;
+    }
+    let mut first = Bundle::new("nsfirst", &["sleep", "100"]);
+    first.config["hostname"] = "first".into();
+    first.save();
+    assert!(first
+        .rt(&[
+            "run",
+            "--detach",
+            "--bundle",
+            first.dir.to_str().unwrap(),
+            &first.id
+        ])
+        .ok());
+    let pid = first.state().unwrap()["pid"].as_i64().unwrap();
+    let mut second = Bundle::new("nssecond", &["sh", "-c", "echo $$; hostname"]);
+    second.config["hostname"] = serde_json::Value::Null;
+    for ns in second.config["linux"]["namespaces"].as_array_mut().unwrap() {
+        match ns["type"].as_str().unwrap() {
+            "pid" => ns["path"] = format!("/proc/{pid}/ns/pid").into(),
+            "uts" => ns["path"] = format!("/proc/{pid}/ns/uts").into(),
+            _ => {}
+        }
+    }
+    second.save();
+    let r = second.run();
+    assert!(r.ok(), "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_ne!(
+        lines[0], "1",
+        "in the first container's pid namespace, not its init"
+    );
+    assert_eq!(lines[1], "first");
+}
+
+#[test]
+fn terminal_through_the_console_socket() {
+    if !can_run("terminal_through_the_console_socket") {
+        return;
+    }
+    use std::io::Read;
+    let mut b = Bundle::new("tty", &["sh", "-c", "tty; echo hello-tty"]);
+    b.config["process"]["terminal"] = true.into();
+    b.save();
+    let sock_path = b.dir.join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let r = b.rt(&[
+        "create",
+        "--console-socket",
+        sock_path.to_str().unwrap(),
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(r.ok(), "{}", r.stderr);
+    let (conn, _) = listener.accept().unwrap();
+    let (master, _name) = casulo::tty::recv_fd(std::os::fd::AsFd::as_fd(&conn)).unwrap();
+    assert!(b.rt(&["start", &b.id]).ok());
+    let mut f = std::fs::File::from(master);
+    let mut text = String::new();
+    let mut buf = [0u8; 256];
+    while !text.contains("hello-tty") {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(text.contains("/dev/pts/0"), "{text:?}");
+    assert!(text.contains("hello-tty"), "{text:?}");
+    assert!(b.wait_status("stopped"));
+}
+
+#[test]
+fn exec_joins_the_container() {
+    if !can_run("exec_joins_the_container") {
+        return;
+    }
+    let mut b = Bundle::new("exec", &["sleep", "100"]);
+    b.config["hostname"] = "exechost".into();
+    b.save();
+    assert!(b
+        .rt(&[
+            "run",
+            "--detach",
+            "--bundle",
+            b.dir.to_str().unwrap(),
+            &b.id
+        ])
+        .ok());
+    let r = b.rt(&["exec", &b.id, "sh", "-c", "hostname; echo $$; exit 4"]);
+    assert_eq!(r.status, Some(4), "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "exechost");
+    assert_ne!(lines[1], "1");
+    let r = b.rt(&["exec", "--user", "65534:65534", &b.id, "id", "-u"]);
+    assert_eq!(r.stdout.trim(), "65534");
+    let r = b.rt(&["exec", &b.id, "/no/such"]);
+    // runc exits 255 here; casulo exits 1 like every other failure.
+    assert_eq!(r.status, Some(if is_casulo() { 1 } else { 255 }));
+    assert!(r.stderr.contains("/no/such"), "{}", r.stderr);
+}

@@ -1,0 +1,208 @@
+//! create / start / state / kill / delete / list, as the runtime-spec's lifecycle says.
+mod common;
+use common::*;
+
+#[test]
+fn create_start_kill_delete() {
+    if !can_run("create_start_kill_delete") {
+        return;
+    }
+    let b = Bundle::new("life", &["sleep", "100"]);
+    let pid_file = b.dir.join("pid");
+    let r = b.rt(&[
+        "create",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(r.ok(), "create: {}", r.stderr);
+    let st = b.state().expect("state after create");
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], b.id.as_str());
+    assert_eq!(st["bundle"], b.dir.to_str().unwrap());
+    let pid = st["pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        pid.to_string()
+    );
+    assert!(
+        b.root.join(&b.id).join("exec.fifo").exists(),
+        "exec.fifo marks a created container"
+    );
+    // The init waits: it has not exec'd sleep yet.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_ne!(comm.trim(), "sleep");
+
+    let r = b.rt(&["start", &b.id]);
+    assert!(r.ok(), "start: {}", r.stderr);
+    assert_eq!(b.status().as_deref(), Some("running"));
+    assert!(!b.root.join(&b.id).join("exec.fifo").exists());
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim(),
+        "sleep"
+    );
+    let r = b.rt(&["start", &b.id]);
+    assert_eq!(r.status, Some(1), "a second start must fail");
+
+    let r = b.rt(&["kill", &b.id, "KILL"]);
+    assert!(r.ok(), "kill: {}", r.stderr);
+    assert!(b.wait_status("stopped"));
+    let r = b.rt(&["delete", &b.id]);
+    assert!(r.ok(), "delete: {}", r.stderr);
+    let r = b.rt(&["state", &b.id]);
+    assert_eq!(r.status, Some(1));
+    assert!(
+        (r.stderr.contains(&b.id) || !is_casulo()) && r.stderr.contains("does not exist"),
+        "{}",
+        r.stderr
+    );
+    assert!(!b.root.join(&b.id).exists());
+}
+
+#[test]
+fn delete_refuses_a_running_container_without_force() {
+    if !can_run("delete_refuses_a_running_container_without_force") {
+        return;
+    }
+    let b = Bundle::new("nodel", &["sleep", "100"]);
+    assert!(b.create().ok());
+    assert!(b.rt(&["start", &b.id]).ok());
+    let pid = b.state().unwrap()["pid"].as_i64().unwrap();
+    let r = b.rt(&["delete", &b.id]);
+    assert_eq!(r.status, Some(1));
+    assert!(r.stderr.contains("running"), "{}", r.stderr);
+    assert_eq!(
+        b.status().as_deref(),
+        Some("running"),
+        "a refused delete changes nothing"
+    );
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let r = b.rt(&["delete", "--force", &b.id]);
+    assert!(r.ok(), "delete --force: {}", r.stderr);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists() || b.state().is_none());
+    assert!(b.state().is_none());
+}
+
+#[test]
+fn delete_of_a_created_container() {
+    if !can_run("delete_of_a_created_container") {
+        return;
+    }
+    let b = Bundle::new("delcreated", &["true"]);
+    assert!(b.create().ok());
+    let r = b.rt(&["delete", &b.id]);
+    if is_casulo() {
+        // The spec: deleting a container that is not stopped is an error and has no effect.
+        assert_eq!(r.status, Some(1), "{}", r.stdout);
+        assert_eq!(b.status().as_deref(), Some("created"));
+        assert!(b.rt(&["delete", "--force", &b.id]).ok());
+    }
+    assert!(b.state().is_none());
+}
+
+#[test]
+fn duplicate_id_is_refused_and_the_first_container_is_untouched() {
+    if !can_run("duplicate_id_is_refused_and_the_first_container_is_untouched") {
+        return;
+    }
+    let b = Bundle::new("dup", &["sleep", "100"]);
+    assert!(b.create().ok());
+    let pid = b.state().unwrap()["pid"].clone();
+    let r = b.create();
+    assert_eq!(r.status, Some(1));
+    assert!(
+        (r.stderr.contains(&b.id) || !is_casulo()) && r.stderr.contains("exists"),
+        "{}",
+        r.stderr
+    );
+    let st = b.state().unwrap();
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["pid"], pid);
+}
+
+#[test]
+fn stopped_after_the_process_exits_and_zombie_counts_as_stopped() {
+    if !can_run("stopped_after_the_process_exits_and_zombie_counts_as_stopped") {
+        return;
+    }
+    let b = Bundle::new("exits", &["true"]);
+    assert!(b.create().ok());
+    assert!(b.rt(&["start", &b.id]).ok());
+    assert!(b.wait_status("stopped"), "status {:?}", b.status());
+    assert!(b.rt(&["delete", &b.id]).ok());
+}
+
+#[test]
+fn list_formats() {
+    if !can_run("list_formats") {
+        return;
+    }
+    let b = Bundle::new("list", &["sleep", "100"]);
+    assert!(b.create().ok());
+    let r = b.rt(&["list", "--format", "json"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let row = &v.as_array().unwrap()[0];
+    assert_eq!(row["id"], b.id.as_str());
+    assert_eq!(row["status"], "created");
+    let r = b.rt(&["list", "-q"]);
+    assert_eq!(r.stdout.trim(), b.id);
+    let r = b.rt(&["list"]);
+    let mut lines = r.stdout.lines();
+    assert!(lines.next().unwrap().starts_with("ID"));
+    assert!(lines.next().unwrap().starts_with(&b.id));
+}
+
+#[test]
+fn kill_signals_by_name_and_number() {
+    if !can_run("kill_signals_by_name_and_number") {
+        return;
+    }
+    let mut b = Bundle::new("killsig", &[]);
+    let out = b.with_out_dir();
+    b.config["process"]["args"] = serde_json::json!(["sh", "-c", "trap 'echo usr1 >> /out/log' USR1; trap 'exit 0' TERM; echo up > /out/ready; while true; do sleep 0.05; done"]);
+    b.save();
+    assert!(b.create().ok());
+    assert!(b.rt(&["start", &b.id]).ok());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !out.join("ready").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let wait_lines = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read_to_string(out.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+            < n
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    // One at a time: standard signals sent before the first is handled would merge.
+    assert!(b.rt(&["kill", &b.id, "USR1"]).ok());
+    wait_lines(1);
+    assert!(b.rt(&["kill", &b.id, "10"]).ok());
+    wait_lines(2);
+    assert_eq!(
+        std::fs::read_to_string(out.join("log")).unwrap_or_default(),
+        "usr1\nusr1\n"
+    );
+    let r = b.rt(&["kill", &b.id, "SIGBOGUS"]);
+    assert_eq!(r.status, Some(1));
+    // Default signal: SIGTERM ends the shell.
+    assert!(b.rt(&["kill", &b.id]).ok());
+    assert!(b.wait_status("stopped"));
+    let r = b.rt(&["kill", &b.id, "KILL"]);
+    assert_eq!(
+        r.status,
+        Some(1),
+        "nothing to signal in a stopped container"
+    );
+}
