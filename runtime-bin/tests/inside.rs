@@ -33,9 +33,7 @@ fn preserve_fds() {
     // The caller opens fd 3; the runtime passes it on.
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("-c")
-        .arg(format!(
-            "exec \"$0\" --root \"$1\" run --preserve-fds 1 --bundle \"$2\" \"$3\" 3<\"$4\""
-        ))
+        .arg("exec \"$0\" --root \"$1\" run --preserve-fds 1 --bundle \"$2\" \"$3\" 3<\"$4\"")
         .arg(runtime())
         .arg(&b.root)
         .arg(&b.dir)
