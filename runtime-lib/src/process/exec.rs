@@ -212,8 +212,7 @@ fn child_steps(
         let slave = super::init::open_terminal(sock.as_fd(), p.console_size).step("terminal")?;
         crate::tty::set_controlling(slave).step("terminal")?;
     }
-    super::init::finish_process(p, plan.seccomp.as_ref(), plan.preserve_fds)?;
-    let exe = super::find_executable(&p.args[0], &p.path_dirs)?;
+    let exe = super::init::finish_process(p, plan.seccomp.as_ref(), plan.preserve_fds)?;
     if p.no_new_privileges {
         if let Some(s) = &plan.seccomp {
             s.load().step("seccomp")?;

@@ -166,8 +166,7 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
             Err(e) => return Err(format!("join session keyring: {e}")),
         }
     }
-    finish_process(p, plan.seccomp.as_ref(), plan.preserve_fds)?;
-    let exe = super::find_executable(&p.args[0], &p.path_dirs)?;
+    let exe = finish_process(p, plan.seccomp.as_ref(), plan.preserve_fds)?;
 
     io.chan.send(&Msg::Ready).step("sync")?;
     let w = fifo::wait_for_start(proc.as_fd(), io.fifo.as_fd()).step("open exec fifo")?;
@@ -210,33 +209,42 @@ fn write_proc(proc: &OwnedFd, rel: &Path, value: &str) -> Result<(), nix::Error>
     nix::unistd::write(&fd, value.as_bytes()).map(drop)
 }
 
-/// chdir to the process cwd, resolved inside the container's root (no magic links, no escape).
-fn chdir_inside(cwd: &Path) -> Result<(), nix::Error> {
+/// The process cwd, resolved inside the container's root (no magic links, no escape).
+fn open_inside(cwd: &Path) -> Result<OwnedFd, nix::Error> {
     let root = nix::fcntl::open(
         "/",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )?;
-    let fd =
-        crate::rootfs::paths::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-    nix::unistd::fchdir(fd.as_fd())
+    crate::rootfs::paths::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY)
 }
 
 /// The part of the process setup that an init and an exec'd process share, in the order that
 /// leaves no window of extra privilege: rlimits (raising needs CAP_SYS_RESOURCE), umask, the
-/// seccomp filter when it cannot wait for no_new_privs, the bounding set, the user switch, the
-/// other capability sets, the cwd (resolved inside the root, as the user), no_new_privs, and
-/// the fds and signals the program inherits. A filter under no_new_privs is loaded by the caller
-/// last, right before execve.
+/// cwd and the executable looked up, the fds and signals the program inherits (all before any
+/// seccomp filter: a profile may not allow the syscalls these use), the seccomp filter when it cannot wait for no_new_privs, the
+/// bounding set, the user switch, the other capability sets, the cwd entered again as the user
+/// (so that its permissions apply) and no_new_privs. A filter under no_new_privs is loaded by the caller last, right before execve.
+/// Returns the executable's path.
 pub(super) fn finish_process(
     p: &super::ProcessPlan,
     seccomp: Option<&crate::security::SeccompPlan>,
     preserve_fds: u32,
-) -> Result<(), String> {
+) -> Result<std::ffi::CString, String> {
     p.rlimits.apply().step("rlimits")?;
     if let Some(mask) = p.umask {
         nix::sys::stat::umask(Mode::from_bits_truncate(mask));
     }
+    let cwd = open_inside(&p.cwd).step(&format!("cwd {}", p.cwd.display()))?;
+    nix::unistd::fchdir(cwd.as_fd()).step(&format!("cwd {}", p.cwd.display()))?;
+    let exe = super::find_executable(&p.args[0], &p.path_dirs)?;
+    // Only stdio and the preserved fds reach the user program.
+    let first_closed = 3 + preserve_fds;
+    for fd in 3..first_closed {
+        crate::sys::clear_cloexec(fd as i32).step(&format!("preserve fd {fd}"))?;
+    }
+    crate::sys::cloexec_from(first_closed).step("close_range")?;
+    crate::sys::reset_signals();
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the user's capability
     // sets may not keep: load it now, while the runtime still has it.
     if !p.no_new_privileges {
@@ -247,18 +255,12 @@ pub(super) fn finish_process(
     p.caps.drop_bounding().step("capabilities")?;
     crate::security::switch_user(p.uid, p.gid, &p.additional_gids, true).step("user")?;
     p.caps.apply().step("capabilities")?;
-    chdir_inside(&p.cwd).step(&format!("cwd {}", p.cwd.display()))?;
+    nix::unistd::fchdir(cwd.as_fd()).step(&format!("cwd {}", p.cwd.display()))?;
+    drop(cwd);
     if p.no_new_privileges {
         crate::security::set_no_new_privs().step("no_new_privileges")?;
     }
-    // Only stdio and the preserved fds reach the user program.
-    let first_closed = 3 + preserve_fds;
-    for fd in 3..first_closed {
-        crate::sys::clear_cloexec(fd as i32).step(&format!("preserve fd {fd}"))?;
-    }
-    crate::sys::cloexec_from(first_closed).step("close_range")?;
-    crate::sys::reset_signals();
-    Ok(())
+    Ok(exe)
 }
 
 /// For an exec'd process with a terminal: a new pty of the container's devpts (no
