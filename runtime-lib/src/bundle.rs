@@ -236,18 +236,19 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
         if linux.personality().is_some() {
             return Err(BundleError::Unsupported("linux.personality".into()));
         }
-        if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) && !selinux_enabled() {
-            // runc passes the label to mount(2) and fails there; say why up front instead.
-            return Err(invalid(
-                "linux.mountLabel",
-                "SELinux is not enabled on this host",
-            ));
+        if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
+            if selinux_enabled() {
+                return Err(BundleError::Unsupported("linux.mountLabel".into()));
+            }
+            // As runc: labels mean nothing where SELinux is off.
+            tracing::debug!("linux.mountLabel ignored: SELinux is not enabled on this host");
         }
     }
     Ok(())
 }
 
-fn selinux_enabled() -> bool {
+/// Whether SELinux is enabled on this host.
+pub fn selinux_enabled() -> bool {
     Path::new("/sys/fs/selinux/enforce").exists()
 }
 

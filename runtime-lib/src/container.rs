@@ -212,9 +212,7 @@ impl Container {
         if !hooks.is_empty() {
             let st = serde_json::to_vec(&self.saved.oci_state(Status::Running)).unwrap_or_default();
             // The spec: a failing poststart hook is logged, and the lifecycle goes on.
-            if let Err(e) = crate::hooks::run_hooks("poststart", &hooks, &st) {
-                tracing::warn!("container {id:?}: start: {e}");
-            }
+            crate::hooks::run_hooks_warn("poststart", &hooks, &st, id);
         }
         Ok(())
     }
@@ -399,9 +397,7 @@ impl Container {
             .unwrap_or_default();
         if !hooks.is_empty() {
             let st = serde_json::to_vec(&self.saved.oci_state(Status::Stopped)).unwrap_or_default();
-            if let Err(e) = crate::hooks::run_hooks("poststop", &hooks, &st) {
-                tracing::warn!("container {id:?}: delete: {e}");
-            }
+            crate::hooks::run_hooks_warn("poststop", &hooks, &st, &id);
         }
         dir.remove().ctx(&id, step)
     }

@@ -455,3 +455,13 @@ mod tests {
         );
     }
 }
+
+/// Run every hook of `hooks`, as the spec wants for poststart and poststop: a failure is
+/// logged as a warning and the remaining hooks still run.
+pub fn run_hooks_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8], id: &str) {
+    for hook in hooks {
+        if let Err(e) = run_hook(kind, hook, state_json) {
+            tracing::warn!("container {id:?}: {e}");
+        }
+    }
+}

@@ -17,8 +17,8 @@ pub enum Msg {
     /// init → runtime: the container's init has this pid (in the runtime's pid namespace).
     Pid(i32),
     /// runtime → init: the state documents for the hooks that run inside the container:
-    /// (status creating, status created).
-    States(Vec<u8>, Vec<u8>),
+    /// (status created) — also the sign that the init is in its cgroup.
+    State(Vec<u8>),
     /// init → runtime: mounts are done, run the prestart and createRuntime hooks.
     RunHooks,
     /// runtime → init: the hooks ran.
@@ -42,11 +42,9 @@ impl Msg {
                 out.push(4);
                 out.extend_from_slice(&p.to_le_bytes());
             }
-            Msg::States(a, b) => {
+            Msg::State(doc) => {
                 out.push(5);
-                out.extend_from_slice(&(a.len() as u32).to_le_bytes());
-                out.extend_from_slice(a);
-                out.extend_from_slice(b);
+                out.extend_from_slice(doc);
             }
             Msg::RunHooks => out.push(6),
             Msg::HooksDone => out.push(7),
@@ -66,12 +64,7 @@ impl Msg {
             2 => Msg::NeedMaps,
             3 => Msg::MapsDone,
             4 => Msg::Pid(i32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
-            5 => {
-                let n = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-                let a = rest.get(4..4 + n)?.to_vec();
-                let b = rest.get(4 + n..)?.to_vec();
-                Msg::States(a, b)
-            }
+            5 => Msg::State(rest.to_vec()),
             6 => Msg::RunHooks,
             7 => Msg::HooksDone,
             8 => Msg::Ready,
@@ -155,7 +148,7 @@ mod tests {
             Msg::NeedMaps,
             Msg::MapsDone,
             Msg::Pid(4242),
-            Msg::States(b"{\"a\":1}".to_vec(), b"{}".to_vec()),
+            Msg::State(b"{\"a\":1}".to_vec()),
             Msg::RunHooks,
             Msg::HooksDone,
             Msg::Ready,

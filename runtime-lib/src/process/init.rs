@@ -96,16 +96,16 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
     let p = &plan.process;
     nix::unistd::setsid().step("setsid")?;
     let proc = fifo::open_proc().step("open /proc")?;
-    // The runtime moves us into our cgroup while we mount; it sends the state documents when
+    // The runtime moves us into our cgroup while we mount; it sends the state document when
     // that is done. Nothing that depends on the cgroup (the cgroup namespace and mount, hooks,
     // the user's program) happens before.
-    let mut states: Option<(Vec<u8>, Vec<u8>)> = None;
+    let mut states: Option<Vec<u8>> = None;
     let mut in_cgroup = || -> Result<(), String> {
         if states.is_some() {
             return Ok(());
         }
         states = Some(match io.chan.recv().step("wait for runtime")? {
-            Msg::States(a, b) => (a, b),
+            Msg::State(doc) => doc,
             Msg::Error(e) => return Err(e),
             other => return Err(format!("sync: expected the state, got {other:?}")),
         });
@@ -122,12 +122,12 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
         )
         .step("rootfs")?;
     in_cgroup()?;
-    let (creating, created) = states.take().ok_or("sync: no state")?;
+    let state = states.take().ok_or("sync: no state")?;
     if io.runtime_hooks {
         io.chan.send(&Msg::RunHooks).step("sync")?;
         expect(&io.chan, Msg::HooksDone)?;
     }
-    crate::hooks::run_hooks("createContainer", &plan.create_container_hooks, &creating)
+    crate::hooks::run_hooks("createContainer", &plan.create_container_hooks, &state)
         .step("hooks")?;
 
     if let Some(h) = &plan.hostname {
@@ -178,8 +178,7 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
     if let Err(e) = nix::unistd::write(&w, b"0") {
         fail(format!("write exec fifo: {e}"), 1);
     }
-    if let Err(e) = crate::hooks::run_hooks("startContainer", &plan.start_container_hooks, &created)
-    {
+    if let Err(e) = crate::hooks::run_hooks("startContainer", &plan.start_container_hooks, &state) {
         fail(e.to_string(), 1);
     }
     if p.no_new_privileges {

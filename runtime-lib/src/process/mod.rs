@@ -203,12 +203,12 @@ impl ProcessPlan {
             .selinux_label()
             .as_ref()
             .is_some_and(|l| !l.is_empty())
-            && !std::path::Path::new("/sys/fs/selinux/enforce").exists()
         {
-            return Err(ProcessError::Invalid(
-                "process.selinuxLabel: SELinux is not enabled on this host".into(),
-            )
-            .into());
+            if crate::bundle::selinux_enabled() {
+                return Err(ProcessError::Unsupported("process.selinuxLabel".into()).into());
+            }
+            // As runc: labels mean nothing where SELinux is off.
+            tracing::debug!("process.selinuxLabel ignored: SELinux is not enabled on this host");
         }
         if process.io_priority().is_some() {
             return Err(ProcessError::Unsupported("process.ioPriority".into()).into());
@@ -234,9 +234,10 @@ impl InitPlan {
             .ok_or_else(|| ProcessError::Invalid("config.json has no process".into()))?;
         let linux = spec.linux().as_ref();
         let ns = NamespacePlan::from_spec(linux)?;
-        if !ns.creates(LinuxNamespaceType::Mount) {
+        if !ns.has(LinuxNamespaceType::Mount) {
+            // Building the rootfs in the host's mount namespace would change the host's root.
             return Err(ProcessError::Unsupported(
-                "a container without a new mount namespace".into(),
+                "a container without a mount namespace of its own (new or joined)".into(),
             )
             .into());
         }
@@ -256,10 +257,10 @@ impl InitPlan {
                     .into());
                 }
                 match sysctl_namespace(key) {
-                    Some(t) if ns.creates(t) => {}
+                    Some(t) if ns.has(t) => {}
                     Some(t) => {
                         return Err(ProcessError::Invalid(format!(
-                            "linux.sysctl: {key} needs a new {} namespace",
+                            "linux.sysctl: {key} needs a {} namespace of the container's own",
                             crate::bundle::ns_name(t)
                         ))
                         .into())
@@ -275,16 +276,20 @@ impl InitPlan {
             }
         }
         if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
-            && !ns.creates(LinuxNamespaceType::Uts)
+            && !ns.has(LinuxNamespaceType::Uts)
         {
-            return Err(ProcessError::Invalid("hostname needs a new uts namespace".into()).into());
+            return Err(ProcessError::Invalid(
+                "hostname needs a uts namespace of the container's own (new or joined)".into(),
+            )
+            .into());
         }
         if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
-            && !ns.creates(LinuxNamespaceType::Uts)
+            && !ns.has(LinuxNamespaceType::Uts)
         {
-            return Err(
-                ProcessError::Invalid("domainname needs a new uts namespace".into()).into(),
-            );
+            return Err(ProcessError::Invalid(
+                "domainname needs a uts namespace of the container's own (new or joined)".into(),
+            )
+            .into());
         }
         let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
             Some(s) => Some(SeccompPlan::from_spec(s)?),

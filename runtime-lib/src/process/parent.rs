@@ -251,7 +251,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 saved.pid_start = crate::sys::proc_start_time(pid)
                     .map(|(s, _)| s)
                     .ok_or_else(|| fail(ProcessError::Init("exited during setup".into())))?;
-                // The init waits for the states below before anything that depends on its
+                // The init waits for the state below before anything that depends on its
                 // cgroup; it mounts meanwhile.
                 let cg = undo.cgroup.as_mut().expect("cgroup");
                 cg.apply(pid).ctx(id, step)?;
@@ -260,15 +260,15 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                     cg.set(r).ctx(id, step)?;
                 }
                 timing("init in its cgroup");
-                let creating =
-                    serde_json::to_vec(&saved.oci_state(Status::Creating)).unwrap_or_default();
                 let created =
                     serde_json::to_vec(&saved.oci_state(Status::Created)).unwrap_or_default();
-                chan.send(&Msg::States(creating, created))
+                chan.send(&Msg::State(created))
                     .map_err(|e| fail(e.into()))?;
             }
             Msg::RunHooks => {
-                let st = serde_json::to_vec(&saved.oci_state(Status::Creating)).unwrap_or_default();
+                // The spec's lifecycle: the environment exists (step 2 is over), so the
+                // container is "created" for prestart, createRuntime and createContainer.
+                let st = serde_json::to_vec(&saved.oci_state(Status::Created)).unwrap_or_default();
                 crate::hooks::run_hooks("prestart", &prestart, &st).ctx(id, step)?;
                 crate::hooks::run_hooks("createRuntime", &create_runtime, &st).ctx(id, step)?;
                 chan.send(&Msg::HooksDone).map_err(|e| fail(e.into()))?;
