@@ -422,6 +422,16 @@ impl Tail {
     }
 }
 
+/// Run every hook of `hooks`, as the spec wants for poststart and poststop: a failure is
+/// logged as a warning and the remaining hooks still run.
+pub fn run_hooks_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8], id: &str) {
+    for hook in hooks {
+        if let Err(e) = run_hook(kind, hook, state_json) {
+            tracing::warn!("container {id:?}: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,15 +463,5 @@ mod tests {
             describe_status(ExitStatus::from_raw(libc::SIGKILL)),
             "killed by signal SIGKILL"
         );
-    }
-}
-
-/// Run every hook of `hooks`, as the spec wants for poststart and poststop: a failure is
-/// logged as a warning and the remaining hooks still run.
-pub fn run_hooks_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8], id: &str) {
-    for hook in hooks {
-        if let Err(e) = run_hook(kind, hook, state_json) {
-            tracing::warn!("container {id:?}: {e}");
-        }
     }
 }
