@@ -389,6 +389,9 @@ impl Container {
             }
             cg.destroy().ctx(&id, step)?;
         }
+        if self.saved.host_mount_ns {
+            crate::rootfs::detach_host_mounts(&self.saved.rootfs).ctx(&id, step)?;
+        }
         let hooks = self
             .saved
             .hooks

@@ -90,6 +90,10 @@ pub struct Saved {
     /// Whether the container has its own pid namespace (killing init then kills everything).
     #[serde(default)]
     pub own_pid_ns: bool,
+    /// The container shares the runtime's mount namespace: its mounts live under the rootfs's
+    /// bind mount, detached at delete.
+    #[serde(default)]
+    pub host_mount_ns: bool,
     /// The container's process config: what `exec` starts from.
     #[serde(default)]
     pub process: Option<oci_spec::runtime::Process>,

@@ -36,6 +36,9 @@ struct ExecPlan {
     process: ProcessPlan,
     seccomp: Option<SeccompPlan>,
     joins: Vec<Join>,
+    /// The init's root, for a container that shares our mount namespace (joining a mount
+    /// namespace sets the root; without one we chroot there).
+    root: Option<OwnedFd>,
     needs_fork: bool,
     preserve_fds: u32,
 }
@@ -92,6 +95,21 @@ pub fn exec(saved: &Saved, process: &Process, opts: &ExecOptions) -> Result<i32,
     if !saved.init_alive() {
         return Err(ProcessError::Invalid("the container's init exited".into()).into());
     }
+    let root = if joins.iter().any(|j| j.typ == LinuxNamespaceType::Mount) {
+        None
+    } else {
+        let path = format!("/proc/{}/root", saved.pid);
+        Some(
+            nix::fcntl::open(
+                path.as_str(),
+                nix::fcntl::OFlag::O_PATH
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(sys(format!("open {path}")))?,
+        )
+    };
     let needs_fork = joins
         .iter()
         .any(|j| matches!(j.typ, LinuxNamespaceType::Pid | LinuxNamespaceType::Time));
@@ -99,6 +117,7 @@ pub fn exec(saved: &Saved, process: &Process, opts: &ExecOptions) -> Result<i32,
         process: plan_process,
         seccomp,
         joins,
+        root,
         needs_fork,
         preserve_fds: opts.preserve_fds,
     };
@@ -192,6 +211,11 @@ fn child_steps(
     for j in &plan.joins {
         nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ))
             .step(&format!("join {} namespace", crate::bundle::ns_name(j.typ)))?;
+    }
+    if let Some(root) = &plan.root {
+        nix::unistd::fchdir(root.as_fd()).step("enter the container's root")?;
+        nix::unistd::chroot(".").step("chroot")?;
+        nix::unistd::chdir("/").step("chdir /")?;
     }
     if plan.needs_fork {
         match fork().step("fork")? {

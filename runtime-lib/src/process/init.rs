@@ -145,7 +145,12 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
             .step("oom_score_adj")?;
     }
 
-    crate::rootfs::pivot(&plan.rootfs.rootfs, plan.rootfs.no_pivot).step("rootfs")?;
+    crate::rootfs::pivot(
+        &plan.rootfs.rootfs,
+        plan.rootfs.no_pivot,
+        plan.rootfs.host_mount_ns,
+    )
+    .step("rootfs")?;
     if p.terminal {
         let sock = io.console.as_ref().ok_or("terminal: no console socket")?;
         let slave = crate::tty::setup_console(sock.as_fd()).step("terminal")?;

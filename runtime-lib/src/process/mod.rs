@@ -234,14 +234,8 @@ impl InitPlan {
             .ok_or_else(|| ProcessError::Invalid("config.json has no process".into()))?;
         let linux = spec.linux().as_ref();
         let ns = NamespacePlan::from_spec(linux)?;
-        if !ns.has(LinuxNamespaceType::Mount) {
-            // Building the rootfs in the host's mount namespace would change the host's root.
-            return Err(ProcessError::Unsupported(
-                "a container without a mount namespace of its own (new or joined)".into(),
-            )
-            .into());
-        }
-        let rootfs = RootfsPlan::from_spec(spec, &bundle.dir, &bundle.rootfs, opts.no_pivot)?;
+        let mut rootfs = RootfsPlan::from_spec(spec, &bundle.dir, &bundle.rootfs, opts.no_pivot)?;
+        rootfs.host_mount_ns = !ns.has(LinuxNamespaceType::Mount);
 
         let process_plan = ProcessPlan::from_spec(process, opts.console_socket.is_some())?;
 

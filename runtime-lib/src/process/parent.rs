@@ -20,6 +20,8 @@ use crate::sys::{fork, Fork};
 
 /// What to undo if create fails half-way: processes, the cgroup, the state dir.
 struct Undo {
+    /// A rootfs whose bind mount lives in the host's mount namespace.
+    host_rootfs: Option<std::path::PathBuf>,
     dir: Option<StateDir>,
     stage: Option<i32>,
     init: Option<i32>,
@@ -28,6 +30,7 @@ struct Undo {
 
 impl Undo {
     fn disarm(mut self) {
+        self.host_rootfs = None;
         self.dir = None;
         self.cgroup = None;
         self.stage = None;
@@ -43,6 +46,11 @@ impl Drop for Undo {
         if let Some(pid) = self.stage.take() {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(rootfs) = self.host_rootfs.take() {
+            if let Err(e) = crate::rootfs::detach_host_mounts(&rootfs) {
+                tracing::warn!("cleanup: {e}");
+            }
         }
         if let Some(mut cg) = self.cgroup.take() {
             if let Ok(pids) = cg.pids() {
@@ -167,6 +175,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         cgroup_paths: Vec::new(),
         hooks,
         own_pid_ns: plan.ns.creates(oci_spec::runtime::LinuxNamespaceType::Pid),
+        host_mount_ns: plan.rootfs.host_mount_ns,
         process: bundle.spec.process().clone(),
         seccomp: linux.and_then(|l| l.seccomp().clone()),
     };
@@ -174,6 +183,10 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     // Side effects from here on; `undo` reverts them unless create succeeds.
     let dir = StateDir::create(root, id).ctx(id, step)?;
     let mut undo = Undo {
+        host_rootfs: plan
+            .rootfs
+            .host_mount_ns
+            .then(|| plan.rootfs.rootfs.clone()),
         dir: None,
         stage: None,
         init: None,

@@ -51,6 +51,10 @@ pub struct RootfsPlan {
     pub readonly: Vec<PathBuf>,
     pub readonly_root: bool,
     pub no_pivot: bool,
+    /// The container shares the runtime's mount namespace (no `mount` namespace in the
+    /// config): everything is mounted under the rootfs's own private bind mount, which the
+    /// runtime detaches at delete, and the root is entered with chroot.
+    pub host_mount_ns: bool,
     pub host_cgroups: HostCgroups,
 }
 
@@ -128,6 +132,7 @@ impl RootfsPlan {
                 .and_then(|r| r.readonly())
                 .unwrap_or(false),
             no_pivot,
+            host_mount_ns: false,
             host_cgroups: if needs_cgroups {
                 HostCgroups::read()
             } else {
@@ -154,15 +159,18 @@ impl RootfsPlan {
         };
         // Nothing we mount may propagate back to the host, and pivot_root refuses a shared
         // parent mount: every mount becomes a slave now; the configured propagation of `/`
-        // is applied after pivot_root.
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            DEFAULT_PROPAGATION,
-            None::<&str>,
-        )
-        .map_err(err("set propagation", Path::new("/")))?;
+        // is applied after pivot_root. In the host's own mount namespace, only the rootfs's
+        // bind mount is touched: it is made private so that nothing under it propagates.
+        if !self.host_mount_ns {
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                DEFAULT_PROPAGATION,
+                None::<&str>,
+            )
+            .map_err(err("set propagation", Path::new("/")))?;
+        }
         mount(
             Some(&self.rootfs),
             &self.rootfs,
@@ -171,6 +179,16 @@ impl RootfsPlan {
             None::<&str>,
         )
         .map_err(err("bind rootfs", &self.rootfs))?;
+        if self.host_mount_ns {
+            mount(
+                None::<&str>,
+                &self.rootfs,
+                None::<&str>,
+                MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(err("make rootfs private", &self.rootfs))?;
+        }
         let root = nix::fcntl::open(
             &self.rootfs,
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -218,7 +236,7 @@ impl RootfsPlan {
                 }
             })?;
         }
-        if self.propagation != DEFAULT_PROPAGATION {
+        if self.propagation != DEFAULT_PROPAGATION && !self.host_mount_ns {
             mount(
                 None::<&str>,
                 "/",
@@ -237,8 +255,8 @@ impl RootfsPlan {
 }
 
 /// Make the rootfs the root: pivot_root(".", ".") and a lazy unmount of the old root, or with
-/// `no_pivot` a move mount onto `/` and chroot.
-pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
+/// `no_pivot` a move mount onto `/` and chroot, or in the host's mount namespace a plain chroot.
+pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), RootfsError> {
     let err = |step: &'static str| {
         move |source: nix::Error| RootfsError::Mount {
             step,
@@ -247,7 +265,9 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
         }
     };
     nix::unistd::chdir(rootfs).map_err(err("chdir"))?;
-    if no_pivot {
+    if host_mount_ns {
+        nix::unistd::chroot(".").map_err(err("chroot"))?;
+    } else if no_pivot {
         mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .map_err(err("move mount"))?;
         nix::unistd::chroot(".").map_err(err("chroot"))?;
@@ -265,4 +285,17 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
         umount2(".", MntFlags::MNT_DETACH).map_err(err("unmount old root"))?;
     }
     nix::unistd::chdir("/").map_err(err("chdir /"))
+}
+
+/// In the runtime, after a container that shared its mount namespace is gone: detach the
+/// rootfs's bind mount and with it everything mounted for the container.
+pub fn detach_host_mounts(rootfs: &Path) -> Result<(), RootfsError> {
+    match umount2(rootfs, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(source) => Err(RootfsError::Mount {
+            step: "unmount",
+            dest: rootfs.to_path_buf(),
+            source,
+        }),
+    }
 }
