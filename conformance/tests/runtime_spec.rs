@@ -770,3 +770,93 @@ fn cgroup_namespace() {
         }
     });
 }
+
+/// config-linux: a namespace type that is not listed is inherited from the runtime, for every
+/// type at once (the mount namespace included: nothing of the container's may stay mounted
+/// on the host afterwards — the Case guard checks that).
+#[test]
+fn no_namespaces_inherit_the_runtimes() {
+    if skip("no_namespaces_inherit_the_runtimes") {
+        return;
+    }
+    let mut case = Case::new("nons");
+    case.config["linux"]["namespaces"] = json!([]);
+    case.config["hostname"] = Value::Null;
+    let r = case.report();
+    let cfg = case.config.clone();
+    finish("no_namespaces_inherit_the_runtimes", &r, &cfg, |c| {
+        for kind in ["mnt", "uts", "ipc", "net", "pid", "cgroup"] {
+            c.eq(
+                &format!("{kind} namespace inode"),
+                r["namespaces"][kind].as_u64(),
+                Some(host_ns(kind)),
+            );
+        }
+    });
+    let rootfs = case.dir.join("rootfs");
+    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !info.contains(rootfs.to_str().expect("utf-8 path")),
+        "mounts of the container stayed on the host"
+    );
+}
+
+/// config-linux: a mount namespace joined by path is used as it is.
+#[test]
+fn joined_mount_namespace() {
+    if skip("joined_mount_namespace") {
+        return;
+    }
+    if !have("unshare") {
+        println!("SKIP joined_mount_namespace: unshare(1) is not installed");
+        return;
+    }
+    let mut case = Case::new("mntns");
+    // A persistent mount namespace needs a bind target on a private mount.
+    let holder = case.dir.join("nsholder");
+    fs::create_dir_all(&holder).expect("create the ns holder dir");
+    host(
+        Command::new("mount")
+            .args(["--bind"])
+            .arg(&holder)
+            .arg(&holder),
+        "binding the ns holder",
+    );
+    host(
+        Command::new("mount").args(["--make-private"]).arg(&holder),
+        "making the ns holder private",
+    );
+    let nsfile = holder.join("mnt");
+    fs::write(&nsfile, "").expect("create the mntns bind target");
+    let h = holder.clone();
+    let nf = nsfile.clone();
+    case.on_cleanup(move || {
+        let _ = umount_detach(&nf);
+        let _ = umount_detach(&h);
+    });
+    host(
+        Command::new("unshare")
+            .arg(format!("--mount={}", nsfile.display()))
+            .arg("true"),
+        "creating a persistent mount namespace",
+    );
+    let ino = fs::metadata(&nsfile).expect("stat the mntns file").ino();
+    for ns in case.config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+    {
+        if ns["type"] == "mount" {
+            ns["path"] = json!(nsfile.to_string_lossy());
+        }
+    }
+    let r = case.report();
+    let cfg = case.config.clone();
+    finish("joined_mount_namespace", &r, &cfg, |c| {
+        c.eq(
+            "mnt namespace inode",
+            r["namespaces"]["mnt"].as_u64(),
+            Some(ino),
+        );
+        check_mounts(c, &r, &cfg);
+    });
+}
