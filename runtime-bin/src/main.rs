@@ -72,7 +72,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1 like every other failure (clap's default is 2); help and version
+    // exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     let logger = match logging::Logger::new(cli.log.as_deref(), cli.log_format, cli.debug) {
         Ok(l) => Box::leak(Box::new(l)),
         Err(e) => {
