@@ -6,7 +6,7 @@
 //! once written, and its stdout discarded. Its stderr is captured (the last
 //! [`STDERR_TAIL`] bytes) and put in the error when it fails. Waiting uses a pidfd and `poll`,
 //! so this works the same in the runtime and in a freshly forked, single-threaded child.
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -341,17 +341,11 @@ fn set_nonblocking(fd: &OwnedFd) -> Result<(), Errno> {
 
 /// A pidfd for our own unreaped child, or `None` when the kernel predates pidfds.
 fn pidfd_open(pid: u32) -> Result<Option<OwnedFd>, Errno> {
-    // SAFETY: pidfd_open takes a pid and a flags word and returns a new fd or -1; no memory is
-    // passed. The pid is our unreaped child, so it names that child and no other process.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if ret < 0 {
-        return match Errno::last() {
-            Errno::ENOSYS => Ok(None),
-            e => Err(e),
-        };
+    match crate::sys::pidfd_open(pid as i32) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::ENOSYS) => Ok(None),
+        Err(e) => Err(e),
     }
-    // SAFETY: the syscall succeeded, so `ret` is a new fd that nothing else owns.
-    Ok(Some(unsafe { OwnedFd::from_raw_fd(ret as i32) }))
 }
 
 /// Write with SIGPIPE blocked in this thread, so that a hook that closed its stdin yields EPIPE
@@ -372,14 +366,7 @@ fn write_no_sigpipe(fd: &OwnedFd, buf: &[u8]) -> Result<usize, Errno> {
 }
 
 fn sigpipe_pending() -> bool {
-    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigpending fills the sigset_t it is given; it is only read after success.
-    unsafe {
-        if libc::sigpending(set.as_mut_ptr()) != 0 {
-            return false;
-        }
-        libc::sigismember(set.as_ptr(), libc::SIGPIPE) == 1
-    }
+    crate::sys::signal_pending(libc::SIGPIPE)
 }
 
 /// The last [`STDERR_TAIL`] bytes of a stream.

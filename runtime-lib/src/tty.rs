@@ -13,7 +13,11 @@
 //! [`mount_console`]) so that they can be exercised on any devpts, and never resolve a path
 //! outside that directory.
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+
+use crate::sys::tty::{
+    bind_fd_onto_fd, get_winsize, open_peer, pty_index, set_ctty, set_winsize, unlock_pty,
+};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -21,7 +25,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, openat, FcntlArg, FdFlag, OFlag};
+use nix::fcntl::{fcntl, openat, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -248,9 +252,8 @@ pub fn recv_fd(socket: BorrowedFd<'_>) -> Result<(OwnedFd, Vec<u8>), TtyError> {
                     .map_err(sys("receive master: control messages"))?
                 {
                     if let ControlMessageOwned::ScmRights(raw) = c {
-                        // SAFETY: the kernel installed these fds in our table for this message;
-                        // nothing else refers to them.
-                        fds.extend(raw.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }));
+                        // The kernel installed these fds in our table for this message.
+                        fds.extend(raw.into_iter().map(crate::sys::tty::own_received_fd));
                     }
                 }
                 break (msg.bytes, fds, msg.flags);
@@ -289,48 +292,8 @@ pub fn set_controlling(slave: OwnedFd) -> Result<(), TtyError> {
         // It already is one of stdio: keep it open, and since dup2 onto itself does not clear
         // close-on-exec, clear it here.
         let fd = slave.into_raw_fd();
-        // SAFETY: `fd` is open (we just gave up ownership of it to the stdio slot it occupies)
-        // and is only borrowed for this call.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::empty()))
-            .map_err(sys("clear close-on-exec on the pty"))?;
+        crate::sys::clear_cloexec(fd).map_err(sys("clear close-on-exec on the pty"))?;
     }
-    Ok(())
-}
-
-/// Copy the window size of the terminal `from` to the pty master `to`.
-pub fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), TtyError> {
-    let ws = get_winsize(from).map_err(sys("read window size (TIOCGWINSZ)"))?;
-    set_winsize(to, &ws).map_err(sys("set window size (TIOCSWINSZ)"))
-}
-
-// ---- small ioctl and syscall wrappers -------------------------------------------------------
-
-fn pty_index(master: BorrowedFd<'_>) -> Result<u32, Errno> {
-    let mut n: libc::c_uint = 0;
-    // SAFETY: TIOCGPTN writes one unsigned int through the pointer, which points at `n`.
-    Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) })?;
-    Ok(n)
-}
-
-fn unlock_pty(master: BorrowedFd<'_>) -> Result<(), Errno> {
-    let unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK reads one int through the pointer, which points at `unlock`.
-    Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })?;
-    Ok(())
-}
-
-fn open_peer(master: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
-    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
-    // SAFETY: TIOCGPTPEER takes the open flags by value and returns a new fd; no memory is passed.
-    let fd = Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) })?;
-    // SAFETY: the ioctl succeeded, so `fd` is a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn set_ctty(fd: BorrowedFd<'_>) -> Result<(), Errno> {
-    // SAFETY: TIOCSCTTY takes an int argument by value (0: do not steal); no memory is passed.
-    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) })?;
     Ok(())
 }
 
@@ -345,78 +308,10 @@ pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), T
     set_winsize(fd, &ws).map_err(sys("set window size (TIOCSWINSZ)"))
 }
 
-fn get_winsize(fd: BorrowedFd<'_>) -> Result<libc::winsize, Errno> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ fills one struct winsize through the pointer, which points at `ws`.
-    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) })?;
-    Ok(ws)
-}
-
-fn set_winsize(fd: BorrowedFd<'_>, ws: &libc::winsize) -> Result<(), Errno> {
-    // SAFETY: TIOCSWINSZ reads one struct winsize through the pointer, which points at `ws`.
-    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const _) })?;
-    Ok(())
-}
-
-// Mount API constants (kernel ABI, include/uapi/linux/mount.h and fcntl.h).
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
-const AT_EMPTY_PATH: libc::c_uint = libc::AT_EMPTY_PATH as libc::c_uint;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
-const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
-
-/// Bind-mount the file `source` is open on onto the file `target` is open on, without any path
-/// lookup: `open_tree(OPEN_TREE_CLONE)` + `move_mount`, or on kernels without the mount API,
-/// `mount(MS_BIND)` through the fds' `/proc/self/fd` links.
-fn bind_fd_onto_fd(source: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(), Errno> {
-    let empty = c"";
-    // SAFETY: open_tree reads the NUL-terminated path `empty` and returns a new fd or -1.
-    let tree = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            source.as_raw_fd(),
-            empty.as_ptr(),
-            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH,
-        )
-    };
-    if tree < 0 {
-        return match Errno::last() {
-            Errno::ENOSYS => bind_via_proc(source, target),
-            e => Err(e),
-        };
-    }
-    // SAFETY: open_tree succeeded, so `tree` is a new fd that nothing else owns.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
-    // SAFETY: move_mount reads the two NUL-terminated empty paths; both fds are open.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            target.as_raw_fd(),
-            empty.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    };
-    Errno::result(ret)?;
-    Ok(())
-}
-
-fn bind_via_proc(source: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(), Errno> {
-    let src = format!("/proc/self/fd/{}", source.as_raw_fd());
-    let dst = format!("/proc/self/fd/{}", target.as_raw_fd());
-    nix::mount::mount(
-        Some(src.as_str()),
-        dst.as_str(),
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
-    )
+/// Copy the window size of the terminal `from` to the pty master `to`.
+pub fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), TtyError> {
+    let ws = get_winsize(from).map_err(sys("read window size (TIOCGWINSZ)"))?;
+    set_winsize(to, &ws).map_err(sys("set window size (TIOCSWINSZ)"))
 }
 
 // ---- runtime side: receive the master and proxy it ------------------------------------------

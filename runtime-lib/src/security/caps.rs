@@ -1,5 +1,6 @@
 //! Capabilities: the five sets of `process.capabilities`, as kernel bitmasks.
 
+use crate::sys::security::{capset, prctl3 as prctl};
 use std::collections::HashSet;
 
 use oci_spec::runtime::{Capability, LinuxCapabilities};
@@ -8,9 +9,6 @@ use super::SecurityError;
 
 /// Where the kernel says which capability number is its last.
 const CAP_LAST_CAP_PATH: &str = "/proc/sys/kernel/cap_last_cap";
-
-/// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
-const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// The five capability sets, parsed and checked, as bitmasks (bit n = capability n).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -316,56 +314,6 @@ pub(crate) fn names_of(mask: u64) -> Vec<&'static str> {
         .filter(|n| mask & (1 << n) != 0)
         .map(cap_name)
         .collect()
-}
-
-/// prctl(option, arg2, arg3, 0, 0); the result or the errno.
-fn prctl(
-    option: libc::c_int,
-    arg2: libc::c_ulong,
-    arg3: libc::c_ulong,
-) -> nix::Result<libc::c_int> {
-    // SAFETY: the prctl options used in this module (PR_CAPBSET_DROP, PR_CAP_AMBIENT) take
-    // only integer arguments; no memory is passed to the kernel.
-    let rc = unsafe { libc::prctl(option, arg2, arg3, 0 as libc::c_ulong, 0 as libc::c_ulong) };
-    nix::Error::result(rc)
-}
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-/// capset(2) for the calling thread, version 3 (64-bit sets split into two words).
-fn capset(effective: u64, permitted: u64, inheritable: u64) -> nix::Result<()> {
-    let mut header = CapHeader {
-        version: CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let word = |mask: u64, i: u32| (mask >> (32 * i)) as u32;
-    let data = [0, 1].map(|i| CapData {
-        effective: word(effective, i),
-        permitted: word(permitted, i),
-        inheritable: word(inheritable, i),
-    });
-    // SAFETY: `header` and `data` are live, correctly laid out (`repr(C)`) version-3 capset
-    // arguments: one header and two data words, which is what the kernel reads.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_capset,
-            &mut header as *mut CapHeader,
-            data.as_ptr(),
-        )
-    };
-    nix::Error::result(rc).map(drop)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Resource limits (`process.rlimits`).
 
+use crate::sys::security::prlimit_self;
 use oci_spec::runtime::{PosixRlimit, PosixRlimitType};
 
 use super::SecurityError;
@@ -125,26 +126,6 @@ impl RlimitsPlan {
         }
         Ok(())
     }
-}
-
-/// prlimit64(0, resource, {soft, hard}, NULL): set a limit of the calling process.
-fn prlimit_self(resource: libc::c_int, soft: u64, hard: u64) -> nix::Result<()> {
-    let new = libc::rlimit64 {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    // SAFETY: `new` is a live rlimit64 the kernel only reads; the old-limit pointer is
-    // NULL, which prlimit64 accepts as "do not report the old limit".
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_prlimit64,
-            0 as libc::pid_t,
-            resource,
-            &new as *const libc::rlimit64,
-            std::ptr::null_mut::<libc::rlimit64>(),
-        )
-    };
-    nix::Error::result(rc).map(drop)
 }
 
 #[cfg(test)]

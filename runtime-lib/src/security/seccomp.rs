@@ -133,21 +133,7 @@ impl SeccompPlan {
         };
         let len =
             libc::c_ushort::try_from(self.program.len()).map_err(|_| fail(nix::Error::E2BIG))?;
-        let prog = libc::sock_fprog {
-            len,
-            filter: self.program.as_ptr().cast_mut(),
-        };
-        // SAFETY: `prog` points at `self.program`, which outlives the call and holds `len`
-        // sock_filter instructions; the kernel only reads (copies) them.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                self.flags,
-                &prog as *const libc::sock_fprog,
-            )
-        };
-        nix::Error::result(rc).map(drop).map_err(fail)
+        crate::sys::security::seccomp_set_filter(&self.program, len, self.flags).map_err(fail)
     }
 }
 

@@ -6,20 +6,7 @@
 //! the thread list is stale. The raw calls change the calling thread only.
 
 use super::SecurityError;
-
-#[cfg(any(target_arch = "x86", target_arch = "arm"))]
-mod nr {
-    // 32-bit ABIs whose plain calls take 16-bit ids.
-    pub const SETGROUPS: libc::c_long = libc::SYS_setgroups32;
-    pub const SETRESGID: libc::c_long = libc::SYS_setresgid32;
-    pub const SETRESUID: libc::c_long = libc::SYS_setresuid32;
-}
-#[cfg(not(any(target_arch = "x86", target_arch = "arm")))]
-mod nr {
-    pub const SETGROUPS: libc::c_long = libc::SYS_setgroups;
-    pub const SETRESGID: libc::c_long = libc::SYS_setresgid;
-    pub const SETRESUID: libc::c_long = libc::SYS_setresuid;
-}
+use crate::sys::security::{prctl1 as prctl, setgroups, setresgid, setresuid};
 
 /// Switch to uid/gid/additional gids keeping capabilities (PR_SET_KEEPCAPS) so that
 /// `CapsPlan::apply` can set them afterwards.
@@ -46,23 +33,10 @@ pub fn switch_user(
     let fail = |step| move |errno| SecurityError::Apply { step, errno };
     prctl(libc::PR_SET_KEEPCAPS, 1).map_err(fail("keep capabilities (PR_SET_KEEPCAPS 1)"))?;
     if set_groups {
-        // SAFETY: the pointer and length describe the live slice `additional_gids`, whose
-        // u32 elements have gid_t's layout; the kernel only reads it.
-        let rc = unsafe {
-            libc::syscall(
-                nr::SETGROUPS,
-                additional_gids.len(),
-                additional_gids.as_ptr(),
-            )
-        };
-        nix::Error::result(rc).map_err(fail("set additional groups (setgroups)"))?;
+        setgroups(additional_gids).map_err(fail("set additional groups (setgroups)"))?;
     }
-    // SAFETY: setresgid/setresuid take only integer arguments.
-    let rc = unsafe { libc::syscall(nr::SETRESGID, gid, gid, gid) };
-    nix::Error::result(rc).map_err(fail("set group id (setresgid)"))?;
-    // SAFETY: as above.
-    let rc = unsafe { libc::syscall(nr::SETRESUID, uid, uid, uid) };
-    nix::Error::result(rc).map_err(fail("set user id (setresuid)"))?;
+    setresgid(gid).map_err(fail("set group id (setresgid)"))?;
+    setresuid(uid).map_err(fail("set user id (setresuid)"))?;
     prctl(libc::PR_SET_KEEPCAPS, 0).map_err(fail("reset PR_SET_KEEPCAPS to 0"))?;
     Ok(())
 }
@@ -74,19 +48,4 @@ pub fn set_no_new_privs() -> Result<(), SecurityError> {
         step: "set no_new_privs (PR_SET_NO_NEW_PRIVS)",
         errno,
     })
-}
-
-/// prctl(option, arg2, 0, 0, 0) for options that take one integer.
-fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> nix::Result<()> {
-    // SAFETY: PR_SET_KEEPCAPS and PR_SET_NO_NEW_PRIVS take integer arguments only.
-    let rc = unsafe {
-        libc::prctl(
-            option,
-            arg2,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    };
-    nix::Error::result(rc).map(drop)
 }

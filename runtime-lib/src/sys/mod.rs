@@ -6,6 +6,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
+pub(crate) mod security;
+pub(crate) mod tty;
+
 /// Result of [`fork`].
 pub enum Fork {
     Parent(i32),
@@ -189,4 +192,16 @@ pub fn clear_cloexec(fd: RawFd) -> nix::Result<()> {
 pub fn kill(pid: i32, sig: i32) {
     // SAFETY: kill takes plain integers.
     unsafe { libc::kill(pid, sig) };
+}
+
+/// Whether `sig` is pending for this thread or process.
+pub fn signal_pending(sig: i32) -> bool {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigpending fills the sigset_t it is given; it is only read after success.
+    unsafe {
+        if libc::sigpending(set.as_mut_ptr()) != 0 {
+            return false;
+        }
+        libc::sigismember(set.as_ptr(), sig) == 1
+    }
 }
