@@ -2,7 +2,7 @@
 //! and its timeout.
 //!
 //! A hook gets exactly the environment its `env` lists (nothing of the runtime's), `args` as its
-//! argv (argv[0] included; the path when `args` is absent), the state on a pipe that is closed
+//! argv (`argv[0]` included; the path when `args` is absent), the state on a pipe that is closed
 //! once written, and its stdout discarded. Its stderr is captured (the last
 //! [`STDERR_TAIL`] bytes) and put in the error when it fails. Waiting uses a pidfd and `poll`,
 //! so this works the same in the runtime and in a freshly forked, single-threaded child.

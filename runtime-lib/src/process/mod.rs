@@ -71,7 +71,7 @@ pub struct CreateOptions {
 pub struct ProcessPlan {
     pub args: Vec<CString>,
     pub env: Vec<CString>,
-    /// PATH from the process env, to find args[0].
+    /// PATH from the process env, to find `args[0]`.
     pub path_dirs: Vec<PathBuf>,
     pub cwd: PathBuf,
     pub uid: u32,
