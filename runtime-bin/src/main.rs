@@ -59,6 +59,8 @@ enum Command {
     Delete(commands::delete::Args),
     /// List containers.
     List(commands::list::Args),
+    /// Print the features this runtime supports (runtime-spec features document).
+    Features(commands::features::Args),
     /// Run a new process in a running container.
     Exec(commands::exec::Args),
     /// Freeze every process of a container.
@@ -120,6 +122,7 @@ fn main() -> ExitCode {
         Command::Kill(a) => commands::kill::run(&ctx, a),
         Command::Delete(a) => commands::delete::run(&ctx, a),
         Command::List(a) => commands::list::run(&ctx, a),
+        Command::Features(a) => commands::features::run(&ctx, a),
         Command::Exec(a) => commands::exec::run(&ctx, a),
         Command::Pause(a) => commands::pause::pause(&ctx, a),
         Command::Resume(a) => commands::pause::resume(&ctx, a),

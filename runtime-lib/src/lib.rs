@@ -18,6 +18,7 @@ pub mod bundle;
 pub mod cgroups;
 mod container;
 pub mod error;
+pub mod features;
 pub mod hooks;
 pub mod namespaces;
 pub mod process;

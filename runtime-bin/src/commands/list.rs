@@ -36,7 +36,7 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
     let states = casulo::list(&ctx.root).map_err(|e| e.to_string())?;
     if a.quiet {
         for s in &states {
-            println!("{}", s.id);
+            super::outln!("{}", s.id);
         }
         return Ok(0);
     }
@@ -55,7 +55,7 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
                     owner: &s.owner,
                 })
                 .collect();
-            println!(
+            super::outln!(
                 "{}",
                 serde_json::to_string(&rows).map_err(|e| e.to_string())?
             );
@@ -88,7 +88,7 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
                     .zip(&widths)
                     .map(|(c, w)| format!("{c:<w$}"))
                     .collect();
-                println!("{}", line.join("   ").trim_end());
+                super::outln!("{}", line.join("   ").trim_end());
             }
         }
     }

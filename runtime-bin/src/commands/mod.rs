@@ -1,9 +1,20 @@
 //! One module per subcommand. Each parses nothing itself (clap did) and calls the library;
 //! it returns the exit status or the error message.
 
+/// println! that treats a closed stdout (`casulo list | head`) as the end of the output
+/// instead of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+pub(crate) use outln;
+
 pub mod create;
 pub mod delete;
 pub mod exec;
+pub mod features;
 pub mod kill;
 pub mod list;
 pub mod pause;
@@ -88,6 +99,6 @@ pub fn load(ctx: &Ctx, id: &str, step: casulo::Step) -> Result<casulo::Container
 /// Print a value as indented JSON, as runc does.
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<(), String> {
     let s = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
-    println!("{s}");
+    outln!("{s}");
     Ok(())
 }

@@ -25,7 +25,7 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
         .and_then(|c| c.processes())
         .map_err(|e| e.to_string())?;
     if a.format == Format::Json {
-        println!(
+        super::outln!(
             "{}",
             serde_json::to_string(&pids).map_err(|e| e.to_string())?
         );
@@ -61,14 +61,14 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
                 args.join(" ")
             )
         })?;
-    println!("{header}");
+    super::outln!("{header}");
     for line in lines {
         let pid = line
             .split_whitespace()
             .nth(col)
             .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
-            println!("{line}");
+            super::outln!("{line}");
         }
     }
     Ok(0)

@@ -39,6 +39,50 @@ impl Default for MountOptions {
     }
 }
 
+/// Every mount option [`parse_options`] gives a meaning of its own (others are passed to the
+/// filesystem as data); `features` reports this list.
+pub const KNOWN_OPTIONS: [&str; 39] = [
+    "defaults",
+    "ro",
+    "rw",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "sync",
+    "async",
+    "dirsync",
+    "remount",
+    "mand",
+    "nomand",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "silent",
+    "loud",
+    "iversion",
+    "noiversion",
+    "bind",
+    "rbind",
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "unbindable",
+    "runbindable",
+];
+
 /// Parse the `options` of a mount entry. Unknown options are filesystem data, as mount(8) does.
 pub fn parse_options<S: AsRef<str>>(options: &[S]) -> Result<MountOptions, RootfsError> {
     let mut o = MountOptions::default();
@@ -317,5 +361,13 @@ mod tests {
         let e = parse_options(&["idmap"]).unwrap_err();
         assert!(e.to_string().contains("idmap"), "{e}");
         assert!(parse_options(&[""]).is_err());
+    }
+
+    #[test]
+    fn known_options_have_a_meaning() {
+        for opt in KNOWN_OPTIONS {
+            let o = parse_options(&[opt]).unwrap_or_else(|e| panic!("{opt}: {e}"));
+            assert!(o.data.is_empty(), "{opt} was passed as filesystem data");
+        }
     }
 }

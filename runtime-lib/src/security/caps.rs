@@ -172,6 +172,12 @@ impl CapsPlan {
     }
 }
 
+/// The names of the capabilities this kernel knows, in number order (what `from_spec` accepts).
+pub fn known_names() -> Result<Vec<&'static str>, SecurityError> {
+    let last = read_last_cap()? as usize;
+    Ok(NAMES.iter().take(last + 1).copied().collect())
+}
+
 fn read_last_cap() -> Result<u8, SecurityError> {
     let text = std::fs::read_to_string(CAP_LAST_CAP_PATH).map_err(|source| SecurityError::Io {
         step: "capabilities: find the kernel's last capability",

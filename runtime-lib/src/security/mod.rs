@@ -21,10 +21,10 @@
 
 mod caps;
 mod rlimits;
-mod seccomp;
+pub mod seccomp;
 mod user;
 
-pub use self::caps::CapsPlan;
+pub use self::caps::{known_names as known_capabilities, CapsPlan};
 pub use self::rlimits::{rlimit_resource, RlimitsPlan};
 pub use self::seccomp::SeccompPlan;
 pub use self::user::{set_no_new_privs, switch_user};

@@ -154,6 +154,71 @@ fn errno_of(what: &str, errno_ret: Option<u32>) -> Result<u16, SecurityError> {
     }
 }
 
+/// The actions a filter may use (all of the spec's but SCMP_ACT_NOTIFY); `features` reports
+/// this list, and a test checks it against [`SeccompPlan::from_spec`].
+pub const ACTIONS: [&str; 8] = [
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_LOG",
+];
+
+/// The argument comparison operators.
+pub const OPERATORS: [&str; 7] = [
+    "SCMP_CMP_NE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_MASKED_EQ",
+];
+
+/// The filter flags the spec knows, and those applied.
+pub const KNOWN_FLAGS: [&str; 4] = [
+    "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_LOG",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+];
+pub const SUPPORTED_FLAGS: [&str; 3] = [
+    "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_LOG",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+];
+
+/// The architectures a filter may name.
+pub const ARCHES: [&str; 24] = [
+    "SCMP_ARCH_NATIVE",
+    "SCMP_ARCH_X86",
+    "SCMP_ARCH_X86_64",
+    "SCMP_ARCH_X32",
+    "SCMP_ARCH_ARM",
+    "SCMP_ARCH_AARCH64",
+    "SCMP_ARCH_MIPS",
+    "SCMP_ARCH_MIPS64",
+    "SCMP_ARCH_MIPS64N32",
+    "SCMP_ARCH_MIPSEL",
+    "SCMP_ARCH_MIPSEL64",
+    "SCMP_ARCH_MIPSEL64N32",
+    "SCMP_ARCH_PPC",
+    "SCMP_ARCH_PPC64",
+    "SCMP_ARCH_PPC64LE",
+    "SCMP_ARCH_S390",
+    "SCMP_ARCH_S390X",
+    "SCMP_ARCH_PARISC",
+    "SCMP_ARCH_PARISC64",
+    "SCMP_ARCH_RISCV64",
+    "SCMP_ARCH_LOONGARCH64",
+    "SCMP_ARCH_M68K",
+    "SCMP_ARCH_SH",
+    "SCMP_ARCH_SHEB",
+];
+
 fn action_of(
     what: &str,
     action: LinuxSeccompAction,
@@ -533,5 +598,34 @@ mod tests {
         assert_eq!(p.instructions(), 0);
         // No syscall is made for an empty plan, so this is safe in the test process.
         p.load().unwrap();
+    }
+
+    #[test]
+    fn feature_tables_match_the_compiler() {
+        for action in ACTIONS {
+            plan(&format!(r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{{"names":["getcwd"],"action":"{action}"}}]}}"#))
+                .unwrap_or_else(|e| panic!("{action}: {e}"));
+        }
+        for op in OPERATORS {
+            plan(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{{"names":["personality"],"action":"SCMP_ACT_ERRNO","args":[{{"index":0,"value":1,"valueTwo":1,"op":"{op}"}}]}}]}}"#
+            ))
+            .unwrap_or_else(|e| panic!("{op}: {e}"));
+        }
+        for arch in ARCHES {
+            // Known to the compiler; libseccomp adds only ABIs compatible with this machine's
+            // (a big-endian one beside x86_64 is refused by libseccomp itself).
+            if let Err(e) = plan(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ALLOW","architectures":["{arch}"]}}"#
+            )) {
+                assert!(e.to_string().contains("add architecture"), "{arch}: {e}");
+            }
+        }
+        for flag in KNOWN_FLAGS {
+            let r = plan(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ALLOW","flags":["{flag}"]}}"#
+            ));
+            assert_eq!(r.is_ok(), SUPPORTED_FLAGS.contains(&flag), "{flag}");
+        }
     }
 }

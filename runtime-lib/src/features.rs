@@ -1,0 +1,97 @@
+//! The runtime-spec features document (`casulo features`): what this runtime supports, built
+//! from the same tables the validation uses and probed against the running kernel.
+
+use serde_json::{json, Value};
+
+use crate::rootfs::mounts::KNOWN_OPTIONS;
+use crate::security::seccomp::{ACTIONS, ARCHES, KNOWN_FLAGS, OPERATORS, SUPPORTED_FLAGS};
+
+/// The spec versions whose configs this runtime runs.
+pub const OCI_VERSION_MIN: &str = "1.0.0";
+pub const OCI_VERSION_MAX: &str = "1.2.0";
+
+const HOOKS: [&str; 6] = [
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+];
+
+/// The namespace types this kernel has (`/proc/self/ns/<name>`), by their spec names.
+fn namespaces() -> Vec<&'static str> {
+    [
+        ("cgroup", "cgroup"),
+        ("ipc", "ipc"),
+        ("mount", "mnt"),
+        ("network", "net"),
+        ("pid", "pid"),
+        ("user", "user"),
+        ("uts", "uts"),
+        ("time", "time"),
+    ]
+    .into_iter()
+    .filter(|(_, file)| std::path::Path::new("/proc/self/ns").join(file).exists())
+    .map(|(spec, _)| spec)
+    .collect()
+}
+
+/// The features document.
+pub fn features() -> Value {
+    let capabilities = crate::security::known_capabilities().unwrap_or_default();
+    json!({
+        "ociVersionMin": OCI_VERSION_MIN,
+        "ociVersionMax": OCI_VERSION_MAX,
+        "hooks": HOOKS,
+        "mountOptions": &KNOWN_OPTIONS[..],
+        "linux": {
+            "namespaces": namespaces(),
+            "capabilities": capabilities,
+            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": ACTIONS,
+                "operators": OPERATORS,
+                "archs": &ARCHES[..],
+                "knownFlags": KNOWN_FLAGS,
+                "supportedFlags": SUPPORTED_FLAGS,
+            },
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": crate::bundle::selinux_enabled()},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}},
+        },
+        "annotations": {
+            "io.github.casulo.version": env!("CARGO_PKG_VERSION"),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_a_valid_features_document() {
+        let doc = features();
+        let parsed: oci_spec::runtime::Features =
+            serde_json::from_value(doc.clone()).expect("features schema");
+        assert_eq!(parsed.oci_version_max(), OCI_VERSION_MAX);
+        assert!(doc["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "pid"));
+        assert!(!doc["linux"]["seccomp"]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "SCMP_ACT_NOTIFY"));
+        assert!(doc["linux"]["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "CAP_SYS_ADMIN"));
+    }
+}
