@@ -1,4 +1,3 @@
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -184,24 +183,14 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
         .map_err(|e| format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"))?;
     casulo::process::foreground::block_signals().map_err(|e| e.to_string())?;
     let pid = c.exec(&process, &opts).map_err(|e| e.to_string())?;
-    let code = match listener {
-        Some(l) => {
-            let master = l
-                .recv_master(Duration::from_secs(10))
-                .map_err(|e| format!("container {:?}: exec: {e}", a.id))?;
-            let winch_master = master.try_clone().map_err(|e| e.to_string())?;
-            let resize = move || {
-                let _ =
-                    casulo::tty::copy_window_size(std::io::stdin().as_fd(), winch_master.as_fd());
-            };
-            resize();
-            let proxy = std::thread::spawn(move || casulo::tty::proxy(master));
-            let code = casulo::process::foreground::wait_with(pid, true, Some(&resize));
-            let _ = proxy.join();
-            code
-        }
-        None => casulo::process::foreground::wait_with(pid, true, None),
+    let master = match listener {
+        Some(l) => Some(
+            l.recv_master(Duration::from_secs(10))
+                .map_err(|e| format!("container {:?}: exec: {e}", a.id))?,
+        ),
+        None => None,
     };
+    let code = super::wait_foreground(pid, master);
     let code = code.map_err(|e| format!("container {:?}: exec: {e}", a.id))?;
     Ok(u8::try_from(code).unwrap_or(255))
 }

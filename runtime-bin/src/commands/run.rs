@@ -1,4 +1,3 @@
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use super::{CmdResult, CreateFlags, Ctx};
@@ -65,26 +64,12 @@ pub fn run(ctx: &Ctx, mut a: Args) -> CmdResult {
         let _ = c.clone().delete(true);
         return Err(e.to_string());
     }
-    let code = match master {
-        Some(master) => {
-            let winch_master = master.try_clone().map_err(|e| e.to_string())?;
-            let resize = move || {
-                let _ =
-                    casulo::tty::copy_window_size(std::io::stdin().as_fd(), winch_master.as_fd());
-            };
-            resize();
-            let proxy = std::thread::spawn(move || casulo::tty::proxy(master));
-            let code = c.wait_forwarding_signals_with(Some(&resize));
-            let _ = proxy.join();
-            code
-        }
-        None => c.wait_forwarding_signals(),
-    };
+    let code = super::wait_foreground(c.pid(), master);
     if !a.keep {
         if let Err(e) = c.clone().delete(true) {
             tracing::warn!("{e}");
         }
     }
-    let code = code.map_err(|e| e.to_string())?;
+    let code = code.map_err(|e| format!("container {:?}: run: {e}", a.id))?;
     Ok(u8::try_from(code).unwrap_or(255))
 }

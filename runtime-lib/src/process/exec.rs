@@ -8,7 +8,6 @@
 use std::convert::Infallible;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use nix::sys::wait::waitpid;
@@ -121,17 +120,7 @@ pub fn exec(saved: &Saved, process: &Process, opts: &ExecOptions) -> Result<i32,
         needs_fork,
         preserve_fds: opts.preserve_fds,
     };
-    let console: Option<OwnedFd> = match &opts.console_socket {
-        Some(p) => Some(
-            UnixStream::connect(p)
-                .map_err(|source| ProcessError::Io {
-                    what: format!("console socket {}", p.display()),
-                    source,
-                })?
-                .into(),
-        ),
-        None => None,
-    };
+    let console = super::connect_console(opts.console_socket.as_deref())?;
     let mut cgroup = match &saved.cgroup {
         Some(cfg) => Some(crate::cgroups::manager_at(cfg, &saved.cgroup_paths)?),
         None => None,

@@ -311,6 +311,22 @@ impl InitPlan {
     }
 }
 
+/// Connect to the console socket that will receive the pty master (the path is the caller's:
+/// the init cannot reach it once inside the container).
+pub(crate) fn connect_console(
+    path: Option<&std::path::Path>,
+) -> Result<Option<std::os::fd::OwnedFd>, ProcessError> {
+    path.map(|p| {
+        std::os::unix::net::UnixStream::connect(p)
+            .map(Into::into)
+            .map_err(|source| ProcessError::Io {
+                what: format!("console socket {}", p.display()),
+                source,
+            })
+    })
+    .transpose()
+}
+
 /// Find the executable the way execvp does, but with the container's PATH, inside the
 /// container (called after pivot_root).
 pub(crate) fn find_executable(arg0: &CString, path_dirs: &[PathBuf]) -> Result<CString, String> {

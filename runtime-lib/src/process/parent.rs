@@ -1,7 +1,6 @@
 //! The runtime side of create.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -140,18 +139,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     let cgroup_cfg =
         cgroups::resolve(cgroup_path.as_deref(), id, opts.systemd_cgroup).ctx(id, step)?;
     let resources = linux.and_then(|l| l.resources().clone());
-    let console: Option<OwnedFd> = match &opts.console_socket {
-        Some(p) => Some(
-            UnixStream::connect(p)
-                .map_err(|source| ProcessError::Io {
-                    what: format!("console socket {}", p.display()),
-                    source,
-                })
-                .ctx(id, step)?
-                .into(),
-        ),
-        None => None,
-    };
+    let console = super::connect_console(opts.console_socket.as_deref()).ctx(id, step)?;
     let hooks = bundle.spec.hooks().clone();
     let prestart = hooks
         .as_ref()
