@@ -860,3 +860,34 @@ fn joined_mount_namespace() {
         check_mounts(c, &r, &cfg);
     });
 }
+
+/// config-linux seccomp: the filter is in force in the container's process, with and without
+/// no_new_privileges (without it the filter is loaded while the runtime still has
+/// CAP_SYS_ADMIN, and must not stop the runtime's own setup).
+#[test]
+fn seccomp_filter_in_force() {
+    if skip("seccomp_filter_in_force") {
+        return;
+    }
+    for nnp in [true, false] {
+        let mut case = Case::new(if nnp { "seccomp-nnp" } else { "seccomp" });
+        case.config["process"]["noNewPrivileges"] = json!(nnp);
+        // An allow-list default with errors for two syscalls the checker never makes, and a
+        // rule on an argument.
+        case.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [
+                {"names": ["kexec_load", "open_by_handle_at"], "action": "SCMP_ACT_ERRNO"},
+                {"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+                 "args": [{"index": 0, "value": 4294967295u64, "op": "SCMP_CMP_EQ"}]}
+            ]
+        });
+        let r = case.report();
+        let cfg = case.config.clone();
+        finish("seccomp_filter_in_force", &r, &cfg, |c| {
+            c.eq("seccomp mode (2 = filter)", r["seccomp"].as_u64(), Some(2));
+            c.eq("NoNewPrivs", r["no_new_privs"].as_bool(), Some(nnp));
+        });
+    }
+}

@@ -206,3 +206,24 @@ fn kill_signals_by_name_and_number() {
         "nothing to signal in a stopped container"
     );
 }
+
+#[test]
+fn config_changes_after_create_have_no_effect_and_unknown_annotations_are_fine() {
+    if !can_run("config_changes_after_create_have_no_effect_and_unknown_annotations_are_fine") {
+        return;
+    }
+    let mut b = Bundle::new("cfgchange", &["sleep", "100"]);
+    b.config["annotations"] = serde_json::json!({"org.example.unknown": "value", "x": ""});
+    b.save();
+    assert!(b.create().ok());
+    let before = b.state().unwrap();
+    assert_eq!(before["annotations"]["org.example.unknown"], "value");
+    b.config["hostname"] = "changed".into();
+    b.config["annotations"] = serde_json::json!({"other": "1"});
+    b.save();
+    let after = b.state().unwrap();
+    assert_eq!(
+        before, after,
+        "state follows the container, not the edited config.json"
+    );
+}
