@@ -891,3 +891,62 @@ fn seccomp_filter_in_force() {
         });
     }
 }
+
+/// config-linux cgroups: cpu and device limits, read back from inside the container through
+/// its cgroup mount (its own cgroup, as runtime-tools' cgroup programs read it).
+#[test]
+fn cgroup_cpu_and_device_limits() {
+    if skip("cgroup_cpu_and_device_limits") {
+        return;
+    }
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        println!(
+            "SKIP cgroup_cpu_and_device_limits: reads cgroup-v1 files; this host is pure cgroup v2"
+        );
+        return;
+    }
+    let mut case = Case::new("cgcpu");
+    case.config["linux"]["resources"]["cpu"] =
+        json!({"shares": 512, "quota": 20000, "period": 100000, "cpus": "0"});
+    case.config["linux"]["resources"]["devices"] = json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}
+    ]);
+    let files = [
+        "/sys/fs/cgroup/cpu/cpu.shares",
+        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+        "/sys/fs/cgroup/cpu/cpu.cfs_period_us",
+        "/sys/fs/cgroup/cpuset/cpuset.cpus",
+        "/sys/fs/cgroup/devices/devices.list",
+    ];
+    let mut flags = Vec::new();
+    for f in files {
+        flags.extend([s("--cgroup-file"), s(f)]);
+    }
+    case.checker_flags(&flags);
+    let r = case.report();
+    let cfg = case.config.clone();
+    let content = |f: &str| {
+        r["cgroup_files"][f]["content"]
+            .as_str()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    finish("cgroup_cpu_and_device_limits", &r, &cfg, |c| {
+        c.eq("cpu.shares", content(files[0]), s("512"));
+        c.eq("cpu.cfs_quota_us", content(files[1]), s("20000"));
+        c.eq("cpu.cfs_period_us", content(files[2]), s("100000"));
+        c.eq("cpuset.cpus", content(files[3]), s("0"));
+        let devices = content(files[4]);
+        c.that(devices.lines().any(|l| l == "c 10:229 rw"), || {
+            format!("c 10:229 rw allowed: {devices:?}")
+        });
+        c.that(!devices.lines().any(|l| l.starts_with("b 8:")), || {
+            format!("disks not allowed: {devices:?}")
+        });
+        c.that(!devices.lines().any(|l| l == "a *:* rwm"), || {
+            format!("not everything allowed: {devices:?}")
+        });
+    });
+}
