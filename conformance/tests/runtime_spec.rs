@@ -701,6 +701,39 @@ fn user_namespace() {
     });
 }
 
+/// Make a persistent namespace of `kind` (unshare(1)'s --net/--mount...) bound to `file`,
+/// unmounted when the case ends, and point the config's `spec_type` namespace at it. Returns
+/// the namespace's inode.
+fn join_persistent_namespace(
+    case: &mut Case,
+    file: &std::path::Path,
+    flag: &str,
+    spec_type: &str,
+) -> u64 {
+    fs::write(file, "").expect("create the namespace bind target");
+    let f = file.to_path_buf();
+    case.on_cleanup(move || {
+        let _ = umount_detach(&f);
+        let _ = fs::remove_file(&f);
+    });
+    host(
+        Command::new("unshare")
+            .arg(format!("--{flag}={}", file.display()))
+            .arg("true"),
+        "creating a persistent namespace",
+    );
+    let ino = fs::metadata(file).expect("stat the namespace file").ino();
+    for ns in case.config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+    {
+        if ns["type"] == spec_type {
+            ns["path"] = json!(file.to_string_lossy());
+        }
+    }
+    ino
+}
+
 #[test]
 fn joined_network_namespace() {
     if skip("joined_network_namespace") {
@@ -712,27 +745,7 @@ fn joined_network_namespace() {
     }
     let mut case = Case::new("netns");
     let nsfile = case.dir.join("netns");
-    fs::write(&nsfile, "").expect("create the netns bind target");
-    let nf = nsfile.clone();
-    case.on_cleanup(move || {
-        let _ = umount_detach(&nf);
-        let _ = fs::remove_file(&nf);
-    });
-    host(
-        Command::new("unshare")
-            .arg(format!("--net={}", nsfile.display()))
-            .arg("true"),
-        "creating a persistent network namespace",
-    );
-    let ino = fs::metadata(&nsfile).expect("stat the netns file").ino();
-    for ns in case.config["linux"]["namespaces"]
-        .as_array_mut()
-        .expect("namespaces")
-    {
-        if ns["type"] == "network" {
-            ns["path"] = json!(nsfile.to_string_lossy());
-        }
-    }
+    let ino = join_persistent_namespace(&mut case, &nsfile, "net", "network");
     let r = case.report();
     let cfg = case.config.clone();
     finish("joined_network_namespace", &r, &cfg, |c| {
@@ -826,29 +839,12 @@ fn joined_mount_namespace() {
         Command::new("mount").args(["--make-private"]).arg(&holder),
         "making the ns holder private",
     );
-    let nsfile = holder.join("mnt");
-    fs::write(&nsfile, "").expect("create the mntns bind target");
     let h = holder.clone();
-    let nf = nsfile.clone();
     case.on_cleanup(move || {
-        let _ = umount_detach(&nf);
         let _ = umount_detach(&h);
     });
-    host(
-        Command::new("unshare")
-            .arg(format!("--mount={}", nsfile.display()))
-            .arg("true"),
-        "creating a persistent mount namespace",
-    );
-    let ino = fs::metadata(&nsfile).expect("stat the mntns file").ino();
-    for ns in case.config["linux"]["namespaces"]
-        .as_array_mut()
-        .expect("namespaces")
-    {
-        if ns["type"] == "mount" {
-            ns["path"] = json!(nsfile.to_string_lossy());
-        }
-    }
+    let nsfile = holder.join("mnt");
+    let ino = join_persistent_namespace(&mut case, &nsfile, "mount", "mount");
     let r = case.report();
     let cfg = case.config.clone();
     finish("joined_mount_namespace", &r, &cfg, |c| {

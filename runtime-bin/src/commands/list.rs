@@ -1,12 +1,6 @@
 use serde::Serialize;
 
-use super::{CmdResult, Ctx};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Table,
-    Json,
-}
+use super::{CmdResult, Ctx, Format};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

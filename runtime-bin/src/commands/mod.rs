@@ -27,6 +27,13 @@ pub mod update;
 
 use std::path::PathBuf;
 
+/// `--format` of `list` and `ps`: a table for people or JSON for programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
 /// What every command gets from the global flags.
 pub struct Ctx {
     pub root: PathBuf,
