@@ -115,21 +115,22 @@ fn private_namespace() -> Result<(), String> {
 }
 
 fn run_cmd(cmd: &mut Command) -> Result<Duration, String> {
+    // stderr goes to a file, not a pipe: after `create` the container's init holds the
+    // runtime's stderr open, and reading a pipe to its end would wait for the container.
+    let err_path = std::env::temp_dir().join(format!("casulo-bench-stderr-{}", std::process::id()));
+    let err_file = std::fs::File::create(&err_path).map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let out = cmd
+    let status = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
+        .stderr(err_file)
+        .status()
         .map_err(|e| e.to_string())?;
     let took = start.elapsed();
-    if !out.status.success() {
-        return Err(format!(
-            "{:?} failed ({}): {}",
-            cmd,
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&err_path);
+    if !status.success() {
+        return Err(format!("{cmd:?} failed ({status}): {}", stderr.trim()));
     }
     Ok(took)
 }
