@@ -1,0 +1,377 @@
+//! Where the container's cgroup is: the host's cgroup mounts, the caller's own cgroups, and
+//! the container's directory in each hierarchy.
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use cgroups_rs::fs::cpuset::CpuSetController;
+use cgroups_rs::fs::Controller;
+
+use super::{io_err, res_err, unsupported, write_file, FsCgroup, Hier};
+use crate::cgroups::{host_mode, CgroupError, Mode};
+
+/// A mount of a cgroup filesystem, from /proc/self/mountinfo.
+struct CgroupMount {
+    v2: bool,
+    mount_point: PathBuf,
+    mount_root: String,
+    options: Vec<String>,
+}
+
+fn cgroup_mounts() -> Result<Vec<CgroupMount>, CgroupError> {
+    let path = Path::new("/proc/self/mountinfo");
+    let data = std::fs::read_to_string(path).map_err(|e| io_err("read", path, e))?;
+    let mut out = Vec::new();
+    for line in data.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let left: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        if left.len() < 5 || right.len() < 3 {
+            continue;
+        }
+        let v2 = match right[0] {
+            "cgroup" => false,
+            "cgroup2" => true,
+            _ => continue,
+        };
+        out.push(CgroupMount {
+            v2,
+            mount_point: PathBuf::from(unescape_mountinfo(left[4])),
+            mount_root: unescape_mountinfo(left[3]),
+            options: right[2].split(',').map(str::to_string).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The controller names the kernel knows (first column of /proc/cgroups).
+fn known_subsystems() -> BTreeSet<String> {
+    std::fs::read_to_string("/proc/cgroups")
+        .map(|d| {
+            d.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// This process's cgroup per hierarchy, from /proc/self/cgroup: (controllers, path);
+/// the cgroup2 entry has no controllers.
+fn own_cgroups() -> Result<Vec<(Vec<String>, String)>, CgroupError> {
+    let path = Path::new("/proc/self/cgroup");
+    let data = std::fs::read_to_string(path).map_err(|e| io_err("read", path, e))?;
+    Ok(data
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _id = it.next()?;
+            let ctrls = it.next()?;
+            let p = it.next()?;
+            let mut c: Vec<String> = ctrls
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            c.sort();
+            Some((c, p.to_string()))
+        })
+        .collect())
+}
+
+impl FsCgroup {
+    /// Discover the host's hierarchies and place `path` (normalised by `resolve`) in each.
+    pub fn new(path: &str) -> Result<Self, CgroupError> {
+        let mode = host_mode();
+        let known = known_subsystems();
+        let own = own_cgroups()?;
+        let mut hiers: Vec<Hier> = Vec::new();
+        for m in cgroup_mounts()? {
+            let mut controllers: Vec<String> = Vec::new();
+            if m.v2 {
+                let wanted = match mode {
+                    Mode::Unified => Path::new(crate::cgroups::CGROUP_ROOT).to_path_buf(),
+                    Mode::Hybrid => Path::new(crate::cgroups::CGROUP_ROOT).join("unified"),
+                    Mode::V1 => continue,
+                };
+                if m.mount_point != wanted || hiers.iter().any(|h| h.v2) {
+                    continue;
+                }
+            } else {
+                if mode == Mode::Unified {
+                    continue;
+                }
+                controllers = m
+                    .options
+                    .iter()
+                    .filter(|o| known.contains(*o) || o.starts_with("name="))
+                    .cloned()
+                    .collect();
+                controllers.sort();
+                if controllers.is_empty() || hiers.iter().any(|h| h.controllers == controllers) {
+                    continue;
+                }
+            }
+            let dir = if let Some(abs) = path.strip_prefix('/') {
+                m.mount_point.join(abs)
+            } else {
+                let hierarchy = if m.v2 {
+                    "cgroup2".to_string()
+                } else {
+                    controllers.join(",")
+                };
+                let own_path = own
+                    .iter()
+                    .find(|(c, _)| *c == controllers)
+                    .map(|(_, p)| Path::new(p.as_str()))
+                    .ok_or_else(|| CgroupError::Failed {
+                        path: m.mount_point.display().to_string(),
+                        msg: format!("no {hierarchy} entry in /proc/self/cgroup"),
+                    })?;
+                // Inside a bind-mounted subtree the mount root is a prefix of our own path.
+                let own_path = own_path
+                    .strip_prefix(&m.mount_root)
+                    .unwrap_or(own_path)
+                    .to_string_lossy()
+                    .into_owned();
+                let mut base = PathBuf::from(own_path.trim_start_matches('/'));
+                if m.v2 && mode == Mode::Unified {
+                    // A cgroup that holds processes cannot give controllers to children.
+                    base.pop();
+                }
+                m.mount_point.join(base).join(path)
+            };
+            hiers.push(Hier {
+                controllers,
+                v2: m.v2,
+                mount: m.mount_point,
+                dir,
+            });
+        }
+        if hiers.is_empty() {
+            return Err(CgroupError::Failed {
+                path: crate::cgroups::CGROUP_ROOT.to_string(),
+                msg: "no cgroup hierarchy is mounted".to_string(),
+            });
+        }
+        Ok(Self { mode, hiers })
+    }
+
+    /// Reopen a cgroup from the directories a manager reported with `paths()` (as saved in
+    /// state.json), so that later commands find it whatever cgroup they run in. Each directory
+    /// must lie strictly below a cgroup mount of this host; hierarchies without one are left
+    /// out.
+    pub fn from_dirs(dirs: &[PathBuf]) -> Result<Self, CgroupError> {
+        let mode = host_mode();
+        let known = known_subsystems();
+        let mut hiers: Vec<Hier> = Vec::new();
+        for d in dirs {
+            let bad = |reason: &str| CgroupError::InvalidPath {
+                path: d.display().to_string(),
+                reason: reason.to_string(),
+            };
+            if !d.is_absolute()
+                || d.components().any(|c| {
+                    !matches!(
+                        c,
+                        std::path::Component::RootDir | std::path::Component::Normal(_)
+                    )
+                })
+            {
+                return Err(bad(
+                    "a saved cgroup directory must be absolute and normalised",
+                ));
+            }
+        }
+        for m in cgroup_mounts()? {
+            let Some(dir) = dirs
+                .iter()
+                .find(|d| d.starts_with(&m.mount_point) && **d != m.mount_point)
+            else {
+                continue;
+            };
+            if hiers.iter().any(|h| h.mount == m.mount_point) {
+                continue;
+            }
+            let mut controllers: Vec<String> = Vec::new();
+            if !m.v2 {
+                controllers = m
+                    .options
+                    .iter()
+                    .filter(|o| known.contains(*o) || o.starts_with("name="))
+                    .cloned()
+                    .collect();
+                controllers.sort();
+            }
+            hiers.push(Hier {
+                controllers,
+                v2: m.v2,
+                mount: m.mount_point,
+                dir: dir.clone(),
+            });
+        }
+        if let Some(d) = dirs.iter().find(|d| !hiers.iter().any(|h| h.dir == **d)) {
+            return Err(CgroupError::InvalidPath {
+                path: d.display().to_string(),
+                reason: "not below any cgroup mount of this host".to_string(),
+            });
+        }
+        if hiers.is_empty() {
+            return Err(CgroupError::InvalidPath {
+                path: String::new(),
+                reason: "no saved cgroup directory".to_string(),
+            });
+        }
+        Ok(Self { mode, hiers })
+    }
+
+    /// The host layout this manager works on.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The directory of the cgroup in the hierarchy of v1 controller `ctrl`, or in the cgroup2
+    /// tree when that controller is available there (v2, or a hybrid host that delegates it).
+    pub(super) fn ctrl_dir(&self, ctrl: &str) -> Option<(&Path, bool)> {
+        if let Some(h) = self
+            .hiers
+            .iter()
+            .find(|h| !h.v2 && h.controllers.iter().any(|c| c == ctrl))
+        {
+            return Some((&h.dir, false));
+        }
+        let h = self.hiers.iter().find(|h| h.v2)?;
+        let avail = std::fs::read_to_string(h.dir.join("cgroup.controllers")).ok()?;
+        avail
+            .split_whitespace()
+            .any(|c| c == ctrl)
+            .then_some((h.dir.as_path(), true))
+    }
+
+    pub(super) fn require(&self, ctrl: &str, resource: &str) -> Result<(&Path, bool), CgroupError> {
+        self.ctrl_dir(ctrl).ok_or_else(|| {
+            unsupported(
+                resource,
+                format!("no {ctrl} controller is mounted (v1) or available in the cgroup2 tree"),
+            )
+        })
+    }
+
+    pub(super) fn v2_hier(&self) -> Option<&Hier> {
+        self.hiers.iter().find(|h| h.v2)
+    }
+
+    /// Create `h.dir` and every missing ancestor below the mount point.
+    pub(super) fn create_in(&self, h: &Hier) -> Result<(), CgroupError> {
+        if !h.v2 && h.controllers.iter().any(|c| c == "cpuset") {
+            // The crate's cpuset controller fills empty cpuset.cpus/mems from the nearest
+            // non-empty ancestor, without which no task can join.
+            CpuSetController::new(h.dir.clone(), h.mount.clone(), false)
+                .create()
+                .map_err(|e| res_err("cpuset", &h.dir, format!("create: {e}")))?;
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                let v = std::fs::read_to_string(h.dir.join(f))
+                    .map_err(|e| io_err("read", &h.dir.join(f), e))?;
+                if v.trim().is_empty() {
+                    return Err(res_err(
+                        "cpuset",
+                        &h.dir,
+                        format!("{f} is empty after creation"),
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        std::fs::create_dir_all(&h.dir).map_err(|e| io_err("create", &h.dir, e))
+    }
+
+    /// On a pure v2 host, enable in each ancestor's cgroup.subtree_control every controller it
+    /// has, so the container's cgroup gets them all (as runc does). Controllers the kernel
+    /// refuses to enable at some level are skipped; `set` reports them when they are needed.
+    pub(super) fn enable_v2_controllers(&self, h: &Hier) {
+        let mut ancestors: Vec<&Path> = h
+            .dir
+            .ancestors()
+            .skip(1)
+            .take_while(|a| a.starts_with(&h.mount))
+            .collect();
+        ancestors.reverse();
+        for a in ancestors {
+            let avail = std::fs::read_to_string(a.join("cgroup.controllers")).unwrap_or_default();
+            let enabled =
+                std::fs::read_to_string(a.join("cgroup.subtree_control")).unwrap_or_default();
+            let enabled: BTreeSet<&str> = enabled.split_whitespace().collect();
+            for c in avail.split_whitespace().filter(|c| !enabled.contains(c)) {
+                if let Err(e) = write_file(&a.join("cgroup.subtree_control"), &format!("+{c}")) {
+                    tracing::debug!(cgroup = %a.display(), controller = c, error = %e,
+                        "cannot enable controller in subtree_control");
+                }
+            }
+        }
+    }
+
+    /// The hierarchy whose cgroup.procs lists the container's processes.
+    pub(super) fn procs_hier(&self) -> &Hier {
+        if self.mode == Mode::Unified {
+            if let Some(h) = self.v2_hier() {
+                return h;
+            }
+        }
+        for want in ["pids", "devices", "freezer", "memory", "cpu"] {
+            if let Some(h) = self
+                .hiers
+                .iter()
+                .find(|h| h.controllers.iter().any(|c| c == want))
+            {
+                return h;
+            }
+        }
+        &self.hiers[0]
+    }
+
+    pub(super) fn freezer(&self) -> Result<(&Path, bool), CgroupError> {
+        if let Some((dir, v2)) = self.ctrl_dir("freezer") {
+            return Ok((dir, v2));
+        }
+        match self.v2_hier() {
+            Some(h) if h.dir.join("cgroup.freeze").exists() => Ok((&h.dir, true)),
+            _ => Err(unsupported(
+                "freezer",
+                "no freezer controller and no cgroup.freeze",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroups_mountinfo_unescape() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/end\\04"), "/end\\04");
+    }
+}
