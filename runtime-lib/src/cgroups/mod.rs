@@ -343,6 +343,27 @@ pub fn device_rules_for(devices: &[oci_spec::runtime::LinuxDevice]) -> Vec<Linux
         .collect()
 }
 
+/// The resources a new container's cgroup gets: the config's, with the device rules made
+/// whitelist-style as runc does: deny everything, then the config's rules in order, then `rwm`
+/// for each device the config creates (`linux.devices`); [`CgroupManager::set`] appends
+/// [`default_allowed_devices`]. A container without `linux.resources` is confined the same way,
+/// so a device node the rootfs happens to hold (a host disk, say) cannot be opened.
+pub fn resources_for_create(linux: Option<&oci_spec::runtime::Linux>) -> LinuxResources {
+    let mut resources = linux
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
+    let mut deny_all = LinuxDeviceCgroup::default();
+    deny_all.set_allow(false);
+    deny_all.set_access(Some("rwm".to_string()));
+    let mut rules = vec![deny_all];
+    rules.extend(resources.devices().clone().unwrap_or_default());
+    if let Some(devices) = linux.and_then(|l| l.devices().as_ref()) {
+        rules.extend(device_rules_for(devices));
+    }
+    resources.set_devices(Some(rules));
+    resources
+}
+
 /// Whether the cgroup whose directories are `dirs` is frozen (the `paused` status): the v1
 /// freezer where the host has one, else cgroup v2's `cgroup.freeze`.
 pub fn is_frozen(dirs: &[PathBuf]) -> bool {
@@ -466,5 +487,32 @@ mod tests {
             assert!(rules.iter().any(|r| r == want), "{want} missing");
         }
         assert!(default_allowed_devices().iter().all(|r| r.allow()));
+    }
+
+    #[test]
+    fn cgroups_create_resources_deny_by_default() {
+        let r = resources_for_create(None);
+        let rules = r.devices().clone().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert!(!rules[0].allow());
+        assert_eq!(rules[0].typ(), None);
+
+        let linux: oci_spec::runtime::Linux = serde_json::from_str(
+            r#"{"resources":{"devices":[{"allow":true,"type":"c","major":4,"minor":1,"access":"r"}],
+                "pids":{"limit":5}},
+               "devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229}]}"#,
+        )
+        .unwrap();
+        let r = resources_for_create(Some(&linux));
+        let rules = r.devices().clone().unwrap();
+        assert_eq!(rules.len(), 3);
+        assert!(!rules[0].allow());
+        assert_eq!(
+            (rules[1].major(), rules[1].access().as_deref()),
+            (Some(4), Some("r"))
+        );
+        assert_eq!((rules[2].major(), rules[2].minor()), (Some(10), Some(229)));
+        assert_eq!(rules[2].access().as_deref(), Some("rwm"));
+        assert_eq!(r.pids().as_ref().map(|p| p.limit()), Some(5));
     }
 }

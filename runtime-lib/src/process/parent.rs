@@ -138,7 +138,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         .map(|p| p.to_string_lossy().into_owned());
     let cgroup_cfg =
         cgroups::resolve(cgroup_path.as_deref(), id, opts.systemd_cgroup).ctx(id, step)?;
-    let resources = linux.and_then(|l| l.resources().clone());
+    let resources = cgroups::resources_for_create(linux);
     let console = super::connect_console(opts.console_socket.as_deref()).ctx(id, step)?;
     let hooks = bundle.spec.hooks().clone();
     let prestart = hooks
@@ -257,9 +257,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 let cg = undo.cgroup.as_mut().expect("cgroup");
                 cg.apply(pid).ctx(id, step)?;
                 saved.cgroup_paths = cg.paths();
-                if let Some(r) = &resources {
-                    cg.set(r).ctx(id, step)?;
-                }
+                cg.set(&resources).ctx(id, step)?;
                 timing("init in its cgroup");
                 let created =
                     serde_json::to_vec(&saved.oci_state(Status::Created)).unwrap_or_default();
