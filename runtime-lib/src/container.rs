@@ -322,7 +322,13 @@ impl Container {
             .cgroup()
             .ctx(id, step)?
             .ok_or_else(|| invalid_state(id, step, "the container has no cgroup".into()))?;
-        cg.set(resources).ctx(id, step)
+        // As runc: update changes limits, never the device rules fixed at create.
+        let mut resources = resources.clone();
+        if resources.devices().is_some() {
+            tracing::debug!("container {id:?}: update: linux.resources.devices is not updated");
+        }
+        resources.set_devices(None);
+        cg.set(&resources).ctx(id, step)
     }
 
     /// Freeze every process of the container (status `paused`).
@@ -373,6 +379,13 @@ impl Container {
                     step,
                     format!("cannot delete a container that is {status}: stop it or use --force"),
                 ));
+            }
+            if status == Status::Paused {
+                // Frozen tasks cannot act on SIGKILL on cgroup v1: kill_all signals every
+                // process while the cgroup is frozen (nothing can fork away), then thaws it.
+                if let Some(mut cg) = self.cgroup().ctx(&id, step)? {
+                    cg.kill_all(Signal::SIGKILL).ctx(&id, step)?;
+                }
             }
             if let Ok(fd) = crate::sys::pidfd_open(self.saved.pid) {
                 if self.saved.init_alive() {

@@ -46,6 +46,24 @@ pub struct Args {
     /// Maximum number of processes (-1 for unlimited).
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pids_limit: Option<i64>,
+    /// CPU CFS burst in microseconds.
+    #[arg(long, value_name = "N")]
+    cpu_burst: Option<u64>,
+    /// SCHED_IDLE for the cgroup (cgroup v2): 1 or 0.
+    #[arg(long, value_name = "N")]
+    cpu_idle: Option<i64>,
+    /// Kernel memory limit (cgroup v1; newer kernels ignore it).
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    kernel_memory: Option<String>,
+    /// Kernel TCP buffer memory limit (cgroup v1).
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    kernel_memory_tcp: Option<String>,
+    /// Intel RDT/CAT L3 cache schema.
+    #[arg(long, value_name = "SCHEMA")]
+    l3_cache_schema: Option<String>,
+    /// Intel RDT/MBA memory bandwidth schema.
+    #[arg(long, value_name = "SCHEMA")]
+    mem_bw_schema: Option<String>,
     /// Container id.
     id: String,
 }
@@ -81,6 +99,16 @@ pub fn parse_size(s: &str) -> Result<i64, String> {
 }
 
 fn resources(a: &Args) -> Result<LinuxResources, String> {
+    for (flag, v) in [
+        ("--l3-cache-schema", &a.l3_cache_schema),
+        ("--mem-bw-schema", &a.mem_bw_schema),
+    ] {
+        if v.is_some() {
+            return Err(format!(
+                "{flag}: Intel RDT is not supported by this runtime (linux.intelRdt is refused at create too)"
+            ));
+        }
+    }
     let mut r: LinuxResources = match &a.resources {
         Some(p) if p.as_os_str() == "-" => {
             let mut text = Vec::new();
@@ -127,6 +155,14 @@ fn resources(a: &Args) -> Result<LinuxResources, String> {
         cpu.set_mems(Some(v.clone()));
         cpu_set = true;
     }
+    if let Some(v) = a.cpu_burst {
+        cpu.set_burst(Some(v));
+        cpu_set = true;
+    }
+    if let Some(v) = a.cpu_idle {
+        cpu.set_idle(Some(v));
+        cpu_set = true;
+    }
     if cpu_set {
         r.set_cpu(Some(cpu));
     }
@@ -142,6 +178,14 @@ fn resources(a: &Args) -> Result<LinuxResources, String> {
     }
     if let Some(v) = &a.memory_swap {
         mem.set_swap(Some(parse_size(v)?));
+        mem_set = true;
+    }
+    if let Some(v) = &a.kernel_memory {
+        mem.set_kernel(Some(parse_size(v)?));
+        mem_set = true;
+    }
+    if let Some(v) = &a.kernel_memory_tcp {
+        mem.set_kernel_tcp(Some(parse_size(v)?));
         mem_set = true;
     }
     if mem_set {
