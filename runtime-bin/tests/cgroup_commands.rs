@@ -327,3 +327,58 @@ fn devices_denied_unless_a_rule_allows() {
         );
     }
 }
+
+/// The systemd driver end to end: a transient scope `casulo-<id>.scope` in `system.slice`, with
+/// the limits of the config, gone after delete. Needs systemd as the init system.
+#[test]
+fn systemd_driver_end_to_end() {
+    if !can_run("systemd_driver_end_to_end") {
+        return;
+    }
+    if !Path::new("/run/systemd/system").is_dir() {
+        eprintln!("SKIPPED systemd_driver_end_to_end: systemd is not the init system here");
+        return;
+    }
+    let mut b = Bundle::new("sdcg", &["sleep", "1000"]);
+    b.config["linux"]["cgroupsPath"] = format!("system.slice:casulo:{}", b.id).into();
+    b.config["linux"]["resources"] = json!({"pids": {"limit": 33}});
+    b.save();
+    let scope = format!("casulo-{}.scope", b.id);
+    let r = b.rt(&[
+        "--systemd-cgroup",
+        "create",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(r.ok(), "create --systemd-cgroup: {}", r.stderr);
+    let pid = b.state().unwrap()["pid"].as_i64().unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        cg.lines()
+            .any(|l| l.ends_with(&format!("/system.slice/{scope}"))),
+        "{cg}"
+    );
+    let dir = if v2() {
+        Path::new("/sys/fs/cgroup/system.slice").join(&scope)
+    } else {
+        Path::new("/sys/fs/cgroup/pids/system.slice").join(&scope)
+    };
+    assert_eq!(
+        std::fs::read_to_string(dir.join("pids.max"))
+            .unwrap()
+            .trim(),
+        "33"
+    );
+    let shown = std::process::Command::new("systemctl")
+        .args(["show", "-p", "ActiveState", &scope])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&shown.stdout).trim(),
+        "ActiveState=active"
+    );
+    let r = b.rt(&["--systemd-cgroup", "delete", "--force", &b.id]);
+    assert!(r.ok(), "delete: {}", r.stderr);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
