@@ -48,7 +48,7 @@ pub fn features() -> Value {
         "linux": {
             "namespaces": namespaces(),
             "capabilities": capabilities,
-            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": false},
+            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": true},
             "seccomp": {
                 "enabled": true,
                 "actions": ACTIONS,
