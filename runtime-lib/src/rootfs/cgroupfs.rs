@@ -134,14 +134,36 @@ pub fn mount_cgroup(
     };
     if host.unified {
         let target = mkdir_all_in_root(root, dest).map_err(err("create mount point", dest))?;
-        return mount(
-            Some("cgroup2"),
+        if new_cgroupns {
+            // In its own cgroup namespace a fresh mount shows the container's cgroup as root.
+            return mount(
+                Some("cgroup2"),
+                fd_path(&target).as_str(),
+                Some("cgroup2"),
+                flags,
+                None::<&str>,
+            )
+            .map_err(err("mount cgroup2", dest));
+        }
+        // Without one a fresh mount would show the host's whole tree: bind the container's
+        // own directory instead (this also works in a user namespace, where mounting cgroup2
+        // outside a cgroup namespace of its own is refused).
+        let rel = own_cgroup_paths()
+            .into_iter()
+            .find(|(c, _)| c.is_empty())
+            .map(|(_, p)| p.trim_start_matches('/').to_string())
+            .unwrap_or_default();
+        let source = Path::new(ROOT).join(rel);
+        mount(
+            Some(&source),
             fd_path(&target).as_str(),
-            Some("cgroup2"),
-            flags,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
-        .map_err(err("mount cgroup2", dest));
+        .map_err(err("bind cgroup2", dest))?;
+        let top = open_in_root(root, dest, OFlag::O_PATH).map_err(err("reopen", dest))?;
+        return remount_bind(top.as_fd(), flags).map_err(err("remount cgroup2", dest));
     }
     let target = mkdir_all_in_root(root, dest).map_err(err("create mount point", dest))?;
     mount(
