@@ -129,13 +129,6 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
                 }
             }
         }
-        if process
-            .apparmor_profile()
-            .as_ref()
-            .is_some_and(|p| !p.is_empty())
-        {
-            return Err(BundleError::Unsupported("process.apparmorProfile".into()));
-        }
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if !m.destination().is_absolute() {
@@ -236,20 +229,13 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
         if linux.personality().is_some() {
             return Err(BundleError::Unsupported("linux.personality".into()));
         }
-        if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
-            if selinux_enabled() {
-                return Err(BundleError::Unsupported("linux.mountLabel".into()));
-            }
-            // As runc: labels mean nothing where SELinux is off.
-            tracing::debug!("linux.mountLabel ignored: SELinux is not enabled on this host");
-        }
+        crate::security::label::check_mount_label(
+            crate::security::label::HostLsm::probe(),
+            linux.mount_label().as_deref(),
+        )
+        .map_err(|e| invalid("linux.mountLabel", e.to_string()))?;
     }
     Ok(())
-}
-
-/// Whether SELinux is enabled on this host.
-pub fn selinux_enabled() -> bool {
-    Path::new("/sys/fs/selinux/enforce").exists()
 }
 
 /// The runtime-spec versions this runtime implements: 1.x.

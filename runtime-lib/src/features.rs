@@ -40,6 +40,7 @@ fn namespaces() -> Vec<&'static str> {
 /// The features document.
 pub fn features() -> Value {
     let capabilities = crate::security::known_capabilities().unwrap_or_default();
+    let lsm = crate::security::label::HostLsm::probe();
     json!({
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": OCI_VERSION_MAX,
@@ -57,8 +58,8 @@ pub fn features() -> Value {
                 "knownFlags": KNOWN_FLAGS,
                 "supportedFlags": SUPPORTED_FLAGS,
             },
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": crate::bundle::selinux_enabled()},
+            "apparmor": {"enabled": lsm.apparmor},
+            "selinux": {"enabled": lsm.selinux},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": false}},
         },

@@ -150,16 +150,6 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
     let c = super::load(ctx, &a.id, casulo::Step::Exec).map_err(|e| e.to_string())?;
     let process = build_process(&a, c.process_config())
         .map_err(|e| format!("container {:?}: exec: {e}", a.id))?;
-    if process
-        .apparmor_profile()
-        .as_ref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(format!(
-            "container {:?}: exec: AppArmor is not enabled on this host",
-            a.id
-        ));
-    }
     let terminal = process.terminal().unwrap_or(false);
     let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
     let mut opts = casulo::ExecOptions {

@@ -197,6 +197,8 @@ fn child_steps(
         Msg::Go => {}
         other => return Err(format!("sync: expected Go, got {other:?}")),
     }
+    // The host's procfs, before the container's mounts are ours: label writes go through it.
+    let proc = super::fifo::open_proc().step("open /proc")?;
     for j in &plan.joins {
         nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ))
             .step(&format!("join {} namespace", crate::bundle::ns_name(j.typ)))?;
@@ -225,7 +227,8 @@ fn child_steps(
         let slave = super::init::open_terminal(sock.as_fd(), p.console_size).step("terminal")?;
         crate::tty::set_controlling(slave).step("terminal")?;
     }
-    let exe = super::init::finish_process(p, plan.seccomp.as_ref(), plan.preserve_fds)?;
+    let exe = super::init::finish_process(p, &proc, plan.seccomp.as_ref(), plan.preserve_fds)?;
+    drop(proc);
     if p.no_new_privileges {
         if let Some(s) = &plan.seccomp {
             s.load().step("seccomp")?;

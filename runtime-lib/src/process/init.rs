@@ -171,7 +171,7 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
             Err(e) => return Err(format!("join session keyring: {e}")),
         }
     }
-    let exe = finish_process(p, plan.seccomp.as_ref(), plan.preserve_fds)?;
+    let exe = finish_process(p, &proc, plan.seccomp.as_ref(), plan.preserve_fds)?;
 
     io.chan.send(&Msg::Ready).step("sync")?;
     let w = fifo::wait_for_start(proc.as_fd(), io.fifo.as_fd()).step("open exec fifo")?;
@@ -232,10 +232,14 @@ fn open_inside(cwd: &Path) -> Result<OwnedFd, nix::Error> {
 /// Returns the executable's path.
 pub(super) fn finish_process(
     p: &super::ProcessPlan,
+    proc: &OwnedFd,
     seccomp: Option<&crate::security::SeccompPlan>,
     preserve_fds: u32,
 ) -> Result<std::ffi::CString, String> {
     p.rlimits.apply().step("rlimits")?;
+    if let Some(l) = &p.label {
+        write_proc(proc, &l.rel, &l.value).step(&format!("LSM label {}", l.rel.display()))?;
+    }
     if let Some(mask) = p.umask {
         nix::sys::stat::umask(Mode::from_bits_truncate(mask));
     }

@@ -85,6 +85,8 @@ pub struct ProcessPlan {
     pub oom_score_adj: Option<i32>,
     pub caps: CapsPlan,
     pub rlimits: RlimitsPlan,
+    /// The LSM exec label to write before the capabilities go (none where the LSM is off).
+    pub label: Option<crate::security::label::LabelPlan>,
 }
 
 /// Everything the init does, decided before the fork.
@@ -198,18 +200,12 @@ impl ProcessPlan {
             oom_score_adj: process.oom_score_adj(),
             caps: CapsPlan::from_spec(process.capabilities().as_ref())?,
             rlimits: RlimitsPlan::from_spec(process.rlimits().as_deref().unwrap_or(&[]))?,
+            label: crate::security::label::exec_label(
+                crate::security::label::HostLsm::probe(),
+                process.selinux_label().as_deref(),
+                process.apparmor_profile().as_deref(),
+            )?,
         };
-        if process
-            .selinux_label()
-            .as_ref()
-            .is_some_and(|l| !l.is_empty())
-        {
-            if crate::bundle::selinux_enabled() {
-                return Err(ProcessError::Unsupported("process.selinuxLabel".into()).into());
-            }
-            // As runc: labels mean nothing where SELinux is off.
-            tracing::debug!("process.selinuxLabel ignored: SELinux is not enabled on this host");
-        }
         if process.io_priority().is_some() {
             return Err(ProcessError::Unsupported("process.ioPriority".into()).into());
         }

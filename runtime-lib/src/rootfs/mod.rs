@@ -87,8 +87,19 @@ impl RootfsPlan {
     ) -> Result<RootfsPlan, RootfsError> {
         let linux = spec.linux().as_ref();
         let mut mounts = Vec::new();
+        let lsm = crate::security::label::HostLsm::probe();
+        let mount_label = linux.and_then(|l| l.mount_label().as_deref());
         for m in spec.mounts().iter().flatten() {
-            mounts.push(MountPlan::from_spec(m, bundle)?);
+            let mut plan = MountPlan::from_spec(m, bundle)?;
+            if plan.kind == mounts::Kind::Other {
+                plan.options.data = crate::security::label::mount_data(
+                    lsm,
+                    &plan.fstype,
+                    &plan.options.data,
+                    mount_label,
+                );
+            }
+            mounts.push(plan);
         }
         let setup_dev = !mounts
             .iter()

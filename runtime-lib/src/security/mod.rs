@@ -20,6 +20,7 @@
 //!    CAP_SYS_ADMIN; the caller must then load it before step 4 drops that capability.
 
 mod caps;
+pub mod label;
 mod rlimits;
 pub mod seccomp;
 mod user;

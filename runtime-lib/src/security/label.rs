@@ -1,0 +1,237 @@
+//! Linux security module labels: `process.selinuxLabel`, `process.apparmorProfile` and
+//! `linux.mountLabel`.
+//!
+//! The exec label of a process is a write to its own `/proc/thread-self/attr/...` file right
+//! before the capabilities are dropped; the kernel applies it at `execve`. The write goes through
+//! the host's procfs opened (and checked) before the container could mount anything over it.
+//! A mount label is the SELinux `context=` option of the filesystems the runtime mounts.
+//!
+//! Where the host has the LSM disabled, a label means nothing: like runc, the runtime then
+//! ignores it and says so in a debug log line. Everything here is decided before the clone;
+//! [`LabelPlan`] holds the exact file and bytes the child writes.
+use std::path::{Path, PathBuf};
+
+use super::SecurityError;
+
+/// Which labelling LSMs the host runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HostLsm {
+    pub selinux: bool,
+    pub apparmor: bool,
+    /// The kernel has the per-LSM `attr/apparmor/` directory (5.8 and later).
+    pub apparmor_own_attr: bool,
+}
+
+impl HostLsm {
+    /// Read the host's state: selinuxfs mounted with an `enforce` file, AppArmor's module
+    /// parameter `enabled` set to `Y`.
+    pub fn probe() -> HostLsm {
+        let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|s| s.trim() == "Y")
+            && Path::new("/sys/kernel/security/apparmor").is_dir();
+        HostLsm {
+            selinux: Path::new("/sys/fs/selinux/enforce").exists(),
+            apparmor,
+            apparmor_own_attr: Path::new("/proc/self/attr/apparmor").is_dir(),
+        }
+    }
+}
+
+/// One write of the child: `value` into `rel` below the host's /proc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelPlan {
+    pub rel: PathBuf,
+    pub value: String,
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
+
+/// The exec label write for a process with these settings on `host`, or `None` when there is
+/// nothing to apply. Asking for both an SELinux label and an AppArmor profile is fine (engines
+/// fill both); only the enabled LSM's is used.
+pub fn exec_label(
+    host: HostLsm,
+    selinux_label: Option<&str>,
+    apparmor_profile: Option<&str>,
+) -> Result<Option<LabelPlan>, SecurityError> {
+    let invalid = |what: &str, msg: &str| SecurityError::Invalid {
+        what: what.to_string(),
+        msg: msg.to_string(),
+    };
+    let selinux_label = non_empty(selinux_label);
+    let apparmor_profile = non_empty(apparmor_profile);
+    if let Some(l) = selinux_label {
+        if l.contains(['\n', '\0']) || l.split(':').count() < 3 {
+            return Err(invalid(
+                "process.selinuxLabel",
+                "not an SELinux context (user:role:type[:level])",
+            ));
+        }
+    }
+    if let Some(p) = apparmor_profile {
+        if p.contains(['\n', '\0']) {
+            return Err(invalid(
+                "process.apparmorProfile",
+                "a profile name is one line",
+            ));
+        }
+    }
+    if let (Some(l), true) = (selinux_label, host.selinux) {
+        return Ok(Some(LabelPlan {
+            rel: PathBuf::from("thread-self/attr/exec"),
+            value: l.to_string(),
+        }));
+    }
+    if let (Some(p), true) = (apparmor_profile, host.apparmor) {
+        let rel = if host.apparmor_own_attr {
+            "thread-self/attr/apparmor/exec"
+        } else {
+            "thread-self/attr/exec"
+        };
+        return Ok(Some(LabelPlan {
+            rel: PathBuf::from(rel),
+            value: format!("exec {p}"),
+        }));
+    }
+    if selinux_label.is_some() {
+        tracing::debug!("process.selinuxLabel ignored: SELinux is not enabled on this host");
+    }
+    if apparmor_profile.is_some() {
+        tracing::debug!("process.apparmorProfile ignored: AppArmor is not enabled on this host");
+    }
+    Ok(None)
+}
+
+/// Filesystems whose mounts take the SELinux `context=` option (the ones the runtime creates
+/// for the container; binds and the kernel's own pseudo-filesystems keep their labels).
+const LABELLED_FS: &[&str] = &["tmpfs", "devpts", "mqueue", "shm"];
+
+/// The mount data for a filesystem of type `fstype` with `data`, given `linux.mountLabel`:
+/// `context="LABEL"` is added where SELinux is enabled, and data is returned unchanged
+/// otherwise.
+pub fn mount_data(host: HostLsm, fstype: &str, data: &str, mount_label: Option<&str>) -> String {
+    let Some(label) = non_empty(mount_label) else {
+        return data.to_string();
+    };
+    if !host.selinux || !LABELLED_FS.contains(&fstype) || data.contains("context=") {
+        return data.to_string();
+    }
+    let ctx = format!("context=\"{label}\"");
+    if data.is_empty() {
+        ctx
+    } else {
+        format!("{data},{ctx}")
+    }
+}
+
+/// Check `linux.mountLabel` before anything is created.
+pub fn check_mount_label(host: HostLsm, mount_label: Option<&str>) -> Result<(), SecurityError> {
+    let Some(label) = non_empty(mount_label) else {
+        return Ok(());
+    };
+    if label.contains(['\n', '\0', '"']) || label.split(':').count() < 3 {
+        return Err(SecurityError::Invalid {
+            what: "linux.mountLabel".to_string(),
+            msg: "not an SELinux context (user:role:type[:level])".to_string(),
+        });
+    }
+    if !host.selinux {
+        tracing::debug!("linux.mountLabel ignored: SELinux is not enabled on this host");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SE: HostLsm = HostLsm {
+        selinux: true,
+        apparmor: false,
+        apparmor_own_attr: false,
+    };
+    const AA: HostLsm = HostLsm {
+        selinux: false,
+        apparmor: true,
+        apparmor_own_attr: true,
+    };
+    const NONE: HostLsm = HostLsm {
+        selinux: false,
+        apparmor: false,
+        apparmor_own_attr: false,
+    };
+    const LABEL: &str = "system_u:system_r:container_t:s0:c1,c2";
+
+    #[test]
+    fn selinux_exec_label_goes_to_attr_exec() {
+        let plan = exec_label(SE, Some(LABEL), None).unwrap().unwrap();
+        assert_eq!(plan.rel, Path::new("thread-self/attr/exec"));
+        assert_eq!(plan.value, LABEL);
+        // With both set, the enabled LSM's setting wins.
+        let plan = exec_label(SE, Some(LABEL), Some("docker-default"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(plan.value, LABEL);
+    }
+
+    #[test]
+    fn apparmor_profile_goes_to_its_own_attr_file() {
+        let plan = exec_label(AA, None, Some("docker-default"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(plan.rel, Path::new("thread-self/attr/apparmor/exec"));
+        assert_eq!(plan.value, "exec docker-default");
+        let old = HostLsm {
+            apparmor_own_attr: false,
+            ..AA
+        };
+        let plan = exec_label(old, Some(LABEL), Some("p")).unwrap().unwrap();
+        assert_eq!(plan.rel, Path::new("thread-self/attr/exec"));
+        assert_eq!(plan.value, "exec p");
+    }
+
+    #[test]
+    fn labels_are_ignored_where_the_lsm_is_disabled() {
+        assert_eq!(exec_label(NONE, Some(LABEL), Some("p")).unwrap(), None);
+        assert_eq!(exec_label(AA, Some(LABEL), None).unwrap(), None);
+        assert_eq!(exec_label(SE, None, Some("p")).unwrap(), None);
+        assert_eq!(exec_label(SE, Some(""), None).unwrap(), None);
+    }
+
+    #[test]
+    fn malformed_labels_are_rejected_everywhere() {
+        for host in [SE, AA, NONE] {
+            assert!(exec_label(host, Some("nocolons"), None).is_err());
+            assert!(exec_label(host, Some("a:b:c\nd"), None).is_err());
+            assert!(exec_label(host, None, Some("two\nlines")).is_err());
+            assert!(check_mount_label(host, Some("a:b:c\",x")).is_err());
+        }
+        assert!(check_mount_label(NONE, Some(LABEL)).is_ok());
+    }
+
+    #[test]
+    fn mount_label_becomes_the_context_option() {
+        assert_eq!(
+            mount_data(SE, "tmpfs", "mode=755", Some(LABEL)),
+            format!("mode=755,context=\"{LABEL}\"")
+        );
+        assert_eq!(
+            mount_data(SE, "mqueue", "", Some(LABEL)),
+            format!("context=\"{LABEL}\"")
+        );
+        // Not for binds, proc or sysfs; not twice; not without SELinux.
+        assert_eq!(mount_data(SE, "proc", "", Some(LABEL)), "");
+        assert_eq!(mount_data(SE, "bind", "", Some(LABEL)), "");
+        assert_eq!(
+            mount_data(SE, "tmpfs", "context=\"x:y:z\"", Some(LABEL)),
+            "context=\"x:y:z\""
+        );
+        assert_eq!(
+            mount_data(NONE, "tmpfs", "mode=755", Some(LABEL)),
+            "mode=755"
+        );
+        assert_eq!(mount_data(SE, "tmpfs", "mode=755", None), "mode=755");
+    }
+}
