@@ -17,8 +17,6 @@ use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 use serde::{Deserialize, Serialize};
 
-// Until the v2 device setter calls `bpf::apply_device_program`.
-#[cfg_attr(not(test), allow(dead_code))]
 mod bpf;
 mod fs;
 mod systemd;

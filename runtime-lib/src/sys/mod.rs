@@ -6,8 +6,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
-// Until the v2 device setter calls `cgroups::bpf::apply_device_program`.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod bpf;
 pub(crate) mod security;
 pub(crate) mod tty;

@@ -4,23 +4,26 @@ use crate::cgroups::{default_allowed_devices, CgroupError, Mode};
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
 impl FsCgroup {
-    /// Write the device rules in order, then runc's default allowed devices (v1 only).
+    /// Apply the device rules in order, then runc's default allowed devices: written to
+    /// `devices.allow`/`devices.deny` on v1, compiled to an eBPF program that replaces the
+    /// cgroup's previous one on v2 (there the rules are the whole truth: deny unless allowed).
     pub(super) fn set_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+        let defaults = default_allowed_devices();
+        if self.mode == Mode::Unified {
+            let h = self
+                .v2_hier()
+                .ok_or_else(|| unsupported("devices", "no cgroup2 hierarchy"))?;
+            let all: Vec<LinuxDeviceCgroup> =
+                rules.iter().chain(defaults.iter()).cloned().collect();
+            return crate::cgroups::bpf::apply_device_program(&h.dir, &all);
+        }
         let Some(h) = self
             .hiers
             .iter()
             .find(|h| !h.v2 && h.controllers.iter().any(|c| c == "devices"))
         else {
-            return Err(unsupported(
-                "devices",
-                if self.mode == Mode::Unified {
-                    "cgroup v2 device control needs an eBPF program, which this runtime does not load"
-                } else {
-                    "no devices controller is mounted"
-                },
-            ));
+            return Err(unsupported("devices", "no devices controller is mounted"));
         };
-        let defaults = default_allowed_devices();
         for rule in rules.iter().chain(defaults.iter()) {
             let line = device_rule_line(rule).map_err(|msg| res_err("devices", &h.dir, msg))?;
             let file = if rule.allow() {
