@@ -18,9 +18,13 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 use serde::{Deserialize, Serialize};
 
 mod fs;
+pub mod oom;
+pub mod stats;
 mod systemd;
 
 pub use fs::FsCgroup;
+pub use oom::{OomNotice, OomWatcher};
+pub use stats::Stats;
 pub use systemd::SystemdCgroup;
 
 /// Mount point of the cgroup filesystems.
