@@ -71,6 +71,17 @@ enum Command {
     Update(commands::update::Args),
     /// Show a container's processes.
     Ps(commands::ps::Args),
+    /// Display container events such as OOM notifications, cpu, memory, and IO usage
+    /// statistics.
+    ///
+    /// Prints one JSON object per line: `{"type":"stats","id":ID,"data":{...}}` every
+    /// --interval (the first after one interval), and `{"type":"oom","id":ID}` as soon as the
+    /// OOM killer acts in the container's memory cgroup. With --stats, prints one stats event
+    /// and exits.
+    ///
+    /// Unlike runc, whose stream runs until its cgroup is removed, the stream ends (exit 0)
+    /// when the container stops, after reporting an OOM that stopped it.
+    Events(commands::events::Args),
 }
 
 fn main() -> ExitCode {
@@ -128,6 +139,7 @@ fn main() -> ExitCode {
         Command::Resume(a) => commands::pause::resume(&ctx, a),
         Command::Update(a) => commands::update::run(&ctx, a),
         Command::Ps(a) => commands::ps::run(&ctx, a),
+        Command::Events(a) => commands::events::run(&ctx, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

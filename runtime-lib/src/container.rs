@@ -128,10 +128,10 @@ impl ContainerBuilder {
 #[derive(Debug, Clone)]
 pub struct Container {
     root: PathBuf,
-    saved: Saved,
+    pub(crate) saved: Saved,
 }
 
-fn invalid_state(id: &str, step: Step, msg: String) -> Error {
+pub(crate) fn invalid_state(id: &str, step: Step, msg: String) -> Error {
     Error::new(id, step, ErrorKind::InvalidState(msg))
 }
 
@@ -158,12 +158,12 @@ impl Container {
         &self.saved.bundle
     }
 
-    fn lock(&self, step: Step) -> Result<StateDir> {
+    pub(crate) fn lock(&self, step: Step) -> Result<StateDir> {
         StateDir::open(&self.root, &self.saved.id).ctx(&self.saved.id, step)
     }
 
     /// The container's cgroup, reopened where create made it.
-    fn cgroup(
+    pub(crate) fn cgroup(
         &self,
     ) -> std::result::Result<
         Option<Box<dyn crate::cgroups::CgroupManager>>,

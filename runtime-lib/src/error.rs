@@ -48,6 +48,7 @@ pub enum Step {
     Update,
     Pause,
     Resume,
+    Events,
 }
 
 impl fmt::Display for Step {
@@ -66,6 +67,7 @@ impl fmt::Display for Step {
             Step::Update => "update",
             Step::Pause => "pause",
             Step::Resume => "resume",
+            Step::Events => "events",
         })
     }
 }

@@ -18,6 +18,7 @@ pub mod bundle;
 pub mod cgroups;
 mod container;
 pub mod error;
+mod events;
 pub mod features;
 pub mod hooks;
 pub mod namespaces;
@@ -29,6 +30,8 @@ pub(crate) mod sys;
 pub mod template;
 pub mod tty;
 
+pub use cgroups::stats::Stats;
 pub use container::{default_root, list, Container, ContainerBuilder, ExecOptions};
 pub use error::{Error, ErrorKind, Result, Step};
+pub use events::{Event, EventKind};
 pub use state::{State, Status};

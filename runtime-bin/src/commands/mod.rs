@@ -13,6 +13,7 @@ pub(crate) use outln;
 
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod exec;
 pub mod features;
 pub mod kill;

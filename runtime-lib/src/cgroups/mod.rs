@@ -19,9 +19,13 @@ use serde::{Deserialize, Serialize};
 
 mod bpf;
 mod fs;
+pub mod oom;
+pub mod stats;
 mod systemd;
 
 pub use fs::FsCgroup;
+pub use oom::{OomNotice, OomWatcher};
+pub use stats::Stats;
 pub use systemd::SystemdCgroup;
 
 /// Mount point of the cgroup filesystems.
