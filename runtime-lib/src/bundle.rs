@@ -99,7 +99,41 @@ impl Bundle {
 
 /// Parse config.json text. Fields are checked by [`validate`]; this only reports JSON errors.
 pub fn parse_spec(text: &[u8]) -> Result<Spec, String> {
-    serde_json::from_slice(text).map_err(|e| e.to_string())
+    serde_json::from_slice(text).or_else(|e| {
+        reparse(text, e, |v| {
+            let mut changed = false;
+            if let Some(p) = v.get_mut("process") {
+                changed |= crate::process::scheduling::fix_json(p)?;
+            }
+            if let Some(l) = v.get("linux") {
+                crate::process::personality::check_json(l)?;
+            }
+            Ok(changed)
+        })
+    })
+}
+
+/// Parse a process object (`exec --process`) the way [`parse_spec`] parses config.json's.
+pub fn parse_process(text: &[u8]) -> Result<oci_spec::runtime::Process, String> {
+    serde_json::from_slice(text).or_else(|e| reparse(text, e, crate::process::scheduling::fix_json))
+}
+
+/// The slow path of a typed parse that failed: look at the document as plain JSON, where the
+/// error can name the field of a value the types do not know, and where values spelled as the
+/// runtime-spec spells them but oci-spec's types do not are respelled (then parse again).
+fn reparse<T: serde::de::DeserializeOwned>(
+    text: &[u8],
+    first: serde_json::Error,
+    fix: impl FnOnce(&mut serde_json::Value) -> Result<bool, String>,
+) -> Result<T, String> {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(text) else {
+        return Err(first.to_string());
+    };
+    if fix(&mut v)? {
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    } else {
+        Err(first.to_string())
+    }
 }
 
 /// The checks that need nothing but the spec itself.
@@ -226,9 +260,6 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
         if linux.intel_rdt().is_some() {
             return Err(BundleError::Unsupported("linux.intelRdt".into()));
         }
-        if linux.personality().is_some() {
-            return Err(BundleError::Unsupported("linux.personality".into()));
-        }
         crate::security::label::check_mount_label(
             crate::security::label::HostLsm::probe(),
             linux.mount_label().as_deref(),
@@ -312,6 +343,52 @@ mod tests {
     #[test]
     fn unknown_namespace_is_a_json_error() {
         assert!(parse_spec(br#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"namespaces":[{"type":"bogus"}]}}"#).is_err());
+    }
+
+    #[test]
+    fn scheduling_values_name_their_field() {
+        let proc_with = |extra: &str| {
+            format!(
+                r#"{{"ociVersion":"1.0.2","root":{{"path":"r"}},"process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}},{extra}}}}}"#
+            )
+        };
+        let e =
+            parse_spec(proc_with(r#""scheduler":{"policy":"SCHED_NOPE"}"#).as_bytes()).unwrap_err();
+        assert!(e.contains("process.scheduler.policy"), "{e}");
+        let e = parse_spec(
+            proc_with(r#""ioPriority":{"class":"IOPRIO_CLASS_NOPE","priority":1}"#).as_bytes(),
+        )
+        .unwrap_err();
+        assert!(e.contains("process.ioPriority.class"), "{e}");
+        let e = parse_spec(
+            br#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"personality":{"domain":"LINUX64"}}}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("linux.personality.domain"), "{e}");
+        // Another error in the same document keeps serde's message, with its position.
+        let e =
+            parse_spec(br#"{"ociVersion":"1.0.2","root":{"path":"r"},"hostname":7}"#).unwrap_err();
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn scheduler_flags_as_the_runtime_spec_spells_them() {
+        let text = br#"{"ociVersion":"1.2.0","root":{"path":"r"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},
+            "scheduler":{"policy":"SCHED_FIFO","priority":5,"flags":["SCHED_FLAG_RESET_ON_FORK","SCHED_FLAG_DL_OVERRUN"]}}}"#;
+        let spec = parse_spec(text).unwrap();
+        let flags = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .scheduler()
+            .as_ref()
+            .unwrap()
+            .flags()
+            .clone();
+        assert_eq!(flags.map(|f| f.len()), Some(2));
+        // What the runtime saves (state.json) reads back.
+        let saved = serde_json::to_vec(&spec).unwrap();
+        assert_eq!(parse_spec(&saved).unwrap(), spec);
     }
 
     #[test]

@@ -100,6 +100,9 @@ pub struct Saved {
     /// The container's seccomp profile, which `exec`'d processes get too.
     #[serde(default)]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// The container's execution domain, which `exec`'d processes get too.
+    #[serde(default)]
+    pub personality: Option<oci_spec::runtime::LinuxPersonality>,
 }
 
 /// The OCI state document (`state` command, hooks' stdin), with runc's extra fields.

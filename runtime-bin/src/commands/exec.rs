@@ -78,7 +78,7 @@ fn parse_user(s: &str) -> Result<(u32, Option<u32>), String> {
 fn build_process(a: &Args, base: Option<&Process>) -> Result<Process, String> {
     if let Some(path) = &a.process {
         let text = std::fs::read(path).map_err(|e| format!("--process {}: {e}", path.display()))?;
-        return serde_json::from_slice(&text)
+        return casulo::bundle::parse_process(&text)
             .map_err(|e| format!("--process {}: invalid JSON: {e}", path.display()));
     }
     if a.command.is_empty() {

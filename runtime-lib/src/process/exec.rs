@@ -2,7 +2,9 @@
 //! namespace of the container's init (user first, mount last — joining the mount namespace
 //! also moves the root and cwd to the container's root); where the container has its own pid
 //! or time namespace the stage forks the process and exits. The process then gets its own
-//! rlimits, user, capabilities, no_new_privs and seccomp, exactly as an init does, and execs.
+//! rlimits, scheduling, user, capabilities, no_new_privs and seccomp, exactly as an init does,
+//! and execs. A process without its own scheduler or I/O priority gets the container's (as
+//! with runc), and every process gets the container's personality.
 //! The sync channel is close-on-exec: the runtime reads "closed" as a successful exec.
 
 use std::convert::Infallible;
@@ -81,7 +83,13 @@ fn init_namespaces(pid: i32) -> Result<Vec<Join>, ProcessError> {
 /// Start `process` in the container described by `saved` (whose init must be alive). Returns
 /// the new process's pid once it has exec'd.
 pub fn exec(saved: &Saved, process: &Process, opts: &ExecOptions) -> Result<i32, crate::ErrorKind> {
-    let plan_process = ProcessPlan::from_spec(process, opts.console_socket.is_some())?;
+    let process = super::scheduling::with_container_defaults(process, saved.process.as_ref());
+    let mut plan_process = ProcessPlan::from_spec(&process, opts.console_socket.is_some())?;
+    plan_process.personality = saved
+        .personality
+        .as_ref()
+        .map(super::personality::PersonalityPlan::from_spec)
+        .transpose()?;
     let seccomp = match &saved.seccomp {
         Some(s) => Some(SeccompPlan::from_spec(s)?),
         None => None,

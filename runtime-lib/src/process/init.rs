@@ -224,11 +224,14 @@ fn open_inside(cwd: &Path) -> Result<OwnedFd, nix::Error> {
 }
 
 /// The part of the process setup that an init and an exec'd process share, in the order that
-/// leaves no window of extra privilege: rlimits (raising needs CAP_SYS_RESOURCE), umask, the
-/// cwd and the executable looked up, the fds and signals the program inherits (all before any
-/// seccomp filter: a profile may not allow the syscalls these use), the seccomp filter when it cannot wait for no_new_privs, the
-/// bounding set, the user switch, the other capability sets, the cwd entered again as the user
-/// (so that its permissions apply) and no_new_privs. A filter under no_new_privs is loaded by the caller last, right before execve.
+/// leaves no window of extra privilege: rlimits (raising needs CAP_SYS_RESOURCE); the
+/// scheduler, I/O priority and personality (a real-time policy, a lower nice value and the
+/// real-time I/O class need CAP_SYS_NICE, or the RLIMIT_RTPRIO / RLIMIT_NICE just set); umask;
+/// the cwd and the executable looked up; the fds and signals the program inherits (all of these
+/// before any seccomp filter: a profile may not allow the syscalls they use); the seccomp filter
+/// when it cannot wait for no_new_privs; the bounding set, the user switch, the other
+/// capability sets; the cwd entered again as the user (so that its permissions apply) and
+/// no_new_privs. A filter under no_new_privs is loaded by the caller last, right before execve.
 /// Returns the executable's path.
 pub(super) fn finish_process(
     p: &super::ProcessPlan,
@@ -237,6 +240,10 @@ pub(super) fn finish_process(
     preserve_fds: u32,
 ) -> Result<std::ffi::CString, String> {
     p.rlimits.apply().step("rlimits")?;
+    p.scheduling.apply().map_err(|e| e.to_string())?;
+    if let Some(persona) = &p.personality {
+        persona.apply().map_err(|e| e.to_string())?;
+    }
     if let Some(l) = &p.label {
         write_proc(proc, &l.rel, &l.value).step(&format!("LSM label {}", l.rel.display()))?;
     }

@@ -19,6 +19,8 @@ pub mod fifo;
 pub mod foreground;
 pub mod init;
 pub mod parent;
+pub mod personality;
+pub mod scheduling;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -30,11 +32,20 @@ use crate::bundle::Bundle;
 use crate::namespaces::NamespacePlan;
 use crate::rootfs::RootfsPlan;
 use crate::security::{CapsPlan, RlimitsPlan, SeccompPlan};
+use personality::PersonalityPlan;
+use scheduling::SchedulingPlan;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("{what}: {source}")]
     Sys { what: String, source: nix::Error },
+    /// A failed call whose errno has a likely cause worth naming.
+    #[error("{what}: {source} ({hint})")]
+    SysHint {
+        what: String,
+        source: nix::Error,
+        hint: &'static str,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -87,6 +98,11 @@ pub struct ProcessPlan {
     pub rlimits: RlimitsPlan,
     /// The LSM exec label to write before the capabilities go (none where the LSM is off).
     pub label: Option<crate::security::label::LabelPlan>,
+    /// process.scheduler and process.ioPriority.
+    pub scheduling: SchedulingPlan,
+    /// linux.personality: the container's, not the process config's; [`ProcessPlan::from_spec`]
+    /// leaves it empty and the caller sets it.
+    pub personality: Option<PersonalityPlan>,
 }
 
 /// Everything the init does, decided before the fork.
@@ -205,13 +221,9 @@ impl ProcessPlan {
                 process.selinux_label().as_deref(),
                 process.apparmor_profile().as_deref(),
             )?,
+            scheduling: SchedulingPlan::from_spec(process)?,
+            personality: None,
         };
-        if process.io_priority().is_some() {
-            return Err(ProcessError::Unsupported("process.ioPriority".into()).into());
-        }
-        if process.scheduler().is_some() {
-            return Err(ProcessError::Unsupported("process.scheduler".into()).into());
-        }
         Ok(plan)
     }
 }
@@ -233,7 +245,8 @@ impl InitPlan {
         let mut rootfs = RootfsPlan::from_spec(spec, &bundle.dir, &bundle.rootfs, opts.no_pivot)?;
         rootfs.host_mount_ns = !ns.has(LinuxNamespaceType::Mount);
 
-        let process_plan = ProcessPlan::from_spec(process, opts.console_socket.is_some())?;
+        let mut process_plan = ProcessPlan::from_spec(process, opts.console_socket.is_some())?;
+        process_plan.personality = personality_plan(linux)?;
 
         let mut sysctl = Vec::new();
         if let Some(map) = linux.and_then(|l| l.sysctl().as_ref()) {
@@ -305,6 +318,16 @@ impl InitPlan {
             no_new_keyring: opts.no_new_keyring,
         })
     }
+}
+
+/// `linux.personality` of the container, checked.
+fn personality_plan(
+    linux: Option<&oci_spec::runtime::Linux>,
+) -> Result<Option<PersonalityPlan>, ProcessError> {
+    linux
+        .and_then(|l| l.personality().as_ref())
+        .map(PersonalityPlan::from_spec)
+        .transpose()
 }
 
 /// Connect to the console socket that will receive the pty master (the path is the caller's:

@@ -166,6 +166,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         host_mount_ns: plan.rootfs.host_mount_ns,
         process: bundle.spec.process().clone(),
         seccomp: linux.and_then(|l| l.seccomp().clone()),
+        personality: linux.and_then(|l| l.personality().clone()),
     };
 
     // Side effects from here on; `undo` reverts them unless create succeeds.

@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use nix::errno::Errno;
 
 pub(crate) mod bpf;
+pub(crate) mod sched;
 pub(crate) mod security;
 pub(crate) mod tty;
 
