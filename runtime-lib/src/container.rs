@@ -284,7 +284,7 @@ impl Container {
                 format!("cannot exec in a container that is {status}"),
             ));
         }
-        let pid = crate::process::exec::exec(&self.saved, process, opts)
+        let pid = crate::process::exec::exec(&self.saved, status, process, opts)
             .map_err(|k| Error::new(id, step, k))?;
         drop(dir);
         Ok(pid)

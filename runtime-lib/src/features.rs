@@ -4,7 +4,9 @@
 use serde_json::{json, Value};
 
 use crate::rootfs::mounts::KNOWN_OPTIONS;
-use crate::security::seccomp::{ACTIONS, ARCHES, KNOWN_FLAGS, OPERATORS, SUPPORTED_FLAGS};
+use crate::security::seccomp::{
+    action_supported, flag_supported, ACTIONS, ARCHES, KNOWN_FLAGS, OPERATORS, SUPPORTED_FLAGS,
+};
 
 /// The spec versions whose configs this runtime runs.
 pub const OCI_VERSION_MIN: &str = "1.0.0";
@@ -41,6 +43,15 @@ fn namespaces() -> Vec<&'static str> {
 pub fn features() -> Value {
     let capabilities = crate::security::known_capabilities().unwrap_or_default();
     let lsm = crate::security::label::HostLsm::probe();
+    // The actions and flags this runtime applies and the running kernel has.
+    let actions: Vec<&str> = ACTIONS
+        .into_iter()
+        .filter(|a| action_supported(a))
+        .collect();
+    let flags: Vec<&str> = SUPPORTED_FLAGS
+        .into_iter()
+        .filter(|f| flag_supported(f))
+        .collect();
     json!({
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": OCI_VERSION_MAX,
@@ -52,11 +63,11 @@ pub fn features() -> Value {
             "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": true},
             "seccomp": {
                 "enabled": true,
-                "actions": ACTIONS,
+                "actions": actions,
                 "operators": OPERATORS,
                 "archs": &ARCHES[..],
                 "knownFlags": KNOWN_FLAGS,
-                "supportedFlags": SUPPORTED_FLAGS,
+                "supportedFlags": flags,
             },
             "apparmor": {"enabled": lsm.apparmor},
             "selinux": {"enabled": lsm.selinux},
@@ -84,11 +95,19 @@ mod tests {
             .unwrap()
             .iter()
             .any(|n| n == "pid"));
-        assert!(!doc["linux"]["seccomp"]["actions"]
+        let actions = doc["linux"]["seccomp"]["actions"].as_array().unwrap();
+        assert!(actions.iter().any(|a| a == "SCMP_ACT_ERRNO"));
+        assert_eq!(
+            actions.iter().any(|a| a == "SCMP_ACT_NOTIFY"),
+            action_supported("SCMP_ACT_NOTIFY")
+        );
+        let supported = doc["linux"]["seccomp"]["supportedFlags"]
             .as_array()
-            .unwrap()
+            .unwrap();
+        assert!(supported.iter().any(|f| f == "SECCOMP_FILTER_FLAG_TSYNC"));
+        assert!(supported
             .iter()
-            .any(|a| a == "SCMP_ACT_NOTIFY"));
+            .all(|f| SUPPORTED_FLAGS.contains(&f.as_str().unwrap())));
         assert!(doc["linux"]["capabilities"]
             .as_array()
             .unwrap()

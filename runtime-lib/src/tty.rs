@@ -207,10 +207,25 @@ pub fn send_fd(socket: BorrowedFd<'_>, data: &[u8], fd: BorrowedFd<'_>) -> Resul
             source: Errno::EINVAL,
         });
     }
+    send_with_fd(socket, data, fd).map_err(sys("send master over the console socket"))
+}
+
+/// Send all of `data` over the unix socket `socket`, with `fd` attached (SCM_RIGHTS) to the
+/// first sendmsg(2); a stream socket that takes part of the bytes gets the rest in further
+/// sendmsg calls without fds (the only syscall made). `data` must not be empty: a stream socket
+/// carries no fd without a byte.
+pub(crate) fn send_with_fd(
+    socket: BorrowedFd<'_>,
+    data: &[u8],
+    fd: BorrowedFd<'_>,
+) -> Result<(), Errno> {
+    if data.is_empty() {
+        return Err(Errno::EINVAL);
+    }
     let fds = [fd.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    let iov = [io::IoSlice::new(data)];
-    loop {
+    let mut sent = loop {
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let iov = [io::IoSlice::new(data)];
         match sendmsg::<()>(
             socket.as_raw_fd(),
             &iov,
@@ -218,19 +233,23 @@ pub fn send_fd(socket: BorrowedFd<'_>, data: &[u8], fd: BorrowedFd<'_>) -> Resul
             MsgFlags::MSG_NOSIGNAL,
             None,
         ) {
-            Ok(n) if n == data.len() => return Ok(()),
-            // The fd went with the first byte; a short write of a name this small does not
-            // happen on a unix socket, and a partial name would mislead the receiver.
-            Ok(_) => {
-                return Err(TtyError::Sys {
-                    step: "send master: short write",
-                    source: Errno::EIO,
-                })
-            }
+            Ok(n) => break n,
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(sys("send master over the console socket")(e)),
+            Err(e) => return Err(e),
+        }
+    };
+    // sendmsg again rather than send: a seccomp filter just loaded may hand send(2)'s syscall
+    // to the agent that is still waiting for the end of these bytes.
+    while sent < data.len() {
+        let iov = [io::IoSlice::new(&data[sent..])];
+        match sendmsg::<()>(socket.as_raw_fd(), &iov, &[], MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(0) => return Err(Errno::EIO),
+            Ok(n) => sent += n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
         }
     }
+    Ok(())
 }
 
 /// Receive one fd and the message bytes sent with it. The fd is close-on-exec.

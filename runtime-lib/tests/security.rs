@@ -690,3 +690,55 @@ fn seccomp_load_needs_nnp_or_cap_sys_admin() {
     });
     assert_passed(end, &["drop caps", "load refused with EACCES"]);
 }
+
+#[test]
+fn seccomp_notify_listener_reaches_the_agent() {
+    // The agent, in a thread of the test process: it gets the state and the listener over a
+    // socket, then answers getppid with a made-up value.
+    let plan = seccomp(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/unused",
+            "syscalls":[{"names":["getppid"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+    );
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let agent = std::thread::spawn(move || {
+        use std::os::fd::{AsFd, AsRawFd};
+        let (listener, state) = casulo::tty::recv_fd(ours.as_fd()).expect("listener");
+        let req = libseccomp::ScmpNotifReq::receive(listener.as_raw_fd()).expect("notification");
+        assert_eq!(
+            req.data.syscall,
+            libseccomp::ScmpSyscall::from_name("getppid").unwrap()
+        );
+        libseccomp::ScmpNotifResp::new_val(req.id, 4242, libseccomp::ScmpNotifRespFlags::empty())
+            .respond(listener.as_raw_fd())
+            .expect("respond");
+        state
+    });
+    let mut theirs = Some(std::os::fd::OwnedFd::from(theirs));
+    let end = in_child(|| {
+        if set_no_new_privs().is_err() {
+            return 1;
+        }
+        let Ok(Some(listener)) = plan.load() else {
+            return 2;
+        };
+        let socket = theirs.take().expect("socket");
+        if casulo::security::seccomp_notify::hand_over(socket, b"{\"pid\":1}", listener).is_err() {
+            return 3;
+        }
+        if raw_syscall(libc::SYS_getppid, 0, 0) != 4242 {
+            return 4;
+        }
+        0
+    });
+    drop(theirs);
+    assert_passed(
+        end,
+        &[
+            "set_no_new_privs",
+            "load returns the listener",
+            "hand over",
+            "getppid answered by the agent",
+        ],
+    );
+    assert_eq!(agent.join().unwrap(), b"{\"pid\":1}");
+}

@@ -19,6 +19,9 @@ pub enum Msg {
     /// runtime → init: the state documents for the hooks that run inside the container:
     /// (status created) — also the sign that the init is in its cgroup.
     State(Vec<u8>),
+    /// runtime → child: the container process state for the seccomp agent (JSON), sent after
+    /// the child's pid is known when its filter notifies an agent.
+    AgentState(Vec<u8>),
     /// init → runtime: mounts are done, run the prestart and createRuntime hooks.
     RunHooks,
     /// runtime → init: the hooks ran.
@@ -53,6 +56,10 @@ impl Msg {
                 out.push(9);
                 out.extend_from_slice(s.as_bytes());
             }
+            Msg::AgentState(doc) => {
+                out.push(10);
+                out.extend_from_slice(doc);
+            }
         }
         out
     }
@@ -69,6 +76,7 @@ impl Msg {
             7 => Msg::HooksDone,
             8 => Msg::Ready,
             9 => Msg::Error(String::from_utf8_lossy(rest).into_owned()),
+            10 => Msg::AgentState(rest.to_vec()),
             _ => return None,
         })
     }
@@ -153,6 +161,7 @@ mod tests {
             Msg::HooksDone,
             Msg::Ready,
             Msg::Error("mount proc on /proc: EPERM".into()),
+            Msg::AgentState(b"{\"pid\":1}".to_vec()),
         ];
         for m in &msgs {
             a.send(m).unwrap();

@@ -17,11 +17,11 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::channel::{self, Channel, ChannelError, Msg};
-use super::init::Step as _;
+use super::init::{AgentHandoff, Step as _};
 use super::{sys, ProcessError, ProcessPlan};
 use crate::namespaces::{clone_flag, Join};
 use crate::security::SeccompPlan;
-use crate::state::Saved;
+use crate::state::{Saved, Status};
 use crate::sys::{exit_now, fork, Fork};
 
 /// Options of `exec` that are not part of the process config.
@@ -80,9 +80,14 @@ fn init_namespaces(pid: i32) -> Result<Vec<Join>, ProcessError> {
     Ok(joins)
 }
 
-/// Start `process` in the container described by `saved` (whose init must be alive). Returns
-/// the new process's pid once it has exec'd.
-pub fn exec(saved: &Saved, process: &Process, opts: &ExecOptions) -> Result<i32, crate::ErrorKind> {
+/// Start `process` in the container described by `saved` (whose init must be alive and whose
+/// status is `status`). Returns the new process's pid once it has exec'd.
+pub fn exec(
+    saved: &Saved,
+    status: Status,
+    process: &Process,
+    opts: &ExecOptions,
+) -> Result<i32, crate::ErrorKind> {
     let process = super::scheduling::with_container_defaults(process, saved.process.as_ref());
     let mut plan_process = ProcessPlan::from_spec(&process, opts.console_socket.is_some())?;
     plan_process.personality = saved
@@ -129,6 +134,11 @@ pub fn exec(saved: &Saved, process: &Process, opts: &ExecOptions) -> Result<i32,
         preserve_fds: opts.preserve_fds,
     };
     let console = super::connect_console(opts.console_socket.as_deref())?;
+    // The process cannot reach a host path once inside the container: connect for it.
+    let listener = plan.seccomp.as_ref().and_then(|s| s.listener());
+    let agent = listener
+        .map(|l| crate::security::seccomp_notify::connect(&l.path))
+        .transpose()?;
     let mut cgroup = match &saved.cgroup {
         Some(cfg) => Some(crate::cgroups::manager_at(cfg, &saved.cgroup_paths)?),
         None => None,
@@ -137,12 +147,14 @@ pub fn exec(saved: &Saved, process: &Process, opts: &ExecOptions) -> Result<i32,
     let stage = match fork().map_err(sys("fork"))? {
         Fork::Child => {
             crate::sys::close_inherited(chan.as_raw());
-            child(&plan, child_chan, console)
+            child(&plan, child_chan, console, agent)
         }
         Fork::Parent(pid) => pid,
     };
     drop(child_chan);
     drop(console);
+    // Only the process holds the agent's connection: it closes it once the listener is sent.
+    drop(agent);
     let kill_stage = |e: crate::ErrorKind| {
         crate::sys::kill(stage, libc::SIGKILL);
         let _ = waitpid(Pid::from_raw(stage), None);
@@ -166,7 +178,27 @@ pub fn exec(saved: &Saved, process: &Process, opts: &ExecOptions) -> Result<i32,
     if pid != stage {
         let _ = waitpid(Pid::from_raw(stage), None);
     }
+    // The process waits for its container process state before it loads a filter that
+    // notifies an agent. If it cannot take it, it failed: its error follows on the channel.
+    let mut state_sent = true;
+    if let Some(l) = listener {
+        // As the reference runtime: the exec'd process is the process; the state is the
+        // container's, with its init's pid.
+        let doc = crate::security::seccomp_notify::process_state(
+            pid,
+            l.metadata.as_deref(),
+            &saved.oci_state(status),
+        );
+        state_sent = chan.send(&Msg::AgentState(doc)).is_ok();
+    }
     match chan.recv() {
+        Err(ChannelError::Closed) if !state_sent => {
+            crate::process::parent::kill_and_wait(pid, pid != stage);
+            return Err(ProcessError::Init(
+                "exited before it got the seccomp agent's state".into(),
+            )
+            .into());
+        }
         Err(ChannelError::Closed) => {}
         Ok(Msg::Error(e)) => {
             crate::process::parent::kill_and_wait(pid, pid != stage);
@@ -186,8 +218,8 @@ pub fn exec(saved: &Saved, process: &Process, opts: &ExecOptions) -> Result<i32,
     Ok(pid)
 }
 
-fn child(plan: &ExecPlan, chan: Channel, console: Option<OwnedFd>) -> ! {
-    let msg = match child_steps(plan, &chan, console) {
+fn child(plan: &ExecPlan, chan: Channel, console: Option<OwnedFd>, agent: Option<OwnedFd>) -> ! {
+    let msg = match child_steps(plan, &chan, console, agent) {
         Ok(never) => match never {},
         Err(msg) => msg,
     };
@@ -199,6 +231,7 @@ fn child_steps(
     plan: &ExecPlan,
     chan: &Channel,
     console: Option<OwnedFd>,
+    agent: Option<OwnedFd>,
 ) -> Result<Infallible, String> {
     nix::sys::prctl::set_dumpable(false).step("prctl(PR_SET_DUMPABLE)")?;
     match chan.recv().step("wait for runtime")? {
@@ -228,6 +261,11 @@ fn child_steps(
         chan.send(&Msg::Pid(nix::unistd::getpid().as_raw()))
             .step("sync")?;
     }
+    let agent_state = match &agent {
+        Some(_) => Some(super::init::recv_agent_state(chan)?),
+        None => None,
+    };
+    let agent = AgentHandoff::pair(agent, agent_state)?;
     let p = &plan.process;
     nix::unistd::setsid().step("setsid")?;
     if p.terminal {
@@ -235,12 +273,15 @@ fn child_steps(
         let slave = super::init::open_terminal(sock.as_fd(), p.console_size).step("terminal")?;
         crate::tty::set_controlling(slave).step("terminal")?;
     }
-    let exe = super::init::finish_process(p, &proc, plan.seccomp.as_ref(), plan.preserve_fds)?;
+    let exe =
+        super::init::finish_process(p, &proc, plan.seccomp.as_ref(), plan.preserve_fds, agent)?;
     drop(proc);
-    if p.no_new_privileges {
-        if let Some(s) = &plan.seccomp {
-            s.load().step("seccomp")?;
-        }
+    if let Some(s) = plan
+        .seccomp
+        .as_ref()
+        .filter(|s| s.loads_last(p.no_new_privileges))
+    {
+        s.load().step("seccomp")?;
     }
     let errno = crate::sys::execve(&exe, &p.args, &p.env);
     Err(format!("exec {exe:?}: {errno}"))

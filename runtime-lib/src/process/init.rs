@@ -36,11 +36,45 @@ pub struct ChildIo {
     pub console: Option<OwnedFd>,
     /// Whether the runtime has prestart/createRuntime hooks to run mid-way.
     pub runtime_hooks: bool,
+    /// The connection to the seccomp agent, when the filter notifies one.
+    pub agent: Option<OwnedFd>,
+}
+
+/// What the container process sends its seccomp agent once the filter is loaded: the
+/// connection the runtime made and the container process state it sent.
+pub(super) struct AgentHandoff {
+    pub socket: OwnedFd,
+    pub state: Vec<u8>,
+}
+
+impl AgentHandoff {
+    /// Pair the runtime's connection with the state document; both or neither must be there.
+    pub(super) fn pair(
+        socket: Option<OwnedFd>,
+        state: Option<Vec<u8>>,
+    ) -> Result<Option<AgentHandoff>, String> {
+        match (socket, state) {
+            (Some(socket), Some(state)) => Ok(Some(AgentHandoff { socket, state })),
+            (None, None) => Ok(None),
+            _ => Err("seccomp agent: the connection and the process state do not match".into()),
+        }
+    }
+}
+
+/// Receive the container process state for the seccomp agent.
+pub(super) fn recv_agent_state(chan: &Channel) -> Result<Vec<u8>, String> {
+    match chan.recv().step("wait for runtime")? {
+        Msg::AgentState(doc) => Ok(doc),
+        Msg::Error(e) => Err(e),
+        other => Err(format!(
+            "sync: expected the seccomp agent's state, got {other:?}"
+        )),
+    }
 }
 
 /// Entry point of the forked child. Never returns.
-pub fn run(plan: &InitPlan, io: ChildIo) -> ! {
-    let result = stage(plan, &io);
+pub fn run(plan: &InitPlan, mut io: ChildIo) -> ! {
+    let result = stage(plan, &mut io);
     let msg = match result {
         Ok(never) => match never {},
         Err(msg) => msg,
@@ -58,7 +92,7 @@ fn expect(chan: &Channel, want: Msg) -> Result<(), String> {
 }
 
 /// The stage: namespaces, then (for a pid or time namespace) the fork of the init.
-fn stage(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
+fn stage(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
     nix::sys::prctl::set_dumpable(false).step("prctl(PR_SET_DUMPABLE)")?;
     expect(&io.chan, Msg::Go)?;
     plan.ns.join_all().step("namespaces")?;
@@ -92,23 +126,35 @@ fn stage(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
 }
 
 /// The init: the container itself, up to the exec of the user program.
-fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
+fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
     let p = &plan.process;
     nix::unistd::setsid().step("setsid")?;
     let proc = fifo::open_proc().step("open /proc")?;
     // The runtime moves us into our cgroup while we mount; it sends the state document when
     // that is done. Nothing that depends on the cgroup (the cgroup namespace and mount, hooks,
-    // the user's program) happens before.
-    let mut states: Option<Vec<u8>> = None;
+    // the user's program) happens before. A filter that notifies a seccomp agent also gets
+    // the container process state for it, right after.
+    let notifies = plan
+        .seccomp
+        .as_ref()
+        .is_some_and(|s| s.listener().is_some());
+    let mut states: Option<(Vec<u8>, Option<Vec<u8>>)> = None;
+    let chan = &io.chan;
     let mut in_cgroup = || -> Result<(), String> {
         if states.is_some() {
             return Ok(());
         }
-        states = Some(match io.chan.recv().step("wait for runtime")? {
+        let state = match chan.recv().step("wait for runtime")? {
             Msg::State(doc) => doc,
             Msg::Error(e) => return Err(e),
             other => return Err(format!("sync: expected the state, got {other:?}")),
-        });
+        };
+        let agent_state = if notifies {
+            Some(recv_agent_state(chan)?)
+        } else {
+            None
+        };
+        states = Some((state, agent_state));
         plan.ns.unshare_cgroup().step("namespaces")
     };
 
@@ -122,7 +168,8 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
         )
         .step("rootfs")?;
     in_cgroup()?;
-    let state = states.take().ok_or("sync: no state")?;
+    let (state, agent_state) = states.take().ok_or("sync: no state")?;
+    let agent = AgentHandoff::pair(io.agent.take(), agent_state)?;
     if io.runtime_hooks {
         io.chan.send(&Msg::RunHooks).step("sync")?;
         expect(&io.chan, Msg::HooksDone)?;
@@ -171,7 +218,7 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
             Err(e) => return Err(format!("join session keyring: {e}")),
         }
     }
-    let exe = finish_process(p, &proc, plan.seccomp.as_ref(), plan.preserve_fds)?;
+    let exe = finish_process(p, &proc, plan.seccomp.as_ref(), plan.preserve_fds, agent)?;
 
     io.chan.send(&Msg::Ready).step("sync")?;
     let w = fifo::wait_for_start(proc.as_fd(), io.fifo.as_fd()).step("open exec fifo")?;
@@ -186,11 +233,13 @@ fn init(plan: &InitPlan, io: &ChildIo) -> Result<Infallible, String> {
     if let Err(e) = crate::hooks::run_hooks("startContainer", &plan.start_container_hooks, &state) {
         fail(e.to_string(), 1);
     }
-    if p.no_new_privileges {
-        if let Some(s) = &plan.seccomp {
-            if let Err(e) = s.load() {
-                fail(format!("seccomp: {e}"), 1);
-            }
+    if let Some(s) = plan
+        .seccomp
+        .as_ref()
+        .filter(|s| s.loads_last(p.no_new_privileges))
+    {
+        if let Err(e) = s.load() {
+            fail(format!("seccomp: {e}"), 1);
         }
     }
     let errno = crate::sys::execve(&exe, &p.args, &p.env);
@@ -226,19 +275,24 @@ fn open_inside(cwd: &Path) -> Result<OwnedFd, nix::Error> {
 /// The part of the process setup that an init and an exec'd process share, in the order that
 /// leaves no window of extra privilege: rlimits (raising needs CAP_SYS_RESOURCE); the
 /// scheduler, I/O priority and personality (a real-time policy, a lower nice value and the
-/// real-time I/O class need CAP_SYS_NICE, or the RLIMIT_RTPRIO / RLIMIT_NICE just set); umask;
-/// the cwd and the executable looked up; the fds and signals the program inherits (all of these
-/// before any seccomp filter: a profile may not allow the syscalls they use); the seccomp filter
-/// when it cannot wait for no_new_privs; the bounding set, the user switch, the other
-/// capability sets; the cwd entered again as the user (so that its permissions apply) and
-/// no_new_privs. A filter under no_new_privs is loaded by the caller last, right before execve.
+/// real-time I/O class need CAP_SYS_NICE, or the RLIMIT_RTPRIO / RLIMIT_NICE just set); the LSM
+/// exec label; umask; the cwd and the executable looked up; the fds and signals the program
+/// inherits (all of these before any seccomp filter: a profile may not allow the syscalls they
+/// use); the seccomp filter when it cannot wait for no_new_privs; the bounding set, the user
+/// switch, the other capability sets; the cwd entered again as the user (so that its
+/// permissions apply) and no_new_privs, then a filter that notifies a seccomp agent under
+/// no_new_privs. Any other filter under no_new_privs is loaded by the caller last, right
+/// before execve ([`SeccompPlan::loads_last`](crate::security::SeccompPlan::loads_last)). A
+/// filter that notifies an agent is handed to it (`agent`) as soon as it is loaded.
 /// Returns the executable's path.
 pub(super) fn finish_process(
     p: &super::ProcessPlan,
     proc: &OwnedFd,
     seccomp: Option<&crate::security::SeccompPlan>,
     preserve_fds: u32,
+    agent: Option<AgentHandoff>,
 ) -> Result<std::ffi::CString, String> {
+    let mut agent = agent;
     p.rlimits.apply().step("rlimits")?;
     p.scheduling.apply().map_err(|e| e.to_string())?;
     if let Some(persona) = &p.personality {
@@ -262,10 +316,8 @@ pub(super) fn finish_process(
     crate::sys::reset_signals();
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the user's capability
     // sets may not keep: load it now, while the runtime still has it.
-    if !p.no_new_privileges {
-        if let Some(s) = seccomp {
-            s.load().step("seccomp")?;
-        }
+    if let Some(s) = seccomp.filter(|_| !p.no_new_privileges) {
+        load_seccomp(s, agent.take())?;
     }
     p.caps.drop_bounding().step("capabilities")?;
     crate::security::switch_user(p.uid, p.gid, &p.additional_gids, true).step("user")?;
@@ -274,8 +326,29 @@ pub(super) fn finish_process(
     drop(cwd);
     if p.no_new_privileges {
         crate::security::set_no_new_privs().step("no_new_privileges")?;
+        if let Some(s) = seccomp.filter(|s| !s.loads_last(true)) {
+            load_seccomp(s, agent.take())?;
+        }
     }
     Ok(exe)
+}
+
+/// Load the filter; hand its listener, if it has one, to the seccomp agent at once.
+fn load_seccomp(
+    s: &crate::security::SeccompPlan,
+    agent: Option<AgentHandoff>,
+) -> Result<(), String> {
+    let listener = s.load().step("seccomp")?;
+    match (listener, agent) {
+        (None, _) => Ok(()),
+        (Some(listener), Some(a)) => {
+            crate::security::seccomp_notify::hand_over(a.socket, &a.state, listener)
+                .step("seccomp agent")
+        }
+        (Some(_), None) => {
+            Err("seccomp agent: the filter has a listener but no agent connection".into())
+        }
+    }
 }
 
 /// For an exec'd process with a terminal: a new pty of the container's devpts (no

@@ -140,6 +140,12 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         cgroups::resolve(cgroup_path.as_deref(), id, opts.systemd_cgroup).ctx(id, step)?;
     let resources = cgroups::resources_for_create(linux);
     let console = super::connect_console(opts.console_socket.as_deref()).ctx(id, step)?;
+    // The init cannot reach a host path once inside its root: connect for it.
+    let listener = plan.seccomp.as_ref().and_then(|s| s.listener());
+    let agent = listener
+        .map(|l| crate::security::seccomp_notify::connect(&l.path))
+        .transpose()
+        .ctx(id, step)?;
     let hooks = bundle.spec.hooks().clone();
     let prestart = hooks
         .as_ref()
@@ -202,6 +208,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                     fifo: fifo_fd,
                     console,
                     runtime_hooks: !prestart.is_empty() || !create_runtime.is_empty(),
+                    agent,
                 },
             )
         }
@@ -209,6 +216,8 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     };
     drop(child_chan);
     drop(console);
+    // Only the container holds the agent's connection: it closes it once the listener is sent.
+    drop(agent);
     drop(fifo_fd);
     undo.stage = Some(stage);
 
@@ -264,6 +273,17 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                     serde_json::to_vec(&saved.oci_state(Status::Created)).unwrap_or_default();
                 chan.send(&Msg::State(created))
                     .map_err(|e| fail(e.into()))?;
+                if let Some(l) = listener {
+                    // As the spec's example and the reference runtime: the init is the
+                    // process, and the container is still being created.
+                    let doc = crate::security::seccomp_notify::process_state(
+                        pid,
+                        l.metadata.as_deref(),
+                        &saved.oci_state(Status::Creating),
+                    );
+                    chan.send(&Msg::AgentState(doc))
+                        .map_err(|e| fail(e.into()))?;
+                }
             }
             Msg::RunHooks => {
                 // The spec's lifecycle: the environment exists (step 2 is over), so the

@@ -18,11 +18,15 @@
 //! 6. `SeccompPlan::load` last, so the filter does not see the runtime's own setup syscalls.
 //!    Without no_new_privs the kernel only accepts a filter from a task holding
 //!    CAP_SYS_ADMIN; the caller must then load it before step 4 drops that capability.
+//!    A filter that notifies a seccomp agent is loaded with the rest of the setup (before
+//!    step 4 without no_new_privs, right after step 5 with it), not at execve: its listener
+//!    must reach the agent while the container is created (`seccomp_notify`).
 
 mod caps;
 pub mod label;
 mod rlimits;
 pub mod seccomp;
+pub mod seccomp_notify;
 mod user;
 
 pub use self::caps::{known_names as known_capabilities, CapsPlan};
@@ -46,6 +50,12 @@ pub enum SecurityError {
     Io {
         step: &'static str,
         path: &'static str,
+        source: std::io::Error,
+    },
+    /// The seccomp agent at `linux.seccomp.listenerPath` could not be reached.
+    #[error("linux.seccomp.listenerPath {path}: cannot connect to the seccomp agent: {source}")]
+    AgentConnect {
+        path: std::path::PathBuf,
         source: std::io::Error,
     },
     /// libseccomp refused part of the filter while compiling it.

@@ -1,7 +1,13 @@
 //! Seccomp: the OCI profile compiled to a BPF program before the clone, installed in the
 //! child with one seccomp(2) call.
+//!
+//! A profile with SCMP_ACT_NOTIFY rules is loaded with SECCOMP_FILTER_FLAG_NEW_LISTENER: the
+//! kernel then returns a listener fd, which goes to the seccomp agent at
+//! `linux.seccomp.listenerPath` (see [`super::seccomp_notify`]).
 
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -26,6 +32,19 @@ pub struct SeccompPlan {
     program: Vec<libc::sock_filter>,
     /// SECCOMP_FILTER_FLAG_* for seccomp(2).
     flags: libc::c_uint,
+    /// The seccomp agent, when a rule notifies one.
+    listener: Option<Listener>,
+}
+
+/// Where the listener fd of a filter with SCMP_ACT_NOTIFY rules goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// `linux.seccomp.listenerPath`: the agent's unix stream socket. A leading `@` names an
+    /// abstract socket; a relative path is relative to the runtime's working directory (the
+    /// bundle, for the command line's create and run), as for the reference runtime.
+    pub path: PathBuf,
+    /// `linux.seccomp.listenerMetadata`, passed to the agent as is.
+    pub metadata: Option<String>,
 }
 
 impl std::fmt::Debug for SeccompPlan {
@@ -33,9 +52,30 @@ impl std::fmt::Debug for SeccompPlan {
         f.debug_struct("SeccompPlan")
             .field("instructions", &self.program.len())
             .field("flags", &format_args!("{:#x}", self.flags))
+            .field("listener", &self.listener)
             .finish()
     }
 }
+
+/// Syscalls that may not notify an agent, and why.
+const NOT_NOTIFIABLE: [(&str, &str); 2] = [
+    // The reference runtime refuses it (its init reports the listener with a write): a
+    // profile gets the same answer from both runtimes.
+    (
+        "write",
+        "the reference runtime refuses it, as its init passes the listener on with a write",
+    ),
+    (
+        "sendmsg",
+        "the listener travels to the seccomp agent with a sendmsg made under the filter, which \
+         would wait forever for the agent that has not received it yet",
+    ),
+];
+
+/// The kernel accepts SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV since Linux 5.19.
+const WAIT_KILLABLE_RECV: libc::c_uint =
+    libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV as libc::c_uint;
+const NEW_LISTENER: libc::c_uint = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as libc::c_uint;
 
 impl SeccompPlan {
     /// Compile `linux.seccomp` with libseccomp.
@@ -47,18 +87,80 @@ impl SeccompPlan {
     /// the same index become one rule each (any may match). ERRNO and TRACE return
     /// `errnoRet` (default EPERM); `errnoRet` is ignored for other actions.
     ///
-    /// Rejected: SCMP_ACT_NOTIFY and SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (no seccomp
-    /// agent support yet), an architecture libseccomp cannot add, an argument index past 5,
-    /// an errno that does not fit the 16 bits of a seccomp return value.
+    /// SCMP_ACT_NOTIFY needs `listenerPath` (a `listenerPath` without any SCMP_ACT_NOTIFY
+    /// rule is ignored, as the spec says); it may not be the default action nor apply to the
+    /// syscalls `write` (as the reference runtime) and `sendmsg` (the listener goes to the
+    /// agent with one). `listenerMetadata` without `listenerPath` is refused
+    /// (the spec forbids it). SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV only goes with
+    /// SCMP_ACT_NOTIFY (the kernel refuses it without a listener) and needs Linux 5.19.
+    ///
+    /// Also rejected: an architecture libseccomp cannot add, an argument index past 5, an
+    /// errno that does not fit the 16 bits of a seccomp return value.
     /// SECCOMP_FILTER_FLAG_TSYNC is accepted and not used: the process loading the filter
     /// has a single thread.
     pub fn from_spec(seccomp: &LinuxSeccomp) -> Result<Self, SecurityError> {
+        if seccomp.default_action() == LinuxSeccompAction::ScmpActNotify {
+            return Err(SecurityError::Invalid {
+                what: "linux.seccomp.defaultAction".into(),
+                msg: "SCMP_ACT_NOTIFY cannot be the default action: the runtime's own \
+                      syscalls after loading the filter would wait for a seccomp agent that \
+                      does not have the listener yet"
+                    .into(),
+            });
+        }
         let default = action_of(
             "linux.seccomp.defaultAction",
             seccomp.default_action(),
             seccomp.default_errno_ret(),
         )?;
-        let mut flags: libc::c_uint = 0;
+        let mut notifies = false;
+        for (i, call) in seccomp.syscalls().iter().flatten().enumerate() {
+            if call.action() != LinuxSeccompAction::ScmpActNotify {
+                continue;
+            }
+            notifies = true;
+            for name in call.names() {
+                if let Some((_, why)) = NOT_NOTIFIABLE.iter().find(|(n, _)| n == name) {
+                    return Err(SecurityError::Invalid {
+                        what: format!("linux.seccomp.syscalls[{i}]"),
+                        msg: format!(
+                            "SCMP_ACT_NOTIFY cannot be used for the {name} syscall: {why}"
+                        ),
+                    });
+                }
+            }
+        }
+        let listener_path = seccomp
+            .listener_path()
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty());
+        let metadata = seccomp
+            .listener_metadata()
+            .clone()
+            .filter(|m| !m.is_empty());
+        if listener_path.is_none() && metadata.is_some() {
+            return Err(SecurityError::Invalid {
+                what: "linux.seccomp.listenerMetadata".into(),
+                msg: "set without linux.seccomp.listenerPath".into(),
+            });
+        }
+        let listener = match (notifies, listener_path) {
+            (false, _) => None,
+            (true, Some(path)) => Some(Listener {
+                path: path.clone(),
+                metadata,
+            }),
+            (true, None) => {
+                return Err(SecurityError::Invalid {
+                    what: "linux.seccomp.listenerPath".into(),
+                    msg: "required by SCMP_ACT_NOTIFY: the path of the seccomp agent's unix \
+                          socket"
+                        .into(),
+                })
+            }
+        };
+
+        let mut flags: libc::c_uint = if notifies { NEW_LISTENER } else { 0 };
         for flag in seccomp.flags().iter().flatten() {
             flags |= match flag {
                 LinuxSeccompFilterFlag::SeccompFilterFlagLog => {
@@ -68,13 +170,27 @@ impl SeccompPlan {
                     libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as libc::c_uint
                 }
                 LinuxSeccompFilterFlag::SeccompFilterFlagTsync => 0,
-                LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-                    return Err(SecurityError::Unsupported {
+                LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv if !notifies => {
+                    return Err(SecurityError::Invalid {
                         what: "linux.seccomp.flags".into(),
-                        msg: "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV only applies to \
-                              SCMP_ACT_NOTIFY, which is not supported yet"
+                        msg: "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs a rule with \
+                              SCMP_ACT_NOTIFY (it changes how notified syscalls wait)"
                             .into(),
                     })
+                }
+                LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+                    if !crate::sys::security::seccomp_flags_supported(
+                        NEW_LISTENER | WAIT_KILLABLE_RECV,
+                    ) {
+                        return Err(SecurityError::Unsupported {
+                            what: "linux.seccomp.flags".into(),
+                            msg:
+                                "this kernel does not know SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV \
+                                  (Linux 5.19 or later has it)"
+                                    .into(),
+                        });
+                    }
+                    WAIT_KILLABLE_RECV
                 }
             };
         }
@@ -107,7 +223,22 @@ impl SeccompPlan {
         Ok(SeccompPlan {
             program: export(&ctx)?,
             flags,
+            listener,
         })
+    }
+
+    /// The seccomp agent that gets the listener, for a filter with SCMP_ACT_NOTIFY rules.
+    pub fn listener(&self) -> Option<&Listener> {
+        self.listener.as_ref()
+    }
+
+    /// Whether the filter is loaded last, right before execve: under no_new_privs, unless it
+    /// notifies an agent. That agent must get its listener while the container is being
+    /// created (an error sending it fails create, and the agent answers the notified syscalls
+    /// of the rest of the setup), so such a filter is loaded with the rest of the process
+    /// setup, after no_new_privs is set.
+    pub fn loads_last(&self, no_new_privileges: bool) -> bool {
+        no_new_privileges && self.listener.is_none()
     }
 
     /// Number of BPF instructions (0 for a default plan).
@@ -123,9 +254,11 @@ impl SeccompPlan {
     /// Install the program on the calling thread: seccomp(SECCOMP_SET_MODE_FILTER, flags,
     /// program). The kernel accepts it only with no_new_privs set or CAP_SYS_ADMIN in the
     /// effective set (EACCES otherwise). Allocation-free; a default plan installs nothing.
-    pub fn load(&self) -> Result<(), SecurityError> {
+    ///
+    /// Returns the listener fd (close-on-exec) when the filter has SCMP_ACT_NOTIFY rules.
+    pub fn load(&self) -> Result<Option<OwnedFd>, SecurityError> {
         if self.program.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let fail = |errno| SecurityError::Apply {
             step: "install seccomp filter (seccomp SECCOMP_SET_MODE_FILTER)",
@@ -133,8 +266,45 @@ impl SeccompPlan {
         };
         let len =
             libc::c_ushort::try_from(self.program.len()).map_err(|_| fail(nix::Error::E2BIG))?;
-        crate::sys::security::seccomp_set_filter(&self.program, len, self.flags).map_err(fail)
+        crate::sys::security::seccomp_set_filter(&self.program, len, self.flags).map_err(|errno| {
+            if errno == nix::Error::EINVAL && self.flags & WAIT_KILLABLE_RECV != 0 {
+                SecurityError::Apply {
+                    step: "install seccomp filter with SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV \
+                           (Linux 5.19 or later)",
+                    errno,
+                }
+            } else {
+                fail(errno)
+            }
+        })
     }
+}
+
+/// Whether the running kernel has the action `name` (one of [`ACTIONS`]), for `features`:
+/// SCMP_ACT_NOTIFY needs user notifications and filter listeners (Linux 5.0); the others are
+/// older than any kernel this runtime runs on.
+pub fn action_supported(name: &str) -> bool {
+    match name {
+        "SCMP_ACT_NOTIFY" => {
+            crate::sys::security::seccomp_action_available(libc::SECCOMP_RET_USER_NOTIF)
+                && crate::sys::security::seccomp_flags_supported(NEW_LISTENER)
+        }
+        _ => ACTIONS.contains(&name),
+    }
+}
+
+/// Whether the running kernel accepts the filter flag `name` (one of [`SUPPORTED_FLAGS`]), for
+/// `features`. SECCOMP_FILTER_FLAG_TSYNC is never passed to the kernel, so always accepted.
+pub fn flag_supported(name: &str) -> bool {
+    let flags = match name {
+        "SECCOMP_FILTER_FLAG_TSYNC" => return true,
+        "SECCOMP_FILTER_FLAG_LOG" => libc::SECCOMP_FILTER_FLAG_LOG as libc::c_uint,
+        "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as libc::c_uint,
+        // The kernel takes it only together with a listener.
+        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" => NEW_LISTENER | WAIT_KILLABLE_RECV,
+        _ => return false,
+    };
+    crate::sys::security::seccomp_flags_supported(flags)
 }
 
 fn scmp(step: &str) -> impl FnOnce(libseccomp::error::SeccompError) -> SecurityError + '_ {
@@ -154,9 +324,9 @@ fn errno_of(what: &str, errno_ret: Option<u32>) -> Result<u16, SecurityError> {
     }
 }
 
-/// The actions a filter may use (all of the spec's but SCMP_ACT_NOTIFY); `features` reports
-/// this list, and a test checks it against [`SeccompPlan::from_spec`].
-pub const ACTIONS: [&str; 8] = [
+/// The actions a filter may use (all of the spec's); `features` reports this list, and a test
+/// checks it against [`SeccompPlan::from_spec`].
+pub const ACTIONS: [&str; 9] = [
     "SCMP_ACT_KILL",
     "SCMP_ACT_KILL_PROCESS",
     "SCMP_ACT_KILL_THREAD",
@@ -165,6 +335,7 @@ pub const ACTIONS: [&str; 8] = [
     "SCMP_ACT_TRACE",
     "SCMP_ACT_ALLOW",
     "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
 ];
 
 /// The argument comparison operators.
@@ -178,17 +349,19 @@ pub const OPERATORS: [&str; 7] = [
     "SCMP_CMP_MASKED_EQ",
 ];
 
-/// The filter flags the spec knows, and those applied.
+/// The filter flags the spec knows, and those applied (`features` reports those of the latter
+/// that the running kernel accepts).
 pub const KNOWN_FLAGS: [&str; 4] = [
     "SECCOMP_FILTER_FLAG_TSYNC",
     "SECCOMP_FILTER_FLAG_LOG",
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
 ];
-pub const SUPPORTED_FLAGS: [&str; 3] = [
+pub const SUPPORTED_FLAGS: [&str; 4] = [
     "SECCOMP_FILTER_FLAG_TSYNC",
     "SECCOMP_FILTER_FLAG_LOG",
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
 ];
 
 /// The architectures a filter may name.
@@ -235,13 +408,7 @@ fn action_of(
         LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno_of(what, errno_ret)?),
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(SecurityError::Unsupported {
-                what: what.into(),
-                msg: "SCMP_ACT_NOTIFY (a seccomp agent at listenerPath) is not supported yet"
-                    .into(),
-            })
-        }
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -372,6 +539,8 @@ mod tests {
         SeccompPlan::from_spec(&parse(json))
     }
 
+    use std::path::Path;
+
     #[test]
     fn compiles_every_supported_action() {
         for action in [
@@ -425,21 +594,133 @@ mod tests {
             .any(|i| i.k == libc::SECCOMP_RET_ERRNO | libc::ENXIO as u32));
     }
 
+    /// A profile that notifies an agent on mkdir, with `extra` spliced into the object.
+    fn notify_profile(extra: &str) -> String {
+        format!(
+            r#"{{"defaultAction":"SCMP_ACT_ALLOW"{extra},
+                "syscalls":[{{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}}]}}"#
+        )
+    }
+
+    fn returns(p: &SeccompPlan) -> Vec<u32> {
+        p.program
+            .iter()
+            .filter(|i| i.code == (libc::BPF_RET | libc::BPF_K) as u16)
+            .map(|i| i.k)
+            .collect()
+    }
+
     #[test]
-    fn notify_is_rejected_as_unsupported() {
+    fn notify_compiles_with_a_listener() {
+        let p = plan(&notify_profile(
+            r#","listenerPath":"/run/agent.sock","listenerMetadata":"m=1""#,
+        ))
+        .unwrap();
+        assert!(returns(&p).contains(&libc::SECCOMP_RET_USER_NOTIF), "{p:?}");
+        assert_eq!(
+            p.flags() as libc::c_ulong & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+        );
+        assert_eq!(
+            p.listener(),
+            Some(&Listener {
+                path: "/run/agent.sock".into(),
+                metadata: Some("m=1".into())
+            })
+        );
+        // Loaded with the process setup even under no_new_privs: the agent needs it at create.
+        assert!(!p.loads_last(true) && !p.loads_last(false));
+        // A relative path is the reference runtime's behaviour too (its working directory).
+        let rel = plan(&notify_profile(r#","listenerPath":"agent.sock""#)).unwrap();
+        assert_eq!(rel.listener().unwrap().path, Path::new("agent.sock"));
+        assert_eq!(rel.listener().unwrap().metadata, None);
+    }
+
+    #[test]
+    fn notify_needs_a_listener_path() {
+        for extra in ["", r#","listenerPath":"""#] {
+            let err = plan(&notify_profile(extra)).unwrap_err().to_string();
+            assert!(err.contains("linux.seccomp.listenerPath"), "{err}");
+        }
+    }
+
+    #[test]
+    fn listener_path_without_notify_is_ignored() {
+        let p = plan(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/agent.sock",
+                "listenerMetadata":"m","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.listener(), None);
+        assert_eq!(
+            p.flags() as libc::c_ulong & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            0
+        );
+        assert!(p.loads_last(true) && !p.loads_last(false));
+    }
+
+    #[test]
+    fn listener_metadata_needs_a_listener_path() {
+        let err = plan(&notify_profile(r#","listenerMetadata":"m""#))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("linux.seccomp.listenerMetadata"), "{err}");
+        let err = plan(r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerMetadata":"m"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listenerPath"), "{err}");
+    }
+
+    #[test]
+    fn notify_is_refused_where_it_would_deadlock() {
+        let err = plan(r#"{"defaultAction":"SCMP_ACT_NOTIFY","listenerPath":"/a"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("defaultAction") && err.contains("SCMP_ACT_NOTIFY"),
+            "{err}"
+        );
+        for (name, _) in NOT_NOTIFIABLE {
+            let err = plan(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/a","syscalls":[
+                    {{"names":["getcwd"],"action":"SCMP_ACT_NOTIFY"}},
+                    {{"names":["mkdir","{name}"],"action":"SCMP_ACT_NOTIFY"}}]}}"#
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("syscalls[1]") && err.contains(&format!("the {name} syscall")),
+                "{err}"
+            );
+        }
+        // Other actions on those syscalls are fine.
+        plan(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                {"names":["write","sendmsg"],"action":"SCMP_ACT_LOG"}]}"#,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn wait_killable_recv_goes_with_notify() {
         let err = plan(
-            r#"{"defaultAction":"SCMP_ACT_ALLOW",
-                "syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/a",
+                "flags":["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}"#,
         )
         .unwrap_err();
-        assert!(matches!(err, SecurityError::Unsupported { .. }), "{err}");
-        let msg = err.to_string();
-        assert!(
-            msg.contains("SCMP_ACT_NOTIFY") && msg.contains("syscalls[0]"),
-            "{msg}"
-        );
-        let err = plan(r#"{"defaultAction":"SCMP_ACT_NOTIFY"}"#).unwrap_err();
-        assert!(err.to_string().contains("defaultAction"), "{err}");
+        assert!(matches!(err, SecurityError::Invalid { .. }), "{err}");
+        assert!(err.to_string().contains("SCMP_ACT_NOTIFY"), "{err}");
+        let r = plan(&notify_profile(
+            r#","listenerPath":"/a","flags":["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]"#,
+        ));
+        if flag_supported("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV") {
+            let p = r.unwrap();
+            assert_eq!(p.flags(), NEW_LISTENER | WAIT_KILLABLE_RECV);
+        } else {
+            let err = r.unwrap_err();
+            assert!(matches!(err, SecurityError::Unsupported { .. }), "{err}");
+            assert!(err.to_string().contains("5.19"), "{err}");
+        }
     }
 
     #[test]
@@ -453,11 +734,6 @@ mod tests {
             p.flags() as libc::c_ulong,
             libc::SECCOMP_FILTER_FLAG_LOG | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
         );
-        let err = plan(
-            r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}"#,
-        )
-        .unwrap_err();
-        assert!(matches!(err, SecurityError::Unsupported { .. }), "{err}");
     }
 
     #[test]
@@ -603,7 +879,7 @@ mod tests {
     #[test]
     fn feature_tables_match_the_compiler() {
         for action in ACTIONS {
-            plan(&format!(r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{{"names":["getcwd"],"action":"{action}"}}]}}"#))
+            plan(&format!(r#"{{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/a","syscalls":[{{"names":["getcwd"],"action":"{action}"}}]}}"#))
                 .unwrap_or_else(|e| panic!("{action}: {e}"));
         }
         for op in OPERATORS {
@@ -622,10 +898,17 @@ mod tests {
             }
         }
         for flag in KNOWN_FLAGS {
-            let r = plan(&format!(
-                r#"{{"defaultAction":"SCMP_ACT_ALLOW","flags":["{flag}"]}}"#
-            ));
-            assert_eq!(r.is_ok(), SUPPORTED_FLAGS.contains(&flag), "{flag}");
+            // With a notify rule, which WAIT_KILLABLE_RECV needs; that flag is also checked
+            // against the kernel when the plan is made.
+            let r = plan(&notify_profile(&format!(
+                r#","listenerPath":"/a","flags":["{flag}"]"#
+            )));
+            let kernel = flag != "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" || flag_supported(flag);
+            assert_eq!(
+                r.is_ok(),
+                SUPPORTED_FLAGS.contains(&flag) && kernel,
+                "{flag}: {r:?}"
+            );
         }
     }
 }

@@ -125,12 +125,14 @@ pub(crate) fn prlimit_self(resource: libc::c_int, soft: u64, hard: u64) -> nix::
     nix::Error::result(rc).map(drop)
 }
 
-/// seccomp(SECCOMP_SET_MODE_FILTER, flags, {len, program}).
+/// seccomp(SECCOMP_SET_MODE_FILTER, flags, {len, program}). With
+/// SECCOMP_FILTER_FLAG_NEW_LISTENER in `flags`, the kernel returns the filter's listener, a new
+/// close-on-exec fd, which is returned.
 pub(crate) fn seccomp_set_filter(
     program: &[libc::sock_filter],
     len: libc::c_ushort,
     flags: u32,
-) -> nix::Result<()> {
+) -> nix::Result<Option<std::os::fd::OwnedFd>> {
     let prog = libc::sock_fprog {
         len,
         filter: program.as_ptr().cast_mut(),
@@ -145,5 +147,45 @@ pub(crate) fn seccomp_set_filter(
             &prog as *const libc::sock_fprog,
         )
     };
-    nix::Error::result(rc).map(drop)
+    let rc = nix::Error::result(rc)?;
+    if flags as libc::c_ulong & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER == 0 {
+        return Ok(None);
+    }
+    // SAFETY: with SECCOMP_FILTER_FLAG_NEW_LISTENER a successful seccomp(2) returns a new fd
+    // (the listener) that the kernel installed for us and nothing else refers to.
+    Ok(Some(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(rc as std::os::fd::RawFd)
+    }))
+}
+
+/// Whether the kernel accepts the filter `flags`: seccomp(SECCOMP_SET_MODE_FILTER, flags,
+/// NULL) fails with EFAULT (reading the program) once the flags passed their check, and with
+/// EINVAL for flags the kernel does not know. Nothing is installed either way.
+pub(crate) fn seccomp_flags_supported(flags: u32) -> bool {
+    // SAFETY: the program pointer is NULL, which the kernel never dereferences in our address
+    // space: it copies from it with a checked user copy, which fails with EFAULT.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            std::ptr::null::<libc::sock_fprog>(),
+        )
+    };
+    rc == -1 && nix::Error::last() == nix::Error::EFAULT
+}
+
+/// Whether the kernel has the filter return action `action` (a SECCOMP_RET_* value):
+/// seccomp(SECCOMP_GET_ACTION_AVAIL, 0, &action).
+pub(crate) fn seccomp_action_available(action: u32) -> bool {
+    // SAFETY: the pointer is to `action`, a live u32 that the kernel only reads.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_ACTION_AVAIL,
+            0 as libc::c_uint,
+            &action as *const u32,
+        )
+    };
+    rc == 0
 }
