@@ -1094,9 +1094,6 @@ fn no_privilege_window_for_the_user_program() {
 }
 
 #[test]
-#[ignore = "casulo is vulnerable: masked and read-only paths are mounted through \
-            /proc/self/fd/N of the container's own /proc after pivot_root, so a /proc the \
-            container controls redirects those mounts and leaves /sys/firmware unmasked"]
 fn masks_are_not_redirected_by_a_fake_proc() {
     if !can_run("masks_are_not_redirected_by_a_fake_proc") {
         return;

@@ -130,6 +130,16 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
     let p = &plan.process;
     nix::unistd::setsid().step("setsid")?;
     let proc = fifo::open_proc().step("open /proc")?;
+    // The rootfs code names fds to mount(2) as `self/fd/N` relative to this verified procfs,
+    // never through a /proc the container's config controls; hooks still run where the
+    // runtime was started.
+    let start_dir = nix::fcntl::open(
+        ".",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step("open the working directory")?;
+    nix::unistd::fchdir(proc.as_fd()).step("enter /proc")?;
     // The runtime moves us into our cgroup while we mount; it sends the state document when
     // that is done. Nothing that depends on the cgroup (the cgroup namespace and mount, hooks,
     // the user's program) happens before. A filter that notifies a seccomp agent also gets
@@ -168,6 +178,8 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
         )
         .step("rootfs")?;
     in_cgroup()?;
+    nix::unistd::fchdir(start_dir.as_fd()).step("return to the working directory")?;
+    drop(start_dir);
     let (state, agent_state) = states.take().ok_or("sync: no state")?;
     let agent = AgentHandoff::pair(io.agent.take(), agent_state)?;
     if io.runtime_hooks {
@@ -198,6 +210,7 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
         plan.rootfs.host_mount_ns,
     )
     .step("rootfs")?;
+    nix::unistd::fchdir(proc.as_fd()).step("enter /proc")?;
     if p.terminal {
         let sock = io.console.as_ref().ok_or("terminal: no console socket")?;
         let slave = crate::tty::setup_console(sock.as_fd()).step("terminal")?;

@@ -128,9 +128,13 @@ pub fn ensure_file_in_root(root: BorrowedFd<'_>, path: &Path, mode: u32) -> Resu
     open_in_root(root, path, OFlag::O_PATH)
 }
 
-/// The magic-link path through which an fd can be named to mount(2).
+/// The magic-link path through which an fd can be named to mount(2): `self/fd/N`, relative,
+/// because the init keeps the host's procfs (opened and checked before anything was mounted)
+/// as its working directory while it builds the rootfs. An absolute `/proc/self/fd/N` would be
+/// resolved through the container's `/proc` after pivot_root, which a config can replace with
+/// a directory of symlinks that redirect masks and remounts.
 pub fn fd_path(fd: &impl AsRawFd) -> String {
-    format!("/proc/self/fd/{}", fd.as_raw_fd())
+    format!("self/fd/{}", fd.as_raw_fd())
 }
 
 /// Split a container path into its parent (opened in root, created if needed) and its last
@@ -165,7 +169,7 @@ mod tests {
         let rootfd =
             nix::fcntl::open(&root, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
         let fd = mkdir_all_in_root(rootfd.as_fd(), Path::new("/escape/sub")).unwrap();
-        let seen = std::fs::read_link(fd_path(&fd)).unwrap();
+        let seen = std::fs::read_link(format!("/proc/{}", fd_path(&fd))).unwrap();
         assert!(
             seen.starts_with(&root),
             "{} escaped the root",
@@ -173,14 +177,16 @@ mod tests {
         );
         assert!(!outside.join("sub").exists());
         let fd = mkdir_all_in_root(rootfd.as_fd(), Path::new("/up/x/../y")).unwrap();
-        let seen = std::fs::read_link(fd_path(&fd)).unwrap();
+        let seen = std::fs::read_link(format!("/proc/{}", fd_path(&fd))).unwrap();
         assert!(
             seen.starts_with(&root),
             "{} escaped the root",
             seen.display()
         );
         let f = ensure_file_in_root(rootfd.as_fd(), Path::new("/escape/file"), 0o644).unwrap();
-        assert!(std::fs::read_link(fd_path(&f)).unwrap().starts_with(&root));
+        assert!(std::fs::read_link(format!("/proc/{}", fd_path(&f)))
+            .unwrap()
+            .starts_with(&root));
         std::fs::remove_dir_all(&root).unwrap();
         std::fs::remove_dir_all(&outside).unwrap();
     }

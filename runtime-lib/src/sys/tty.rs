@@ -102,8 +102,9 @@ pub(crate) fn bind_fd_onto_fd(source: BorrowedFd<'_>, target: BorrowedFd<'_>) ->
 }
 
 pub(crate) fn bind_via_proc(source: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(), Errno> {
-    let src = format!("/proc/self/fd/{}", source.as_raw_fd());
-    let dst = format!("/proc/self/fd/{}", target.as_raw_fd());
+    // Relative to the host's procfs, the init's working directory (see rootfs::paths::fd_path).
+    let src = format!("self/fd/{}", source.as_raw_fd());
+    let dst = format!("self/fd/{}", target.as_raw_fd());
     nix::mount::mount(
         Some(src.as_str()),
         dst.as_str(),
