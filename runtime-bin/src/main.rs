@@ -120,6 +120,17 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    // The commands that put a fork of this process into a container first re-execute it from
+    // an image the container cannot write (runc CVE-2019-5736).
+    if matches!(
+        cli.command,
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
+    ) {
+        if let Err(e) = casulo::protect_runtime_binary() {
+            logger.log(tracing::Level::ERROR, &e.to_string());
+            return ExitCode::from(1);
+        }
+    }
     let ctx = commands::Ctx {
         root: cli.root.clone().unwrap_or_else(casulo::default_root),
         systemd_cgroup: cli.systemd_cgroup,

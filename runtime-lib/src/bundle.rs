@@ -82,11 +82,22 @@ impl Bundle {
             .root()
             .as_ref()
             .ok_or_else(|| invalid("root", "missing"))?;
-        let rootfs = dir.join(root.path());
-        let rootfs = rootfs.canonicalize().map_err(|source| BundleError::Io {
-            path: rootfs.clone(),
+        let given = lexically_clean(&dir.join(root.path()));
+        let rootfs = given.canonicalize().map_err(|source| BundleError::Io {
+            path: given.clone(),
             source,
         })?;
+        // As runc: the rootfs is named by its real path, no symlink on the way.
+        if rootfs != given {
+            return Err(invalid(
+                "root.path",
+                format!(
+                    "{} is not an absolute path without symlinks (it resolves to {})",
+                    given.display(),
+                    rootfs.display()
+                ),
+            ));
+        }
         if !rootfs.is_dir() {
             return Err(invalid(
                 "root.path",
@@ -267,6 +278,22 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
         .map_err(|e| invalid("linux.mountLabel", e.to_string()))?;
     }
     Ok(())
+}
+
+/// `p` with `.` removed and `..` applied to the components before it, without touching the
+/// filesystem.
+fn lexically_clean(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The runtime-spec versions this runtime implements: 1.x.

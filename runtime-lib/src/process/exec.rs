@@ -234,6 +234,7 @@ fn child_steps(
     agent: Option<OwnedFd>,
 ) -> Result<Infallible, String> {
     nix::sys::prctl::set_dumpable(false).step("prctl(PR_SET_DUMPABLE)")?;
+    crate::sys::hide_cmdline(b"casulo init");
     match chan.recv().step("wait for runtime")? {
         Msg::Go => {}
         other => return Err(format!("sync: expected Go, got {other:?}")),

@@ -94,6 +94,7 @@ fn expect(chan: &Channel, want: Msg) -> Result<(), String> {
 /// The stage: namespaces, then (for a pid or time namespace) the fork of the init.
 fn stage(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
     nix::sys::prctl::set_dumpable(false).step("prctl(PR_SET_DUMPABLE)")?;
+    crate::sys::hide_cmdline(b"casulo init");
     expect(&io.chan, Msg::Go)?;
     plan.ns.join_all().step("namespaces")?;
     plan.ns.unshare_all().step("namespaces")?;

@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use nix::errno::Errno;
 
 pub(crate) mod bpf;
+pub(crate) mod exe;
 pub(crate) mod sched;
 pub(crate) mod security;
 pub(crate) mod tty;
@@ -205,5 +206,41 @@ pub fn signal_pending(sig: i32) -> bool {
             return false;
         }
         libc::sigismember(set.as_ptr(), sig) == 1
+    }
+}
+
+/// Replace this process's command line, as `/proc/<pid>/cmdline` shows it, with `title`: the
+/// forks of the runtime that enter a container must not show the container the runtime's
+/// arguments (its binary path, state root, flags). The argument area the kernel set up at exec
+/// is overwritten in place (`title`, truncated to fit, then NULs). Best effort: without the
+/// area's bounds from /proc/self/stat nothing changes.
+pub fn hide_cmdline(title: &[u8]) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // arg_start and arg_end are fields 48 and 49 of the whole line; `rest` starts at field 3.
+    let (Some(start), Some(end)) = (
+        fields.get(45).and_then(|s| s.parse::<usize>().ok()),
+        fields.get(46).and_then(|s| s.parse::<usize>().ok()),
+    ) else {
+        return;
+    };
+    if start == 0 || end <= start {
+        return;
+    }
+    let len = end - start;
+    let n = title.len().min(len.saturating_sub(1));
+    // SAFETY: [start, end) is this process's argument area, which the kernel mapped writable
+    // at exec (the initial stack); nothing holds a Rust reference to it, and this fork of the
+    // runtime never reads its arguments again.
+    unsafe {
+        let area = start as *mut u8;
+        std::ptr::copy_nonoverlapping(title.as_ptr(), area, n);
+        std::ptr::write_bytes(area.add(n), 0, len - n);
     }
 }
