@@ -223,11 +223,23 @@ fn cgroups_freeze_and_thaw() {
     // A shell that handles SIGTERM: a frozen task runs no handler until thawed. (A signal
     // whose default action kills is not a test of freezing: cgroup v2 lets fatal signals
     // through to frozen tasks.)
-    let child = std::process::Command::new("sh")
-        .args(["-c", "trap 'exit 7' TERM; while :; do sleep 0.05; done"])
+    // It says "ready" once the trap is set: frozen before that, SIGTERM would still be fatal.
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn sh");
     let pid = child.id() as i32;
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
     g.children.push(child);
     g.mgr.apply(pid).unwrap();
     g.mgr.freeze(true).expect("freeze");
