@@ -134,3 +134,58 @@ fn exec_into_a_created_container_runs_and_leaves_it_created() {
         "started\n"
     );
 }
+
+/// `exec --cgroup PATH` puts the process in an existing sub-cgroup of the container; a missing
+/// one is refused before anything runs.
+#[test]
+fn exec_into_a_sub_cgroup() {
+    if !can_run("exec_into_a_sub_cgroup") {
+        return;
+    }
+    let mut b = Bundle::new("execsub", &["sleep", "100"]);
+    b.config["linux"]["cgroupsPath"] = format!("/{}", b.id).into();
+    b.save();
+    let r = b.rt(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(r.ok(), "{}", r.stderr);
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let pids_dir = if v2 {
+        std::path::PathBuf::from("/sys/fs/cgroup").join(&b.id)
+    } else {
+        std::path::PathBuf::from("/sys/fs/cgroup/pids").join(&b.id)
+    };
+    let r = b.rt(&["exec", "--cgroup", "pids:sub", &b.id, "true"]);
+    assert!(!r.ok(), "exec into a missing sub-cgroup succeeded");
+    std::fs::create_dir(pids_dir.join("sub")).unwrap();
+    let r = b.rt(&[
+        "exec",
+        "--cgroup",
+        "pids:sub",
+        &b.id,
+        "sh",
+        "-c",
+        "cat /proc/self/cgroup",
+    ]);
+    let _ = b.rt(&["kill", &b.id, "KILL"]);
+    b.wait_status("stopped");
+    let cleanup = std::fs::remove_dir(pids_dir.join("sub"));
+    assert!(r.ok(), "{}", r.stderr);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| {
+            if v2 {
+                l.starts_with("0::")
+            } else {
+                l.contains(":pids:")
+            }
+        })
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(line.ends_with("/sub"), "{}", r.stdout);
+    cleanup.unwrap();
+}

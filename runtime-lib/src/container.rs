@@ -278,10 +278,15 @@ impl Container {
         let dir = self.lock(step)?;
         let status = dir.status(&self.saved);
         if !matches!(status, Status::Running | Status::Created) {
+            let hint = if status == Status::Paused {
+                " (resume it first)"
+            } else {
+                ""
+            };
             return Err(invalid_state(
                 id,
                 step,
-                format!("cannot exec in a container that is {status}"),
+                format!("cannot exec in a container that is {status}{hint}"),
             ));
         }
         let pid = crate::process::exec::exec(&self.saved, status, process, opts)

@@ -43,6 +43,11 @@ pub struct Args {
     /// Pass this many fds (from 3 on) to the process.
     #[arg(long, default_value_t = 0, value_name = "N")]
     preserve_fds: u32,
+    /// Run the process in an existing sub-cgroup of the container, [CONTROLLER:]PATH
+    /// (repeatable).
+    #[arg(long, value_name = "[CTRL:]PATH")]
+    cgroup: Vec<String>,
+
     /// SELinux label of the process.
     #[arg(long, value_name = "LABEL")]
     process_label: Option<String>,
@@ -156,6 +161,14 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
         console_socket: a.console_socket.as_ref().map(abs),
         pid_file: a.pid_file.as_ref().map(abs),
         preserve_fds: a.preserve_fds,
+        sub_cgroups: a
+            .cgroup
+            .iter()
+            .map(|s| match s.split_once(':') {
+                Some((c, p)) => (Some(c.to_string()), PathBuf::from(p)),
+                None => (None, PathBuf::from(s)),
+            })
+            .collect(),
     };
     let listener = if terminal && opts.console_socket.is_none() && !a.detach {
         let l = casulo::tty::ConsoleListener::new()

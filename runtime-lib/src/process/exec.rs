@@ -30,6 +30,60 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// Existing sub-cgroups of the container's cgroup to put the process in, as runc's
+    /// `--cgroup [CONTROLLER:]PATH`: `(None, path)` for every hierarchy, `(Some(ctrl), path)`
+    /// for the v1 hierarchy of `ctrl` (on cgroup v2 the controller only has to be enabled).
+    pub sub_cgroups: Vec<(Option<String>, PathBuf)>,
+}
+
+/// The directories the exec'd process joins: the container's own, or the sub-cgroups asked for.
+fn exec_cgroup_dirs(
+    dirs: &[PathBuf],
+    subs: &[(Option<String>, PathBuf)],
+) -> Result<Vec<PathBuf>, ProcessError> {
+    let bad = |msg: String| ProcessError::Invalid(format!("--cgroup: {msg}"));
+    for (_, p) in subs {
+        if p.is_absolute()
+            || p.components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(bad(format!(
+                "{} is not a relative path below the container's cgroup",
+                p.display()
+            )));
+        }
+    }
+    let v2 = |d: &PathBuf| d.join("cgroup.controllers").exists();
+    let mut out = Vec::new();
+    for d in dirs {
+        let hierarchy = d
+            .strip_prefix(crate::cgroups::CGROUP_ROOT)
+            .ok()
+            .and_then(|r| r.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let pick = subs.iter().rev().find(|(ctrl, _)| match ctrl {
+            None => true,
+            Some(c) if v2(d) => std::fs::read_to_string(d.join("cgroup.controllers"))
+                .is_ok_and(|s| s.split_whitespace().any(|x| x == c)),
+            Some(c) => hierarchy.split(',').any(|x| x == c),
+        });
+        out.push(match pick {
+            Some((_, p)) => d.join(p),
+            None => d.clone(),
+        });
+    }
+    for (ctrl, p) in subs {
+        if let Some(c) = ctrl {
+            if !out.iter().any(|d| d.ends_with(p)) {
+                return Err(bad(format!("the container has no {c} cgroup")));
+            }
+        }
+    }
+    if let Some(missing) = out.iter().find(|d| !d.is_dir()) {
+        return Err(bad(format!("{} does not exist", missing.display())));
+    }
+    Ok(out)
 }
 
 /// Everything the exec'd process does, decided before the fork.
@@ -143,6 +197,12 @@ pub fn exec(
         Some(cfg) => Some(crate::cgroups::manager_at(cfg, &saved.cgroup_paths)?),
         None => None,
     };
+    let sub_dirs = if opts.sub_cgroups.is_empty() {
+        Vec::new()
+    } else {
+        let dirs = cgroup.as_ref().map(|c| c.paths()).unwrap_or_default();
+        exec_cgroup_dirs(&dirs, &opts.sub_cgroups)?
+    };
     let (chan, child_chan) = channel::pair().map_err(sys("socketpair"))?;
     let stage = match fork().map_err(sys("fork"))? {
         Fork::Child => {
@@ -160,7 +220,20 @@ pub fn exec(
         let _ = waitpid(Pid::from_raw(stage), None);
         e
     };
-    if let Some(cg) = cgroup.as_mut() {
+    if !opts.sub_cgroups.is_empty() {
+        for d in &sub_dirs {
+            let procs = d.join("cgroup.procs");
+            std::fs::write(&procs, stage.to_string()).map_err(|e| {
+                kill_stage(
+                    crate::cgroups::CgroupError::Failed {
+                        path: procs.display().to_string(),
+                        msg: format!("moving pid {stage} in: {e}"),
+                    }
+                    .into(),
+                )
+            })?;
+        }
+    } else if let Some(cg) = cgroup.as_mut() {
         cg.apply(stage).map_err(|e| kill_stage(e.into()))?;
     }
     chan.send(&Msg::Go)
