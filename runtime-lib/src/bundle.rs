@@ -118,6 +118,7 @@ pub fn parse_spec(text: &[u8]) -> Result<Spec, String> {
             }
             if let Some(l) = v.get("linux") {
                 crate::process::personality::check_json(l)?;
+                crate::process::mempolicy::check_json(l)?;
             }
             Ok(changed)
         })

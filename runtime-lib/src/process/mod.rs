@@ -18,6 +18,7 @@ pub mod exec;
 pub mod fifo;
 pub mod foreground;
 pub mod init;
+pub mod mempolicy;
 pub mod parent;
 pub mod personality;
 pub mod scheduling;
@@ -32,6 +33,7 @@ use crate::bundle::Bundle;
 use crate::namespaces::NamespacePlan;
 use crate::rootfs::RootfsPlan;
 use crate::security::{CapsPlan, RlimitsPlan, SeccompPlan};
+use mempolicy::MemPolicyPlan;
 use personality::PersonalityPlan;
 use scheduling::SchedulingPlan;
 
@@ -103,6 +105,8 @@ pub struct ProcessPlan {
     /// linux.personality: the container's, not the process config's; [`ProcessPlan::from_spec`]
     /// leaves it empty and the caller sets it.
     pub personality: Option<PersonalityPlan>,
+    /// linux.memoryPolicy: the container's, set by the caller like `personality`.
+    pub memory_policy: Option<MemPolicyPlan>,
 }
 
 /// Everything the init does, decided before the fork.
@@ -223,6 +227,7 @@ impl ProcessPlan {
             )?,
             scheduling: SchedulingPlan::from_spec(process)?,
             personality: None,
+            memory_policy: None,
         };
         Ok(plan)
     }
@@ -247,6 +252,10 @@ impl InitPlan {
 
         let mut process_plan = ProcessPlan::from_spec(process, opts.console_socket.is_some())?;
         process_plan.personality = personality_plan(linux)?;
+        process_plan.memory_policy = linux
+            .and_then(|l| l.memory_policy().as_ref())
+            .map(MemPolicyPlan::from_spec)
+            .transpose()?;
 
         let mut sysctl = Vec::new();
         if let Some(map) = linux.and_then(|l| l.sysctl().as_ref()) {

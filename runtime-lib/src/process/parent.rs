@@ -173,6 +173,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         process: bundle.spec.process().clone(),
         seccomp: linux.and_then(|l| l.seccomp().clone()),
         personality: linux.and_then(|l| l.personality().clone()),
+        memory_policy: linux.and_then(|l| l.memory_policy().clone()),
     };
 
     // Side effects from here on; `undo` reverts them unless create succeeds.
