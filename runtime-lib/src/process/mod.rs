@@ -125,6 +125,8 @@ pub struct InitPlan {
     pub start_container_hooks: Vec<Hook>,
     pub preserve_fds: u32,
     pub no_new_keyring: bool,
+    /// linux.netDevices: moved by the runtime, not by the init.
+    pub net_devices: Option<crate::netdev::NetDevPlan>,
 }
 
 fn cstring(what: &str, s: &[u8]) -> Result<CString, ProcessError> {
@@ -307,6 +309,7 @@ impl InitPlan {
             Some(s) => Some(SeccompPlan::from_spec(s)?),
             None => None,
         };
+        let net_devices = crate::netdev::NetDevPlan::from_spec(linux, &ns)?;
         let hooks = spec.hooks().as_ref();
         Ok(InitPlan {
             id: id.to_string(),
@@ -325,6 +328,7 @@ impl InitPlan {
                 .unwrap_or_default(),
             preserve_fds: opts.preserve_fds,
             no_new_keyring: opts.no_new_keyring,
+            net_devices,
         })
     }
 }
