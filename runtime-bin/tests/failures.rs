@@ -171,3 +171,25 @@ fn json_log_carries_the_cause() {
         "{last_error}"
     );
 }
+
+/// linux.intelRdt is refused; where resctrl is not mounted the message says that first.
+#[test]
+fn intel_rdt_refused() {
+    if !can_run("intel_rdt_refused") {
+        return;
+    }
+    let mut b = Bundle::new("intelrdt", &["true"]);
+    b.config["linux"]["intelRdt"] = serde_json::json!({"l3CacheSchema": "L3:0=f"});
+    b.save();
+    let r = b.run();
+    let resctrl = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/resctrl"));
+    let cause = if resctrl {
+        "linux.intelRdt: not implemented by this runtime"
+    } else {
+        "linux.intelRdt: resctrl is not mounted on this host (/sys/fs/resctrl)"
+    };
+    fails_cleanly(&b, &r, cause);
+}

@@ -118,6 +118,7 @@ pub fn parse_spec(text: &[u8]) -> Result<Spec, String> {
             }
             if let Some(l) = v.get("linux") {
                 crate::process::personality::check_json(l)?;
+                crate::process::mempolicy::check_json(l)?;
             }
             Ok(changed)
         })
@@ -269,7 +270,7 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
             }
         }
         if linux.intel_rdt().is_some() {
-            return Err(BundleError::Unsupported("linux.intelRdt".into()));
+            return Err(intel_rdt_refusal(resctrl_mounted()));
         }
         crate::security::label::check_mount_label(
             crate::security::label::HostLsm::probe(),
@@ -278,6 +279,31 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
         .map_err(|e| invalid("linux.mountLabel", e.to_string()))?;
     }
     Ok(())
+}
+
+/// Where the kernel's resctrl filesystem (Intel RDT, AMD QoS) is mounted when it is.
+const RESCTRL: &str = "/sys/fs/resctrl";
+
+/// `RDTGROUP_SUPER_MAGIC` of `linux/magic.h`.
+const RDTGROUP_SUPER_MAGIC: nix::sys::statfs::FsType = nix::sys::statfs::FsType(0x0765_5821);
+
+/// Whether resctrl is mounted at [`RESCTRL`].
+fn resctrl_mounted() -> bool {
+    nix::sys::statfs::statfs(RESCTRL).is_ok_and(|fs| fs.filesystem_type() == RDTGROUP_SUPER_MAGIC)
+}
+
+/// The refusal of `linux.intelRdt`: this runtime manages no resctrl groups; where the host has
+/// no resctrl mounted, no runtime could apply the field, and the message says so first.
+fn intel_rdt_refusal(resctrl_mounted: bool) -> BundleError {
+    let msg = if resctrl_mounted {
+        format!(
+            "not implemented by this runtime (resctrl is mounted at {RESCTRL}, but this runtime \
+             does not manage resctrl groups)"
+        )
+    } else {
+        format!("resctrl is not mounted on this host ({RESCTRL})")
+    };
+    invalid("linux.intelRdt", msg)
 }
 
 /// `p` with `.` removed and `..` applied to the components before it, without touching the
@@ -416,6 +442,27 @@ mod tests {
         // What the runtime saves (state.json) reads back.
         let saved = serde_json::to_vec(&spec).unwrap();
         assert_eq!(parse_spec(&saved).unwrap(), spec);
+    }
+
+    #[test]
+    fn intel_rdt_says_why_it_is_refused() {
+        let e = intel_rdt_refusal(false).to_string();
+        assert_eq!(
+            e,
+            "config: linux.intelRdt: resctrl is not mounted on this host (/sys/fs/resctrl)"
+        );
+        let e = intel_rdt_refusal(true).to_string();
+        assert!(
+            e.starts_with("config: linux.intelRdt: not implemented by this runtime"),
+            "{e}"
+        );
+        // Whatever this host has, the config is refused with one of the two.
+        let e = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"intelRdt":{"closID":"x"}}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, intel_rdt_refusal(resctrl_mounted()).to_string());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum ErrorKind {
     Rootfs(#[from] crate::rootfs::RootfsError),
     #[error(transparent)]
     Namespace(#[from] crate::namespaces::NamespaceError),
+    #[error(transparent)]
+    NetDev(#[from] crate::netdev::NetDevError),
     /// A command-level precondition, e.g. "cannot start a container that is running".
     #[error("{0}")]
     InvalidState(String),

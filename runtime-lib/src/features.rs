@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use crate::process::mempolicy::{FLAGS as MPOL_FLAGS, MODES as MPOL_MODES};
 use crate::rootfs::mounts::KNOWN_OPTIONS;
 use crate::security::seccomp::{
     action_supported, flag_supported, ACTIONS, ARCHES, KNOWN_FLAGS, OPERATORS, SUPPORTED_FLAGS,
@@ -72,6 +73,11 @@ pub fn features() -> Value {
             "apparmor": {"enabled": lsm.apparmor},
             "selinux": {"enabled": lsm.selinux},
             "intelRdt": {"enabled": false},
+            "memoryPolicy": {
+                "modes": MPOL_MODES.iter().map(|(n, _, _)| *n).collect::<Vec<_>>(),
+                "flags": MPOL_FLAGS.iter().map(|(n, _, _)| *n).collect::<Vec<_>>(),
+            },
+            "netDevices": {"enabled": true},
             "mountExtensions": {"idmap": {"enabled": false}},
         },
         "annotations": {
@@ -108,6 +114,19 @@ mod tests {
         assert!(supported
             .iter()
             .all(|f| SUPPORTED_FLAGS.contains(&f.as_str().unwrap())));
+        assert_eq!(doc["linux"]["netDevices"]["enabled"], true);
+        assert_eq!(
+            doc["linux"]["memoryPolicy"]["modes"]
+                .as_array()
+                .unwrap()
+                .len(),
+            7
+        );
+        assert!(doc["linux"]["memoryPolicy"]["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "MPOL_F_STATIC_NODES"));
         assert!(doc["linux"]["capabilities"]
             .as_array()
             .unwrap()

@@ -23,6 +23,7 @@ pub mod exe;
 pub mod features;
 pub mod hooks;
 pub mod namespaces;
+pub mod netdev;
 pub mod process;
 pub mod rootfs;
 pub mod security;

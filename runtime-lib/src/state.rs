@@ -103,6 +103,9 @@ pub struct Saved {
     /// The container's execution domain, which `exec`'d processes get too.
     #[serde(default)]
     pub personality: Option<oci_spec::runtime::LinuxPersonality>,
+    /// The container's NUMA memory policy, which `exec`'d processes get too.
+    #[serde(default)]
+    pub memory_policy: Option<oci_spec::runtime::LinuxMemoryPolicy>,
 }
 
 /// The OCI state document (`state` command, hooks' stdin), with runc's extra fields.

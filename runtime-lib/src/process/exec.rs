@@ -4,7 +4,7 @@
 //! or time namespace the stage forks the process and exits. The process then gets its own
 //! rlimits, scheduling, user, capabilities, no_new_privs and seccomp, exactly as an init does,
 //! and execs. A process without its own scheduler or I/O priority gets the container's (as
-//! with runc), and every process gets the container's personality.
+//! with runc), and every process gets the container's personality and NUMA memory policy.
 //! The sync channel is close-on-exec: the runtime reads "closed" as a successful exec.
 
 use std::convert::Infallible;
@@ -148,6 +148,11 @@ pub fn exec(
         .personality
         .as_ref()
         .map(super::personality::PersonalityPlan::from_spec)
+        .transpose()?;
+    plan_process.memory_policy = saved
+        .memory_policy
+        .as_ref()
+        .map(super::mempolicy::MemPolicyPlan::from_spec)
         .transpose()?;
     let seccomp = match &saved.seccomp {
         Some(s) => Some(SeccompPlan::from_spec(s)?),

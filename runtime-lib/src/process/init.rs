@@ -288,7 +288,7 @@ fn open_inside(cwd: &Path) -> Result<OwnedFd, nix::Error> {
 
 /// The part of the process setup that an init and an exec'd process share, in the order that
 /// leaves no window of extra privilege: rlimits (raising needs CAP_SYS_RESOURCE); the
-/// scheduler, I/O priority and personality (a real-time policy, a lower nice value and the
+/// scheduler, I/O priority, personality and NUMA memory policy (a real-time policy, a lower nice value and the
 /// real-time I/O class need CAP_SYS_NICE, or the RLIMIT_RTPRIO / RLIMIT_NICE just set); the LSM
 /// exec label; umask; the cwd and the executable looked up; the fds and signals the program
 /// inherits (all of these before any seccomp filter: a profile may not allow the syscalls they
@@ -311,6 +311,9 @@ pub(super) fn finish_process(
     p.scheduling.apply().map_err(|e| e.to_string())?;
     if let Some(persona) = &p.personality {
         persona.apply().map_err(|e| e.to_string())?;
+    }
+    if let Some(policy) = &p.memory_policy {
+        policy.apply().map_err(|e| e.to_string())?;
     }
     if let Some(l) = &p.label {
         write_proc(proc, &l.rel, &l.value).step(&format!("LSM label {}", l.rel.display()))?;

@@ -18,6 +18,7 @@ pub mod exec;
 pub mod fifo;
 pub mod foreground;
 pub mod init;
+pub mod mempolicy;
 pub mod parent;
 pub mod personality;
 pub mod scheduling;
@@ -32,6 +33,7 @@ use crate::bundle::Bundle;
 use crate::namespaces::NamespacePlan;
 use crate::rootfs::RootfsPlan;
 use crate::security::{CapsPlan, RlimitsPlan, SeccompPlan};
+use mempolicy::MemPolicyPlan;
 use personality::PersonalityPlan;
 use scheduling::SchedulingPlan;
 
@@ -103,6 +105,8 @@ pub struct ProcessPlan {
     /// linux.personality: the container's, not the process config's; [`ProcessPlan::from_spec`]
     /// leaves it empty and the caller sets it.
     pub personality: Option<PersonalityPlan>,
+    /// linux.memoryPolicy: the container's, set by the caller like `personality`.
+    pub memory_policy: Option<MemPolicyPlan>,
 }
 
 /// Everything the init does, decided before the fork.
@@ -121,6 +125,8 @@ pub struct InitPlan {
     pub start_container_hooks: Vec<Hook>,
     pub preserve_fds: u32,
     pub no_new_keyring: bool,
+    /// linux.netDevices: moved by the runtime, not by the init.
+    pub net_devices: Option<crate::netdev::NetDevPlan>,
 }
 
 fn cstring(what: &str, s: &[u8]) -> Result<CString, ProcessError> {
@@ -223,6 +229,7 @@ impl ProcessPlan {
             )?,
             scheduling: SchedulingPlan::from_spec(process)?,
             personality: None,
+            memory_policy: None,
         };
         Ok(plan)
     }
@@ -247,6 +254,10 @@ impl InitPlan {
 
         let mut process_plan = ProcessPlan::from_spec(process, opts.console_socket.is_some())?;
         process_plan.personality = personality_plan(linux)?;
+        process_plan.memory_policy = linux
+            .and_then(|l| l.memory_policy().as_ref())
+            .map(MemPolicyPlan::from_spec)
+            .transpose()?;
 
         let mut sysctl = Vec::new();
         if let Some(map) = linux.and_then(|l| l.sysctl().as_ref()) {
@@ -298,6 +309,7 @@ impl InitPlan {
             Some(s) => Some(SeccompPlan::from_spec(s)?),
             None => None,
         };
+        let net_devices = crate::netdev::NetDevPlan::from_spec(linux, &ns)?;
         let hooks = spec.hooks().as_ref();
         Ok(InitPlan {
             id: id.to_string(),
@@ -316,6 +328,7 @@ impl InitPlan {
                 .unwrap_or_default(),
             preserve_fds: opts.preserve_fds,
             no_new_keyring: opts.no_new_keyring,
+            net_devices,
         })
     }
 }

@@ -17,8 +17,12 @@ use crate::error::{Context, Result, Step};
 use crate::state::{self, Saved, StateDir, Status};
 use crate::sys::{fork, Fork};
 
-/// What to undo if create fails half-way: processes, the cgroup, the state dir.
+/// What to undo if create fails half-way: network devices moved in, processes, the cgroup,
+/// the state dir.
 struct Undo {
+    /// The container's network namespace (held open: it outlives the container's processes
+    /// while this lives) and the devices moved into it.
+    net: Option<(OwnedFd, Vec<crate::netdev::Moved>)>,
     /// A rootfs whose bind mount lives in the host's mount namespace.
     host_rootfs: Option<std::path::PathBuf>,
     dir: Option<StateDir>,
@@ -29,6 +33,7 @@ struct Undo {
 
 impl Undo {
     fn disarm(mut self) {
+        self.net = None;
         self.host_rootfs = None;
         self.dir = None;
         self.cgroup = None;
@@ -45,6 +50,18 @@ impl Drop for Undo {
         if let Some(pid) = self.stage.take() {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some((netns, moved)) = self.net.take() {
+            // The devices go back to the host once nothing of the container can touch them:
+            // its other processes are killed first; the namespace lives on through our fd.
+            if let Some(cg) = &self.cgroup {
+                for p in cg.pids().unwrap_or_default() {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
+            }
+            for e in crate::netdev::move_back(&moved, netns.as_fd()) {
+                tracing::warn!("cleanup: {e}");
+            }
         }
         if let Some(rootfs) = self.host_rootfs.take() {
             if let Err(e) = crate::rootfs::detach_host_mounts(&rootfs) {
@@ -173,11 +190,13 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         process: bundle.spec.process().clone(),
         seccomp: linux.and_then(|l| l.seccomp().clone()),
         personality: linux.and_then(|l| l.personality().clone()),
+        memory_policy: linux.and_then(|l| l.memory_policy().clone()),
     };
 
     // Side effects from here on; `undo` reverts them unless create succeeds.
     let dir = StateDir::create(root, id).ctx(id, step)?;
     let mut undo = Undo {
+        net: None,
         host_rootfs: plan
             .rootfs
             .host_mount_ns
@@ -269,6 +288,14 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 saved.cgroup_paths = cg.paths();
                 cg.set(&resources).ctx(id, step)?;
                 timing("init in its cgroup");
+                if let Some(devices) = &plan.net_devices {
+                    // Before the init learns the state: nothing of the container, hooks
+                    // included, runs before its devices are there.
+                    let netns = crate::netdev::open_netns(pid, saved.pid_start).ctx(id, step)?;
+                    let (netns, moved) = undo.net.insert((netns, Vec::new()));
+                    devices.move_in(netns.as_fd(), moved).ctx(id, step)?;
+                    timing("network devices moved");
+                }
                 let created =
                     serde_json::to_vec(&saved.oci_state(Status::Created)).unwrap_or_default();
                 chan.send(&Msg::State(created))
