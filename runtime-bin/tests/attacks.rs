@@ -241,13 +241,22 @@ fn exe_attack_setup(name: &str) -> (Bundle, PathBuf, PathBuf, Vec<u8>) {
     let out = b.with_out_dir();
     let original = std::fs::read(runtime_path()).unwrap();
     let copy = b.dir.join("runtime-copy");
-    std::fs::write(&copy, &original).unwrap();
+    // Written by cp(1), not by this process: a write fd of ours would be inherited by the
+    // forks of tests running in parallel and make exec of the copy fail with ETXTBSY.
+    let cp = Command::new("cp")
+        .arg(runtime_path())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(cp.success(), "cp of the runtime failed");
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     if let Some(interp) = elf_interp(&original) {
         let host = std::fs::canonicalize(&interp).unwrap();
         let inside = rootfs.join(interp.strip_prefix("/").unwrap());
         std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
-        std::fs::copy(&host, &inside).unwrap();
+        // cp(1) for the same reason as above: the loader is executed in the container.
+        let cp = Command::new("cp").arg(&host).arg(&inside).status().unwrap();
+        assert!(cp.success(), "cp of the dynamic loader failed");
     }
     (b, out, copy, original)
 }
