@@ -953,13 +953,7 @@ fn procfs_writes_are_not_redirected_by_container_mounts() {
         b.config["process"]["oomScoreAdj"] = 423.into();
         b.config["linux"]["sysctl"] = json!({"kernel.shmmni": "1234"});
         b.save();
-        let r = b.rt(&[
-            "run",
-            "--detach",
-            "--bundle",
-            b.dir.to_str().unwrap(),
-            &b.id,
-        ]);
+        let r = b.run_detached();
         eprintln!("bind over {dest}: status {:?} {}", r.status, r.stderr);
         for f in &files {
             assert_eq!(read(f), "untouched\n", "{} was written", f.display());

@@ -38,13 +38,7 @@ fn exec_into_a_paused_container_is_refused_and_it_stays_paused() {
     }
     let mut b = Bundle::new("execpaused", &["sleep", "100"]);
     let out = b.with_out_dir();
-    let r = b.rt(&[
-        "run",
-        "--detach",
-        "--bundle",
-        b.dir.to_str().unwrap(),
-        &b.id,
-    ]);
+    let r = b.run_detached();
     assert!(r.ok(), "{}", r.stderr);
     let pause = b.rt(&["pause", &b.id]);
     assert!(pause.ok(), "{}", pause.stderr);
@@ -76,13 +70,7 @@ fn exec_into_a_stopped_container_is_refused() {
         return;
     }
     let b = Bundle::new("execstopped", &["true"]);
-    let r = b.rt(&[
-        "run",
-        "--detach",
-        "--bundle",
-        b.dir.to_str().unwrap(),
-        &b.id,
-    ]);
+    let r = b.run_detached();
     assert!(r.ok(), "{}", r.stderr);
     assert!(b.wait_status("stopped"), "status {:?}", b.status());
     let r = b.rt(&["exec", &b.id, "sh", "-c", "echo EXEC RAN"]);
@@ -145,13 +133,7 @@ fn exec_into_a_sub_cgroup() {
     let mut b = Bundle::new("execsub", &["sleep", "100"]);
     b.config["linux"]["cgroupsPath"] = format!("/{}", b.id).into();
     b.save();
-    let r = b.rt(&[
-        "run",
-        "--detach",
-        "--bundle",
-        b.dir.to_str().unwrap(),
-        &b.id,
-    ]);
+    let r = b.run_detached();
     assert!(r.ok(), "{}", r.stderr);
     let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let pids_dir = if v2 {

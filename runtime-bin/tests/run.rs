@@ -87,13 +87,7 @@ fn detach_returns_with_the_container_running() {
         return;
     }
     let b = Bundle::new("detach", &["sleep", "100"]);
-    let r = b.rt(&[
-        "run",
-        "--detach",
-        "--bundle",
-        b.dir.to_str().unwrap(),
-        &b.id,
-    ]);
+    let r = b.run_detached();
     assert!(r.ok(), "{}", r.stderr);
     assert_eq!(b.status().as_deref(), Some("running"));
 }

@@ -304,13 +304,7 @@ fn exec_hands_its_own_listener_to_the_agent() {
     b.config["process"]["noNewPrivileges"] = false.into();
     b.config["linux"]["seccomp"] = profile(&agent.path);
     b.save();
-    let r = b.rt(&[
-        "run",
-        "--detach",
-        "--bundle",
-        b.dir.to_str().unwrap(),
-        &b.id,
-    ]);
+    let r = b.run_detached();
     assert!(r.ok(), "run: {}", r.stderr);
     let init_pid = b.state().expect("state")["pid"].as_i64().unwrap();
     assert_eq!(agent.states(1).len(), 1);

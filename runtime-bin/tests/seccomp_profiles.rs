@@ -438,13 +438,7 @@ fn exec(test: &str, path: &str) {
     };
     let b = bundle("profexec", &profile, &host, &[], "exec sleep 100");
     let seccomp = b.config["linux"]["seccomp"].clone();
-    let r = b.rt(&[
-        "run",
-        "--detach",
-        "--bundle",
-        b.dir.to_str().unwrap(),
-        &b.id,
-    ]);
+    let r = b.run_detached();
     assert!(r.ok(), "{}", r.stderr);
     let r = b.rt(&["exec", &b.id, "sh", "-c", WORKLOAD]);
     assert!(r.ok(), "status {:?}: {}{}", r.status, r.stdout, r.stderr);

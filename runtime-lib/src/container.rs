@@ -245,23 +245,26 @@ impl Container {
                 return Ok(());
             }
         }
+        let pidfd = self.init_pidfd(step, "container is stopped: nothing to signal")?;
+        crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), sig)
+            .map_err(crate::process::sys(format!("signal {sig}")))
+            .ctx(id, step)
+    }
+
+    /// A pidfd of the container's init. The pidfd pins a process; it is checked to be the init
+    /// (pid and start time) after it is opened, so a reused pid is never signalled or watched.
+    pub(crate) fn init_pidfd(&self, step: Step, if_stopped: &str) -> Result<std::os::fd::OwnedFd> {
+        let id = self.id();
         let pidfd = crate::sys::pidfd_open(self.saved.pid)
             .map_err(crate::process::sys(format!(
                 "pidfd_open {}",
                 self.saved.pid
             )))
             .ctx(id, step)?;
-        // The pid was checked against its start time above; the pidfd pins that process.
         if !self.saved.init_alive() {
-            return Err(invalid_state(
-                id,
-                step,
-                "container is stopped: nothing to signal".into(),
-            ));
+            return Err(invalid_state(id, step, if_stopped.into()));
         }
-        crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), sig)
-            .map_err(crate::process::sys(format!("signal {sig}")))
-            .ctx(id, step)
+        Ok(pidfd)
     }
 
     /// The container's process config, the starting point of [`Container::exec`].

@@ -114,20 +114,7 @@ impl Container {
             ));
         }
         let dirs = self.live_cgroup_dirs(step)?;
-        let pidfd = crate::sys::pidfd_open(self.saved.pid)
-            .map_err(crate::process::sys(format!(
-                "pidfd_open {}",
-                self.saved.pid
-            )))
-            .ctx(id, step)?;
-        // The pidfd pins a process; make sure it is the container's init and not a reuse.
-        if !self.saved.init_alive() {
-            return Err(invalid_state(
-                id,
-                step,
-                "cannot report events of a container that is stopped".into(),
-            ));
-        }
+        let pidfd = self.init_pidfd(step, "cannot report events of a container that is stopped")?;
         let mut oom = OomWatcher::new(&dirs).ctx(id, step)?;
         if oom.is_none() {
             tracing::debug!(

@@ -201,6 +201,17 @@ impl Bundle {
         self.rt(&["run", "--bundle", self.dir.to_str().unwrap(), &self.id])
     }
 
+    /// `run --detach`: the container runs on after the command returns.
+    pub fn run_detached(&self) -> Run {
+        self.rt(&[
+            "run",
+            "--detach",
+            "--bundle",
+            self.dir.to_str().unwrap(),
+            &self.id,
+        ])
+    }
+
     pub fn create(&self) -> Run {
         self.rt(&["create", "--bundle", self.dir.to_str().unwrap(), &self.id])
     }

@@ -56,17 +56,7 @@ const ONLINE_NODES: &str = "/sys/devices/system/node/online";
 
 const WORD_BITS: u32 = libc::c_ulong::BITS;
 
-fn invalid(field: &str, msg: impl std::fmt::Display) -> ProcessError {
-    ProcessError::Invalid(format!("{field}: {msg}"))
-}
-
-fn names<T, U>(table: &[(&str, T, U)]) -> String {
-    table
-        .iter()
-        .map(|(n, _, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+use super::scheduling::{invalid, names};
 
 /// The policy, prepared for set_mempolicy.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -83,11 +83,13 @@ const IOPRIO_CLASS_SHIFT: u16 = 13;
 /// The smallest SCHED_DEADLINE runtime the kernel takes: 2^DL_SCALE ns.
 const DL_MIN_RUNTIME: u64 = 1 << 10;
 
-fn invalid(field: &str, msg: impl std::fmt::Display) -> ProcessError {
+/// An error naming the config field.
+pub(super) fn invalid(field: &str, msg: impl std::fmt::Display) -> ProcessError {
     ProcessError::Invalid(format!("{field}: {msg}"))
 }
 
-fn names<T, U>(table: &[(&str, T, U)]) -> String {
+/// The names of a (name, value, ...) table, for "expected one of" messages.
+pub(super) fn names<T, U>(table: &[(&str, T, U)]) -> String {
     table
         .iter()
         .map(|(n, _, _)| *n)
