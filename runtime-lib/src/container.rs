@@ -224,11 +224,14 @@ impl Container {
         let step = Step::Kill;
         let dir = self.lock(step)?;
         let status = dir.status(&self.saved);
+        // "container not running" is runc's wording, and what containerd's runc shim looks for
+        // to report a kill of an exited task as "process already finished" (not found) rather
+        // than an unknown error.
         if matches!(status, Status::Stopped | Status::Creating) && !all {
             return Err(invalid_state(
                 id,
                 step,
-                format!("container is {status}: nothing to signal"),
+                format!("container not running (it is {status}): nothing to signal"),
             ));
         }
         if all {
@@ -256,7 +259,7 @@ impl Container {
             return Err(invalid_state(
                 id,
                 step,
-                "container is stopped: nothing to signal".into(),
+                "container not running (it is stopped): nothing to signal".into(),
             ));
         }
         crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), sig)
