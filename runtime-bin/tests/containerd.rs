@@ -795,6 +795,16 @@ fn exec(s: &Suite, id: &str) -> Result<(), String> {
         r.stdout.contains("/dev/pts/") && r.stdout.contains("exec-has-a-tty"),
         || format!("exec -t output: {}", describe(&r)),
     )?;
+    // The process's user and working directory.
+    let r = s.ctr_s(&s.exec_args(
+        &["--user", "65534", "--cwd", "/tmp"],
+        id,
+        "user",
+        &["sh", "-c", "echo \"$(id -u) $(pwd)\""],
+    ));
+    check(r.ok() && r.stdout.trim() == "65534 /tmp", || {
+        format!("exec --user 65534 --cwd /tmp: {}", describe(&r))
+    })?;
     // A program that does not exist: the runtime's error reaches ctr.
     let r = s.ctr_s(&s.exec_args(&[], id, "missing", &["/no/such/program"]));
     check(!r.ok(), || {
@@ -913,6 +923,9 @@ fn pause_resume(s: &Suite, id: &str) -> Result<(), String> {
 /// `ctr task metrics`: the shim reads the container's cgroup.
 fn metrics(s: &Suite, id: &str) -> Result<(), String> {
     s.run_detached(id, &["sh", "-c", "sleep 1000 & wait"])?;
+    wait_until("the shell and its sleep are running", || {
+        s.task_pids(id).map(|p| p.len() == 2).unwrap_or(false)
+    })?;
     let r = s.ctr(&["task", "metrics", "--format", "json", id]);
     check(r.ok(), || format!("ctr task metrics: {}", describe(&r)))?;
     let m: Value =
