@@ -154,7 +154,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             .spawn()
             .expect("spawn containerd");
         s.daemon = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(st) = s.daemon.as_mut().unwrap().try_wait().unwrap() {
                 panic!("containerd exited at start ({st}): {}", s.daemon_log_tail());
@@ -164,7 +164,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             }
             assert!(
                 Instant::now() < deadline,
-                "containerd did not answer within 30 s: {}",
+                "containerd did not answer within 60 s: {}",
                 s.daemon_log_tail()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -190,7 +190,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     }
 
     fn ctr(&self, args: &[&str]) -> Run {
-        output_within(self.ctr_cmd(args), Duration::from_secs(30))
+        output_within(self.ctr_cmd(args), Duration::from_secs(60))
     }
 
     /// The flags of `ctr run` that select the runtime under test through the runc shim.
@@ -282,7 +282,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         }
         let mut c = Command::new("script");
         c.args(["-q", "-e", "-c", &line, "/dev/null"]);
-        output_within(c, Duration::from_secs(30))
+        output_within(c, Duration::from_secs(60))
     }
 
     /// The pid and status (`RUNNING`, `PAUSED`, `STOPPED`, ...) of task `id` from `ctr task ls`.
@@ -295,14 +295,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     }
 
     fn wait_task_status(&self, id: &str, want: &str) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let t = self.task(id);
             if t.as_ref().map(|t| t.1.as_str()) == Some(want) {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("task {id} is not {want} after 10 s: {t:?}"));
+                return Err(format!("task {id} is not {want} after 30 s: {t:?}"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -363,10 +363,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         left
     }
 
-    /// Wait (at most 10 s: the shim exits after containerd's delete returns) until container
+    /// Wait (at most 30 s: the shim exits after containerd's delete returns) until container
     /// `id` left nothing behind.
     fn wait_no_leftovers(&self, id: &str) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = self.leftovers(id);
             if left.is_empty() {
@@ -473,7 +473,7 @@ impl Drop for Suite {
         if let Some(mut d) = self.daemon.take() {
             let pid = nix::unistd::Pid::from_raw(d.id() as i32);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(30);
             while d.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -493,7 +493,7 @@ impl Drop for Suite {
                     .map(|a| String::from_utf8_lossy(a).into_owned())
                     .collect();
                 if args.first().is_some_and(|a| a.contains("containerd-shim"))
-                    && args.iter().any(|a| *a == address)
+                    && args.contains(&address)
                 {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),
@@ -608,7 +608,7 @@ fn cmdline(pid: i32) -> String {
 
 /// Wait until `pid` catches signal `sig` (its shell has set the trap).
 fn wait_catches(pid: i32, sig: i32) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let caught = status
@@ -620,17 +620,17 @@ fn wait_catches(pid: i32, sig: i32) -> Result<(), String> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!("pid {pid} does not catch signal {sig} after 10 s"));
+            return Err(format!("pid {pid} does not catch signal {sig} after 30 s"));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !f() {
         if Instant::now() > deadline {
-            return Err(format!("{what}: not after 10 s"));
+            return Err(format!("{what}: not after 30 s"));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -1145,6 +1145,12 @@ fn containerd_runs_containers_on_the_runtime() {
     ));
     for s in &shapes {
         say(&format!("  {s}"));
+    }
+    if !failed.is_empty() {
+        say(&format!(
+            "the end of containerd's log:\n{}",
+            suite.daemon_log_tail()
+        ));
     }
     if failed.is_empty() {
         // The runtime was really the one selected: every command went through the wrapper.
