@@ -72,7 +72,7 @@ fn start_succeeds_when_the_program_exits_and_is_reaped_at_once() {
     nix::sys::prctl::set_child_subreaper(true).unwrap();
 
     let mut failures = Vec::new();
-    for i in 0..60 {
+    for i in 0..40 {
         let id = format!("race-{}-{i}", std::process::id());
         let c = ContainerBuilder::new(&id, &bundle)
             .root(&root)
