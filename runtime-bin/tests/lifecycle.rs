@@ -205,6 +205,12 @@ fn kill_signals_by_name_and_number() {
         Some(1),
         "nothing to signal in a stopped container"
     );
+    // runc's words, which containerd's runc shim matches to report "process already finished".
+    assert!(
+        r.stderr.contains("container not running"),
+        "kill of a stopped container: {}",
+        r.stderr
+    );
 }
 
 #[test]

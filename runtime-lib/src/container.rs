@@ -200,7 +200,22 @@ impl Container {
                 format!("cannot start a container that is {status}"),
             ));
         }
-        let released = fifo::release(&dir.fifo(), self.saved.pid);
+        // The pidfd first: after the release the program may exit and be reaped at once.
+        let pidfd = crate::sys::pidfd_open(self.saved.pid)
+            .map_err(crate::process::sys(format!(
+                "pidfd_open {}",
+                self.saved.pid
+            )))
+            .ctx(id, step)?;
+        // The pid was checked against its start time above; the pidfd pins that process now.
+        if !self.saved.init_alive() {
+            return Err(invalid_state(
+                id,
+                step,
+                "the container's init exited before start".into(),
+            ));
+        }
+        let released = fifo::release(&dir.fifo(), std::os::fd::AsFd::as_fd(&pidfd));
         let _ = std::fs::remove_file(dir.fifo());
         released.ctx(id, step)?;
         let hooks = self
@@ -224,11 +239,14 @@ impl Container {
         let step = Step::Kill;
         let dir = self.lock(step)?;
         let status = dir.status(&self.saved);
+        // "container not running" is runc's wording, and what containerd's runc shim looks for
+        // to report a kill of an exited task as "process already finished" (not found) rather
+        // than an unknown error.
         if matches!(status, Status::Stopped | Status::Creating) && !all {
             return Err(invalid_state(
                 id,
                 step,
-                format!("container is {status}: nothing to signal"),
+                format!("container not running (it is {status}): nothing to signal"),
             ));
         }
         if all {
@@ -245,7 +263,10 @@ impl Container {
                 return Ok(());
             }
         }
-        let pidfd = self.init_pidfd(step, "container is stopped: nothing to signal")?;
+        let pidfd = self.init_pidfd(
+            step,
+            "container not running (it is stopped): nothing to signal",
+        )?;
         crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), sig)
             .map_err(crate::process::sys(format!("signal {sig}")))
             .ctx(id, step)

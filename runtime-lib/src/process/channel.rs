@@ -142,11 +142,45 @@ impl Channel {
             }
         }
     }
+
+    /// An error report the other side sent and we have not read yet, without waiting. When a
+    /// step of the runtime fails because the init is gone (a send finds the channel closed, a
+    /// cgroup write finds no such process), the init's report is the real cause.
+    pub fn pending_error(&self) -> Option<String> {
+        let mut buf = vec![0u8; MAX];
+        loop {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) if n > 0 => match Msg::decode(&buf[..n]) {
+                    Some(Msg::Error(e)) => return Some(e),
+                    Some(_) => continue,
+                    None => return None,
+                },
+                Err(nix::Error::EINTR) => continue,
+                _ => return None,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_error_is_read_after_the_other_side_closed() {
+        let (a, b) = pair().unwrap();
+        assert_eq!(
+            a.pending_error(),
+            None,
+            "nothing sent yet: no wait, no error"
+        );
+        b.send(&Msg::Pid(7)).unwrap();
+        b.send(&Msg::Error("mount /proc: EPERM".into())).unwrap();
+        drop(b);
+        assert!(matches!(a.send(&Msg::Go), Err(ChannelError::Closed)));
+        assert_eq!(a.pending_error().as_deref(), Some("mount /proc: EPERM"));
+        assert_eq!(a.pending_error(), None);
+    }
 
     #[test]
     fn round_trip() {

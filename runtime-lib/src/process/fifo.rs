@@ -50,22 +50,23 @@ pub fn wait_for_start(proc: BorrowedFd<'_>, fifo: BorrowedFd<'_>) -> nix::Result
 }
 
 /// In `start`: release the init waiting on `path` and report whether it went on to exec
-/// the user program. `pid` is the init; if it dies before opening the fifo, this fails instead
-/// of blocking forever.
-pub fn release(path: &Path, pid: i32) -> Result<(), ProcessError> {
+/// the user program. `pidfd` is the init's, opened before the release: once released, the
+/// program may run, exit and be reaped (by a subreaper such as containerd's shim) before this
+/// looks at it, which must not turn a successful start into an error. If the init dies before
+/// opening the fifo, this fails instead of blocking forever.
+pub fn release(path: &Path, pidfd: BorrowedFd<'_>) -> Result<(), ProcessError> {
     let fifo = open(
         path,
         OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(sys(format!("open {}", path.display())))?;
-    let pidfd = crate::sys::pidfd_open(pid).map_err(sys(format!("pidfd_open {pid}")))?;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         let mut fds = [
             PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
-            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd, PollFlags::POLLIN),
         ];
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::Error::EINTR) => continue,

@@ -253,6 +253,11 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     timing("cgroup made");
 
     let fail = |e: ProcessError| crate::Error::new(id, step, e);
+    // A step that failed because the init exited: the init's own report is the cause.
+    let prefer_init = |e: crate::Error| match chan.pending_error() {
+        Some(msg) => fail(ProcessError::Init(msg)),
+        None => e,
+    };
     loop {
         let msg = match chan.recv() {
             Ok(m) => m,
@@ -268,7 +273,8 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
             Msg::NeedMaps => {
                 crate::namespaces::write_id_maps(stage, &plan.ns.uid_map, &plan.ns.gid_map)
                     .ctx(id, step)?;
-                chan.send(&Msg::MapsDone).map_err(|e| fail(e.into()))?;
+                chan.send(&Msg::MapsDone)
+                    .map_err(|e| prefer_init(fail(e.into())))?;
             }
             Msg::Pid(pid) => {
                 undo.init = Some(pid);
@@ -284,9 +290,9 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 // The init waits for the state below before anything that depends on its
                 // cgroup; it mounts meanwhile.
                 let cg = undo.cgroup.as_mut().expect("cgroup");
-                cg.apply(pid).ctx(id, step)?;
+                cg.apply(pid).ctx(id, step).map_err(prefer_init)?;
                 saved.cgroup_paths = cg.paths();
-                cg.set(&resources).ctx(id, step)?;
+                cg.set(&resources).ctx(id, step).map_err(prefer_init)?;
                 timing("init in its cgroup");
                 if let Some(devices) = &plan.net_devices {
                     // Before the init learns the state: nothing of the container, hooks
@@ -299,7 +305,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 let created =
                     serde_json::to_vec(&saved.oci_state(Status::Created)).unwrap_or_default();
                 chan.send(&Msg::State(created))
-                    .map_err(|e| fail(e.into()))?;
+                    .map_err(|e| prefer_init(fail(e.into())))?;
                 if let Some(l) = listener {
                     // As the spec's example and the reference runtime: the init is the
                     // process, and the container is still being created.
@@ -309,7 +315,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                         &saved.oci_state(Status::Creating),
                     );
                     chan.send(&Msg::AgentState(doc))
-                        .map_err(|e| fail(e.into()))?;
+                        .map_err(|e| prefer_init(fail(e.into())))?;
                 }
             }
             Msg::RunHooks => {
@@ -318,7 +324,8 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 let st = serde_json::to_vec(&saved.oci_state(Status::Created)).unwrap_or_default();
                 crate::hooks::run_hooks("prestart", &prestart, &st).ctx(id, step)?;
                 crate::hooks::run_hooks("createRuntime", &create_runtime, &st).ctx(id, step)?;
-                chan.send(&Msg::HooksDone).map_err(|e| fail(e.into()))?;
+                chan.send(&Msg::HooksDone)
+                    .map_err(|e| prefer_init(fail(e.into())))?;
             }
             Msg::Ready => {
                 timing("init ready");

@@ -156,8 +156,10 @@ impl RootfsPlan {
     /// bind, the mounts, devices and `/dev` symlinks. Returns an fd of the rootfs.
     ///
     /// `in_cgroup` is called once before the first `cgroup` mount (which shows the init's own
-    /// cgroup), so that the runtime can place the init in its cgroup while the mounts before it
-    /// are made. If there is no cgroup mount, the caller calls it afterwards.
+    /// cgroup) or before the device nodes are made (mknod is subject to the device cgroup,
+    /// whose v1 rules are written one by one after a "deny all"), so that the runtime can place
+    /// the init in its cgroup while the mounts before it are made. If neither happens, the
+    /// caller calls it afterwards.
     pub fn prepare(
         &self,
         in_userns: bool,
@@ -216,6 +218,9 @@ impl RootfsPlan {
             }
         }
         if self.setup_dev {
+            if !self.devices.is_empty() {
+                in_cgroup().map_err(RootfsError::Invalid)?;
+            }
             for d in &self.devices {
                 d.create(root.as_fd(), in_userns)?;
             }

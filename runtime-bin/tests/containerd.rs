@@ -1,0 +1,1223 @@
+//! containerd runs its containers on the runtime under test.
+//!
+//! One test starts a private containerd (its own config, root, state, opt dir and socket under a
+//! fresh temporary directory, the CRI plugin disabled), and drives it with `ctr` through the
+//! runc shim (`io.containerd.runc.v2`) with the shim's `BinaryName` option (`ctr
+//! --runc-binary`) pointing at a small logging wrapper in front of casulo (or of
+//! `CASULO_TEST_RUNTIME`, e.g. runc, to show that the suite itself is right). The scenarios run
+//! one after the other against that daemon; each prints `PASS` or `FAIL` with its time, removes
+//! its container even when it failed, and must leave nothing behind (no runtime state, cgroup,
+//! mount, shim, shim socket or process). At the end the daemon is stopped and everything it
+//! made is removed, also when the test panics. Without containerd the test prints `SKIPPED`.
+mod common;
+use common::*;
+
+use std::io::Write as _;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A result line the person running `cargo test` sees even though libtest captures the
+/// output of passing tests.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Whether `prog` is an executable file somewhere on `PATH`.
+fn on_path(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+        .unwrap_or(false)
+}
+
+/// `s` quoted for `sh`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The lowercase hex SHA-256 of `data`, from coreutils' `sha256sum`.
+fn sha256_hex(data: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn sha256sum");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "sha256sum failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// containerd 1.6 puts every shim's socket in this fixed directory, whatever its own state
+/// directory is.
+const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
+
+/// The private daemon and everything the scenarios need to drive it. Dropping it stops the
+/// daemon and removes all it made.
+struct Suite {
+    dir: PathBuf,
+    address: PathBuf,
+    ns: String,
+    /// The logging wrapper given to the shim as `BinaryName`.
+    wrapper: PathBuf,
+    /// One line per runtime invocation, written by the wrapper.
+    calls: PathBuf,
+    /// The shim's `Root` option: the runtime's `--root` is `<runc_root>/<ns>`.
+    runc_root: PathBuf,
+    fifo_dir: PathBuf,
+    /// A private copy of the busybox rootfs for `ctr run --rootfs` (the runtime may create
+    /// mount points in it).
+    rootfs: PathBuf,
+    daemon: Option<Child>,
+    /// Whether /run/containerd existed before: if not, it is removed at the end when empty.
+    had_run_containerd: bool,
+    /// Every container id a scenario used, for the leftover checks.
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Suite {
+    fn start() -> Suite {
+        let pid = std::process::id();
+        // Short on purpose: unix socket paths are limited to 107 bytes.
+        let dir = std::env::temp_dir().join(format!("casulo-ctrd-{pid}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = Suite {
+            address: dir.join("containerd.sock"),
+            ns: format!("casulo-ctrd-{pid}"),
+            wrapper: dir.join("runtime-wrapper"),
+            calls: dir.join("runtime-calls.log"),
+            runc_root: dir.join("runc-root"),
+            fifo_dir: dir.join("fifo"),
+            rootfs: dir.join("rootfs"),
+            daemon: None,
+            had_run_containerd: Path::new("/run/containerd").exists(),
+            ids: Default::default(),
+            dir,
+        };
+        // From here on, Drop cleans up whatever happens.
+        let cp = Command::new("cp")
+            .arg("-a")
+            .arg(rootfs())
+            .arg(&s.rootfs)
+            .status()
+            .unwrap();
+        assert!(cp.success(), "copy the busybox rootfs");
+        let wrapper = format!(
+            "#!/bin/sh\n# Logs every invocation, then runs the runtime under test.\n\
+             printf '%s\\n' \"$*\" >> {}\nexec {} \"$@\"\n",
+            sh_quote(s.calls.to_str().unwrap()),
+            sh_quote(runtime().to_str().unwrap()),
+        );
+        std::fs::write(&s.wrapper, wrapper).unwrap();
+        std::fs::set_permissions(
+            &s.wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let config = format!(
+            r#"version = 2
+root = "{dir}/root"
+state = "{dir}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "{dir}/containerd.sock"
+
+[ttrpc]
+  address = "{dir}/containerd.sock.ttrpc"
+
+[debug]
+  level = "debug"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{dir}/opt"
+"#,
+            dir = s.dir.display()
+        );
+        std::fs::write(s.dir.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(s.dir.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(s.dir.join("config.toml"))
+            .current_dir(&s.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn containerd");
+        s.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = s.daemon.as_mut().unwrap().try_wait().unwrap() {
+                panic!("containerd exited at start ({st}): {}", s.daemon_log_tail());
+            }
+            if s.address.exists() && s.ctr(&["version"]).ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not answer within 60 s: {}",
+                s.daemon_log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    fn daemon_log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// `ctr --address ... --namespace ... ARGS`.
+    fn ctr_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address")
+            .arg(&self.address)
+            .arg("--namespace")
+            .arg(&self.ns)
+            .args(args);
+        c
+    }
+
+    fn ctr(&self, args: &[&str]) -> Run {
+        output_within(self.ctr_cmd(args), Duration::from_secs(60))
+    }
+
+    /// The flags of `ctr run` that select the runtime under test through the runc shim.
+    fn runtime_flags(&self) -> Vec<String> {
+        vec![
+            "--runtime".into(),
+            "io.containerd.runc.v2".into(),
+            "--runc-binary".into(),
+            self.wrapper.to_str().unwrap().into(),
+            "--runc-root".into(),
+            self.runc_root.to_str().unwrap().into(),
+            "--fifo-dir".into(),
+            self.fifo_dir.to_str().unwrap().into(),
+        ]
+    }
+
+    /// `ctr run` arguments: the runtime flags, `extra` flags, the plain rootfs directory,
+    /// the id and the command.
+    fn run_args(&self, extra: &[&str], id: &str, cmd: &[&str]) -> Vec<String> {
+        self.ids.borrow_mut().push(id.to_string());
+        let mut a: Vec<String> = vec!["run".into()];
+        a.extend(self.runtime_flags());
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.extend([
+            "--env".into(),
+            "PATH=/bin".into(),
+            "--rootfs".into(),
+            self.rootfs.to_str().unwrap().into(),
+            id.into(),
+        ]);
+        a.extend(cmd.iter().map(|s| s.to_string()));
+        a
+    }
+
+    fn ctr_s(&self, args: &[String]) -> Run {
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        self.ctr(&a)
+    }
+
+    /// A detached task running `cmd`; returns its init's pid.
+    fn run_detached(&self, id: &str, cmd: &[&str]) -> Result<i32, String> {
+        self.run_detached_with(&[], id, cmd)
+    }
+
+    /// A detached task with more `ctr run` flags.
+    fn run_detached_with(&self, flags: &[&str], id: &str, cmd: &[&str]) -> Result<i32, String> {
+        let mut extra = vec!["--detach"];
+        extra.extend_from_slice(flags);
+        let r = self.ctr_s(&self.run_args(&extra, id, cmd));
+        check(r.ok(), || format!("ctr run --detach: {}", describe(&r)))?;
+        match self.task(id) {
+            Some((pid, status)) if status == "RUNNING" => Ok(pid),
+            other => Err(format!("after ctr run --detach, task {id}: {other:?}")),
+        }
+    }
+
+    /// `ctr task exec` arguments (with the fifo dir).
+    fn exec_args(&self, extra: &[&str], id: &str, exec_id: &str, cmd: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "task".into(),
+            "exec".into(),
+            "--fifo-dir".into(),
+            self.fifo_dir.to_str().unwrap().into(),
+            "--exec-id".into(),
+            exec_id.into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.push(id.into());
+        a.extend(cmd.iter().map(|s| s.to_string()));
+        a
+    }
+
+    /// `ctr ARGS` on a pseudo-terminal (util-linux `script`), for `-t`.
+    ///
+    /// The commands run this way pause a moment between their last output and their exit:
+    /// containerd 1.6's runc shim closes a process's pty master as soon as it has reaped the
+    /// process, and output the kernel has not yet passed to the master by then is lost. Here
+    /// that happened to about one in fifty `ctr run -t` of a command that exits right after
+    /// printing, never with the pause.
+    fn ctr_on_tty(&self, args: &[String]) -> Run {
+        let mut line = format!(
+            "ctr --address {} --namespace {}",
+            sh_quote(self.address.to_str().unwrap()),
+            sh_quote(&self.ns)
+        );
+        for a in args {
+            line.push(' ');
+            line.push_str(&sh_quote(a));
+        }
+        let mut c = Command::new("script");
+        c.args(["-q", "-e", "-c", &line, "/dev/null"]);
+        output_within(c, Duration::from_secs(60))
+    }
+
+    /// The pid and status (`RUNNING`, `PAUSED`, `STOPPED`, ...) of task `id` from `ctr task ls`.
+    fn task(&self, id: &str) -> Option<(i32, String)> {
+        let r = self.ctr(&["task", "ls"]);
+        r.stdout.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 3 && f[0] == id).then(|| (f[1].parse().unwrap_or(0), f[2].to_string()))
+        })
+    }
+
+    fn wait_task_status(&self, id: &str, want: &str) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let t = self.task(id);
+            if t.as_ref().map(|t| t.1.as_str()) == Some(want) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("task {id} is not {want} after 30 s: {t:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The runtime's own `state` of container `id`, from its state root (not through
+    /// containerd).
+    fn runtime_status(&self, id: &str) -> Option<String> {
+        let mut c = Command::new(runtime());
+        c.arg("--root")
+            .arg(self.runc_root.join(&self.ns))
+            .args(["state", id]);
+        let r = output_within(c, Duration::from_secs(20));
+        r.ok().then(|| {
+            serde_json::from_str::<Value>(&r.stdout).unwrap_or_default()["status"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+    }
+
+    /// The pids `ctr task ps` lists.
+    fn task_pids(&self, id: &str) -> Result<Vec<i32>, String> {
+        let r = self.ctr(&["task", "ps", id]);
+        check(r.ok(), || format!("ctr task ps: {}", describe(&r)))?;
+        Ok(r.stdout
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect())
+    }
+
+    /// The shim's socket for container `id`, as containerd 1.6 names it.
+    fn shim_socket(&self, id: &str) -> PathBuf {
+        let key = format!("{}/{}/{}", self.address.display(), self.ns, id);
+        Path::new(SHIM_SOCKET_DIR).join(sha256_hex(key.as_bytes()))
+    }
+
+    /// What container `id` left behind: containerd's record of it, the runtime's state, its
+    /// bundle, cgroups, mounts, shim, shim socket and processes.
+    fn leftovers(&self, id: &str) -> Vec<String> {
+        let bundle = self
+            .dir
+            .join("state/io.containerd.runtime.v2.task")
+            .join(&self.ns)
+            .join(id);
+        let mut left = leftovers_of(id, &self.runc_root.join(&self.ns), &bundle);
+        if bundle.exists() {
+            left.push(format!("bundle {}", bundle.display()));
+        }
+        if self.shim_socket(id).exists() {
+            left.push(format!("shim socket {}", self.shim_socket(id).display()));
+        }
+        let ls = self.ctr(&["containers", "ls", "--quiet"]);
+        if ls.stdout.lines().any(|l| l.trim() == id) {
+            left.push(format!("containerd still lists container {id}"));
+        }
+        left
+    }
+
+    /// Wait (at most 30 s: the shim exits after containerd's delete returns) until container
+    /// `id` left nothing behind.
+    fn wait_no_leftovers(&self, id: &str) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = self.leftovers(id);
+            if left.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("container {id} left behind: {left:#?}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Remove container `id` whatever state it is in (after a failed scenario too).
+    fn remove(&self, id: &str) {
+        if self.task(id).is_some() {
+            let _ = self.ctr(&["task", "kill", "--all", "--signal", "SIGKILL", id]);
+            let _ = self.wait_task_status(id, "STOPPED");
+            let _ = self.ctr(&["task", "delete", "--force", id]);
+        }
+        let _ = self.ctr(&["containers", "rm", id]);
+    }
+
+    /// Every runtime invocation so far, with this run's paths and ids replaced by names.
+    fn calls(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.calls).unwrap_or_default();
+        let bundles = format!(
+            "{}/",
+            self.dir
+                .join("state/io.containerd.runtime.v2.task")
+                .join(&self.ns)
+                .display()
+        );
+        let mut ids = self.ids.borrow().clone();
+        // Longest first, so that no id is replaced inside a longer one.
+        ids.sort_by_key(|i| std::cmp::Reverse(i.len()));
+        text.lines()
+            .map(|l| {
+                let mut l = l
+                    .replace(&bundles, "BUNDLES/")
+                    .replace(&self.runc_root.display().to_string(), "ROOT")
+                    .replace(&self.ns, "NS");
+                for id in &ids {
+                    l = l.replace(id.as_str(), "ID");
+                }
+                let mut words: Vec<String> = l.split(' ').map(str::to_string).collect();
+                for w in words.iter_mut() {
+                    if w.starts_with("BUNDLES/ID/") {
+                        *w = w.replacen("BUNDLES/ID/", "BUNDLE/", 1);
+                    } else if w.contains("/runc-process") {
+                        *w = "PROCESS.json".into();
+                    } else if w.ends_with("/pty.sock") {
+                        *w = "CONSOLE.sock".into();
+                    } else if w.starts_with("BUNDLES/ID") {
+                        *w = "BUNDLE".into();
+                    }
+                }
+                let mut l = words.join(" ");
+                // An exec's pid file is named after the exec id.
+                if let Some(p) = l.find("--pid-file BUNDLE/") {
+                    let rest = &l[p + "--pid-file BUNDLE/".len()..];
+                    if let Some(end) = rest.find(".pid") {
+                        if &rest[..end] != "init" {
+                            l = l.replacen(&rest[..end].to_string(), "EXEC_ID", 1);
+                        }
+                    }
+                }
+                l
+            })
+            .collect()
+    }
+}
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        // Containers first, through containerd, while it is up.
+        if self.daemon.is_some() && self.address.exists() {
+            let ls = self.ctr(&["containers", "ls", "--quiet"]);
+            for id in ls.stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                self.remove(id);
+            }
+            let images = self.ctr(&["images", "ls", "--quiet"]);
+            for img in images
+                .stdout
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+            {
+                let _ = self.ctr(&["images", "rm", img]);
+            }
+        }
+        // Whatever the runtime still holds.
+        if let Ok(entries) = std::fs::read_dir(self.runc_root.join(&self.ns)) {
+            for e in entries.flatten() {
+                let mut c = Command::new(runtime());
+                c.arg("--root")
+                    .arg(self.runc_root.join(&self.ns))
+                    .arg("delete")
+                    .arg("--force")
+                    .arg(e.file_name());
+                let _ = output_within(c, Duration::from_secs(20));
+            }
+        }
+        // The daemon: SIGTERM, then SIGKILL.
+        if let Some(mut d) = self.daemon.take() {
+            let pid = nix::unistd::Pid::from_raw(d.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while d.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        // Shims of this daemon (they outlive it), each by its pid.
+        let address = self.address.to_str().unwrap().to_string();
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+                let args: Vec<String> = cmd
+                    .split(|b| *b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                if args.first().is_some_and(|a| a.contains("containerd-shim"))
+                    && args.contains(&address)
+                {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        // Container processes still in this namespace's cgroups, then the cgroups themselves
+        // (ctr's default cgroupsPath is /<namespace>/<id>).
+        remove_cgroup_trees(&self.ns);
+        // Mounts under the private directory, deepest first.
+        let dir = self.dir.to_str().unwrap().to_string();
+        for _ in 0..3 {
+            let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            let mut points: Vec<String> = info
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+                .filter(|m| m.starts_with(&dir))
+                .collect();
+            if points.is_empty() {
+                break;
+            }
+            points.reverse();
+            for m in points {
+                let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        for id in self.ids.borrow().iter() {
+            let _ = std::fs::remove_file(self.shim_socket(id));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.had_run_containerd {
+            // Only if empty: containerd 1.6 made them for its shims' sockets.
+            let _ = std::fs::remove_dir(SHIM_SOCKET_DIR);
+            let _ = std::fs::remove_dir("/run/containerd");
+        }
+    }
+}
+
+/// Kill every process in the cgroup trees named `name` at the top of each hierarchy (and of
+/// a pure cgroup v2 mount), then remove the trees bottom up.
+fn remove_cgroup_trees(name: &str) {
+    let mut tops = vec![Path::new("/sys/fs/cgroup").join(name)];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            tops.push(e.path().join(name));
+        }
+    }
+    for top in tops.into_iter().filter(|t| t.is_dir()) {
+        let mut dirs = vec![top.clone()];
+        let mut i = 0;
+        while i < dirs.len() {
+            if let Ok(sub) = std::fs::read_dir(&dirs[i]) {
+                for e in sub.flatten() {
+                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        dirs.push(e.path());
+                    }
+                }
+            }
+            i += 1;
+        }
+        for d in &dirs {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        for d in dirs.iter().rev() {
+            for _ in 0..50 {
+                if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg())
+    }
+}
+
+fn describe(r: &Run) -> String {
+    format!(
+        "exit {:?}, stdout {:?}, stderr {:?}",
+        r.status, r.stdout, r.stderr
+    )
+}
+
+/// Whether process `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+fn cmdline(pid: i32) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+        .replace('\0', " ")
+        .trim()
+        .to_string()
+}
+
+/// Wait until `pid` catches signal `sig` (its shell has set the trap).
+fn wait_catches(pid: i32, sig: i32) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0);
+        if caught & (1 << (sig - 1)) != 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("pid {pid} does not catch signal {sig} after 30 s"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        if Instant::now() > deadline {
+            return Err(format!("{what}: not after 30 s"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// `ctr task delete` reports a non-zero exit status as a warning; the status, or 0.
+fn deleted_exit_code(r: &Run) -> Option<i32> {
+    if !r.ok() {
+        return None;
+    }
+    Some(
+        r.stderr
+            .split("exit with non-zero exit code ")
+            .nth(1)
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+// --- The scenarios. Each gets the suite and its container id. ---
+
+/// `ctr run --rm`: the task's output reaches ctr and ctr exits with the task's status.
+fn run_rm(s: &Suite, id: &str) -> Result<(), String> {
+    let r = s.ctr_s(&s.run_args(
+        &["--rm"],
+        id,
+        &["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"],
+    ));
+    check(r.status == Some(3), || {
+        format!("want exit 3: {}", describe(&r))
+    })?;
+    check(r.stdout.contains("to-stdout"), || {
+        format!("stdout: {}", describe(&r))
+    })?;
+    check(r.stderr.contains("to-stderr"), || {
+        format!("stderr: {}", describe(&r))
+    })?;
+    // --rm deleted it: nothing may be left, right away.
+    s.wait_no_leftovers(id)
+}
+
+/// A local image: an OCI archive built here, imported with `ctr images import`, run from
+/// containerd's snapshotter (no `--rootfs`).
+fn run_image(s: &Suite, id: &str) -> Result<(), String> {
+    let image = "casulo.test/busybox:latest";
+    let archive = build_oci_archive(&s.rootfs, &s.dir.join("oci"))?;
+    let r = s.ctr(&[
+        "images",
+        "import",
+        "--base-name",
+        "casulo.test/busybox",
+        archive.to_str().unwrap(),
+    ]);
+    check(r.ok(), || format!("ctr images import: {}", describe(&r)))?;
+    s.ids.borrow_mut().push(id.to_string());
+    let mut args: Vec<String> = vec!["run".into(), "--rm".into()];
+    args.extend(s.runtime_flags());
+    args.extend([
+        image.into(),
+        id.into(),
+        "sh".into(),
+        "-c".into(),
+        "echo \"from-image PATH=$PATH\"; test -x /bin/busybox".into(),
+    ]);
+    let r = s.ctr_s(&args);
+    check(r.ok(), || format!("ctr run IMAGE: {}", describe(&r)))?;
+    check(r.stdout.contains("from-image PATH=/bin"), || {
+        format!("the image's config (Env) is not applied: {}", describe(&r))
+    })?;
+    s.wait_no_leftovers(id)?;
+    let r = s.ctr(&["images", "rm", image]);
+    check(r.ok(), || format!("ctr images rm: {}", describe(&r)))
+}
+
+/// An OCI image archive (oci-layout, index, manifest, config, one uncompressed layer) of
+/// `rootfs`, with `PATH=/bin` in its config.
+fn build_oci_archive(rootfs: &Path, dir: &Path) -> Result<PathBuf, String> {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).map_err(|e| e.to_string())?;
+    let layer_tmp = dir.join("layer.tar");
+    let st = Command::new("tar")
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .arg(rootfs)
+        .arg("-cf")
+        .arg(&layer_tmp)
+        .arg(".")
+        .status()
+        .map_err(|e| format!("tar: {e}"))?;
+    check(st.success(), || "tar of the rootfs failed".into())?;
+    let layer = std::fs::read(&layer_tmp).map_err(|e| e.to_string())?;
+    std::fs::remove_file(&layer_tmp).map_err(|e| e.to_string())?;
+    let put = |data: &[u8]| -> Result<(String, usize), String> {
+        let d = sha256_hex(data);
+        std::fs::write(blobs.join(&d), data).map_err(|e| e.to_string())?;
+        Ok((format!("sha256:{d}"), data.len()))
+    };
+    let (layer_digest, layer_size) = put(&layer)?;
+    let config = serde_json::json!({
+        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    });
+    let (config_digest, config_size) = put(config.to_string().as_bytes())?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer_size}],
+    });
+    let (manifest_digest, manifest_size) = put(manifest.to_string().as_bytes())?;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": manifest_digest, "size": manifest_size,
+                       "annotations": {"org.opencontainers.image.ref.name": "latest"}}],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+        .map_err(|e| e.to_string())?;
+    let archive = dir.with_extension("tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(&archive)
+        .args(["oci-layout", "index.json", "blobs"])
+        .status()
+        .map_err(|e| format!("tar: {e}"))?;
+    check(st.success(), || "tar of the OCI layout failed".into())?;
+    Ok(archive)
+}
+
+/// A detached task, then `ctr task exec` without and with a terminal, and an exec that fails.
+fn exec(s: &Suite, id: &str) -> Result<(), String> {
+    s.run_detached(id, &["sleep", "1000"])?;
+    let r = s.ctr_s(&s.exec_args(
+        &[],
+        id,
+        "plain",
+        &["sh", "-c", "echo exec-out; echo exec-err >&2; exit 4"],
+    ));
+    check(r.status == Some(4), || {
+        format!("exec: want exit 4: {}", describe(&r))
+    })?;
+    check(
+        r.stdout.contains("exec-out") && r.stderr.contains("exec-err"),
+        || format!("exec output: {}", describe(&r)),
+    )?;
+    let r = s.ctr_on_tty(&s.exec_args(
+        &["--tty"],
+        id,
+        "tty",
+        &[
+            "sh",
+            "-c",
+            "tty; [ -t 0 ] && [ -t 1 ] && echo exec-has-a-tty; sleep 0.2; exit 5",
+        ],
+    ));
+    check(r.status == Some(5), || {
+        format!("exec -t: want exit 5: {}", describe(&r))
+    })?;
+    check(
+        r.stdout.contains("/dev/pts/") && r.stdout.contains("exec-has-a-tty"),
+        || format!("exec -t output: {}", describe(&r)),
+    )?;
+    // The process's user and working directory.
+    let r = s.ctr_s(&s.exec_args(
+        &["--user", "65534", "--cwd", "/tmp"],
+        id,
+        "user",
+        &["sh", "-c", "echo \"$(id -u) $(pwd)\""],
+    ));
+    check(r.ok() && r.stdout.trim() == "65534 /tmp", || {
+        format!("exec --user 65534 --cwd /tmp: {}", describe(&r))
+    })?;
+    // A program that does not exist: the runtime's error reaches ctr.
+    let r = s.ctr_s(&s.exec_args(&[], id, "missing", &["/no/such/program"]));
+    check(!r.ok(), || {
+        format!("exec of a missing program: {}", describe(&r))
+    })?;
+    check(
+        r.stderr.contains("OCI runtime exec failed") && r.stderr.contains("/no/such/program"),
+        || format!("exec error message: {}", describe(&r)),
+    )?;
+    // The task is still running after all that.
+    check(
+        s.task(id).map(|t| t.1).as_deref() == Some("RUNNING"),
+        || format!("task after execs: {:?}", s.task(id)),
+    )
+}
+
+/// `ctr task ps` lists the init and a detached exec.
+fn ps(s: &Suite, id: &str) -> Result<(), String> {
+    let init = s.run_detached(id, &["sleep", "1000"])?;
+    let r = s.ctr_s(&s.exec_args(&["--detach"], id, "bg", &["sleep", "999"]));
+    check(r.ok(), || format!("exec --detach: {}", describe(&r)))?;
+    let mut pids = Vec::new();
+    wait_until("ps lists the init and the exec", || {
+        pids = s.task_pids(id).unwrap_or_default();
+        pids.contains(&init) && pids.iter().any(|p| cmdline(*p) == "sleep 999")
+    })
+    .map_err(|e| format!("{e}: {pids:?}"))?;
+    check(pids.len() == 2, || format!("ps: want 2 pids: {pids:?}"))
+}
+
+/// `ctr task kill`: SIGTERM by default, with the status the task exits with; a kill of the
+/// exited task says the process has finished.
+fn kill(s: &Suite, id: &str) -> Result<(), String> {
+    let init = s.run_detached(
+        id,
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; while true; do sleep 1 & wait $!; done",
+        ],
+    )?;
+    wait_catches(init, libc::SIGTERM)?;
+    let r = s.ctr(&["task", "kill", id]);
+    check(r.ok(), || format!("ctr task kill: {}", describe(&r)))?;
+    s.wait_task_status(id, "STOPPED")?;
+    let r = s.ctr(&["task", "kill", id]);
+    check(
+        !r.ok() && r.stderr.contains("process already finished"),
+        || format!("kill of an exited task: {}", describe(&r)),
+    )?;
+    let r = s.ctr(&["task", "delete", id]);
+    check(deleted_exit_code(&r) == Some(42), || {
+        format!("task delete: want exit code 42: {}", describe(&r))
+    })
+}
+
+/// `ctr task kill --all`: the signal reaches every process, not only the init.
+fn kill_all(s: &Suite, id: &str) -> Result<(), String> {
+    // The shell is the pid namespace's init: without a trap it does not die of SIGTERM.
+    let init = s.run_detached(
+        id,
+        &[
+            "sh",
+            "-c",
+            "sleep 1000 & sleep 1000 & while true; do sleep 1; done",
+        ],
+    )?;
+    let mut sleepers = Vec::new();
+    wait_until("both sleeps are running", || {
+        sleepers = s
+            .task_pids(id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| cmdline(*p) == "sleep 1000")
+            .collect();
+        sleepers.len() == 2
+    })?;
+    let r = s.ctr(&["task", "kill", "--all", "--signal", "SIGTERM", id]);
+    check(r.ok(), || format!("ctr task kill --all: {}", describe(&r)))?;
+    wait_until("SIGTERM to --all ends the sleeps", || {
+        sleepers.iter().all(|p| !alive(*p))
+    })?;
+    check(alive(init), || {
+        "the init (which ignores SIGTERM) died".into()
+    })?;
+    let r = s.ctr(&["task", "kill", "--all", "--signal", "SIGKILL", id]);
+    check(r.ok(), || {
+        format!("ctr task kill --all -s KILL: {}", describe(&r))
+    })?;
+    s.wait_task_status(id, "STOPPED")?;
+    let r = s.ctr(&["task", "delete", id]);
+    check(deleted_exit_code(&r) == Some(137), || {
+        format!("task delete: want exit code 137: {}", describe(&r))
+    })
+}
+
+/// `ctr task pause` and `resume`, seen by containerd and by the runtime.
+fn pause_resume(s: &Suite, id: &str) -> Result<(), String> {
+    s.run_detached(id, &["sleep", "1000"])?;
+    let r = s.ctr(&["task", "pause", id]);
+    check(r.ok(), || format!("ctr task pause: {}", describe(&r)))?;
+    s.wait_task_status(id, "PAUSED")?;
+    check(s.runtime_status(id).as_deref() == Some("paused"), || {
+        format!("runtime state after pause: {:?}", s.runtime_status(id))
+    })?;
+    let r = s.ctr(&["task", "resume", id]);
+    check(r.ok(), || format!("ctr task resume: {}", describe(&r)))?;
+    s.wait_task_status(id, "RUNNING")?;
+    check(s.runtime_status(id).as_deref() == Some("running"), || {
+        format!("runtime state after resume: {:?}", s.runtime_status(id))
+    })?;
+    let r = s.ctr_s(&s.exec_args(&[], id, "after-resume", &["true"]));
+    check(r.ok(), || format!("exec after resume: {}", describe(&r)))
+}
+
+/// `ctr task metrics`: the shim reads the container's cgroup.
+fn metrics(s: &Suite, id: &str) -> Result<(), String> {
+    s.run_detached(id, &["sh", "-c", "sleep 1000 & wait"])?;
+    wait_until("the shell and its sleep are running", || {
+        s.task_pids(id).map(|p| p.len() == 2).unwrap_or(false)
+    })?;
+    let r = s.ctr(&["task", "metrics", "--format", "json", id]);
+    check(r.ok(), || format!("ctr task metrics: {}", describe(&r)))?;
+    let m: Value =
+        serde_json::from_str(&r.stdout).map_err(|e| format!("metrics JSON: {e}: {}", r.stdout))?;
+    check(m["pids"]["current"].as_u64() == Some(2), || {
+        format!("metrics: want pids.current 2: {}", r.stdout)
+    })?;
+    check(m["memory"].is_object(), || {
+        format!("metrics: no memory: {}", r.stdout)
+    })?;
+    let r = s.ctr(&["task", "metrics", id]);
+    check(r.ok() && r.stdout.contains("pids.current"), || {
+        format!("ctr task metrics (table): {}", describe(&r))
+    })
+}
+
+/// What a hardened container uses: containerd's default seccomp profile (`--seccomp`, the
+/// profile Kubernetes' `RuntimeDefault` means), a read-only rootfs and a memory limit.
+fn seccomp_readonly_limit(s: &Suite, id: &str) -> Result<(), String> {
+    let limit: u64 = 128 << 20;
+    let init = s.run_detached_with(
+        &[
+            "--seccomp",
+            "--read-only",
+            "--memory-limit",
+            &limit.to_string(),
+        ],
+        id,
+        &["sleep", "1000"],
+    )?;
+    let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap_or_default();
+    check(
+        status
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Seccomp:", "2"]),
+        || format!("the init is not in seccomp filter mode: {status}"),
+    )?;
+    let r = s.ctr_s(&s.exec_args(
+        &[],
+        id,
+        "write",
+        &["sh", "-c", "touch /new-file 2>&1; echo touch=$?"],
+    ));
+    check(
+        r.stdout.contains("Read-only file system") && r.stdout.contains("touch=1"),
+        || format!("the rootfs is writable: {}", describe(&r)),
+    )?;
+    let r = s.ctr(&["task", "metrics", "--format", "json", id]);
+    check(r.ok(), || format!("ctr task metrics: {}", describe(&r)))?;
+    let m: Value =
+        serde_json::from_str(&r.stdout).map_err(|e| format!("metrics JSON: {e}: {}", r.stdout))?;
+    // cgroup v1 metrics have memory.usage.limit, v2 ones memory.usage_limit.
+    let got = m["memory"]["usage"]["limit"]
+        .as_u64()
+        .or_else(|| m["memory"]["usage_limit"].as_u64());
+    check(got == Some(limit), || {
+        format!(
+            "memory limit: want {limit}, metrics say {got:?}: {}",
+            r.stdout
+        )
+    })
+}
+
+/// `ctr run -t`: the task gets a terminal (through the runtime's --console-socket).
+fn tty(s: &Suite, id: &str) -> Result<(), String> {
+    let r = s.ctr_on_tty(&s.run_args(
+        &["--rm", "--tty"],
+        id,
+        &[
+            "sh",
+            "-c",
+            "tty; [ -t 0 ] && [ -t 1 ] && echo run-has-a-tty; sleep 0.2; exit 6",
+        ],
+    ));
+    check(r.status == Some(6), || {
+        format!("run -t: want exit 6: {}", describe(&r))
+    })?;
+    check(
+        r.stdout.contains("/dev/pts/0") && r.stdout.contains("run-has-a-tty"),
+        || format!("run -t output: {}", describe(&r)),
+    )?;
+    s.wait_no_leftovers(id)
+}
+
+/// A container that cannot start: the runtime's error (the last `"level":"error"` line of its
+/// `--log-format json` log) is what ctr shows, and nothing is left behind.
+fn failing(s: &Suite, id: &str) -> Result<(), String> {
+    let r = s.ctr_s(&s.run_args(&["--rm"], id, &["/no/such/program"]));
+    check(!r.ok(), || format!("want a failure: {}", describe(&r)))?;
+    check(r.stderr.contains("OCI runtime"), || {
+        format!("not an OCI runtime error: {}", describe(&r))
+    })?;
+    check(r.stderr.contains("/no/such/program"), || {
+        format!("the cause does not reach ctr: {}", describe(&r))
+    })?;
+    // go-runc's own error text, which the shim shows only when the log had no error line.
+    check(!r.stderr.contains("did not terminate successfully"), || {
+        format!("the runtime's log had no error line: {}", describe(&r))
+    })?;
+    s.wait_no_leftovers(id)
+}
+
+/// A task that exits on its own: stopped in containerd and in the runtime, then
+/// `ctr task delete` and `ctr containers rm` remove everything.
+fn delete_after_exit(s: &Suite, id: &str) -> Result<(), String> {
+    let r = s.ctr_s(&s.run_args(&["--detach"], id, &["sh", "-c", "exit 7"]));
+    check(r.ok(), || format!("ctr run --detach: {}", describe(&r)))?;
+    s.wait_task_status(id, "STOPPED")?;
+    check(s.runtime_status(id).as_deref() == Some("stopped"), || {
+        format!(
+            "runtime state of the exited task: {:?}",
+            s.runtime_status(id)
+        )
+    })?;
+    let r = s.ctr(&["task", "delete", id]);
+    check(deleted_exit_code(&r) == Some(7), || {
+        format!("task delete: want exit code 7: {}", describe(&r))
+    })?;
+    check(s.runtime_status(id).is_none(), || {
+        "the runtime still knows the container after task delete".into()
+    })?;
+    let r = s.ctr(&["containers", "rm", id]);
+    check(r.ok(), || format!("ctr containers rm: {}", describe(&r)))?;
+    s.wait_no_leftovers(id)
+}
+
+type Scenario = fn(&Suite, &str) -> Result<(), String>;
+
+#[test]
+fn containerd_runs_containers_on_the_runtime() {
+    let name = "containerd_runs_containers_on_the_runtime";
+    if !can_run(name) {
+        say(&format!("SKIPPED {name}: needs root and /bin/busybox"));
+        return;
+    }
+    let missing: Vec<&str> = ["containerd", "ctr", "containerd-shim-runc-v2", "script"]
+        .into_iter()
+        .filter(|p| !on_path(p))
+        .collect();
+    if !missing.is_empty() {
+        say(&format!(
+            "SKIPPED {name}: {} not installed (apt-get install containerd util-linux)",
+            missing.join(", ")
+        ));
+        return;
+    }
+    let started = Instant::now();
+    let suite = Suite::start();
+    say(&format!(
+        "containerd suite: runtime {}, daemon ready in {:.1} s",
+        runtime().display(),
+        started.elapsed().as_secs_f64()
+    ));
+    let scenarios: [(&str, Scenario); 12] = [
+        ("run --rm: output and exit status", run_rm),
+        ("run an imported OCI image", run_image),
+        ("detached task + task exec (with and without -t)", exec),
+        ("task ps", ps),
+        ("task kill (SIGTERM default, exited task)", kill),
+        ("task kill --all", kill_all),
+        ("task pause / resume", pause_resume),
+        ("task metrics", metrics),
+        ("run -t: a container with a tty", tty),
+        (
+            "default seccomp profile, read-only rootfs, memory limit",
+            seccomp_readonly_limit,
+        ),
+        ("a failing container's error reaches ctr", failing),
+        ("delete after exit, no leftovers", delete_after_exit),
+    ];
+    let pid = std::process::id();
+    let mut failed = Vec::new();
+    let mut passed = 0;
+    for (n, (what, f)) in scenarios.into_iter().enumerate() {
+        let id = format!("ctrd{pid}-{n:02}");
+        let t = Instant::now();
+        let result =
+            std::panic::catch_unwind(AssertUnwindSafe(|| f(&suite, &id))).unwrap_or_else(|p| {
+                Err(p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panicked".into()))
+            });
+        // Whatever happened, the container goes, and must leave nothing behind.
+        suite.remove(&id);
+        let result = result.and_then(|()| suite.wait_no_leftovers(&id));
+        if let Err(e) = &result {
+            let _ = suite.wait_no_leftovers(&id);
+            say(&format!(
+                "FAIL {what} ({:.1} s): {e}",
+                t.elapsed().as_secs_f64()
+            ));
+            failed.push(what);
+        } else {
+            say(&format!("PASS {what} ({:.1} s)", t.elapsed().as_secs_f64()));
+            passed += 1;
+        }
+    }
+    // Which runtime commands containerd used, as shapes (paths and ids replaced).
+    let calls = suite.calls();
+    let mut shapes: Vec<&String> = Vec::new();
+    for c in &calls {
+        if !shapes.contains(&c) {
+            shapes.push(c);
+        }
+    }
+    say(&format!(
+        "containerd made {} runtime invocations, of these shapes:",
+        calls.len()
+    ));
+    for s in &shapes {
+        say(&format!("  {s}"));
+    }
+    if !failed.is_empty() {
+        say(&format!(
+            "the end of containerd's log:\n{}",
+            suite.daemon_log_tail()
+        ));
+    }
+    if failed.is_empty() {
+        // The runtime was really the one selected: every command went through the wrapper.
+        for want in [
+            " create --bundle ",
+            " start ",
+            " exec --process ",
+            " ps --format json ",
+            " pause ",
+            " resume ",
+            " kill --all ",
+            " delete ",
+        ] {
+            assert!(
+                calls.iter().any(|c| c.contains(want)),
+                "no runtime invocation with {want:?}: {calls:#?}"
+            );
+        }
+    }
+    drop(suite);
+    let left = leftovers_after_daemon(pid);
+    say(&format!(
+        "containerd suite: {passed} of {} scenarios passed in {:.1} s",
+        passed + failed.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    assert!(failed.is_empty(), "failed scenarios: {failed:?}");
+    assert!(
+        left.is_empty(),
+        "left behind after the daemon stopped: {left:#?}"
+    );
+}
+
+/// What the whole run could have left once the daemon is stopped: its directory, cgroups of its
+/// namespace, processes of its containers, shims or daemon.
+fn leftovers_after_daemon(pid: u32) -> Vec<String> {
+    let mut left = Vec::new();
+    let dir = std::env::temp_dir().join(format!("casulo-ctrd-{pid}"));
+    if dir.exists() {
+        left.push(format!("directory {}", dir.display()));
+    }
+    let ns = format!("casulo-ctrd-{pid}");
+    let mut tops = vec![Path::new("/sys/fs/cgroup").join(&ns)];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        tops.extend(entries.flatten().map(|e| e.path().join(&ns)));
+    }
+    left.extend(
+        tops.into_iter()
+            .filter(|t| t.exists())
+            .map(|t| format!("cgroup {}", t.display())),
+    );
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    left.extend(
+        info.lines()
+            .filter(|l| l.contains(dir.to_str().unwrap()))
+            .map(|l| format!("mount {l}")),
+    );
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for p in procs.flatten() {
+            let cmd = cmdline(p.file_name().to_string_lossy().parse().unwrap_or(0));
+            if cmd.contains(&format!("ctrd{pid}-")) || cmd.contains(dir.to_str().unwrap()) {
+                left.push(format!(
+                    "process {}: {cmd}",
+                    p.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    left
+}
