@@ -1,13 +1,23 @@
 //! The systemd driver: a transient scope (or slice) unit created over D-Bus by cgroups-rs'
 //! `SystemdManager`, plus cgroupfs writes for what systemd properties cannot express
 //! (device rules, hugetlb, blkio, ...), as runc's systemd driver also does.
+//!
+//! systemd answers `StartTransientUnit` and `StopUnit` once it has queued the job, before the
+//! job has run: [`SystemdCgroup::apply`] waits until the pid is in the unit's cgroup, and
+//! [`SystemdCgroup::destroy`] until the unit is gone, so that callers see the same
+//! synchronous behaviour as with the cgroupfs driver (runc waits for the job, too).
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use cgroups_rs::manager::SystemdManager;
+use cgroups_rs::systemd::SystemdClient;
 use cgroups_rs::{CgroupPid, FreezerState, Manager};
 use oci_spec::runtime::LinuxResources;
 
 use super::{CgroupError, CgroupManager, FsCgroup};
+
+/// How long systemd may take to run a start or stop job of the unit (runc allows 30 s).
+const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A container's cgroup managed by systemd.
 pub struct SystemdCgroup {
@@ -68,33 +78,84 @@ impl SystemdCgroup {
         })
     }
 
-    fn err(&self, step: &'static str, e: cgroups_rs::manager::Error) -> CgroupError {
+    fn err(&self, step: &'static str, e: impl std::fmt::Display) -> CgroupError {
         CgroupError::Systemd {
             unit: self.inner.unit().to_string(),
             step,
             msg: e.to_string(),
         }
     }
+
+    /// A client for queries about the unit (not for starting it: it carries no properties).
+    fn client(&self) -> SystemdClient<'static> {
+        SystemdClient::new(self.inner.unit(), Vec::new())
+            .expect("a client without properties cannot fail")
+    }
+
+    /// Poll `done` with a growing delay (1 ms to 50 ms) until it holds or `JOB_TIMEOUT` passes.
+    fn wait(mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + JOB_TIMEOUT;
+        let mut delay = Duration::from_millis(1);
+        loop {
+            if done() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(50));
+        }
+    }
 }
 
 impl CgroupManager for SystemdCgroup {
     fn apply(&mut self, pid: i32) -> Result<(), CgroupError> {
-        let pid = u64::try_from(pid).map_err(|_| CgroupError::Failed {
+        let unsigned = u64::try_from(pid).map_err(|_| CgroupError::Failed {
             path: self.path.clone(),
             msg: format!("invalid pid {pid}"),
         })?;
         self.inner
-            .add_proc(CgroupPid { pid })
-            .map_err(|e| self.err("start the transient unit with the pid", e))
+            .add_proc(CgroupPid { pid: unsigned })
+            .map_err(|e| self.err("start the transient unit with the pid", e))?;
+        // The start job runs after the call returned: the pid is in the unit's cgroup only
+        // once it has.
+        let mut gone = false;
+        let placed = Self::wait(|| {
+            if self.fs.pids().is_ok_and(|p| p.contains(&pid)) {
+                return true;
+            }
+            gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err();
+            gone
+        });
+        if placed && !gone {
+            return Ok(());
+        }
+        let why = if gone {
+            format!("pid {pid} exited before systemd moved it into the unit")
+        } else {
+            format!(
+                "pid {pid} is not in {} after {} s",
+                self.fs.paths()[0].display(),
+                JOB_TIMEOUT.as_secs()
+            )
+        };
+        Err(self.err("start the transient unit with the pid", why))
     }
 
+    /// The unit, and with it the cgroup, comes into being with its first process in
+    /// [`SystemdCgroup::apply`] (a scope cannot be started empty): here only check that the
+    /// name is free, as runc's driver fails when systemd answers that the unit exists, rather
+    /// than joining the processes of another container.
     fn create(&mut self) -> Result<(), CgroupError> {
-        Err(CgroupError::Unsupported {
-            resource: "cgroupsPath".to_string(),
-            reason: "the systemd driver creates its transient unit together with the first \
-                     process; use apply(pid)"
-                .to_string(),
-        })
+        if self.client().exists() {
+            return Err(self.err(
+                "check that the unit name is free",
+                "the unit already exists (another container, or a failed one: \
+                 `systemctl stop` or `systemctl reset-failed` it)",
+            ));
+        }
+        Ok(())
     }
 
     fn set(&mut self, resources: &LinuxResources) -> Result<(), CgroupError> {
