@@ -6,6 +6,10 @@
 //! job has run: [`SystemdCgroup::apply`] waits until the pid is in the unit's cgroup, and
 //! [`SystemdCgroup::destroy`] until the unit is gone, so that callers see the same
 //! synchronous behaviour as with the cgroupfs driver (runc waits for the job, too).
+//!
+//! A process that joins a running container (`exec`) is written into the unit's cgroup
+//! directly, as runc does: the scope is delegated (`Delegate=yes`), and a D-Bus round trip per
+//! exec would cost more than the exec itself.
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -24,6 +28,8 @@ pub struct SystemdCgroup {
     path: String,
     inner: SystemdManager<'static>,
     fs: FsCgroup,
+    /// Set by `create`: the next `apply` starts the unit rather than joining its cgroup.
+    starting: bool,
 }
 
 impl std::fmt::Debug for SystemdCgroup {
@@ -75,6 +81,7 @@ impl SystemdCgroup {
             path: path.to_string(),
             inner,
             fs,
+            starting: false,
         })
     }
 
@@ -115,6 +122,23 @@ impl CgroupManager for SystemdCgroup {
             path: self.path.clone(),
             msg: format!("invalid pid {pid}"),
         })?;
+        // A process joining the running unit (exec): straight into its cgroup.
+        let dirs = self.fs.paths();
+        if !self.starting && dirs.iter().all(|d| d.is_dir()) {
+            for d in &dirs {
+                let procs = d.join("cgroup.procs");
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&procs)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, pid.to_string().as_bytes()))
+                    .map_err(|e| CgroupError::Failed {
+                        path: procs.display().to_string(),
+                        msg: format!("moving pid {pid} in: {e}"),
+                    })?;
+            }
+            return Ok(());
+        }
+        self.starting = false;
         self.inner
             .add_proc(CgroupPid { pid: unsigned })
             .map_err(|e| self.err("start the transient unit with the pid", e))?;
@@ -155,6 +179,7 @@ impl CgroupManager for SystemdCgroup {
                  `systemctl stop` or `systemctl reset-failed` it)",
             ));
         }
+        self.starting = true;
         Ok(())
     }
 
@@ -172,11 +197,34 @@ impl CgroupManager for SystemdCgroup {
     }
 
     fn destroy(&mut self) -> Result<(), CgroupError> {
+        // StopUnit, and ResetFailedUnit when the unit is still loaded right after.
         if let Err(e) = self.inner.destroy() {
             // Stopping a unit that is already gone is not an error.
             if self.fs.paths().iter().any(|p| p.exists()) {
                 return Err(self.err("stop the transient unit", e));
             }
+        }
+        // The stop job runs after the call returned: wait until systemd has dropped the unit,
+        // so that its name is free for a new container at once. A unit that ends up failed
+        // stays loaded until it is reset: stopping it again resets it.
+        let client = self.client();
+        let mut last_err = None;
+        let mut polls = 0u32;
+        let gone = Self::wait(|| {
+            if !client.exists() {
+                return true;
+            }
+            polls += 1;
+            if polls % 8 == 0 {
+                last_err = client.stop().err().map(|e| e.to_string());
+            }
+            false
+        });
+        if !gone {
+            let why = last_err.unwrap_or_else(|| {
+                format!("still loaded {} s after the stop", JOB_TIMEOUT.as_secs())
+            });
+            return Err(self.err("stop the transient unit", why));
         }
         self.fs.destroy()
     }
@@ -187,9 +235,13 @@ impl CgroupManager for SystemdCgroup {
         } else {
             FreezerState::Thawed
         };
-        self.inner
-            .freeze(state)
-            .map_err(|e| self.err("freeze/thaw the unit", e))
+        match self.inner.freeze(state) {
+            Ok(()) => Ok(()),
+            // Nothing is left to thaw in a unit that is gone: its processes all exited (killed
+            // while frozen, by `kill --all` say) and systemd dropped it.
+            Err(_) if !frozen && !self.client().exists() => Ok(()),
+            Err(e) => Err(self.err("freeze/thaw the unit", e)),
+        }
     }
 
     fn paths(&self) -> Vec<PathBuf> {
