@@ -355,7 +355,7 @@ fn systemd_driver_end_to_end() {
     b.save();
     let scope = systemd_scope(&b.id);
     // The harness passes the flag itself under CASULO_TEST_SYSTEMD_CGROUP.
-    let rt = |args: &[&str]| {
+    let rt_of = |b: &Bundle, args: &[&str]| {
         let mut all = Vec::new();
         if b.cgroup_flags().is_empty() {
             all.push("--systemd-cgroup");
@@ -363,6 +363,7 @@ fn systemd_driver_end_to_end() {
         all.extend_from_slice(args);
         b.rt(&all)
     };
+    let rt = |args: &[&str]| rt_of(&b, args);
     // `systemctl show` lists the properties in its own order: sorted here.
     let show = |props: &str| {
         let out = std::process::Command::new("systemctl")
@@ -407,6 +408,22 @@ fn systemd_driver_end_to_end() {
             "ActiveState=active Delegate=yes TasksMax=33"
         );
         if round == 0 {
+            // A second container cannot take the unit, and its failed create leaves the
+            // first one alone.
+            let mut other = Bundle::new("sdcg2", &["sleep", "1000"]);
+            other.config["linux"]["cgroupsPath"] = b.config["linux"]["cgroupsPath"].clone();
+            other.save();
+            let r = rt_of(
+                &other,
+                &["create", "--bundle", other.dir.to_str().unwrap(), &other.id],
+            );
+            assert!(!r.ok(), "a second container took the unit {scope}");
+            if is_casulo() {
+                assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+            }
+            drop(other);
+            assert_eq!(b.status().as_deref(), Some("created"));
+            assert_eq!(show("ActiveState"), "ActiveState=active");
             // update changes the unit's property, not only the file systemd would rewrite.
             let r = rt(&["update", "--pids-limit", "44", &b.id]);
             assert!(r.ok(), "update: {}", r.stderr);

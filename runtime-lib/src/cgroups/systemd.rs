@@ -30,6 +30,9 @@ pub struct SystemdCgroup {
     fs: FsCgroup,
     /// Set by `create`: the next `apply` starts the unit rather than joining its cgroup.
     starting: bool,
+    /// Set by `create` when the unit name is taken: the unit is someone else's, and the
+    /// cleanup of the failed create must neither kill its processes nor stop it.
+    taken: bool,
 }
 
 impl std::fmt::Debug for SystemdCgroup {
@@ -82,6 +85,7 @@ impl SystemdCgroup {
             inner,
             fs,
             starting: false,
+            taken: false,
         })
     }
 
@@ -173,6 +177,7 @@ impl CgroupManager for SystemdCgroup {
     /// than joining the processes of another container.
     fn create(&mut self) -> Result<(), CgroupError> {
         if self.client().exists() {
+            self.taken = true;
             return Err(self.err(
                 "check that the unit name is free",
                 "the unit already exists (another container, or a failed one: \
@@ -193,10 +198,16 @@ impl CgroupManager for SystemdCgroup {
     }
 
     fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        if self.taken {
+            return Ok(Vec::new());
+        }
         self.fs.pids()
     }
 
     fn destroy(&mut self) -> Result<(), CgroupError> {
+        if self.taken {
+            return Ok(());
+        }
         // StopUnit, and ResetFailedUnit when the unit is still loaded right after.
         if let Err(e) = self.inner.destroy() {
             // Stopping a unit that is already gone is not an error.
