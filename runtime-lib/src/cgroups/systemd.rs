@@ -190,10 +190,13 @@ impl CgroupManager for SystemdCgroup {
 
     fn set(&mut self, resources: &LinuxResources) -> Result<(), CgroupError> {
         // Unit properties first (so that systemd does not undo them on reload), then the
-        // files systemd has no property for.
-        self.inner
-            .set(resources)
-            .map_err(|e| self.err("set unit properties", e))?;
+        // files systemd has no property for. cgroups-rs makes properties of the cpu, memory
+        // and pids resources only: without them, no D-Bus round trip.
+        if resources.cpu().is_some() || resources.memory().is_some() || resources.pids().is_some() {
+            self.inner
+                .set(resources)
+                .map_err(|e| self.err("set unit properties", e))?;
+        }
         self.fs.set(resources)
     }
 
@@ -216,8 +219,19 @@ impl CgroupManager for SystemdCgroup {
             }
         }
         // The stop job runs after the call returned: wait until systemd has dropped the unit,
-        // so that its name is free for a new container at once. A unit that ends up failed
-        // stays loaded until it is reset: stopping it again resets it.
+        // so that its name is free for a new container at once. First until the unit's cgroup
+        // is gone, which systemd removes once the unit has stopped (a look at the filesystem
+        // costs nothing, a D-Bus call a connection), then until the unit itself is. A unit
+        // that ends up failed stays loaded until it is reset: stopping it again resets it.
+        let dirs = self.fs.paths();
+        if !Self::wait(|| dirs.iter().all(|d| !d.exists())) {
+            let why = format!(
+                "{} still exists {} s after the stop",
+                dirs[0].display(),
+                JOB_TIMEOUT.as_secs()
+            );
+            return Err(self.err("stop the transient unit", why));
+        }
         let client = self.client();
         let mut last_err = None;
         let mut polls = 0u32;
