@@ -292,18 +292,11 @@ impl Bundle {
 pub fn leftovers_of(id: &str, root: &Path, dir: &Path) -> Vec<String> {
     let mut left = Vec::new();
     let scope = systemd_scope(id);
-    if systemd_cgroup() {
-        let shown = Command::new("systemctl")
-            .args(["show", "--property=LoadState,ActiveState", &scope])
-            .output();
-        match shown {
-            Ok(o) if String::from_utf8_lossy(&o.stdout).contains("LoadState=not-found") => {}
-            Ok(o) => left.push(format!(
-                "systemd unit {scope}: {}",
-                String::from_utf8_lossy(&o.stdout).replace('\n', " ")
-            )),
-            Err(e) => left.push(format!("systemd unit {scope}: systemctl: {e}")),
-        }
+    // systemd keeps a transient unit's file for as long as the unit is loaded (running, or
+    // failed and not reset), and removes it with the unit.
+    let unit_file = Path::new("/run/systemd/transient").join(&scope);
+    if systemd_cgroup() && unit_file.exists() {
+        left.push(format!("systemd unit {scope} ({})", unit_file.display()));
     }
     if root.join(id).exists() {
         left.push(format!("state dir {}", root.join(id).display()));
