@@ -126,21 +126,37 @@ impl CgroupManager for SystemdCgroup {
             path: self.path.clone(),
             msg: format!("invalid pid {pid}"),
         })?;
-        // A process joining the running unit (exec): straight into its cgroup.
-        let dirs = self.fs.paths();
-        if !self.starting && dirs.iter().all(|d| d.is_dir()) {
-            for d in &dirs {
-                let procs = d.join("cgroup.procs");
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&procs)
-                    .and_then(|mut f| std::io::Write::write_all(&mut f, pid.to_string().as_bytes()))
-                    .map_err(|e| CgroupError::Failed {
-                        path: procs.display().to_string(),
-                        msg: format!("moving pid {pid} in: {e}"),
-                    })?;
+        if !self.starting {
+            // A process joining the running unit (exec): straight into its cgroup.
+            let dirs = self.fs.paths();
+            if dirs.iter().all(|d| d.is_dir()) {
+                for d in &dirs {
+                    let procs = d.join("cgroup.procs");
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&procs)
+                        .and_then(|mut f| {
+                            std::io::Write::write_all(&mut f, pid.to_string().as_bytes())
+                        })
+                        .map_err(|e| CgroupError::Failed {
+                            path: procs.display().to_string(),
+                            msg: format!("moving pid {pid} in: {e}"),
+                        })?;
+                }
+                return Ok(());
             }
-            return Ok(());
+            // Never start a new unit for a joining process. Where systemd made the scope in
+            // some hierarchies only (v1), it attaches the process itself.
+            if !self.client().exists() {
+                return Err(self.err(
+                    "join the unit",
+                    "the unit is gone: its processes have all exited",
+                ));
+            }
+            return self
+                .inner
+                .add_proc(CgroupPid { pid: unsigned })
+                .map_err(|e| self.err("attach the pid to the unit", e));
         }
         self.starting = false;
         self.inner
