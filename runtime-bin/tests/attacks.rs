@@ -475,15 +475,8 @@ fn cve_2024_21626_no_runtime_fd_reaches_the_container() {
     std::fs::write(&preserved, "fd 3\n").unwrap();
     std::fs::write(&extra, "fd 4\n").unwrap();
     // The caller holds fds 3 and 4 and preserves one: only fd 3 may reach the container.
-    let mut c = Command::new("sh");
-    c.arg("-c")
-        .arg("exec \"$0\" --root \"$1\" run --detach --preserve-fds 1 --bundle \"$2\" \"$3\" 3<\"$4\" 4<\"$5\"")
-        .arg(runtime())
-        .arg(&b.root)
-        .arg(&b.dir)
-        .arg(&b.id)
-        .arg(&preserved)
-        .arg(&extra);
+    let mut c = b.shell("run --detach --preserve-fds 1 --bundle \"$2\" \"$3\" 3<\"$4\" 4<\"$5\"");
+    c.arg(&b.dir).arg(&b.id).arg(&preserved).arg(&extra);
     let r = output_within(c, Duration::from_secs(20));
     assert!(r.ok(), "{}", r.stderr);
     let pid = b.state().unwrap()["pid"].as_i64().unwrap();
@@ -523,12 +516,10 @@ fn cve_2024_21626_no_runtime_fd_reaches_the_container() {
     // An exec'd process, with and without a preserved fd.
     for (n, preserve) in [(0, "0"), (1, "1")] {
         let pidfile = b.dir.join(format!("exec{n}.pid"));
-        let mut c = Command::new("sh");
-        c.arg("-c")
-            .arg("exec \"$0\" --root \"$1\" exec --detach --preserve-fds \"$2\" --pid-file \"$3\" \"$4\" sleep 1000 3<\"$5\" 4<\"$6\"")
-            .arg(runtime())
-            .arg(&b.root)
-            .arg(preserve)
+        let mut c = b.shell(
+            "exec --detach --preserve-fds \"$2\" --pid-file \"$3\" \"$4\" sleep 1000 3<\"$5\" 4<\"$6\"",
+        );
+        c.arg(preserve)
             .arg(&pidfile)
             .arg(&b.id)
             .arg(&preserved)

@@ -1,7 +1,9 @@
 //! The commands that use cgroups, run through the binary as a client would: `update`, `pause`
 //! and `resume`, `ps`, `kill --all`, limits enforced on the container (pids, devices), and
 //! `delete` of a paused container. Each container has `cgroupsPath` `/<id>`, so the cleanup
-//! check of the harness finds any cgroup left behind. Runs on v1/hybrid and on pure v2.
+//! check of the harness finds any cgroup left behind. Runs on v1/hybrid and on pure v2. With
+//! `CASULO_TEST_SYSTEMD_CGROUP` the containers use the systemd driver instead, each in its
+//! scope `system.slice/casulo-<id>.scope`.
 mod common;
 use common::*;
 
@@ -15,8 +17,13 @@ fn v2() -> bool {
 
 /// The container's cgroup directory holding controller `ctrl` (v1), or its cgroup2 directory.
 fn cgroup_dir(b: &Bundle, ctrl: &str) -> PathBuf {
+    let rel = if systemd_cgroup() {
+        Path::new("system.slice").join(systemd_scope(&b.id))
+    } else {
+        PathBuf::from(&b.id)
+    };
     if v2() {
-        Path::new("/sys/fs/cgroup").join(&b.id)
+        Path::new("/sys/fs/cgroup").join(rel)
     } else {
         let mount = std::fs::read_dir("/sys/fs/cgroup")
             .unwrap()
@@ -24,7 +31,7 @@ fn cgroup_dir(b: &Bundle, ctrl: &str) -> PathBuf {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .find(|n| n.split(',').any(|c| c == ctrl))
             .unwrap_or_else(|| panic!("no v1 {ctrl} hierarchy"));
-        Path::new("/sys/fs/cgroup").join(mount).join(&b.id)
+        Path::new("/sys/fs/cgroup").join(mount).join(rel)
     }
 }
 
@@ -36,10 +43,12 @@ fn cg_read(b: &Bundle, ctrl: &str, file: &str) -> String {
         .to_string()
 }
 
-/// A bundle whose cgroup is `/<id>`, with `resources`.
+/// A bundle whose cgroup is `/<id>` (or the systemd scope of the harness), with `resources`.
 fn bundle(name: &str, args: &[&str], resources: serde_json::Value) -> Bundle {
     let mut b = Bundle::new(name, args);
-    b.config["linux"]["cgroupsPath"] = format!("/{}", b.id).into();
+    if !systemd_cgroup() {
+        b.config["linux"]["cgroupsPath"] = format!("/{}", b.id).into();
+    }
     b.config["linux"]["resources"] = resources;
     b.save();
     b
@@ -329,7 +338,8 @@ fn devices_denied_unless_a_rule_allows() {
 }
 
 /// The systemd driver end to end: a transient scope `casulo-<id>.scope` in `system.slice`, with
-/// the limits of the config, gone after delete. Needs systemd as the init system.
+/// the limits of the config as unit properties, changed by `update`, gone after delete (the
+/// unit too, so that the name is free again). Needs systemd as the init system.
 #[test]
 fn systemd_driver_end_to_end() {
     if !can_run("systemd_driver_end_to_end") {
@@ -343,44 +353,92 @@ fn systemd_driver_end_to_end() {
     b.config["linux"]["cgroupsPath"] = format!("system.slice:casulo:{}", b.id).into();
     b.config["linux"]["resources"] = json!({"pids": {"limit": 33}});
     b.save();
-    let scope = format!("casulo-{}.scope", b.id);
-    let r = b.rt(&[
-        "--systemd-cgroup",
-        "create",
-        "--bundle",
-        b.dir.to_str().unwrap(),
-        &b.id,
-    ]);
-    assert!(r.ok(), "create --systemd-cgroup: {}", r.stderr);
-    let pid = b.state().unwrap()["pid"].as_i64().unwrap();
-    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(
-        cg.lines()
-            .any(|l| l.ends_with(&format!("/system.slice/{scope}"))),
-        "{cg}"
-    );
-    let dir = if v2() {
-        Path::new("/sys/fs/cgroup/system.slice").join(&scope)
-    } else {
-        Path::new("/sys/fs/cgroup/pids/system.slice").join(&scope)
+    let scope = systemd_scope(&b.id);
+    // The harness passes the flag itself under CASULO_TEST_SYSTEMD_CGROUP.
+    let rt_of = |b: &Bundle, args: &[&str]| {
+        let mut all = Vec::new();
+        if b.cgroup_flags().is_empty() {
+            all.push("--systemd-cgroup");
+        }
+        all.extend_from_slice(args);
+        b.rt(&all)
     };
-    assert_eq!(
-        std::fs::read_to_string(dir.join("pids.max"))
-            .unwrap()
-            .trim(),
-        "33"
-    );
-    let shown = std::process::Command::new("systemctl")
-        .args(["show", "-p", "ActiveState", &scope])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&shown.stdout).trim(),
-        "ActiveState=active"
-    );
-    let r = b.rt(&["--systemd-cgroup", "delete", "--force", &b.id]);
-    assert!(r.ok(), "delete: {}", r.stderr);
-    assert!(!dir.exists(), "{} left behind", dir.display());
+    let rt = |args: &[&str]| rt_of(&b, args);
+    // `systemctl show` lists the properties in its own order: sorted here.
+    let show = |props: &str| {
+        let out = std::process::Command::new("systemctl")
+            .args(["show", &format!("--property={props}"), &scope])
+            .output()
+            .unwrap();
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines.join(" ")
+    };
+    for round in 0..2 {
+        let r = rt(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id]);
+        assert!(
+            r.ok(),
+            "create --systemd-cgroup (round {round}): {}",
+            r.stderr
+        );
+        let pid = b.state().unwrap()["pid"].as_i64().unwrap();
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        assert!(
+            cg.lines()
+                .any(|l| l.ends_with(&format!("/system.slice/{scope}"))),
+            "{cg}"
+        );
+        let dir = if v2() {
+            Path::new("/sys/fs/cgroup/system.slice").join(&scope)
+        } else {
+            Path::new("/sys/fs/cgroup/pids/system.slice").join(&scope)
+        };
+        let pids_max = || {
+            std::fs::read_to_string(dir.join("pids.max"))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        assert_eq!(pids_max(), "33");
+        assert_eq!(
+            show("ActiveState,Delegate,TasksMax"),
+            "ActiveState=active Delegate=yes TasksMax=33"
+        );
+        if round == 0 {
+            // A second container cannot take the unit, and its failed create leaves the
+            // first one alone.
+            let mut other = Bundle::new("sdcg2", &["sleep", "1000"]);
+            other.config["linux"]["cgroupsPath"] = b.config["linux"]["cgroupsPath"].clone();
+            other.save();
+            let r = rt_of(
+                &other,
+                &["create", "--bundle", other.dir.to_str().unwrap(), &other.id],
+            );
+            assert!(!r.ok(), "a second container took the unit {scope}");
+            if is_casulo() {
+                assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+            }
+            drop(other);
+            assert_eq!(b.status().as_deref(), Some("created"));
+            assert_eq!(show("ActiveState"), "ActiveState=active");
+            // update changes the unit's property, not only the file systemd would rewrite.
+            let r = rt(&["update", "--pids-limit", "44", &b.id]);
+            assert!(r.ok(), "update: {}", r.stderr);
+            assert_eq!(pids_max(), "44");
+            assert_eq!(show("TasksMax"), "TasksMax=44");
+        }
+        let r = rt(&["delete", "--force", &b.id]);
+        assert!(r.ok(), "delete: {}", r.stderr);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+        assert_eq!(
+            show("LoadState"),
+            "LoadState=not-found",
+            "the unit is still loaded"
+        );
+    }
 }
 
 /// The init makes the device nodes only once the device cgroup is complete. On v1 the rules are

@@ -256,11 +256,16 @@ fn oom_is_reported() {
     }
     let mut b = Bundle::new("evoom", &[]);
     // Let the stream register first, then double a string until the 8 MiB limit kills it.
-    b.config["process"]["args"] = serde_json::json!([
-        "sh",
-        "-c",
-        "sleep 2; x=0123456789abcdef; while true; do x=$x$x; done"
-    ]);
+    let hog = "x=0123456789abcdef; while true; do x=$x$x; done";
+    // The systemd driver's scope, and its cgroup, go away as soon as its last process has
+    // exited, which an OOM of the init races (as with runc): there the victim is a child, and
+    // the init outlives it by a second.
+    let script = if systemd_cgroup() {
+        format!("sleep 2; sh -c '{hog}'; sleep 1")
+    } else {
+        format!("sleep 2; {hog}")
+    };
+    b.config["process"]["args"] = serde_json::json!(["sh", "-c", script]);
     let limit = 8 * 1024 * 1024;
     let mut memory = serde_json::json!({ "limit": limit });
     let pure_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();

@@ -31,14 +31,8 @@ fn preserve_fds() {
     let data = b.dir.join("data");
     std::fs::write(&data, "from fd 3\n").unwrap();
     // The caller opens fd 3; the runtime passes it on.
-    let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg("exec \"$0\" --root \"$1\" run --preserve-fds 1 --bundle \"$2\" \"$3\" 3<\"$4\"")
-        .arg(runtime())
-        .arg(&b.root)
-        .arg(&b.dir)
-        .arg(&b.id)
-        .arg(&data);
+    let mut cmd = b.shell("run --preserve-fds 1 --bundle \"$2\" \"$3\" 3<\"$4\"");
+    cmd.arg(&b.dir).arg(&b.id).arg(&data);
     let r = output_within(cmd, std::time::Duration::from_secs(20));
     assert!(r.ok(), "{}", r.stderr);
     assert_eq!(r.stdout, "from fd 3\n");

@@ -23,6 +23,20 @@ pub fn is_casulo() -> bool {
     std::env::var_os("CASULO_TEST_RUNTIME").is_none()
 }
 
+/// Whether the containers of the tests use the systemd cgroup driver: `CASULO_TEST_SYSTEMD_CGROUP`
+/// set to anything but `""` or `0`. Every [`Bundle`] then gets `cgroupsPath`
+/// `system.slice:casulo:<id>` (a transient scope `casulo-<id>.scope`), and its commands
+/// `--systemd-cgroup`, unless a test sets a cgroupfs path of its own. Needs systemd as the init
+/// system (`scripts/test-cgroup-v2 --systemd` boots one).
+pub fn systemd_cgroup() -> bool {
+    std::env::var_os("CASULO_TEST_SYSTEMD_CGROUP").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The systemd unit of container `id` under [`systemd_cgroup`].
+pub fn systemd_scope(id: &str) -> String {
+    format!("casulo-{id}.scope")
+}
+
 /// Whether the test can run; prints a visible SKIP line when it cannot.
 pub fn can_run(test: &str) -> bool {
     if !nix::unistd::geteuid().is_root() {
@@ -165,6 +179,9 @@ impl Bundle {
         config["root"]["path"] = rootfs().to_string_lossy().into_owned().into();
         config["process"]["terminal"] = false.into();
         config["process"]["args"] = serde_json::json!(args);
+        if systemd_cgroup() {
+            config["linux"]["cgroupsPath"] = format!("system.slice:casulo:{id}").into();
+        }
         let b = Bundle {
             id,
             dir,
@@ -183,13 +200,39 @@ impl Bundle {
         .unwrap();
     }
 
-    /// `RUNTIME --root ROOT <args...>` with the bundle dir as cwd.
+    /// The global flags every command of this container needs besides `--root`:
+    /// `--systemd-cgroup` when its `cgroupsPath` is systemd's `slice:prefix:name` under
+    /// [`systemd_cgroup`] (a client passes it to every command, as containerd does).
+    pub fn cgroup_flags(&self) -> Vec<&'static str> {
+        let path = self.config["linux"]["cgroupsPath"].as_str().unwrap_or("");
+        if systemd_cgroup() && path.contains(':') {
+            vec!["--systemd-cgroup"]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// `RUNTIME --root ROOT [CGROUP FLAGS] <args...>` with the bundle dir as cwd.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(runtime());
         c.arg("--root")
             .arg(&self.root)
+            .args(self.cgroup_flags())
             .args(args)
             .current_dir(&self.dir);
+        c
+    }
+
+    /// `sh -c 'exec "$0" --root "$1" $RUNTIME_FLAGS REST'` with `$0` the runtime, `$1` the
+    /// state root and `$RUNTIME_FLAGS` the cgroup flags, for tests that need the shell's
+    /// redirections; the caller appends the arguments `$2`, `$3`, ... that `rest` uses.
+    pub fn shell(&self, rest: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!("exec \"$0\" --root \"$1\" $RUNTIME_FLAGS {rest}"))
+            .arg(runtime())
+            .arg(&self.root)
+            .env("RUNTIME_FLAGS", self.cgroup_flags().join(" "));
         c
     }
 
@@ -250,7 +293,8 @@ impl Bundle {
     }
 
     /// Everything this container could have left behind: its state dir, mounts of its bundle,
-    /// cgroup directories named after it, processes mentioning it.
+    /// cgroup directories named after it (or after its systemd scope), processes mentioning it,
+    /// and under [`systemd_cgroup`] a scope unit systemd still knows.
     pub fn leftovers(&self) -> Vec<String> {
         leftovers_of(&self.id, &self.root, &self.dir)
     }
@@ -258,6 +302,13 @@ impl Bundle {
 
 pub fn leftovers_of(id: &str, root: &Path, dir: &Path) -> Vec<String> {
     let mut left = Vec::new();
+    let scope = systemd_scope(id);
+    // systemd keeps a transient unit's file for as long as the unit is loaded (running, or
+    // failed and not reset), and removes it with the unit.
+    let unit_file = Path::new("/run/systemd/transient").join(&scope);
+    if systemd_cgroup() && unit_file.exists() {
+        left.push(format!("systemd unit {scope} ({})", unit_file.display()));
+    }
     if root.join(id).exists() {
         left.push(format!("state dir {}", root.join(id).display()));
     }
@@ -274,7 +325,8 @@ pub fn leftovers_of(id: &str, root: &Path, dir: &Path) -> Vec<String> {
                 if let Ok(sub) = std::fs::read_dir(&d) {
                     for e in sub.flatten() {
                         if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                            if e.file_name().to_string_lossy() == id {
+                            let name = e.file_name();
+                            if name.to_string_lossy() == id || name.to_string_lossy() == scope {
                                 left.push(format!("cgroup {}", e.path().display()));
                             }
                             if stack.len() < 64 && e.path().components().count() < 9 {
