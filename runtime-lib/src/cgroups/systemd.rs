@@ -169,7 +169,9 @@ impl CgroupManager for SystemdCgroup {
             if self.fs.pids().is_ok_and(|p| p.contains(&pid)) {
                 return true;
             }
-            gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err();
+            // Exited, or a zombie (the init is the runtime's child until it is reaped): systemd
+            // will never move it, so waiting out the job timeout would only delay the error.
+            gone = crate::sys::proc_start_time(pid).is_none_or(|(_, st)| matches!(st, 'Z' | 'X'));
             gone
         });
         if placed && !gone {
