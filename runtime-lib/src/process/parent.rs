@@ -286,7 +286,9 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 saved.pid = pid;
                 saved.pid_start = crate::sys::proc_start_time(pid)
                     .map(|(s, _)| s)
-                    .ok_or_else(|| fail(ProcessError::Init("exited during setup".into())))?;
+                    .ok_or_else(|| {
+                        prefer_init(fail(ProcessError::Init("exited during setup".into())))
+                    })?;
                 // The init waits for the state below before anything that depends on its
                 // cgroup; it mounts meanwhile.
                 let cg = undo.cgroup.as_mut().expect("cgroup");
