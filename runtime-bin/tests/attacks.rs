@@ -1175,15 +1175,7 @@ echo stopped >> /out/log
 fn hostile_init_windows(name: &str) -> (Vec<String>, String) {
     let mut b = Bundle::new(name, &["sh", "-c", HOSTILE_INIT]);
     let out = b.with_out_dir();
-    assert!(b
-        .rt(&[
-            "run",
-            "--detach",
-            "--bundle",
-            b.dir.to_str().unwrap(),
-            &b.id
-        ])
-        .ok());
+    assert!(b.run_detached().ok());
     assert!(wait_for_file(&out.join("ready"), Duration::from_secs(10)).is_some());
     let secret = format!("host-secret-{}", b.id);
     for _ in 0..40 {

@@ -3,30 +3,6 @@
 mod common;
 use common::*;
 
-fn fails_cleanly(b: &Bundle, r: &Run, cause: &str) {
-    assert_eq!(r.status, Some(1), "stdout {} stderr {}", r.stdout, r.stderr);
-    // runc's messages name neither the container nor the step; casulo's name both.
-    if is_casulo() {
-        assert!(
-            r.stderr.contains(&b.id),
-            "the message names the container: {}",
-            r.stderr
-        );
-        assert!(
-            r.stderr.contains("create"),
-            "the message names the step: {}",
-            r.stderr
-        );
-        assert!(
-            r.stderr.contains(cause),
-            "expected {cause:?} in: {}",
-            r.stderr
-        );
-    }
-    let left = b.leftovers();
-    assert!(left.is_empty(), "left behind: {left:#?}");
-}
-
 #[test]
 fn invalid_json() {
     if !can_run("invalid_json") {

@@ -121,15 +121,7 @@ fn exec_joins_the_container() {
     let mut b = Bundle::new("exec", &["sleep", "100"]);
     b.config["hostname"] = "exechost".into();
     b.save();
-    assert!(b
-        .rt(&[
-            "run",
-            "--detach",
-            "--bundle",
-            b.dir.to_str().unwrap(),
-            &b.id
-        ])
-        .ok());
+    assert!(b.run_detached().ok());
     let r = b.rt(&["exec", &b.id, "sh", "-c", "hostname; echo $$; exit 4"]);
     assert_eq!(r.status, Some(4), "{}", r.stderr);
     let lines: Vec<&str> = r.stdout.lines().collect();

@@ -217,15 +217,7 @@ fn exec_processes_get_theirs_or_the_containers() {
     b.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 3});
     b.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
     b.save();
-    assert!(b
-        .rt(&[
-            "run",
-            "--detach",
-            "--bundle",
-            b.dir.to_str().unwrap(),
-            &b.id
-        ])
-        .ok());
+    assert!(b.run_detached().ok());
     let show = format!("{NICE_AND_POLICY}; ionice -p $$");
 
     // The container's process with new args: the container's settings.

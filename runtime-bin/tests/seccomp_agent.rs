@@ -346,15 +346,14 @@ fn exec_hands_its_own_listener_to_the_agent() {
     assert!(b.wait_status("stopped"));
 }
 
-fn fails_cleanly(b: &Bundle, r: &Run, cause: &str) {
-    assert_eq!(r.status, Some(1), "stdout {} stderr {}", r.stdout, r.stderr);
+/// [`fails_cleanly`], and the cause in the message of either runtime.
+fn fails_cleanly_naming(b: &Bundle, r: &Run, cause: &str) {
+    fails_cleanly(b, r, cause);
     assert!(
         r.stderr.contains(cause),
         "expected {cause:?} in: {}",
         r.stderr
     );
-    let left = b.leftovers();
-    assert!(left.is_empty(), "left behind: {left:#?}");
 }
 
 #[test]
@@ -369,7 +368,7 @@ fn notify_without_listener_path_fails() {
     b.config["linux"]["seccomp"] = p;
     b.save();
     let r = b.run();
-    fails_cleanly(&b, &r, "listenerPath");
+    fails_cleanly_naming(&b, &r, "listenerPath");
 }
 
 #[test]
@@ -382,7 +381,7 @@ fn listener_path_nobody_listens_on_fails() {
     b.config["linux"]["seccomp"] = profile(&path);
     b.save();
     let r = b.run();
-    fails_cleanly(&b, &r, path.to_str().unwrap());
+    fails_cleanly_naming(&b, &r, path.to_str().unwrap());
 }
 
 #[test]
@@ -397,7 +396,7 @@ fn notify_on_write_is_refused() {
     b.config["linux"]["seccomp"] = p;
     b.save();
     let r = b.run();
-    fails_cleanly(&b, &r, "write syscall");
+    fails_cleanly_naming(&b, &r, "write syscall");
     assert!(agent.states(0).is_empty());
 }
 

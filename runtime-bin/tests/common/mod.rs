@@ -376,3 +376,29 @@ pub fn cap_field(status: &str, set: &str) -> u64 {
         .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
         .unwrap_or_else(|| panic!("no {set} in {status}"))
 }
+
+/// The command failed as bad input must: exit 1; with casulo, a message naming the container,
+/// the `create` step and `cause`; and nothing left behind.
+pub fn fails_cleanly(b: &Bundle, r: &Run, cause: &str) {
+    assert_eq!(r.status, Some(1), "stdout {} stderr {}", r.stdout, r.stderr);
+    // runc's messages name neither the container nor the step; casulo's name both.
+    if is_casulo() {
+        assert!(
+            r.stderr.contains(&b.id),
+            "the message names the container: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains("create"),
+            "the message names the step: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains(cause),
+            "expected {cause:?} in: {}",
+            r.stderr
+        );
+    }
+    let left = b.leftovers();
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}

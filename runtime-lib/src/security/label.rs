@@ -23,9 +23,15 @@ pub struct HostLsm {
 }
 
 impl HostLsm {
-    /// Read the host's state: selinuxfs mounted with an `enforce` file, AppArmor's module
-    /// parameter `enabled` set to `Y`.
+    /// The host's state: selinuxfs mounted with an `enforce` file, AppArmor's module
+    /// parameter `enabled` set to `Y`. Read once per process: bundle validation, the mount and
+    /// the process plans all ask.
     pub fn probe() -> HostLsm {
+        static HOST: std::sync::OnceLock<HostLsm> = std::sync::OnceLock::new();
+        *HOST.get_or_init(Self::read)
+    }
+
+    fn read() -> HostLsm {
         let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
             .is_ok_and(|s| s.trim() == "Y")
             && Path::new("/sys/kernel/security/apparmor").is_dir();
