@@ -93,9 +93,27 @@ fn executable_not_found() {
     if !can_run("executable_not_found") {
         return;
     }
-    let b = Bundle::new("noexe", &["/no/such/program"]);
-    let r = b.create();
-    fails_cleanly(&b, &r, "/no/such/program");
+    // Engines choose their exit status from these words (podman: 127 for a missing command,
+    // 126 for one that cannot be run), so they are runc's.
+    for (name, args, cause) in [
+        ("noexe", "/no/such/program", "no such file or directory"),
+        ("notexe", "/etc/passwd", "permission denied"),
+        ("direxe", "/bin", "permission denied"),
+        (
+            "noinpath",
+            "no-such-program",
+            "executable file not found in $PATH",
+        ),
+    ] {
+        let b = Bundle::new(name, &[args]);
+        let r = b.create();
+        fails_cleanly(&b, &r, args);
+        assert!(
+            r.stderr.contains(cause),
+            "{args}: want {cause:?}: {}",
+            r.stderr
+        );
+    }
 }
 
 #[test]

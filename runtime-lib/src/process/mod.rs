@@ -360,29 +360,43 @@ pub(crate) fn connect_console(
 }
 
 /// Find the executable the way execvp does, but with the container's PATH, inside the
-/// container (called after pivot_root).
+/// container (called after pivot_root). The errors read as runc's, which engines match on to
+/// choose their exit status: a name with a `/` that does not exist is a "no such file or
+/// directory" (podman: 127), one that is not an executable file is a "permission denied" (126),
+/// a name found in no PATH directory is "executable file not found in $PATH" (127).
 pub(crate) fn find_executable(arg0: &CString, path_dirs: &[PathBuf]) -> Result<CString, String> {
-    use std::os::unix::fs::PermissionsExt;
     let name = std::path::Path::new(std::ffi::OsStr::from_bytes(arg0.as_bytes()));
-    let candidates: Vec<PathBuf> = if arg0.as_bytes().contains(&b'/') {
-        vec![name.to_path_buf()]
-    } else {
-        path_dirs.iter().map(|d| d.join(name)).collect()
+    let executable = |c: &std::path::Path| -> std::io::Result<bool> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(c)?;
+        Ok(meta.is_file() && meta.permissions().mode() & 0o111 != 0)
     };
-    for c in &candidates {
-        if let Ok(meta) = std::fs::metadata(c) {
-            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                return CString::new(c.as_os_str().as_bytes()).map_err(|e| e.to_string());
-            }
+    if arg0.as_bytes().contains(&b'/') {
+        return match executable(name) {
+            Ok(true) => Ok(arg0.clone()),
+            Ok(false) => Err(format!("exec: {name:?}: permission denied")),
+            Err(e) => Err(format!(
+                "exec: {name:?}: stat {}: {}",
+                name.display(),
+                errno_text(&e)
+            )),
+        };
+    }
+    for c in path_dirs.iter().map(|d| d.join(name)) {
+        if let Ok(true) = executable(&c) {
+            return CString::new(c.as_os_str().as_bytes()).map_err(|e| e.to_string());
         }
     }
     Err(format!(
-        "exec: {:?}: executable file not found{}",
-        name,
-        if candidates.len() == 1 && arg0.as_bytes().contains(&b'/') {
-            ""
-        } else {
-            " in $PATH"
-        }
+        "exec: {name:?}: executable file not found in $PATH"
     ))
+}
+
+/// The C library's text of an I/O error's errno, in lower case as Go prints it ("no such file
+/// or directory").
+fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
+    }
 }
