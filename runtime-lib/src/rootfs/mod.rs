@@ -6,6 +6,7 @@
 //! [`RootfsPlan::finalize`].
 
 mod cgroupfs;
+mod copyup;
 mod devices;
 mod masked;
 pub mod mounts;

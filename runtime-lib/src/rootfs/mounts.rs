@@ -9,6 +9,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::statvfs::{fstatvfs, FsFlags};
 use oci_spec::runtime::Mount;
 
+use super::copyup;
 use super::paths::{ensure_file_in_root, fd_path, mkdir_all_in_root, open_in_root};
 use super::RootfsError;
 
@@ -25,6 +26,9 @@ pub struct MountOptions {
     pub data: String,
     /// `bind` or `rbind` was given.
     pub bind: bool,
+    /// `tmpcopyup` (runc's extension, tmpfs only): the new tmpfs starts with a copy of what
+    /// the rootfs has at the destination.
+    pub copy_up: bool,
 }
 
 impl Default for MountOptions {
@@ -35,13 +39,14 @@ impl Default for MountOptions {
             propagation: Vec::new(),
             data: String::new(),
             bind: false,
+            copy_up: false,
         }
     }
 }
 
 /// Every mount option [`parse_options`] gives a meaning of its own (others are passed to the
 /// filesystem as data); `features` reports this list.
-pub const KNOWN_OPTIONS: [&str; 39] = [
+pub const KNOWN_OPTIONS: [&str; 40] = [
     "defaults",
     "ro",
     "rw",
@@ -81,6 +86,7 @@ pub const KNOWN_OPTIONS: [&str; 39] = [
     "rslave",
     "unbindable",
     "runbindable",
+    "tmpcopyup",
 ];
 
 /// Parse the `options` of a mount entry. Unknown options are filesystem data, as mount(8) does.
@@ -141,10 +147,14 @@ pub fn parse_options<S: AsRef<str>>(options: &[S]) -> Result<MountOptions, Rootf
                 o.propagation.push(p);
                 continue;
             }
+            "tmpcopyup" => {
+                o.copy_up = true;
+                continue;
+            }
             "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec"
             | "rnodiratime" | "rdiratime" | "rrelatime" | "rnorelatime" | "rnoatime" | "ratime"
-            | "rstrictatime" | "rnostrictatime" | "idmap" | "ridmap" | "tmpcopyup"
-            | "nosymfollow" | "rnosymfollow" => {
+            | "rstrictatime" | "rnostrictatime" | "idmap" | "ridmap" | "nosymfollow"
+            | "rnosymfollow" => {
                 return Err(RootfsError::Unsupported(format!("mount option {opt:?}")));
             }
             "" => return Err(RootfsError::Invalid("empty mount option".into())),
@@ -211,6 +221,12 @@ impl MountPlan {
             source_is_dir = meta.is_dir();
             source = Some(src);
         }
+        if options.copy_up && (kind != Kind::Other || fstype != "tmpfs") {
+            return Err(RootfsError::Invalid(format!(
+                "mount {}: option \"tmpcopyup\" is for tmpfs mounts only",
+                m.destination().display()
+            )));
+        }
         if fstype.is_empty() && kind != Kind::Bind {
             return Err(RootfsError::Invalid(format!(
                 "mount {} has no type",
@@ -261,14 +277,42 @@ impl MountPlan {
             Kind::Cgroup | Kind::Other => {
                 let data = (!o.data.is_empty()).then_some(o.data.as_str());
                 let source = self.source.as_deref().unwrap_or(Path::new(&self.fstype));
+                // What the tmpfs will cover, opened while it still can be.
+                let lower = o
+                    .copy_up
+                    .then(|| copyup::open_lower(target.as_fd()))
+                    .transpose()
+                    .map_err(err("open for tmpcopyup"))?;
+                // A read-only tmpfs is filled first and made read-only after.
+                let ro_later = lower.is_some() && o.flags.contains(MsFlags::MS_RDONLY);
+                let flags = if ro_later {
+                    o.flags & !pre & !MsFlags::MS_RDONLY
+                } else {
+                    o.flags & !pre
+                };
                 mount(
                     Some(source),
                     fd_path(&target).as_str(),
                     Some(self.fstype.as_str()),
-                    o.flags & !pre,
+                    flags,
                     data,
                 )
                 .map_err(err("mount"))?;
+                if let Some(lower) = lower {
+                    let top = open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                        .map_err(err("reopen"))?;
+                    copyup::copy_tree(lower.as_fd(), top.as_fd()).map_err(err("tmpcopyup"))?;
+                    if ro_later {
+                        mount(
+                            None::<&str>,
+                            fd_path(&top).as_str(),
+                            None::<&str>,
+                            flags | MsFlags::MS_RDONLY | MsFlags::MS_REMOUNT,
+                            data,
+                        )
+                        .map_err(err("remount read-only"))?;
+                    }
+                }
             }
         }
         if !o.propagation.is_empty() {
