@@ -10,33 +10,15 @@
 //! mount, shim, shim socket or process). At the end the daemon is stopped and everything it
 //! made is removed, also when the test panics. Without containerd the test prints `SKIPPED`.
 mod common;
+use common::engine::*;
 use common::*;
 
 use std::io::Write as _;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-/// A result line the person running `cargo test` sees even though libtest captures the
-/// output of passing tests.
-fn say(line: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
-}
-
-/// Whether `prog` is an executable file somewhere on `PATH`.
-fn on_path(prog: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-        .unwrap_or(false)
-}
-
-/// `s` quoted for `sh`.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
 
 /// The lowercase hex SHA-256 of `data`, from coreutils' `sha256sum`.
 fn sha256_hex(data: &[u8]) -> String {
@@ -110,18 +92,7 @@ impl Suite {
             .status()
             .unwrap();
         assert!(cp.success(), "copy the busybox rootfs");
-        let wrapper = format!(
-            "#!/bin/sh\n# Logs every invocation, then runs the runtime under test.\n\
-             printf '%s\\n' \"$*\" >> {}\nexec {} \"$@\"\n",
-            sh_quote(s.calls.to_str().unwrap()),
-            sh_quote(runtime().to_str().unwrap()),
-        );
-        std::fs::write(&s.wrapper, wrapper).unwrap();
-        std::fs::set_permissions(
-            &s.wrapper,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        write_wrapper(&s.wrapper, &s.calls, &[]);
         let config = format!(
             r#"version = 2
 root = "{dir}/root"
@@ -482,46 +453,12 @@ impl Drop for Suite {
         }
         // Shims of this daemon (they outlive it), each by its pid.
         let address = self.address.to_str().unwrap().to_string();
-        if let Ok(procs) = std::fs::read_dir("/proc") {
-            for p in procs.flatten() {
-                let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
-                    continue;
-                };
-                let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
-                let args: Vec<String> = cmd
-                    .split(|b| *b == 0)
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect();
-                if args.first().is_some_and(|a| a.contains("containerd-shim"))
-                    && args.contains(&address)
-                {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-        }
+        kill_processes_where(|args| args[0].contains("containerd-shim") && args.contains(&address));
         // Container processes still in this namespace's cgroups, then the cgroups themselves
         // (ctr's default cgroupsPath is /<namespace>/<id>).
         remove_cgroup_trees(&self.ns);
         // Mounts under the private directory, deepest first.
-        let dir = self.dir.to_str().unwrap().to_string();
-        for _ in 0..3 {
-            let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-            let mut points: Vec<String> = info
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-                .filter(|m| m.starts_with(&dir))
-                .collect();
-            if points.is_empty() {
-                break;
-            }
-            points.reverse();
-            for m in points {
-                let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
+        umount_all_under(&self.dir);
         for id in self.ids.borrow().iter() {
             let _ = std::fs::remove_file(self.shim_socket(id));
         }
@@ -532,109 +469,6 @@ impl Drop for Suite {
             let _ = std::fs::remove_dir("/run/containerd");
         }
     }
-}
-
-/// Kill every process in the cgroup trees named `name` at the top of each hierarchy (and of
-/// a pure cgroup v2 mount), then remove the trees bottom up.
-fn remove_cgroup_trees(name: &str) {
-    let mut tops = vec![Path::new("/sys/fs/cgroup").join(name)];
-    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-        for e in entries.flatten() {
-            tops.push(e.path().join(name));
-        }
-    }
-    for top in tops.into_iter().filter(|t| t.is_dir()) {
-        let mut dirs = vec![top.clone()];
-        let mut i = 0;
-        while i < dirs.len() {
-            if let Ok(sub) = std::fs::read_dir(&dirs[i]) {
-                for e in sub.flatten() {
-                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                        dirs.push(e.path());
-                    }
-                }
-            }
-            i += 1;
-        }
-        for d in &dirs {
-            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-            for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        for d in dirs.iter().rev() {
-            for _ in 0..50 {
-                if std::fs::remove_dir(d).is_ok() || !d.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
-    if cond {
-        Ok(())
-    } else {
-        Err(msg())
-    }
-}
-
-fn describe(r: &Run) -> String {
-    format!(
-        "exit {:?}, stdout {:?}, stderr {:?}",
-        r.status, r.stdout, r.stderr
-    )
-}
-
-/// Whether process `pid` exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
-        .unwrap_or(false)
-}
-
-fn cmdline(pid: i32) -> String {
-    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
-        .replace('\0', " ")
-        .trim()
-        .to_string()
-}
-
-/// Wait until `pid` catches signal `sig` (its shell has set the trap).
-fn wait_catches(pid: i32, sig: i32) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let caught = status
-            .lines()
-            .find_map(|l| l.strip_prefix("SigCgt:"))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .unwrap_or(0);
-        if caught & (1 << (sig - 1)) != 0 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("pid {pid} does not catch signal {sig} after 30 s"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        if Instant::now() > deadline {
-            return Err(format!("{what}: not after 30 s"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 /// `ctr task delete` reports a non-zero exit status as a warning; the status, or 0.
@@ -1058,8 +892,6 @@ fn delete_after_exit(s: &Suite, id: &str) -> Result<(), String> {
     s.wait_no_leftovers(id)
 }
 
-type Scenario = fn(&Suite, &str) -> Result<(), String>;
-
 #[test]
 fn containerd_runs_containers_on_the_runtime() {
     let name = "containerd_runs_containers_on_the_runtime";
@@ -1085,7 +917,7 @@ fn containerd_runs_containers_on_the_runtime() {
         runtime().display(),
         started.elapsed().as_secs_f64()
     ));
-    let scenarios: [(&str, Scenario); 12] = [
+    let scenarios: [(&str, Scenario<Suite>); 12] = [
         ("run --rm: output and exit status", run_rm),
         ("run an imported OCI image", run_image),
         ("detached task + task exec (with and without -t)", exec),
@@ -1103,49 +935,16 @@ fn containerd_runs_containers_on_the_runtime() {
         ("delete after exit, no leftovers", delete_after_exit),
     ];
     let pid = std::process::id();
-    let mut failed = Vec::new();
-    let mut passed = 0;
-    for (n, (what, f)) in scenarios.into_iter().enumerate() {
-        let id = format!("ctrd{pid}-{n:02}");
-        let t = Instant::now();
-        let result =
-            std::panic::catch_unwind(AssertUnwindSafe(|| f(&suite, &id))).unwrap_or_else(|p| {
-                Err(p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panicked".into()))
-            });
-        // Whatever happened, the container goes, and must leave nothing behind.
-        suite.remove(&id);
-        let result = result.and_then(|()| suite.wait_no_leftovers(&id));
-        if let Err(e) = &result {
-            let _ = suite.wait_no_leftovers(&id);
-            say(&format!(
-                "FAIL {what} ({:.1} s): {e}",
-                t.elapsed().as_secs_f64()
-            ));
-            failed.push(what);
-        } else {
-            say(&format!("PASS {what} ({:.1} s)", t.elapsed().as_secs_f64()));
-            passed += 1;
-        }
-    }
+    let (passed, failed) = run_scenarios(
+        &suite,
+        &format!("ctrd{pid}"),
+        &scenarios,
+        |s, id| s.remove(id),
+        |s, id| s.wait_no_leftovers(id),
+    );
     // Which runtime commands containerd used, as shapes (paths and ids replaced).
     let calls = suite.calls();
-    let mut shapes: Vec<&String> = Vec::new();
-    for c in &calls {
-        if !shapes.contains(&c) {
-            shapes.push(c);
-        }
-    }
-    say(&format!(
-        "containerd made {} runtime invocations, of these shapes:",
-        calls.len()
-    ));
-    for s in &shapes {
-        say(&format!("  {s}"));
-    }
+    print_shapes("containerd", &calls);
     if !failed.is_empty() {
         say(&format!(
             "the end of containerd's log:\n{}",
@@ -1193,31 +992,18 @@ fn leftovers_after_daemon(pid: u32) -> Vec<String> {
         left.push(format!("directory {}", dir.display()));
     }
     let ns = format!("casulo-ctrd-{pid}");
-    let mut tops = vec![Path::new("/sys/fs/cgroup").join(&ns)];
-    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-        tops.extend(entries.flatten().map(|e| e.path().join(&ns)));
-    }
     left.extend(
-        tops.into_iter()
-            .filter(|t| t.exists())
+        cgroup_trees(&ns)
+            .into_iter()
             .map(|t| format!("cgroup {}", t.display())),
     );
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    left.extend(mounts_under(&dir).into_iter().map(|m| format!("mount {m}")));
+    let tag = format!("ctrd{pid}-");
+    let dir = dir.to_str().unwrap();
     left.extend(
-        info.lines()
-            .filter(|l| l.contains(dir.to_str().unwrap()))
-            .map(|l| format!("mount {l}")),
+        processes_where(|a| a.iter().any(|x| x.contains(&tag) || x.contains(dir)))
+            .into_iter()
+            .map(|(p, a)| format!("process {p}: {}", a.join(" "))),
     );
-    if let Ok(procs) = std::fs::read_dir("/proc") {
-        for p in procs.flatten() {
-            let cmd = cmdline(p.file_name().to_string_lossy().parse().unwrap_or(0));
-            if cmd.contains(&format!("ctrd{pid}-")) || cmd.contains(dir.to_str().unwrap()) {
-                left.push(format!(
-                    "process {}: {cmd}",
-                    p.file_name().to_string_lossy()
-                ));
-            }
-        }
-    }
     left
 }

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod engine;
+
 /// The runtime under test: `CASULO_TEST_RUNTIME` (e.g. `runc`, to check the tests themselves)
 /// or the casulo binary cargo built.
 pub fn runtime() -> PathBuf {

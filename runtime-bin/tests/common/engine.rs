@@ -1,0 +1,272 @@
+//! Helpers of the suites that drive real container engines (containerd, podman) over the
+//! runtime under test: result lines, a logging wrapper in front of the runtime, the scenario
+//! runner, and the cleanup of what an engine's containers can leave (cgroups, mounts,
+//! processes).
+
+use std::io::Write as _;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::{runtime, Run};
+
+/// A result line the person running `cargo test` sees even though libtest captures the
+/// output of passing tests.
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Whether `prog` is an executable file somewhere on `PATH`.
+pub fn on_path(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+        .unwrap_or(false)
+}
+
+/// `s` quoted for `sh`.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Kill every process in the cgroup trees named `name` at the top of each hierarchy (and of
+/// a pure cgroup v2 mount), then remove the trees bottom up.
+pub fn remove_cgroup_trees(name: &str) {
+    for top in cgroup_trees(name) {
+        let mut dirs = vec![top.clone()];
+        let mut i = 0;
+        while i < dirs.len() {
+            if let Ok(sub) = std::fs::read_dir(&dirs[i]) {
+                for e in sub.flatten() {
+                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        dirs.push(e.path());
+                    }
+                }
+            }
+            i += 1;
+        }
+        for d in &dirs {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        for d in dirs.iter().rev() {
+            for _ in 0..50 {
+                if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+pub fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg())
+    }
+}
+
+pub fn describe(r: &Run) -> String {
+    format!(
+        "exit {:?}, stdout {:?}, stderr {:?}",
+        r.status, r.stdout, r.stderr
+    )
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+pub fn cmdline(pid: i32) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+        .replace('\0', " ")
+        .trim()
+        .to_string()
+}
+
+/// Wait until `pid` catches signal `sig` (its shell has set the trap).
+pub fn wait_catches(pid: i32, sig: i32) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0);
+        if caught & (1 << (sig - 1)) != 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("pid {pid} does not catch signal {sig} after 30 s"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        if Instant::now() > deadline {
+            return Err(format!("{what}: not after 30 s"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Write an executable `sh` script at `path` that appends each invocation's arguments to
+/// `calls` (one line each) and then runs the runtime under test with `prefix` before them
+/// (e.g. a private `--root`).
+pub fn write_wrapper(path: &Path, calls: &Path, prefix: &[&str]) {
+    let mut exec = sh_quote(runtime().to_str().unwrap());
+    for a in prefix {
+        exec.push(' ');
+        exec.push_str(&sh_quote(a));
+    }
+    let script = format!(
+        "#!/bin/sh\n# Logs every invocation, then runs the runtime under test.\n\
+         printf '%s\\n' \"$*\" >> {}\nexec {exec} \"$@\"\n",
+        sh_quote(calls.to_str().unwrap()),
+    );
+    // Written beside and renamed: an engine may be executing the previous one.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, script).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// One scenario of an engine suite: it gets the suite and the container name to use.
+pub type Scenario<S> = fn(&S, &str) -> Result<(), String>;
+
+/// Run `scenarios` one after the other, each with the name `<prefix>-NN`, printing `PASS` or
+/// `FAIL` with the time taken. Whatever a scenario did (a panic included), `remove` then removes
+/// its container and `settled` must find that it left nothing behind. Returns how many
+/// passed and the descriptions of those that failed.
+pub fn run_scenarios<S>(
+    suite: &S,
+    prefix: &str,
+    scenarios: &[(&'static str, Scenario<S>)],
+    remove: impl Fn(&S, &str),
+    settled: impl Fn(&S, &str) -> Result<(), String>,
+) -> (usize, Vec<&'static str>) {
+    let mut failed = Vec::new();
+    let mut passed = 0;
+    for (n, (what, f)) in scenarios.iter().enumerate() {
+        let id = format!("{prefix}-{n:02}");
+        let t = Instant::now();
+        let result =
+            std::panic::catch_unwind(AssertUnwindSafe(|| f(suite, &id))).unwrap_or_else(|p| {
+                Err(p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panicked".into()))
+            });
+        remove(suite, &id);
+        let result = result.and_then(|()| settled(suite, &id));
+        let secs = t.elapsed().as_secs_f64();
+        if let Err(e) = &result {
+            let _ = settled(suite, &id);
+            say(&format!("FAIL {what} ({secs:.1} s): {e}"));
+            failed.push(*what);
+        } else {
+            say(&format!("PASS {what} ({secs:.1} s)"));
+            passed += 1;
+        }
+    }
+    (passed, failed)
+}
+
+/// Print the distinct `calls` (already rewritten into shapes) under `title`.
+pub fn print_shapes(title: &str, calls: &[String]) {
+    let mut shapes: Vec<&String> = Vec::new();
+    for c in calls {
+        if !shapes.contains(&c) {
+            shapes.push(c);
+        }
+    }
+    say(&format!(
+        "{title} made {} runtime invocations, of these shapes:",
+        calls.len()
+    ));
+    for s in &shapes {
+        say(&format!("  {s}"));
+    }
+}
+
+/// The pids and argument vectors of every process whose arguments satisfy `pred`.
+pub fn processes_where(pred: impl Fn(&[String]) -> bool) -> Vec<(i32, Vec<String>)> {
+    let mut found = Vec::new();
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for p in procs.flatten() {
+            let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmd
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if !args.is_empty() && pred(&args) {
+                found.push((pid, args));
+            }
+        }
+    }
+    found
+}
+
+/// SIGKILL every process whose arguments satisfy `pred`.
+pub fn kill_processes_where(pred: impl Fn(&[String]) -> bool) {
+    for (pid, _) in processes_where(pred) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// The mount points at or under `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.to_str().unwrap();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(dir))
+        .collect()
+}
+
+/// Detach every mount at or under `dir`, deepest first.
+pub fn umount_all_under(dir: &Path) {
+    for _ in 0..3 {
+        let mut points = mounts_under(dir);
+        if points.is_empty() {
+            break;
+        }
+        points.reverse();
+        for m in points {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// The cgroup directories named `name` at the top of each hierarchy (and of a pure cgroup
+/// v2 mount) that exist.
+pub fn cgroup_trees(name: &str) -> Vec<std::path::PathBuf> {
+    let mut tops = vec![Path::new("/sys/fs/cgroup").join(name)];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        tops.extend(entries.flatten().map(|e| e.path().join(name)));
+    }
+    tops.into_iter().filter(|t| t.is_dir()).collect()
+}
