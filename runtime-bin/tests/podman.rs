@@ -1,0 +1,846 @@
+//! podman runs its containers on the runtime under test.
+//!
+//! One test gives podman a private world under a fresh temporary directory: a
+//! `containers.conf` (named by `CONTAINERS_CONF`) that selects the runtime, a `storage.conf`
+//! (vfs graph root and run root), its own temporary, volume and event directories, and the
+//! cgroupfs manager with a cgroup parent of its own. The runtime podman runs (through conmon)
+//! is a small logging wrapper in front of casulo (or of `CASULO_TEST_RUNTIME`, e.g. runc, to
+//! show that the suite itself is right) with a private `--root`. An image is made here from
+//! the busybox rootfs with `podman import`. The scenarios run one after the other; each prints
+//! `PASS` or `FAIL` with its time, removes its containers even when it failed, and must leave
+//! nothing behind (no runtime state, cgroup, mount, conmon or container process). At the end
+//! every container and image is removed, and so is the directory, also when the test panics.
+//! Without podman or conmon the test prints `SKIPPED`.
+//!
+//! This machine's open-files hard limit (20000) and process limit are below podman's defaults
+//! (1048576 for both) and CAP_SYS_RESOURCE is not in the bounding set, so every runtime would
+//! fail setrlimit with EPERM: `default_ulimits` sets limits the host allows.
+mod common;
+use common::engine::*;
+use common::*;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const IMAGE: &str = "localhost/casulo.test/busybox:latest";
+
+/// podman's private world and what the scenarios need to drive it. Dropping it removes every
+/// container and image, and all it made.
+struct Suite {
+    dir: PathBuf,
+    /// The runtime's own state directory (its `--root`, given by the wrapper).
+    runtime_root: PathBuf,
+    /// One line per runtime invocation, written by the wrapper.
+    calls: PathBuf,
+    /// Every container's cgroup is under this parent, and so is conmon's.
+    cgroup_parent: String,
+}
+
+impl Suite {
+    fn start() -> Result<Suite, String> {
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("casulo-pm-{pid}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let s = Suite {
+            runtime_root: dir.join("runtime-root"),
+            calls: dir.join("runtime-calls.log"),
+            cgroup_parent: format!("/casulo-pm-{pid}"),
+            dir,
+        };
+        // From here on, Drop cleans up whatever happens.
+        let wrapper = s.dir.join("casulo");
+        write_wrapper(
+            &wrapper,
+            &s.calls,
+            &["--root", s.runtime_root.to_str().unwrap()],
+        );
+        let conf = format!(
+            r#"[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+netns = "none"
+log_driver = "k8s-file"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{dir}/events.log"
+tmp_dir = "{dir}/tmp"
+volume_path = "{dir}/volumes"
+runtime = "casulo"
+runtime_supports_json = ["casulo"]
+
+[engine.runtimes]
+casulo = ["{wrapper}"]
+
+[network]
+network_config_dir = "{dir}/networks"
+"#,
+            dir = s.dir.display(),
+            wrapper = wrapper.display(),
+        );
+        std::fs::write(s.dir.join("containers.conf"), conf).unwrap();
+        let storage = format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{dir}/graph\"\nrunroot = \"{dir}/run\"\n",
+            dir = s.dir.display()
+        );
+        std::fs::write(s.dir.join("storage.conf"), storage).unwrap();
+        std::fs::write(s.dir.join("registries.conf"), "").unwrap();
+        let tar = s.dir.join("rootfs.tar");
+        let st = Command::new("tar")
+            .args(["--numeric-owner", "-C"])
+            .arg(rootfs())
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        check(st.success(), || "tar of the busybox rootfs failed".into())?;
+        let r = s.podman(&[
+            "import",
+            "--change",
+            "ENV=PATH=/bin",
+            "--change",
+            "CMD=[\"sh\"]",
+            tar.to_str().unwrap(),
+            IMAGE,
+        ]);
+        check(r.ok(), || format!("podman import: {}", describe(&r)))?;
+        Ok(s)
+    }
+
+    /// `PROGRAM` with podman's private world in its environment.
+    fn in_world(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", self.dir.join("storage.conf"))
+            .env(
+                "CONTAINERS_REGISTRIES_CONF",
+                self.dir.join("registries.conf"),
+            )
+            .env("TMPDIR", self.dir.join("tmp"));
+        c
+    }
+
+    fn podman(&self, args: &[&str]) -> Run {
+        let mut c = self.in_world("podman");
+        c.args(args);
+        output_within(c, Duration::from_secs(60))
+    }
+
+    /// `podman ARGS` with `input` on its standard input.
+    fn podman_input(&self, args: &[&str], input: &str) -> Run {
+        let path = self.dir.join("tmp/stdin");
+        std::fs::write(&path, input).unwrap();
+        let mut c = self.in_world("sh");
+        c.args(["-c", "f=$1; shift; exec podman \"$@\" < \"$f\"", "sh"])
+            .arg(&path)
+            .args(args);
+        output_within(c, Duration::from_secs(60))
+    }
+
+    /// `podman ARGS` on a pseudo-terminal (util-linux `script`), for `-t`.
+    fn podman_on_tty(&self, args: &[&str]) -> Run {
+        let mut line = String::from("podman");
+        for a in args {
+            line.push(' ');
+            line.push_str(&sh_quote(a));
+        }
+        let mut c = self.in_world("script");
+        c.args(["-q", "-e", "-c", &line, "/dev/null"]);
+        output_within(c, Duration::from_secs(60))
+    }
+
+    /// `podman run --name NAME --cgroup-parent PARENT FLAGS IMAGE CMD`.
+    fn run(&self, name: &str, flags: &[&str], cmd: &[&str]) -> Run {
+        let mut a = vec![
+            "run",
+            "--name",
+            name,
+            "--cgroup-parent",
+            &self.cgroup_parent,
+        ];
+        a.extend_from_slice(flags);
+        a.push(IMAGE);
+        a.extend_from_slice(cmd);
+        self.podman(&a)
+    }
+
+    /// A detached container running `cmd`, with its log checked to contain `ready` (so that
+    /// its shell has set its traps).
+    fn run_detached(
+        &self,
+        name: &str,
+        flags: &[&str],
+        cmd: &str,
+        ready: &str,
+    ) -> Result<(), String> {
+        let mut f = vec!["-d"];
+        f.extend_from_slice(flags);
+        let r = self.run(name, &f, &["sh", "-c", cmd]);
+        check(r.ok(), || format!("podman run -d: {}", describe(&r)))?;
+        wait_until(&format!("{name} logs {ready:?}"), || {
+            self.podman(&["logs", name]).stdout.contains(ready)
+        })
+    }
+
+    /// `podman inspect --format FORMAT NAME`, trimmed.
+    fn inspect(&self, name: &str, format: &str) -> Result<String, String> {
+        let r = self.podman(&["inspect", "--format", format, name]);
+        check(r.ok(), || format!("podman inspect: {}", describe(&r)))?;
+        Ok(r.stdout.trim().to_string())
+    }
+
+    /// The runtime's own status of container `name` (from its state, not through podman).
+    fn runtime_status(&self, name: &str) -> Result<String, String> {
+        let id = self.inspect(name, "{{.Id}}")?;
+        let mut c = Command::new(runtime());
+        c.arg("--root").arg(&self.runtime_root).args(["state", &id]);
+        let r = output_within(c, Duration::from_secs(20));
+        check(r.ok(), || format!("runtime state: {}", describe(&r)))?;
+        let v: Value = serde_json::from_str(&r.stdout).map_err(|e| e.to_string())?;
+        Ok(v["status"].as_str().unwrap_or("").to_string())
+    }
+
+    /// The names of podman's containers that start with `prefix`.
+    fn containers(&self, prefix: &str) -> Vec<String> {
+        let r = self.podman(&["ps", "-a", "--format", "{{.Names}}"]);
+        r.stdout
+            .lines()
+            .map(str::trim)
+            .filter(|n| n.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Remove every container of a scenario, whatever state it is in.
+    fn remove(&self, prefix: &str) {
+        for name in self.containers(prefix) {
+            let _ = self.podman(&["rm", "--force", "--time", "0", &name]);
+        }
+    }
+
+    /// What the containers podman ran left behind. Scenarios run one at a time, so once one
+    /// has removed its containers there must be none of anything: runtime state, container
+    /// cgroups under the parent, mounts under the private directory, conmon or container
+    /// processes.
+    fn leftovers(&self, prefix: &str) -> Vec<String> {
+        let mut left: Vec<String> = self
+            .containers(prefix)
+            .into_iter()
+            .map(|n| format!("podman still lists container {n}"))
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(&self.runtime_root) {
+            left.extend(
+                entries
+                    .flatten()
+                    .map(|e| format!("runtime state {}", e.path().display())),
+            );
+        }
+        for top in cgroup_trees(self.cgroup_parent.trim_start_matches('/')) {
+            if let Ok(entries) = std::fs::read_dir(&top) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().starts_with("libpod-") {
+                        left.push(format!("cgroup {}", e.path().display()));
+                    }
+                }
+            }
+            let procs = std::fs::read_to_string(top.join("conmon/cgroup.procs"));
+            if procs.is_ok_and(|p| !p.trim().is_empty()) {
+                left.push(format!("processes in {}/conmon", top.display()));
+            }
+        }
+        left.extend(
+            mounts_under(&self.dir)
+                .into_iter()
+                .map(|m| format!("mount {m}")),
+        );
+        let dir = self.dir.to_str().unwrap();
+        left.extend(
+            processes_where(|a| a[0].ends_with("conmon") && a.iter().any(|x| x.contains(dir)))
+                .into_iter()
+                .map(|(p, a)| format!("process {p}: {}", a.join(" "))),
+        );
+        left
+    }
+
+    /// Wait (at most 30 s: conmon runs podman's cleanup after the container exits) until
+    /// the scenario left nothing behind.
+    fn wait_no_leftovers(&self, prefix: &str) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = self.leftovers(prefix);
+            if left.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{prefix} left behind: {left:#?}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every runtime invocation so far, with this run's directory, container and exec ids
+    /// (64 hex digits) and podman's random temporary names replaced by names.
+    fn calls(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.calls).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                let l = l.replace(&format!("{}/", self.dir.display()), "DIR/");
+                let mut out = String::new();
+                let mut run = String::new();
+                for c in l.chars().chain(std::iter::once(' ')) {
+                    if c.is_ascii_hexdigit() {
+                        run.push(c);
+                        continue;
+                    }
+                    out.push_str(if run.len() == 64 { "ID" } else { &run });
+                    run.clear();
+                    out.push(c);
+                }
+                out.pop();
+                out.split(' ')
+                    .map(|w| {
+                        if w.starts_with("/tmp/conmon-term.") {
+                            "CONSOLE.sock".to_string()
+                        } else if let Some(p) = w.find("exec-process-") {
+                            format!("{}exec-process-N", &w[..p])
+                        } else if let Some(p) = w.find("/podman") {
+                            format!("{}/podmanN", &w[..p])
+                        } else {
+                            w.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+}
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        let _ = self.podman(&["rm", "--all", "--force", "--time", "0"]);
+        let _ = self.podman(&["rmi", "--all", "--force"]);
+        // Whatever the runtime still holds.
+        if let Ok(entries) = std::fs::read_dir(&self.runtime_root) {
+            for e in entries.flatten() {
+                let mut c = Command::new(runtime());
+                c.arg("--root")
+                    .arg(&self.runtime_root)
+                    .args(["delete", "--force"])
+                    .arg(e.file_name());
+                let _ = output_within(c, Duration::from_secs(20));
+            }
+        }
+        // conmon and podman's cleanup processes of this world.
+        let dir = self.dir.to_str().unwrap().to_string();
+        kill_processes_where(|a| a.iter().any(|x| x.contains(&dir)));
+        remove_cgroup_trees(self.cgroup_parent.trim_start_matches('/'));
+        umount_all_under(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The container's cgroup limits as it sees them: memory limit, CPU quota (per 100 ms
+/// period), pids limit, one per line, from cgroup v2 files or v1 ones.
+const SHOW_LIMITS: &str = "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then \
+     cat /sys/fs/cgroup/memory.max; cut -d' ' -f1 /sys/fs/cgroup/cpu.max; \
+     cat /sys/fs/cgroup/pids.max; \
+     else cat /sys/fs/cgroup/memory/memory.limit_in_bytes \
+     /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/pids/pids.max; fi";
+
+// --- The scenarios. Each gets the suite and the name (or name prefix) of its containers. ---
+
+/// `run --rm`: output and exit status pass through; a missing command is 127, one that cannot
+/// be executed 126, with the runtime's words for both.
+fn run_rm(s: &Suite, name: &str) -> Result<(), String> {
+    let r = s.run(
+        name,
+        &["--rm"],
+        &["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"],
+    );
+    check(r.status == Some(3), || {
+        format!("want exit 3: {}", describe(&r))
+    })?;
+    check(r.stdout == "to-stdout\n", || {
+        format!("stdout: {}", describe(&r))
+    })?;
+    check(r.stderr.contains("to-stderr"), || {
+        format!("stderr: {}", describe(&r))
+    })?;
+    for (n, cmd, code, words) in [
+        (
+            "b",
+            "no-such-program",
+            127,
+            "executable file not found in $PATH",
+        ),
+        ("c", "/etc/passwd", 126, "permission denied"),
+    ] {
+        let r = s.run(&format!("{name}-{n}"), &["--rm"], &[cmd]);
+        check(r.status == Some(code), || {
+            format!("{cmd}: want exit {code}: {}", describe(&r))
+        })?;
+        check(r.stderr.contains(words), || {
+            format!("{cmd}: want {words:?}: {}", describe(&r))
+        })?;
+    }
+    Ok(())
+}
+
+/// `run -d`, then `exec` (status, stdin, user, workdir, env, a missing command), `logs`,
+/// `stop` (the container's TERM trap runs), `rm`.
+fn detached(s: &Suite, name: &str) -> Result<(), String> {
+    s.run_detached(
+        name,
+        &[],
+        "trap 'echo got-term; exit 0' TERM; echo started; while true; do sleep 0.1; done",
+        "started",
+    )?;
+    let r = s.podman(&["exec", name, "sh", "-c", "echo in-exec; exit 5"]);
+    check(r.status == Some(5) && r.stdout == "in-exec\n", || {
+        format!("exec: {}", describe(&r))
+    })?;
+    let r = s.podman_input(&["exec", "-i", name, "cat"], "through-stdin\n");
+    check(r.ok() && r.stdout == "through-stdin\n", || {
+        format!("exec -i: {}", describe(&r))
+    })?;
+    let r = s.podman(&[
+        "exec",
+        "--user",
+        "1000:1000",
+        "--workdir",
+        "/tmp",
+        "--env",
+        "FOO=bar",
+        name,
+        "sh",
+        "-c",
+        "echo $(id -u):$(id -g) $(pwd) $FOO",
+    ]);
+    check(r.ok() && r.stdout == "1000:1000 /tmp bar\n", || {
+        format!("exec --user --workdir --env: {}", describe(&r))
+    })?;
+    let r = s.podman(&["exec", name, "no-such-program"]);
+    check(r.status == Some(127), || {
+        format!("exec of a missing command: {}", describe(&r))
+    })?;
+    check(s.runtime_status(name)? == "running", || {
+        "not running after exec".into()
+    })?;
+    let r = s.podman(&["stop", "--time", "10", name]);
+    check(r.ok(), || format!("podman stop: {}", describe(&r)))?;
+    let code = s.inspect(name, "{{.State.ExitCode}}")?;
+    check(code == "0", || format!("exit code after stop: {code}"))?;
+    let r = s.podman(&["logs", name]);
+    check(r.stdout == "started\ngot-term\n", || {
+        format!("podman logs: {}", describe(&r))
+    })?;
+    let r = s.podman(&["rm", name]);
+    check(r.ok(), || format!("podman rm: {}", describe(&r)))
+}
+
+/// `run -t` and `exec -t`: the process has a terminal for stdin and stdout.
+fn tty(s: &Suite, name: &str) -> Result<(), String> {
+    // The pause before the exit lets the last output reach the terminal before conmon
+    // closes it.
+    let script = "tty; test -t 0 && test -t 1 && echo both-ttys; sleep 0.2; exit 4";
+    let r = s.podman_on_tty(&[
+        "run",
+        "--rm",
+        "-t",
+        "--name",
+        name,
+        "--cgroup-parent",
+        &s.cgroup_parent,
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]);
+    check(r.status == Some(4), || {
+        format!("run -t: want exit 4: {}", describe(&r))
+    })?;
+    check(
+        r.stdout.contains("/dev/pts/0") && r.stdout.contains("both-ttys"),
+        || format!("run -t: {}", describe(&r)),
+    )?;
+    let d = format!("{name}-d");
+    s.run_detached(&d, &[], "echo up; sleep 1000", "up")?;
+    let r = s.podman_on_tty(&["exec", "-t", &d, "sh", "-c", script]);
+    check(r.status == Some(4), || {
+        format!("exec -t: want exit 4: {}", describe(&r))
+    })?;
+    check(
+        r.stdout.contains("/dev/pts/") && r.stdout.contains("both-ttys"),
+        || format!("exec -t: {}", describe(&r)),
+    )
+}
+
+/// `--memory`, `--cpus`, `--pids-limit` reach the cgroup, and are enforced.
+fn resources(s: &Suite, name: &str) -> Result<(), String> {
+    let r = s.run(
+        name,
+        &[
+            "--rm",
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "50",
+        ],
+        &["sh", "-c", SHOW_LIMITS],
+    );
+    check(r.ok() && r.stdout == "67108864\n50000\n50\n", || {
+        format!("limits inside: {}", describe(&r))
+    })?;
+    // 64 MiB of data in a shell variable under an 8 MiB limit: the OOM killer ends it.
+    let r = s.run(
+        &format!("{name}-oom"),
+        &["--rm", "--memory", "8m", "--memory-swap", "8m"],
+        &[
+            "sh",
+            "-c",
+            "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived",
+        ],
+    );
+    check(
+        r.status == Some(137) && !r.stdout.contains("survived"),
+        || format!("memory limit not enforced: {}", describe(&r)),
+    )?;
+    let r = s.run(
+        &format!("{name}-pids"),
+        &["--rm", "--pids-limit", "5"],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done 2>&1; kill $(jobs -p) 2>/dev/null; true",
+        ],
+    );
+    check(
+        r.stdout.contains("can't fork") || r.stderr.contains("can't fork"),
+        || format!("pids limit not enforced: {}", describe(&r)),
+    )
+}
+
+/// `--user`, `--read-only` (with podman's copy-up tmpfs on /tmp), `--cap-drop`/`--cap-add`.
+fn user_readonly_caps(s: &Suite, name: &str) -> Result<(), String> {
+    let r = s.run(
+        name,
+        &["--rm", "--user", "1000:1000"],
+        &["sh", "-c", "echo $(id -u):$(id -g)"],
+    );
+    check(r.ok() && r.stdout == "1000:1000\n", || {
+        format!("--user: {}", describe(&r))
+    })?;
+    let r = s.run(
+        &format!("{name}-ro"),
+        &["--rm", "--read-only"],
+        &[
+            "sh",
+            "-c",
+            "touch /x 2>/dev/null || echo root-read-only; touch /tmp/y && echo tmp-writable; \
+             grep -c ' /tmp tmpfs ' /proc/self/mounts",
+        ],
+    );
+    check(
+        r.ok() && r.stdout == "root-read-only\ntmp-writable\n1\n",
+        || format!("--read-only: {}", describe(&r)),
+    )?;
+    let r = s.run(
+        &format!("{name}-caps"),
+        &["--rm", "--cap-drop", "ALL", "--cap-add", "CHOWN"],
+        &["sh", "-c", "grep -E '^Cap(Eff|Bnd):' /proc/self/status"],
+    );
+    check(
+        r.ok() && r.stdout == "CapEff:\t0000000000000001\nCapBnd:\t0000000000000001\n",
+        || format!("--cap-drop ALL --cap-add CHOWN: {}", describe(&r)),
+    )
+}
+
+/// podman's default seccomp profile is loaded; `--security-opt seccomp=FILE` loads that
+/// profile (here one that makes mkdir fail with EPERM); `seccomp=unconfined` loads none.
+fn seccomp(s: &Suite, name: &str) -> Result<(), String> {
+    let mode = "grep '^Seccomp:' /proc/self/status | cut -f2";
+    let r = s.run(name, &["--rm"], &["sh", "-c", mode]);
+    check(r.ok() && r.stdout == "2\n", || {
+        format!("default profile: {}", describe(&r))
+    })?;
+    let profile = s.dir.join("deny-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let r = s.run(
+        &format!("{name}-file"),
+        &["--rm", "--security-opt", &opt],
+        &["sh", "-c", "mkdir /tmp/d 2>&1; echo status=$?"],
+    );
+    check(
+        r.ok() && r.stdout.contains("Operation not permitted") && r.stdout.contains("status=1"),
+        || format!("seccomp=FILE: {}", describe(&r)),
+    )?;
+    let r = s.run(
+        &format!("{name}-none"),
+        &["--rm", "--security-opt", "seccomp=unconfined"],
+        &["sh", "-c", mode],
+    );
+    check(r.ok() && r.stdout == "0\n", || {
+        format!("seccomp=unconfined: {}", describe(&r))
+    })
+}
+
+/// `-v hostdir:/x` (read-write) and `-v hostdir:/y:ro`.
+fn volumes(s: &Suite, name: &str) -> Result<(), String> {
+    let host = s.dir.join(format!("vol-{name}"));
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("from-host"), "host-data\n").unwrap();
+    let rw = format!("{}:/x", host.display());
+    let ro = format!("{}:/y:ro", host.display());
+    let r = s.run(
+        name,
+        &["--rm", "-v", &rw, "-v", &ro],
+        &[
+            "sh",
+            "-c",
+            "cat /x/from-host; echo container-data > /x/from-container; \
+             touch /y/z 2>/dev/null || echo y-read-only",
+        ],
+    );
+    check(r.ok() && r.stdout == "host-data\ny-read-only\n", || {
+        format!("volumes: {}", describe(&r))
+    })?;
+    let back = std::fs::read_to_string(host.join("from-container")).unwrap_or_default();
+    check(back == "container-data\n", || {
+        format!("the container's write is not on the host: {back:?}")
+    })
+}
+
+/// `pause` freezes the container (the runtime says paused), `unpause` thaws it.
+fn pause_unpause(s: &Suite, name: &str) -> Result<(), String> {
+    s.run_detached(name, &[], "echo up; sleep 1000", "up")?;
+    let r = s.podman(&["pause", name]);
+    check(r.ok(), || format!("podman pause: {}", describe(&r)))?;
+    let st = s.inspect(name, "{{.State.Status}}")?;
+    check(st == "paused", || format!("podman says {st} after pause"))?;
+    let st = s.runtime_status(name)?;
+    check(st == "paused", || {
+        format!("the runtime says {st} after pause")
+    })?;
+    let r = s.podman(&["unpause", name]);
+    check(r.ok(), || format!("podman unpause: {}", describe(&r)))?;
+    let st = s.runtime_status(name)?;
+    check(st == "running", || {
+        format!("the runtime says {st} after unpause")
+    })?;
+    let r = s.podman(&["exec", name, "echo", "thawed"]);
+    check(r.ok() && r.stdout == "thawed\n", || {
+        format!("exec after unpause: {}", describe(&r))
+    })
+}
+
+/// `top` lists the container's processes; `stats --no-stream` reads its cgroup.
+fn top_stats(s: &Suite, name: &str) -> Result<(), String> {
+    s.run_detached(name, &[], "echo up; sleep 1000", "up")?;
+    let r = s.podman(&["top", name, "pid", "args"]);
+    check(r.ok() && r.stdout.contains("sleep 1000"), || {
+        format!("podman top: {}", describe(&r))
+    })?;
+    let r = s.podman(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.MemUsage}}|{{.PIDs}}",
+        name,
+    ]);
+    check(r.ok(), || format!("podman stats: {}", describe(&r)))?;
+    let (mem, pids) = r.stdout.trim().split_once('|').unwrap_or(("", ""));
+    check(
+        !mem.is_empty() && !mem.starts_with("0B") && pids.parse::<u32>().is_ok_and(|p| p >= 1),
+        || format!("podman stats: memory {mem:?}, pids {pids:?}"),
+    )
+}
+
+/// `update` changes a running container's limits.
+fn update(s: &Suite, name: &str) -> Result<(), String> {
+    s.run_detached(
+        name,
+        &["--memory", "128m", "--pids-limit", "50"],
+        "echo up; sleep 1000",
+        "up",
+    )?;
+    // podman 4.3's update has no --pids-limit: that limit must stay as it was.
+    let r = s.podman(&["update", "--memory", "64m", "--cpus", "0.5", name]);
+    check(r.ok(), || format!("podman update: {}", describe(&r)))?;
+    let r = s.podman(&["exec", name, "sh", "-c", SHOW_LIMITS]);
+    check(r.ok() && r.stdout == "67108864\n50000\n50\n", || {
+        format!("limits after update: {}", describe(&r))
+    })
+}
+
+/// `kill -s USR1` reaches the container's trap; `kill` (SIGKILL) ends it with 137.
+fn kill(s: &Suite, name: &str) -> Result<(), String> {
+    s.run_detached(
+        name,
+        &[],
+        "trap 'echo got-usr1' USR1; echo up; while true; do sleep 0.1; done",
+        "up",
+    )?;
+    let r = s.podman(&["kill", "--signal", "USR1", name]);
+    check(r.ok(), || format!("podman kill -s USR1: {}", describe(&r)))?;
+    wait_until("the USR1 trap", || {
+        s.podman(&["logs", name]).stdout.contains("got-usr1")
+    })?;
+    check(s.runtime_status(name)? == "running", || {
+        "not running after USR1".into()
+    })?;
+    let r = s.podman(&["kill", name]);
+    check(r.ok(), || format!("podman kill: {}", describe(&r)))?;
+    let r = s.podman(&["wait", name]);
+    check(r.ok() && r.stdout.trim() == "137", || {
+        format!("podman wait: {}", describe(&r))
+    })
+}
+
+/// `rm --force` of a running container.
+fn rm_force(s: &Suite, name: &str) -> Result<(), String> {
+    s.run_detached(name, &[], "echo up; sleep 1000", "up")?;
+    let r = s.podman(&["rm", "--force", "--time", "0", name]);
+    check(r.ok(), || format!("podman rm --force: {}", describe(&r)))
+}
+
+/// A container the runtime cannot create (an open-files limit above the host's hard limit,
+/// which needs CAP_SYS_RESOURCE): podman reports the runtime's own message, from its JSON
+/// log, and exits 126.
+fn failing(s: &Suite, name: &str) -> Result<(), String> {
+    let r = s.run(
+        name,
+        &["--rm", "--ulimit", "nofile=1048576:1048576"],
+        &["true"],
+    );
+    check(r.status == Some(126), || {
+        format!("want exit 126: {}", describe(&r))
+    })?;
+    check(r.stderr.contains("not permitted"), || {
+        format!("the cause: {}", describe(&r))
+    })?;
+    if is_casulo() {
+        check(
+            r.stderr.contains("RLIMIT_NOFILE") && r.stderr.contains("create"),
+            || format!("casulo's message (step and cause): {}", describe(&r)),
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn podman_runs_containers_on_the_runtime() {
+    let name = "podman_runs_containers_on_the_runtime";
+    if !can_run(name) {
+        say(&format!("SKIPPED {name}: needs root and /bin/busybox"));
+        return;
+    }
+    let missing: Vec<&str> = ["podman", "conmon", "script", "tar"]
+        .into_iter()
+        .filter(|p| !on_path(p))
+        .collect();
+    if !missing.is_empty() {
+        say(&format!(
+            "SKIPPED {name}: {} not installed (apt-get install podman conmon util-linux)",
+            missing.join(", ")
+        ));
+        return;
+    }
+    let started = Instant::now();
+    let suite = Suite::start().unwrap_or_else(|e| panic!("podman's private world: {e}"));
+    say(&format!(
+        "podman suite: runtime {}, image imported in {:.1} s",
+        runtime().display(),
+        started.elapsed().as_secs_f64()
+    ));
+    let scenarios: [(&str, Scenario<Suite>); 13] = [
+        ("run --rm: output and exit codes (0-255, 126, 127)", run_rm),
+        ("run -d + exec + logs + stop + rm", detached),
+        ("run -t and exec -t through a pty", tty),
+        (
+            "--memory, --cpus, --pids-limit (set and enforced)",
+            resources,
+        ),
+        (
+            "--user, --read-only, --cap-drop/--cap-add",
+            user_readonly_caps,
+        ),
+        (
+            "seccomp: default profile, a profile file, unconfined",
+            seccomp,
+        ),
+        ("-v hostdir:/x and :ro volumes", volumes),
+        ("pause / unpause", pause_unpause),
+        ("top, stats --no-stream", top_stats),
+        ("update of a running container", update),
+        ("kill -s USR1, kill", kill),
+        ("rm --force of a running container", rm_force),
+        ("a failing container's error reaches podman", failing),
+    ];
+    let pid = std::process::id();
+    let (passed, failed) = run_scenarios(
+        &suite,
+        &format!("pm{pid}"),
+        &scenarios,
+        |s, prefix| s.remove(prefix),
+        |s, prefix| s.wait_no_leftovers(prefix),
+    );
+    let calls = suite.calls();
+    print_shapes("podman", &calls);
+    if failed.is_empty() {
+        // The runtime was really the one selected: every command went through the wrapper.
+        for want in [
+            " create --bundle ",
+            " start ",
+            " exec --pid-file ",
+            " pause ",
+            " resume ",
+            " update --resources",
+            " kill ",
+            " delete --force ",
+        ] {
+            assert!(
+                calls.iter().any(|c| format!(" {c}").contains(want)),
+                "no runtime invocation with {want:?}: {calls:#?}"
+            );
+        }
+    }
+    let dir = suite.dir.clone();
+    let parent = suite.cgroup_parent.trim_start_matches('/').to_string();
+    drop(suite);
+    let mut left: Vec<String> = Vec::new();
+    if dir.exists() {
+        left.push(format!("directory {}", dir.display()));
+    }
+    left.extend(
+        cgroup_trees(&parent)
+            .into_iter()
+            .map(|t| format!("cgroup {}", t.display())),
+    );
+    left.extend(mounts_under(&dir).into_iter().map(|m| format!("mount {m}")));
+    let d = dir.to_str().unwrap();
+    left.extend(
+        processes_where(|a| a.iter().any(|x| x.contains(d)))
+            .into_iter()
+            .map(|(p, a)| format!("process {p}: {}", a.join(" "))),
+    );
+    say(&format!(
+        "podman suite: {passed} of {} scenarios passed in {:.1} s",
+        passed + failed.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    assert!(failed.is_empty(), "failed scenarios: {failed:?}");
+    assert!(left.is_empty(), "left behind at the end: {left:#?}");
+}
