@@ -13,7 +13,9 @@ use clap::{Parser, Subcommand};
     name = "casulo",
     version,
     about = "casulo: an OCI container runtime",
-    long_about = "casulo creates and runs containers from OCI bundles, with runc's command line."
+    long_about = "casulo creates and runs containers from OCI bundles, with runc's command line.",
+    // A flag given twice is given once (engines repeat --systemd-cgroup), as runc accepts.
+    args_override_self = true
 )]
 pub struct Cli {
     /// Root directory for container state.

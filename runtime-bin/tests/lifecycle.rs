@@ -233,3 +233,25 @@ fn config_changes_after_create_have_no_effect_and_unknown_annotations_are_fine()
         "state follows the container, not the edited config.json"
     );
 }
+
+#[test]
+fn repeated_flags_count_once() {
+    // Engines build command lines from pieces and may repeat a flag (CRI-O's defaults and a
+    // handler's arguments can both carry --systemd-cgroup); runc takes the flag once.
+    let dir = std::env::temp_dir().join(format!("casulo-repeat-{}", std::process::id()));
+    let mut c = std::process::Command::new(runtime());
+    c.arg("--root")
+        .arg(&dir)
+        .args([
+            "--debug",
+            "--debug",
+            "--systemd-cgroup",
+            "--systemd-cgroup",
+            "list",
+        ])
+        .args(["--quiet", "--quiet"]);
+    let r = output_within(c, std::time::Duration::from_secs(20));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(r.ok(), "{} {}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "");
+}
