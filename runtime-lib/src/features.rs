@@ -9,9 +9,10 @@ use crate::security::seccomp::{
     action_supported, flag_supported, ACTIONS, ARCHES, KNOWN_FLAGS, OPERATORS, SUPPORTED_FLAGS,
 };
 
-/// The spec versions whose configs this runtime runs.
+/// The spec versions whose configs this runtime runs: up to 1.3.0, whose additions (netDevices,
+/// memoryPolicy) are applied, and whose intelRdt fields are refused with the host's reason.
 pub const OCI_VERSION_MIN: &str = "1.0.0";
-pub const OCI_VERSION_MAX: &str = "1.2.0";
+pub const OCI_VERSION_MAX: &str = "1.3.0";
 
 const HOOKS: [&str; 6] = [
     "prestart",
