@@ -895,19 +895,11 @@ fn delete_after_exit(s: &Suite, id: &str) -> Result<(), String> {
 #[test]
 fn containerd_runs_containers_on_the_runtime() {
     let name = "containerd_runs_containers_on_the_runtime";
-    if !can_run(name) {
-        say(&format!("SKIPPED {name}: needs root and /bin/busybox"));
-        return;
-    }
-    let missing: Vec<&str> = ["containerd", "ctr", "containerd-shim-runc-v2", "script"]
-        .into_iter()
-        .filter(|p| !on_path(p))
-        .collect();
-    if !missing.is_empty() {
-        say(&format!(
-            "SKIPPED {name}: {} not installed (apt-get install containerd util-linux)",
-            missing.join(", ")
-        ));
+    if !prerequisites(
+        name,
+        &["containerd", "ctr", "containerd-shim-runc-v2", "script"],
+        "containerd util-linux",
+    ) {
         return;
     }
     let started = Instant::now();

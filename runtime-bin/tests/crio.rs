@@ -66,23 +66,19 @@ impl Suite {
                 for id in ids {
                     l = l.replace(id.as_str(), "ID");
                 }
-                l.split(' ')
-                    .map(|w| {
-                        if w.starts_with("--root=") {
-                            "--root=ROOT".into()
-                        } else if w.starts_with('/') && w.contains("/ID/state") {
-                            "ROOT".into()
-                        } else if let Some(f) = w.rsplit('/').next().filter(|_| w.contains("/ID/"))
-                        {
-                            format!("BUNDLE/{f}")
-                        } else if w.starts_with('/') && w.ends_with("/ID") {
-                            "BUNDLE".into()
-                        } else {
-                            w.to_string()
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                map_words(&l, |w| {
+                    if w.starts_with("--root=") {
+                        "--root=ROOT".into()
+                    } else if w.starts_with('/') && w.contains("/ID/state") {
+                        "ROOT".into()
+                    } else if let Some(f) = w.rsplit('/').next().filter(|_| w.contains("/ID/")) {
+                        format!("BUNDLE/{f}")
+                    } else if w.starts_with('/') && w.ends_with("/ID") {
+                        "BUNDLE".into()
+                    } else {
+                        w.to_string()
+                    }
+                })
             })
             .collect()
     }
@@ -517,17 +513,7 @@ fn update(s: &Suite, name: &str) -> Result<(), String> {
         r#"{"memory":{"limit":67108864},"cpu":{"quota":50000,"period":100000},"pids":{"limit":50}}"#,
     );
     check(r.ok(), || format!("update --resources -: {}", describe(&r)))?;
-    let (code, msg, log) = c.exec_sync(
-        &[
-            "sh",
-            "-c",
-            "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then \
-             cat /sys/fs/cgroup/memory.max; cut -d' ' -f1 /sys/fs/cgroup/cpu.max; \
-             cat /sys/fs/cgroup/pids.max; else cat /sys/fs/cgroup/memory/memory.limit_in_bytes \
-             /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/pids/pids.max; fi",
-        ],
-        None,
-    )?;
+    let (code, msg, log) = c.exec_sync(&["sh", "-c", SHOW_LIMITS], None)?;
     let seen: Vec<&str> = log
         .lines()
         .filter_map(|l| l.splitn(4, ' ').nth(3))
@@ -594,14 +580,7 @@ fn failing(s: &Suite, name: &str) -> Result<(), String> {
 #[test]
 fn crio_runtime_interface() {
     let name = "crio_runtime_interface";
-    if !can_run(name) {
-        say(&format!("SKIPPED {name}: needs root and /bin/busybox"));
-        return;
-    }
-    if !on_path("conmon") || !on_path("script") {
-        say(&format!(
-            "SKIPPED {name}: conmon or script not installed (apt-get install conmon util-linux)"
-        ));
+    if !prerequisites(name, &["conmon", "script"], "conmon util-linux") {
         return;
     }
     let started = Instant::now();

@@ -325,20 +325,17 @@ network_config_dir = "{dir}/networks"
                     out.push(c);
                 }
                 out.pop();
-                out.split(' ')
-                    .map(|w| {
-                        if w.starts_with("/tmp/conmon-term.") {
-                            "CONSOLE.sock".to_string()
-                        } else if let Some(p) = w.find("exec-process-") {
-                            format!("{}exec-process-N", &w[..p])
-                        } else if let Some(p) = w.find("/podman") {
-                            format!("{}/podmanN", &w[..p])
-                        } else {
-                            w.to_string()
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                map_words(&out, |w| {
+                    if w.starts_with("/tmp/conmon-term.") {
+                        "CONSOLE.sock".to_string()
+                    } else if let Some(p) = w.find("exec-process-") {
+                        format!("{}exec-process-N", &w[..p])
+                    } else if let Some(p) = w.find("/podman") {
+                        format!("{}/podmanN", &w[..p])
+                    } else {
+                        w.to_string()
+                    }
+                })
             })
             .collect()
     }
@@ -380,14 +377,6 @@ impl Drop for Suite {
         }
     }
 }
-
-/// The container's cgroup limits as it sees them: memory limit, CPU quota (per 100 ms
-/// period), pids limit, one per line, from cgroup v2 files or v1 ones.
-const SHOW_LIMITS: &str = "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then \
-     cat /sys/fs/cgroup/memory.max; cut -d' ' -f1 /sys/fs/cgroup/cpu.max; \
-     cat /sys/fs/cgroup/pids.max; \
-     else cat /sys/fs/cgroup/memory/memory.limit_in_bytes \
-     /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/pids/pids.max; fi";
 
 // --- The scenarios. Each gets the suite and the name (or name prefix) of its containers. ---
 
@@ -782,19 +771,11 @@ fn failing(s: &Suite, name: &str) -> Result<(), String> {
 #[test]
 fn podman_runs_containers_on_the_runtime() {
     let name = "podman_runs_containers_on_the_runtime";
-    if !can_run(name) {
-        say(&format!("SKIPPED {name}: needs root and /bin/busybox"));
-        return;
-    }
-    let missing: Vec<&str> = ["podman", "conmon", "script", "tar"]
-        .into_iter()
-        .filter(|p| !on_path(p))
-        .collect();
-    if !missing.is_empty() {
-        say(&format!(
-            "SKIPPED {name}: {} not installed (apt-get install podman conmon util-linux)",
-            missing.join(", ")
-        ));
+    if !prerequisites(
+        name,
+        &["podman", "conmon", "script", "tar"],
+        "podman conmon util-linux",
+    ) {
         return;
     }
     let started = Instant::now();

@@ -8,7 +8,39 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{runtime, Run};
+use super::{can_run, runtime, Run};
+
+/// Whether suite `name` can run here: root, busybox, and every program of `programs` on
+/// `PATH`. Otherwise a `SKIPPED` line says what is missing and how to get it (`install`, the
+/// packages to install).
+pub fn prerequisites(name: &str, programs: &[&str], install: &str) -> bool {
+    if !can_run(name) {
+        say(&format!("SKIPPED {name}: needs root and /bin/busybox"));
+        return false;
+    }
+    let missing: Vec<&str> = programs.iter().copied().filter(|p| !on_path(p)).collect();
+    if !missing.is_empty() {
+        say(&format!(
+            "SKIPPED {name}: {} not installed (apt-get install {install})",
+            missing.join(", ")
+        ));
+        return false;
+    }
+    true
+}
+
+/// `line` with each space-separated word passed through `f`.
+pub fn map_words(line: &str, f: impl Fn(&str) -> String) -> String {
+    line.split(' ').map(f).collect::<Vec<_>>().join(" ")
+}
+
+/// A shell script that prints the container's cgroup limits as it sees them, one per line:
+/// memory limit, CPU quota (per period), pids limit, from cgroup v2 files or v1 ones.
+pub const SHOW_LIMITS: &str = "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then \
+     cat /sys/fs/cgroup/memory.max; cut -d' ' -f1 /sys/fs/cgroup/cpu.max; \
+     cat /sys/fs/cgroup/pids.max; \
+     else cat /sys/fs/cgroup/memory/memory.limit_in_bytes \
+     /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/pids/pids.max; fi";
 
 /// A result line the person running `cargo test` sees even though libtest captures the
 /// output of passing tests.
