@@ -2,8 +2,10 @@
 //!
 //! One test gives podman a private world under a fresh temporary directory: a
 //! `containers.conf` (named by `CONTAINERS_CONF`) that selects the runtime, a `storage.conf`
-//! (vfs graph root and run root), its own temporary, volume and event directories, and the
-//! cgroupfs manager with a cgroup parent of its own. The runtime podman runs (through conmon)
+//! (vfs graph root and run root), its own temporary, volume and event directories, and a cgroup
+//! parent of its own: a directory with the cgroupfs manager, or, under
+//! `CASULO_TEST_SYSTEMD_CGROUP`, a slice with podman's systemd manager (podman then passes
+//! `--systemd-cgroup` and `SLICE:libpod:ID` paths). The runtime podman runs (through conmon)
 //! is a small logging wrapper in front of casulo (or of `CASULO_TEST_RUNTIME`, e.g. runc, to
 //! show that the suite itself is right) with a private `--root`. An image is made here from
 //! the busybox rootfs with `podman import`. The scenarios run one after the other; each prints
@@ -12,9 +14,9 @@
 //! every container and image is removed, and so is the directory, also when the test panics.
 //! Without podman or conmon the test prints `SKIPPED`.
 //!
-//! This machine's open-files hard limit (20000) and process limit are below podman's defaults
-//! (1048576 for both) and CAP_SYS_RESOURCE is not in the bounding set, so every runtime would
-//! fail setrlimit with EPERM: `default_ulimits` sets limits the host allows.
+//! Where the open-files and process hard limits are below podman's defaults (1048576 for both)
+//! and CAP_SYS_RESOURCE is not in the bounding set, every runtime fails setrlimit with EPERM:
+//! `default_ulimits` sets limits such hosts allow.
 mod common;
 use common::engine::*;
 use common::*;
