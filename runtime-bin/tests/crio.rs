@@ -16,7 +16,9 @@
 //! cgroup, mount, conmon or container process, attach socket link). The runtime is a logging
 //! wrapper in front of casulo (or of `CASULO_TEST_RUNTIME`, e.g. runc: the suite passes on
 //! both); the invocations are printed at the end. Under `CASULO_TEST_SYSTEMD_CGROUP` conmon
-//! gets `-s` and every command `--systemd-cgroup`, as with CRI-O's systemd cgroup manager.
+//! gets `-s` and every command `--systemd-cgroup`, as with CRI-O's systemd cgroup manager, and
+//! each container's scope goes in a pod slice named as the kubelet names them, which systemd
+//! nests by its dashes.
 mod common;
 use common::engine::*;
 use common::*;
@@ -86,6 +88,12 @@ impl Suite {
 
 impl Drop for Suite {
     fn drop(&mut self) {
+        if systemd_cgroup() {
+            // The pod slices systemd made for the scopes (and keeps, empty).
+            let mut c = Command::new("systemctl");
+            c.args(["stop", "casulopod.slice"]);
+            let _ = output_within(c, Duration::from_secs(30));
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -102,7 +110,19 @@ struct Ctr<'a> {
 impl<'a> Ctr<'a> {
     /// A bundle whose process is `sh -c script`.
     fn new(s: &'a Suite, name: &str, script: &str) -> Ctr<'a> {
-        let b = Bundle::new(name, &["sh", "-c", script]);
+        let mut b = Bundle::new(name, &["sh", "-c", script]);
+        if systemd_cgroup() {
+            // A pod slice as the kubelet names them: systemd nests it by its dashes
+            // (casulopod.slice/casulopod-besteffort.slice/...), and the runtime must find the
+            // scope there.
+            b.config["linux"]["cgroupsPath"] = format!(
+                "casulopod-besteffort-pod{}.slice:casulo:{}",
+                std::process::id(),
+                b.id
+            )
+            .into();
+            b.save();
+        }
         Ctr {
             s,
             conmon_pid_file: b.dir.join("conmon-pidfile"),
