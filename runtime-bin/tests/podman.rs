@@ -137,6 +137,14 @@ network_config_dir = "{dir}/networks"
         Ok(s)
     }
 
+    /// The environment entry that puts a podman command in this world.
+    fn conf_env(&self) -> String {
+        format!(
+            "CONTAINERS_CONF={}",
+            self.dir.join("containers.conf").display()
+        )
+    }
+
     /// `PROGRAM` with podman's private world in its environment.
     fn in_world(&self, program: &str) -> Command {
         let mut c = Command::new(program);
@@ -283,6 +291,11 @@ network_config_dir = "{dir}/networks"
                 .into_iter()
                 .map(|m| format!("mount {m}")),
         );
+        left.extend(
+            processes_with_env(&self.conf_env())
+                .into_iter()
+                .map(|(p, a)| format!("podman process {p}: {}", a.join(" "))),
+        );
         let dir = self.dir.to_str().unwrap();
         left.extend(
             processes_where(|a| a[0].ends_with("conmon") && a.iter().any(|x| x.contains(dir)))
@@ -358,9 +371,16 @@ impl Drop for Suite {
                 let _ = output_within(c, Duration::from_secs(20));
             }
         }
-        // conmon and podman's cleanup processes of this world.
+        // conmon and podman's cleanup processes of this world, and any podman client of it
+        // still running (one a failed scenario left waiting, say).
         let dir = self.dir.to_str().unwrap().to_string();
         kill_processes_where(|a| a.iter().any(|x| x.contains(&dir)));
+        for (pid, _) in processes_with_env(&self.conf_env()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         if self.systemd {
             let _ = output_within(
                 {
@@ -859,6 +879,11 @@ fn podman_runs_containers_on_the_runtime() {
     );
     left.extend(mounts_under(&dir).into_iter().map(|m| format!("mount {m}")));
     let d = dir.to_str().unwrap();
+    left.extend(
+        processes_with_env(&format!("CONTAINERS_CONF={d}/containers.conf"))
+            .into_iter()
+            .map(|(p, a)| format!("podman process {p}: {}", a.join(" "))),
+    );
     left.extend(
         processes_where(|a| a.iter().any(|x| x.contains(d)))
             .into_iter()

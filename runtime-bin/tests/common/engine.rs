@@ -287,6 +287,20 @@ pub fn processes_where(pred: impl Fn(&[String]) -> bool) -> Vec<(i32, Vec<String
     found
 }
 
+/// The pids and argument vectors of every process whose environment holds `entry`
+/// (`NAME=value`): an engine's clients and helpers name their configuration there, not in
+/// their arguments.
+pub fn processes_with_env(entry: &str) -> Vec<(i32, Vec<String>)> {
+    let entry = entry.as_bytes();
+    processes_where(|_| true)
+        .into_iter()
+        .filter(|(pid, _)| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|e| e == entry))
+        })
+        .collect()
+}
+
 /// SIGKILL every process whose arguments satisfy `pred`.
 pub fn kill_processes_where(pred: impl Fn(&[String]) -> bool) {
     for (pid, _) in processes_where(pred) {
