@@ -142,7 +142,18 @@ fn exec_into_a_sub_cgroup() {
         std::path::PathBuf::from("/sys/fs/cgroup/pids").join(&b.id)
     };
     let r = b.rt(&["exec", "--cgroup", "pids:sub", &b.id, "true"]);
-    assert!(!r.ok(), "exec into a missing sub-cgroup succeeded");
+    // casulo's bad-input status is 1; runc 1.1 exits 255 when exec fails.
+    let want = if is_casulo() { Some(1) } else { Some(255) };
+    assert_eq!(
+        r.status, want,
+        "exec into a missing sub-cgroup: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("/sub"),
+        "the message names the sub-cgroup: {}",
+        r.stderr
+    );
     std::fs::create_dir(pids_dir.join("sub")).unwrap();
     let r = b.rt(&[
         "exec",

@@ -290,12 +290,10 @@ fn failed_create_moves_the_device_back() {
         json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]});
     set_net_devices(&mut b, json!({ &dev.name: {"name": "eth7"} }));
     let r = b.create();
-    assert_eq!(r.status, Some(1), "{}", r.stderr);
-    assert!(r.stderr.contains("createRuntime"), "{}", r.stderr);
+    fails_cleanly(&b, &r, "createRuntime");
     let host = host_device(&dev.name).expect("the device is back on the host");
     assert!(host.contains("198.51.100.79/32"), "{host}");
     assert!(host.contains(",UP"), "{host}");
-    assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
 }
 
 /// A name taken in the container fails the move (the spec's rule); the device stays on (or
@@ -312,14 +310,9 @@ fn name_taken_in_the_container() {
     let mut b = Bundle::new("netdevtaken", &["true"]);
     set_net_devices(&mut b, json!({ &dev.name: {"name": "lo"} }));
     let r = b.create();
-    assert_eq!(r.status, Some(1), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("linux.netDevices") && r.stderr.contains("File exists"),
-        "{}",
-        r.stderr
-    );
+    fails_cleanly(&b, &r, "File exists");
+    assert!(r.stderr.contains("linux.netDevices"), "{}", r.stderr);
     assert!(host_device(&dev.name).is_some(), "the device is lost");
-    assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
 }
 
 #[test]
@@ -332,13 +325,8 @@ fn missing_host_device_refused() {
     let mut b = Bundle::new("netdevmissing", &["true"]);
     set_net_devices(&mut b, json!({ &missing: {"name": "eth0"} }));
     let r = b.run();
-    assert_eq!(r.status, Some(1), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("linux.netDevices") && r.stderr.contains(&missing),
-        "{}",
-        r.stderr
-    );
-    assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
+    fails_cleanly(&b, &r, &missing);
+    assert!(r.stderr.contains("linux.netDevices"), "{}", r.stderr);
 }
 
 #[test]
@@ -357,15 +345,12 @@ fn no_network_namespace_refused() {
         .retain(|n| n["type"] != "network");
     set_net_devices(&mut b, json!({ &dev.name: {} }));
     let r = b.run();
-    assert_eq!(r.status, Some(1), "{}", r.stderr);
-    assert!(
-        r.stderr
-            .contains("linux.netDevices: the container has no network namespace"),
-        "{}",
-        r.stderr
+    fails_cleanly(
+        &b,
+        &r,
+        "linux.netDevices: the container has no network namespace",
     );
     assert!(host_device(&dev.name).is_some());
-    assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
 }
 
 #[test]
@@ -380,11 +365,7 @@ fn invalid_name_refused() {
     let mut b = Bundle::new("netdevbadname", &["true"]);
     set_net_devices(&mut b, json!({ &dev.name: {"name": "a/b"} }));
     let r = b.run();
-    assert_eq!(r.status, Some(1), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("linux.netDevices") && r.stderr.contains("contains '/'"),
-        "{}",
-        r.stderr
-    );
+    fails_cleanly(&b, &r, "contains '/'");
+    assert!(r.stderr.contains("linux.netDevices"), "{}", r.stderr);
     assert!(host_device(&dev.name).is_some());
 }

@@ -148,7 +148,10 @@ network_config_dir = "{dir}/networks"
     /// `PROGRAM` with podman's private world in its environment.
     fn in_world(&self, program: &str) -> Command {
         let mut c = Command::new(program);
-        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+        // conmon inherits the working directory and writes an `oom` file there when the
+        // container meets the OOM killer: the suite's directory, not the caller's.
+        c.current_dir(&self.dir)
+            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
             .env("CONTAINERS_STORAGE_CONF", self.dir.join("storage.conf"))
             .env(
                 "CONTAINERS_REGISTRIES_CONF",

@@ -397,6 +397,8 @@ fn notify_on_write_is_refused() {
     b.save();
     let r = b.run();
     fails_cleanly_naming(&b, &r, "write syscall");
+    // Anything the runtime sent before failing reaches the agent's thread within moments.
+    std::thread::sleep(Duration::from_millis(200));
     assert!(agent.states(0).is_empty());
 }
 
