@@ -714,6 +714,25 @@ fn rootfs_given_as_a_symlink() {
     assert!(!rootfs.join("tmp/written").exists());
 }
 
+#[test]
+fn bundle_reached_through_a_symlink() {
+    if !can_run("bundle_reached_through_a_symlink") {
+        return;
+    }
+    // The symlink rule is about root.path: a bundle directory named through a symlink (as
+    // /var/run is /run) with a relative root.path runs, as with runc.
+    let mut b = Bundle::new("bundlelink", &["true"]);
+    private_rootfs(&mut b);
+    b.config["root"]["path"] = "rootfs".into();
+    b.save();
+    let link = b.dir.with_extension("link");
+    let _ = std::fs::remove_file(&link);
+    symlink(&b.dir, &link).unwrap();
+    let r = b.rt(&["run", "--bundle", link.to_str().unwrap(), &b.id]);
+    let _ = std::fs::remove_file(&link);
+    assert!(r.ok(), "{} {}", r.stdout, r.stderr);
+}
+
 /// Masked paths of the default spec that are files (masked with /dev/null) or directories
 /// (masked with an empty read-only tmpfs).
 const MASKED: [&str; 10] = [

@@ -82,7 +82,18 @@ impl Bundle {
             .root()
             .as_ref()
             .ok_or_else(|| invalid("root", "missing"))?;
-        let given = lexically_clean(&dir.join(root.path()));
+        // A relative root.path is taken from the bundle's real directory, as runc does (it
+        // changes into the bundle and asks for the working directory): a bundle reached through
+        // a symlink is fine; a symlink in root.path itself is not.
+        let base = if root.path().is_absolute() {
+            dir.clone()
+        } else {
+            dir.canonicalize().map_err(|source| BundleError::Io {
+                path: dir.clone(),
+                source,
+            })?
+        };
+        let given = lexically_clean(&base.join(root.path()));
         let rootfs = given.canonicalize().map_err(|source| BundleError::Io {
             path: given.clone(),
             source,
