@@ -77,6 +77,11 @@ impl Container {
                 format!("cannot report events of a container that is {status}"),
             ));
         }
+        // The directories recorded at create, when there are: no manager is needed to read
+        // them.
+        if self.saved.cgroup.is_some() && !self.saved.cgroup_paths.is_empty() {
+            return Ok(self.saved.cgroup_paths.clone());
+        }
         let cg = self
             .cgroup()
             .ctx(id, step)?

@@ -23,6 +23,7 @@ pub mod oom;
 pub mod stats;
 mod systemd;
 
+pub(crate) use fs::join;
 pub use fs::FsCgroup;
 pub use oom::{OomNotice, OomWatcher};
 pub use stats::Stats;

@@ -68,7 +68,7 @@ fn sys_err(step: &'static str, path: &Path, e: Errno) -> CgroupError {
 }
 
 /// The OOM count of a v2 `memory.events`: `oom_kill`, or `oom` on kernels without it.
-pub(crate) fn oom_count(memory_events: &str) -> Option<u64> {
+fn oom_count(memory_events: &str) -> Option<u64> {
     let kv = parse_keyed(memory_events);
     kv.get("oom_kill").or_else(|| kv.get("oom")).copied()
 }
@@ -203,20 +203,7 @@ impl AsFd for OomWatcher {
 
 /// The OOM count in a v2 `memory.events`; None when the file is gone (cgroup removed).
 fn read_count(events: &Path) -> Result<Option<u64>, CgroupError> {
-    match std::fs::read_to_string(events) {
-        Ok(t) => Ok(Some(oom_count(&t).unwrap_or(0))),
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                || e.raw_os_error() == Some(libc::ENODEV) =>
-        {
-            Ok(None)
-        }
-        Err(source) => Err(CgroupError::Io {
-            step: "read",
-            path: events.to_path_buf(),
-            source,
-        }),
-    }
+    Ok(super::stats::read_path_opt(events)?.map(|t| oom_count(&t).unwrap_or(0)))
 }
 
 #[cfg(test)]

@@ -130,20 +130,7 @@ impl CgroupManager for SystemdCgroup {
             // A process joining the running unit (exec): straight into its cgroup.
             let dirs = self.fs.paths();
             if dirs.iter().all(|d| d.is_dir()) {
-                for d in &dirs {
-                    let procs = d.join("cgroup.procs");
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&procs)
-                        .and_then(|mut f| {
-                            std::io::Write::write_all(&mut f, pid.to_string().as_bytes())
-                        })
-                        .map_err(|e| CgroupError::Failed {
-                            path: procs.display().to_string(),
-                            msg: format!("moving pid {pid} in: {e}"),
-                        })?;
-                }
-                return Ok(());
+                return super::join(dirs.iter().map(PathBuf::as_path), pid);
             }
             // Never start a new unit for a joining process. Where systemd made the scope in
             // some hierarchies only (v1), it attaches the process itself.

@@ -226,18 +226,8 @@ pub fn exec(
         e
     };
     if !opts.sub_cgroups.is_empty() {
-        for d in &sub_dirs {
-            let procs = d.join("cgroup.procs");
-            std::fs::write(&procs, stage.to_string()).map_err(|e| {
-                kill_stage(
-                    crate::cgroups::CgroupError::Failed {
-                        path: procs.display().to_string(),
-                        msg: format!("moving pid {stage} in: {e}"),
-                    }
-                    .into(),
-                )
-            })?;
-        }
+        crate::cgroups::join(sub_dirs.iter().map(|d| d.as_path()), stage)
+            .map_err(|e| kill_stage(e.into()))?;
     } else if let Some(cg) = cgroup.as_mut() {
         cg.apply(stage).map_err(|e| kill_stage(e.into()))?;
     }

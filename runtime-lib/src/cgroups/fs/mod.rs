@@ -72,14 +72,7 @@ impl CgroupManager for FsCgroup {
 
     fn apply(&mut self, pid: i32) -> Result<(), CgroupError> {
         CgroupManager::create(self)?;
-        for h in &self.hiers {
-            let procs = h.dir.join("cgroup.procs");
-            write_file(&procs, &pid.to_string()).map_err(|e| CgroupError::Failed {
-                path: procs.display().to_string(),
-                msg: format!("moving pid {pid} in: {e}"),
-            })?;
-        }
-        Ok(())
+        join(self.hiers.iter().map(|h| h.dir.as_path()), pid)
     }
 
     fn set(&mut self, resources: &LinuxResources) -> Result<(), CgroupError> {
@@ -205,6 +198,21 @@ impl CgroupManager for FsCgroup {
     fn paths(&self) -> Vec<PathBuf> {
         self.hiers.iter().map(|h| h.dir.clone()).collect()
     }
+}
+
+/// Move `pid` into each of `dirs` (existing cgroup directories), in order.
+pub(crate) fn join<'a>(
+    dirs: impl IntoIterator<Item = &'a Path>,
+    pid: i32,
+) -> Result<(), CgroupError> {
+    for dir in dirs {
+        let procs = dir.join("cgroup.procs");
+        write_file(&procs, &pid.to_string()).map_err(|e| CgroupError::Failed {
+            path: procs.display().to_string(),
+            msg: format!("moving pid {pid} in: {e}"),
+        })?;
+    }
+    Ok(())
 }
 
 /// One write(2) of `value` to an existing cgroup file.

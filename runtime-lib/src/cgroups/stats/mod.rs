@@ -26,8 +26,8 @@ mod parse;
 mod v1;
 mod v2;
 
-pub(crate) use parse::parse_keyed;
 use parse::*;
+pub(crate) use parse::{parse_keyed, read_path_opt};
 use v1::read_v1;
 use v2::read_v2;
 

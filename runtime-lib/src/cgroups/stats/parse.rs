@@ -7,18 +7,24 @@ use crate::cgroups::CgroupError;
 
 /// The contents of `dir/file`, or None when the file does not exist (controller absent).
 pub(super) fn read_opt(dir: &Path, file: &str) -> Result<Option<String>, CgroupError> {
-    let path = dir.join(file);
-    match std::fs::read_to_string(&path) {
+    read_path_opt(&dir.join(file))
+}
+
+/// The contents of the cgroup file `path`, or None when it is not there: no such file
+/// (controller absent), or the cgroup is being removed (ENODEV) or offers no such file here
+/// (EOPNOTSUPP).
+pub(crate) fn read_path_opt(path: &Path) -> Result<Option<String>, CgroupError> {
+    match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e)
             if e.kind() == std::io::ErrorKind::NotFound
-                || e.raw_os_error() == Some(libc::EOPNOTSUPP) =>
+                || matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENODEV)) =>
         {
             Ok(None)
         }
         Err(source) => Err(CgroupError::Io {
             step: "read",
-            path,
+            path: path.to_path_buf(),
             source,
         }),
     }
