@@ -201,20 +201,7 @@ impl Container {
             ));
         }
         // The pidfd first: after the release the program may exit and be reaped at once.
-        let pidfd = crate::sys::pidfd_open(self.saved.pid)
-            .map_err(crate::process::sys(format!(
-                "pidfd_open {}",
-                self.saved.pid
-            )))
-            .ctx(id, step)?;
-        // The pid was checked against its start time above; the pidfd pins that process now.
-        if !self.saved.init_alive() {
-            return Err(invalid_state(
-                id,
-                step,
-                "the container's init exited before start".into(),
-            ));
-        }
+        let pidfd = self.init_pidfd(step, "the container's init exited before start")?;
         let released = fifo::release(&dir.fifo(), std::os::fd::AsFd::as_fd(&pidfd));
         let _ = std::fs::remove_file(dir.fifo());
         released.ctx(id, step)?;

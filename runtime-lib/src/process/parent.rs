@@ -51,14 +51,16 @@ impl Drop for Undo {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(pid), None);
         }
-        if let Some((netns, moved)) = self.net.take() {
-            // The devices go back to the host once nothing of the container can touch them:
-            // its other processes are killed first; the namespace lives on through our fd.
-            if let Some(cg) = &self.cgroup {
-                for p in cg.pids().unwrap_or_default() {
-                    let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
-                }
+        // Every other process of the container, before its devices go back to the host and
+        // its cgroup is removed.
+        if let Some(cg) = &self.cgroup {
+            for p in cg.pids().unwrap_or_default() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
             }
+        }
+        if let Some((netns, moved)) = self.net.take() {
+            // Nothing of the container can touch the devices now; the namespace lives on
+            // through our fd.
             for e in crate::netdev::move_back(&moved, netns.as_fd()) {
                 tracing::warn!("cleanup: {e}");
             }
@@ -69,11 +71,6 @@ impl Drop for Undo {
             }
         }
         if let Some(mut cg) = self.cgroup.take() {
-            if let Ok(pids) = cg.pids() {
-                for p in pids {
-                    let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
-                }
-            }
             if let Err(e) = cg.destroy() {
                 tracing::warn!("cleanup: {e}");
             }

@@ -95,7 +95,7 @@ fn copy_entry(from: BorrowedFd<'_>, to: BorrowedFd<'_>, name: &CStr) -> Result<(
         )?;
         let mut dst = File::from(dst);
         std::io::copy(&mut src, &mut dst)
-            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+            .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
     } else {
         // Character and block devices, fifos, sockets: the node itself.
         mknodat(to, name, kind, mode, st.st_rdev)?;

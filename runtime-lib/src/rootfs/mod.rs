@@ -219,9 +219,8 @@ impl RootfsPlan {
             }
         }
         if self.setup_dev {
-            if !self.devices.is_empty() {
-                in_cgroup().map_err(RootfsError::Invalid)?;
-            }
+            // There are always devices to make (runc's defaults at least).
+            in_cgroup().map_err(RootfsError::Invalid)?;
             for d in &self.devices {
                 d.create(root.as_fd(), in_userns)?;
             }
