@@ -368,10 +368,8 @@ pub(crate) fn move_back(moved: &[Moved], netns: BorrowedFd<'_>) -> Vec<NetDevErr
 /// Open the network namespace of the container's init `pid` (started at `start`, in clock
 /// ticks since boot, as recorded), refusing the runtime's own.
 pub(crate) fn open_netns(pid: i32, start: u64) -> Result<OwnedFd, NetDevError> {
-    // Pin the process, open its namespace, then check it is still the init: the namespace is
-    // then the container's, not that of a process that reused the pid.
-    let _pidfd = crate::sys::pidfd_open(pid)
-        .map_err(|e| io_err(format!("pidfd_open {pid}"))(io::Error::from(e)))?;
+    // Open its namespace, then check the pid is still the init: the namespace is then the
+    // container's, not that of a process that reused the pid.
     let path = format!("/proc/{pid}/ns/net");
     let fd = nix::fcntl::open(
         path.as_str(),
@@ -382,6 +380,8 @@ pub(crate) fn open_netns(pid: i32, start: u64) -> Result<OwnedFd, NetDevError> {
     if crate::sys::proc_start_time(pid).map(|(s, _)| s) != Some(start) {
         return Err(invalid(format!("the container's init (pid {pid}) exited")));
     }
+    // Already excluded by the plan; checked again because a mistake here would rename and
+    // move devices within the host's own namespace.
     if same_netns(fd.as_fd(), own_netns()?.as_fd())? {
         return Err(invalid(
             "the container's init is in the runtime's network namespace",

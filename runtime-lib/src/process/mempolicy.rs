@@ -104,17 +104,11 @@ impl MemPolicyPlan {
             .find(|(_, m, _)| *m == p.mode())
             .copied()
             .expect("every mode is in the table");
-        let mut flags = 0;
-        for f in p.flags().iter().flatten() {
-            let (_, _, bit) = FLAGS
-                .iter()
-                .find(|(_, flag, _)| flag == f)
-                .expect("every flag is in the table");
-            flags |= bit;
-        }
-        let static_nodes = flags & (1 << 15) != 0;
-        let relative_nodes = flags & (1 << 14) != 0;
-        let balancing = flags & (1 << 13) != 0;
+        let flags = super::scheduling::or_bits(&FLAGS, p.flags().iter().flatten());
+        let has = |f: MemoryPolicyFlagType| p.flags().iter().flatten().any(|g| *g == f);
+        let static_nodes = has(MemoryPolicyFlagType::MpolFStaticNodes);
+        let relative_nodes = has(MemoryPolicyFlagType::MpolFRelativeNodes);
+        let balancing = has(MemoryPolicyFlagType::MpolFNumaBalancing);
         if static_nodes && relative_nodes {
             return Err(invalid(
                 "linux.memoryPolicy.flags",

@@ -97,6 +97,22 @@ pub(super) fn names<T, U>(table: &[(&str, T, U)]) -> String {
         .join(", ")
 }
 
+/// The OR of the bits `table` gives the flags `items` (every flag type's value is in its
+/// table).
+pub(super) fn or_bits<'a, T, B>(table: &[(&str, T, B)], items: impl IntoIterator<Item = &'a T>) -> B
+where
+    T: PartialEq + 'a,
+    B: Copy + Default + std::ops::BitOr<Output = B>,
+{
+    items.into_iter().fold(B::default(), |acc, f| {
+        let (_, _, bit) = table
+            .iter()
+            .find(|(_, flag, _)| flag == f)
+            .expect("every flag is in the table");
+        acc | *bit
+    })
+}
+
 /// The scheduling of the user process, prepared for the syscalls.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SchedulingPlan {
@@ -206,14 +222,7 @@ fn sched_attr(s: &Scheduler) -> Result<(&'static str, SchedAttr), ProcessError> 
             format!("runtime, deadline and period are for SCHED_DEADLINE only, not {name}"),
         ));
     }
-    let mut flags = 0;
-    for f in s.flags().iter().flatten() {
-        let (_, _, bit) = FLAGS
-            .iter()
-            .find(|(_, flag, _)| flag == f)
-            .expect("every flag is in the table");
-        flags |= bit;
-    }
+    let flags = or_bits(&FLAGS, s.flags().iter().flatten());
     Ok((
         name,
         SchedAttr {

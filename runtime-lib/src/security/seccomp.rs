@@ -179,9 +179,7 @@ impl SeccompPlan {
                     })
                 }
                 LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-                    if !crate::sys::security::seccomp_flags_supported(
-                        NEW_LISTENER | WAIT_KILLABLE_RECV,
-                    ) {
+                    if !flag_supported("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV") {
                         return Err(SecurityError::Unsupported {
                             what: "linux.seccomp.flags".into(),
                             msg:
@@ -266,17 +264,8 @@ impl SeccompPlan {
         };
         let len =
             libc::c_ushort::try_from(self.program.len()).map_err(|_| fail(nix::Error::E2BIG))?;
-        crate::sys::security::seccomp_set_filter(&self.program, len, self.flags).map_err(|errno| {
-            if errno == nix::Error::EINVAL && self.flags & WAIT_KILLABLE_RECV != 0 {
-                SecurityError::Apply {
-                    step: "install seccomp filter with SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV \
-                           (Linux 5.19 or later)",
-                    errno,
-                }
-            } else {
-                fail(errno)
-            }
-        })
+        // Flags this kernel lacks were refused when the plan was made.
+        crate::sys::security::seccomp_set_filter(&self.program, len, self.flags).map_err(fail)
     }
 }
 

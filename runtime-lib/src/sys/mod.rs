@@ -161,12 +161,16 @@ pub fn reset_signals() {
 /// its state letter; None if the process does not exist.
 pub fn proc_start_time(pid: i32) -> Option<(u64, char)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split(' ');
+    let mut fields = stat_fields(&stat)?;
     let state = fields.next()?.chars().next()?;
     let start = fields.nth(18)?.parse().ok()?;
     Some((start, state))
+}
+
+/// The fields of a `/proc/PID/stat` line from the third (the state) on. The command name
+/// before them may contain spaces and parentheses: they start after the last `)`.
+fn stat_fields(stat: &str) -> Option<std::str::Split<'_, char>> {
+    Some(stat.get(stat.rfind(')')? + 2..)?.split(' '))
 }
 
 /// close(2) of an fd this process image still holds a copy of after fork (the parent's
@@ -218,15 +222,13 @@ pub fn hide_cmdline(title: &[u8]) {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return;
     };
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+    // arg_start and arg_end are fields 48 and 49 of the whole line: 45 and 46 from the state.
+    let Some(mut fields) = stat_fields(&stat) else {
         return;
     };
-    let fields: Vec<&str> = rest.split(' ').collect();
-    // arg_start and arg_end are fields 48 and 49 of the whole line; `rest` starts at field 3.
     let (Some(start), Some(end)) = (
-        fields.get(45).and_then(|s| s.parse::<usize>().ok()),
-        fields.get(46).and_then(|s| s.parse::<usize>().ok()),
+        fields.nth(45).and_then(|s| s.parse::<usize>().ok()),
+        fields.next().and_then(|s| s.parse::<usize>().ok()),
     ) else {
         return;
     };
