@@ -104,24 +104,25 @@ mod tests {
             .any(|n| n == "pid"));
         let actions = doc["linux"]["seccomp"]["actions"].as_array().unwrap();
         assert!(actions.iter().any(|a| a == "SCMP_ACT_ERRNO"));
-        assert_eq!(
-            actions.iter().any(|a| a == "SCMP_ACT_NOTIFY"),
-            action_supported("SCMP_ACT_NOTIFY")
-        );
+        // Every kernel casulo runs on (5.x and later) has user notification and LOG.
+        assert!(actions.iter().any(|a| a == "SCMP_ACT_NOTIFY"));
         let supported = doc["linux"]["seccomp"]["supportedFlags"]
             .as_array()
             .unwrap();
         assert!(supported.iter().any(|f| f == "SECCOMP_FILTER_FLAG_TSYNC"));
-        assert!(supported
-            .iter()
-            .all(|f| SUPPORTED_FLAGS.contains(&f.as_str().unwrap())));
+        assert!(supported.iter().any(|f| f == "SECCOMP_FILTER_FLAG_LOG"));
         assert_eq!(doc["linux"]["netDevices"]["enabled"], true);
         assert_eq!(
-            doc["linux"]["memoryPolicy"]["modes"]
-                .as_array()
-                .unwrap()
-                .len(),
-            7
+            doc["linux"]["memoryPolicy"]["modes"],
+            serde_json::json!([
+                "MPOL_DEFAULT",
+                "MPOL_PREFERRED",
+                "MPOL_BIND",
+                "MPOL_INTERLEAVE",
+                "MPOL_LOCAL",
+                "MPOL_PREFERRED_MANY",
+                "MPOL_WEIGHTED_INTERLEAVE"
+            ])
         );
         assert!(doc["linux"]["memoryPolicy"]["flags"]
             .as_array()
