@@ -7,8 +7,8 @@ use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{fstat, major, minor, SFlag};
 
-use super::mounts::remount_bind;
 use super::paths::{fd_path, open_in_root};
+use super::remount;
 use super::RootfsError;
 
 fn err(step: &'static str, path: &Path) -> impl FnOnce(nix::Error) -> RootfsError {
@@ -90,8 +90,10 @@ pub fn make_readonly(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), Root
         .map_err(err("bind readonly path", p))?;
         let top =
             open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(err("reopen", p))?;
-        remount_bind(top.as_fd(), MsFlags::MS_RDONLY | MsFlags::MS_REC)
-            .map_err(err("remount readonly", p))?;
+        remount::make_read_only(top.as_fd()).map_err(|source| RootfsError::Remount {
+            dest: p.clone(),
+            source,
+        })?;
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ mod devices;
 mod masked;
 pub mod mounts;
 pub mod paths;
+mod remount;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,11 @@ pub enum RootfsError {
         step: &'static str,
         dest: PathBuf,
         source: nix::Error,
+    },
+    #[error("remount {}: {source}", dest.display())]
+    Remount {
+        dest: PathBuf,
+        source: remount::RemountError,
     },
     #[error("{0}")]
     Invalid(String),
@@ -91,7 +97,7 @@ impl RootfsPlan {
         let lsm = crate::security::label::HostLsm::probe();
         let mount_label = linux.and_then(|l| l.mount_label().as_deref());
         for m in spec.mounts().iter().flatten() {
-            let mut plan = MountPlan::from_spec(m, bundle)?;
+            let mut plan = MountPlan::from_spec(m, bundle, rootfs)?;
             if plan.kind == mounts::Kind::Other {
                 plan.options.data = crate::security::label::mount_data(
                     lsm,
@@ -241,15 +247,15 @@ impl RootfsPlan {
             dest: "/".into(),
             source,
         })?;
+        for m in self.mounts.iter().filter(|m| m.read_only_later()) {
+            m.make_read_only(root.as_fd())?;
+        }
         masked::make_readonly(root.as_fd(), &self.readonly)?;
         masked::mask(root.as_fd(), &self.masked)?;
         if self.readonly_root {
-            mounts::remount_bind(root.as_fd(), MsFlags::MS_RDONLY).map_err(|source| {
-                RootfsError::Mount {
-                    step: "remount readonly",
-                    dest: "/".into(),
-                    source,
-                }
+            remount::make_read_only(root.as_fd()).map_err(|source| RootfsError::Remount {
+                dest: "/".into(),
+                source,
             })?;
         }
         if self.propagation != DEFAULT_PROPAGATION && !self.host_mount_ns {
@@ -284,6 +290,7 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), R
     if host_mount_ns {
         nix::unistd::chroot(".").map_err(err("chroot"))?;
     } else if no_pivot {
+        hide_host_pseudo_filesystems(rootfs)?;
         mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .map_err(err("move mount"))?;
         nix::unistd::chroot(".").map_err(err("chroot"))?;
@@ -303,6 +310,87 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), R
     nix::unistd::chdir("/").map_err(err("chdir /"))
 }
 
+/// The mount points of whole procfs and sysfs mounts (their root mounted) outside `rootfs`,
+/// from mountinfo text.
+fn host_pseudo_filesystems(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (mine, theirs) = line.split_once(" - ")?;
+            let mut mine = mine.split(' ');
+            let root = mine.nth(3)?;
+            let point = PathBuf::from(unescape_mountinfo(mine.next()?));
+            let fstype = theirs.split(' ').next()?;
+            (root == "/" && matches!(fstype, "proc" | "sysfs") && !point.starts_with(rootfs))
+                .then_some(point)
+        })
+        .collect()
+}
+
+/// A mountinfo path field: space, tab, newline and backslash come as `\ooo` octal escapes.
+fn unescape_mountinfo(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Before `--no-pivot` moves the rootfs over `/`: the host's procfs and sysfs mounts stay in
+/// the mount namespace under it, and while a whole one is there the kernel lets the container
+/// mount a fresh procfs or sysfs of its own (in a user namespace of its own), which masked
+/// paths would not cover. Detach them (our open fds of the host's procfs keep working), or
+/// cover them with a tmpfs where they cannot be unmounted.
+fn hide_host_pseudo_filesystems(rootfs: &Path) -> Result<(), RootfsError> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| RootfsError::Invalid(format!("read /proc/self/mountinfo: {e}")))?;
+    for point in host_pseudo_filesystems(&info, rootfs) {
+        let err = |step: &'static str| {
+            let dest = point.clone();
+            move |source: nix::Error| RootfsError::Mount { step, dest, source }
+        };
+        // No unmount may propagate to the host.
+        match mount(
+            None::<&str>,
+            &point,
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            // Gone with a mount detached before it.
+            Err(nix::Error::ENOENT) => continue,
+            r => r.map_err(err("make host mount slave"))?,
+        }
+        match umount2(&point, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::Error::EINVAL) | Err(nix::Error::EPERM) => mount(
+                Some("tmpfs"),
+                &point,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .map_err(err("cover host mount"))?,
+            Err(e) => return Err(err("unmount host mount")(e)),
+        }
+    }
+    Ok(())
+}
+
 /// In the runtime, after a container that shared its mount namespace is gone: detach the
 /// rootfs's bind mount and with it everything mounted for the container.
 pub fn detach_host_mounts(rootfs: &Path) -> Result<(), RootfsError> {
@@ -313,5 +401,32 @@ pub fn detach_host_mounts(rootfs: &Path) -> Result<(), RootfsError> {
             dest: rootfs.to_path_buf(),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_host_procfs_and_sysfs_outside_the_rootfs() {
+        let info = "22 1 0:21 / /proc rw,nosuid - proc proc rw
+23 1 0:22 / /sys rw,nosuid - sysfs sysfs rw
+24 23 0:23 / /sys/kernel/security rw - securityfs securityfs rw
+25 1 0:21 /sys /somewhere/sys ro - proc proc rw
+26 1 0:24 / /run/a\\040b rw - proc proc rw
+27 1 0:21 / /ctr/rootfs/proc rw - proc proc rw
+28 1 0:25 / /ctr/rootfs2 rw - sysfs sysfs rw";
+        let got = host_pseudo_filesystems(info, Path::new("/ctr/rootfs"));
+        let want: Vec<PathBuf> = ["/proc", "/sys", "/run/a b", "/ctr/rootfs2"]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo("a\\011b\\134c\\0"), "a\tb\\c\\0");
     }
 }
