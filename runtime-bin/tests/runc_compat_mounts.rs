@@ -401,3 +401,70 @@ fn no_pivot_leaves_no_whole_host_procfs() {
         "the host's /proc is intact"
     );
 }
+
+#[test]
+fn recursive_read_only_reaches_submounts() {
+    if !can_run("recursive_read_only_reaches_submounts") {
+        return;
+    }
+    let mut b = Bundle::new(
+        "mnt-rro",
+        &[
+            "sh",
+            "-c",
+            "for d in /ro /rro; do touch $d/x 2>/dev/null && echo $d rw || echo $d ro; \
+             touch $d/sub/x 2>/dev/null && echo $d/sub rw || echo $d/sub ro; done; \
+             grep ' /ratime/sub ' /proc/self/mounts | grep -c noatime",
+        ],
+    );
+    let host = HostTmpfs::new(b.dir.join("volume"), MsFlags::empty());
+    std::fs::create_dir(host.0.join("sub")).unwrap();
+    let sub = HostTmpfs::new(host.0.join("sub"), MsFlags::MS_NOATIME);
+    for (dest, opts) in [
+        ("/ro", vec!["rbind", "ro"]),
+        ("/rro", vec!["rbind", "rro"]),
+        ("/ratime", vec!["rbind", "ratime"]),
+    ] {
+        add_mount(
+            &mut b,
+            json!({"source": host.0, "destination": dest, "type": "bind", "options": opts}),
+        );
+    }
+    let out = b.run();
+    assert_eq!(
+        out.stdout, "/ro ro\n/ro/sub rw\n/rro ro\n/rro/sub ro\n0\n",
+        "stderr: {}",
+        out.stderr
+    );
+    drop(sub);
+}
+
+#[test]
+fn masked_directories_share_one_tmpfs_and_are_masked_once() {
+    if !can_run("masked_directories_share_one_tmpfs_and_are_masked_once") {
+        return;
+    }
+    let mut b = Bundle::new(
+        "mnt-mask",
+        &[
+            "sh",
+            "-c",
+            "stat -c %d /d1 /d2 /d3 | uniq | wc -l; grep -c ' /d1 ' /proc/self/mounts; \
+             grep -c ' /f ' /proc/self/mounts; ls -A /d2; cat /f; \
+             touch /d2/x 2>/dev/null || echo read-only",
+        ],
+    );
+    let r = own_rootfs(&mut b);
+    for d in ["d1", "d2", "d3"] {
+        std::fs::create_dir(r.join(d)).unwrap();
+        std::fs::write(r.join(d).join("secret"), "hidden\n").unwrap();
+    }
+    std::fs::write(r.join("f"), "hidden\n").unwrap();
+    let masked = b.config["linux"]["maskedPaths"].as_array_mut().unwrap();
+    for p in ["/d1", "/d2", "/f", "/./d1", "/d3", "/f"] {
+        masked.push(p.into());
+    }
+    b.save();
+    let out = b.run();
+    assert_eq!(out.stdout, "1\n1\n1\nread-only\n", "stderr: {}", out.stderr);
+}

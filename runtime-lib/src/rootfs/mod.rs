@@ -10,6 +10,7 @@ mod copyup;
 mod devices;
 mod masked;
 pub mod mounts;
+mod options;
 pub mod paths;
 mod remount;
 

@@ -1,5 +1,5 @@
-//! The mounts of config.json: option parsing (before the clone) and mounting (in the init,
-//! onto fds resolved inside the root).
+//! The mounts of config.json: checked before the clone, mounted in the init onto fds resolved
+//! inside the root.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -10,178 +10,15 @@ use nix::sys::stat::{fstat, fstatat, SFlag};
 use oci_spec::runtime::Mount;
 
 use super::copyup;
+pub use super::options::{parse_options, MountOptions, KNOWN_OPTIONS};
 use super::paths::{ensure_file_in_root, fd_path, mkdir_all_in_root, open_in_root};
 use super::remount::remount_bind;
 use super::RootfsError;
-
-/// MS_NOSYMFOLLOW (Linux 5.10), which nix does not name.
-const NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW);
 
 /// Option flags that say how to mount, not what the mount's own flags are.
 const NOT_PER_MOUNT: MsFlags = MsFlags::MS_BIND
     .union(MsFlags::MS_REC)
     .union(MsFlags::MS_REMOUNT);
-
-/// Parsed mount options.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountOptions {
-    /// Flags to set.
-    pub flags: MsFlags,
-    /// Flags explicitly cleared (`rw`, `suid`, `dev`, ...): relevant when remounting a bind.
-    pub cleared: MsFlags,
-    /// Propagation changes applied after the mount, in order.
-    pub propagation: Vec<MsFlags>,
-    /// Filesystem-specific options, comma-joined, for mount(2)'s data.
-    pub data: String,
-    /// `bind` or `rbind` was given.
-    pub bind: bool,
-    /// `tmpcopyup` (runc's extension, tmpfs only): the new tmpfs starts with a copy of what
-    /// the rootfs has at the destination.
-    pub copy_up: bool,
-}
-
-impl Default for MountOptions {
-    fn default() -> Self {
-        MountOptions {
-            flags: MsFlags::empty(),
-            cleared: MsFlags::empty(),
-            propagation: Vec::new(),
-            data: String::new(),
-            bind: false,
-            copy_up: false,
-        }
-    }
-}
-
-/// Every mount option [`parse_options`] gives a meaning of its own (others are passed to the
-/// filesystem as data); `features` reports this list.
-pub const KNOWN_OPTIONS: [&str; 42] = [
-    "defaults",
-    "ro",
-    "rw",
-    "nosuid",
-    "suid",
-    "nodev",
-    "dev",
-    "noexec",
-    "exec",
-    "sync",
-    "async",
-    "dirsync",
-    "remount",
-    "mand",
-    "nomand",
-    "atime",
-    "noatime",
-    "diratime",
-    "nodiratime",
-    "relatime",
-    "norelatime",
-    "strictatime",
-    "nostrictatime",
-    "lazytime",
-    "nolazytime",
-    "silent",
-    "loud",
-    "iversion",
-    "noiversion",
-    "nosymfollow",
-    "symfollow",
-    "bind",
-    "rbind",
-    "private",
-    "rprivate",
-    "shared",
-    "rshared",
-    "slave",
-    "rslave",
-    "unbindable",
-    "runbindable",
-    "tmpcopyup",
-];
-
-/// Parse the `options` of a mount entry. Unknown options are filesystem data, as mount(8) does.
-pub fn parse_options<S: AsRef<str>>(options: &[S]) -> Result<MountOptions, RootfsError> {
-    let mut o = MountOptions::default();
-    let mut data = Vec::new();
-    for opt in options {
-        let opt = opt.as_ref();
-        let (set, clear) = match opt {
-            "defaults" => (MsFlags::empty(), MsFlags::empty()),
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
-            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
-            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
-            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
-            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
-            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
-            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
-            "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
-            "nolazytime" => (MsFlags::empty(), MsFlags::MS_LAZYTIME),
-            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
-            "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
-            "iversion" => (MsFlags::MS_I_VERSION, MsFlags::empty()),
-            "noiversion" => (MsFlags::empty(), MsFlags::MS_I_VERSION),
-            "nosymfollow" => (NOSYMFOLLOW, MsFlags::empty()),
-            "symfollow" => (MsFlags::empty(), NOSYMFOLLOW),
-            "bind" => {
-                o.bind = true;
-                (MsFlags::MS_BIND, MsFlags::empty())
-            }
-            "rbind" => {
-                o.bind = true;
-                (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
-            }
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
-            | "runbindable" => {
-                let mut p = match opt.trim_start_matches('r') {
-                    "private" => MsFlags::MS_PRIVATE,
-                    "shared" => MsFlags::MS_SHARED,
-                    "slave" => MsFlags::MS_SLAVE,
-                    _ => MsFlags::MS_UNBINDABLE,
-                };
-                if opt.starts_with('r') {
-                    p |= MsFlags::MS_REC;
-                }
-                o.propagation.push(p);
-                continue;
-            }
-            "tmpcopyup" => {
-                o.copy_up = true;
-                continue;
-            }
-            "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec"
-            | "rnodiratime" | "rdiratime" | "rrelatime" | "rnorelatime" | "rnoatime" | "ratime"
-            | "rstrictatime" | "rnostrictatime" | "idmap" | "ridmap" | "rnosymfollow"
-            | "rsymfollow" => {
-                return Err(RootfsError::Unsupported(format!("mount option {opt:?}")));
-            }
-            "" => return Err(RootfsError::Invalid("empty mount option".into())),
-            other => {
-                data.push(other);
-                continue;
-            }
-        };
-        o.flags = (o.flags | set) & !clear;
-        o.cleared = (o.cleared | clear) & !set;
-    }
-    o.data = data.join(",");
-    Ok(o)
-}
 
 /// What kind of mount an entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,6 +113,12 @@ impl MountPlan {
         if options.copy_up && (kind != Kind::Other || fstype != "tmpfs") {
             return Err(RootfsError::Invalid(format!(
                 "mount {}: option \"tmpcopyup\" is for tmpfs mounts only",
+                m.destination().display()
+            )));
+        }
+        if kind == Kind::Cgroup && (options.recursive_set | options.recursive_clear) != 0 {
+            return Err(RootfsError::Unsupported(format!(
+                "recursive mount options on the cgroup mount {}",
                 m.destination().display()
             )));
         }
@@ -436,6 +279,11 @@ impl MountPlan {
             }
             Kind::Cgroup | Kind::Other => self.mount_fs(root, &target, old_mode)?,
         }
+        if o.recursive_set != 0 || o.recursive_clear != 0 {
+            let top = open_in_root(root, dest, OFlag::O_PATH).map_err(err("reopen"))?;
+            crate::sys::mount_setattr_recursive(top.as_fd(), o.recursive_set, o.recursive_clear)
+                .map_err(err("set recursive mount options"))?;
+        }
         if !o.propagation.is_empty() {
             let top = open_in_root(root, dest, OFlag::O_PATH).map_err(err("reopen"))?;
             for p in &o.propagation {
@@ -501,50 +349,5 @@ impl MountPlan {
             copyup::copy_tree(lower.as_fd(), top.as_fd()).map_err(err("tmpcopyup"))?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flags_and_data() {
-        let o =
-            parse_options(&["nosuid", "noexec", "nodev", "mode=755", "size=65536k", "ro"]).unwrap();
-        assert_eq!(
-            o.flags,
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_RDONLY
-        );
-        assert_eq!(o.data, "mode=755,size=65536k");
-        let o = parse_options(&["ro", "rw"]).unwrap();
-        assert!(!o.flags.contains(MsFlags::MS_RDONLY));
-        assert!(o.cleared.contains(MsFlags::MS_RDONLY));
-    }
-
-    #[test]
-    fn bind_and_propagation() {
-        let o = parse_options(&["rbind", "rslave", "private"]).unwrap();
-        assert!(o.bind);
-        assert!(o.flags.contains(MsFlags::MS_BIND | MsFlags::MS_REC));
-        assert_eq!(
-            o.propagation,
-            vec![MsFlags::MS_SLAVE | MsFlags::MS_REC, MsFlags::MS_PRIVATE]
-        );
-    }
-
-    #[test]
-    fn unsupported_is_reported() {
-        let e = parse_options(&["idmap"]).unwrap_err();
-        assert!(e.to_string().contains("idmap"), "{e}");
-        assert!(parse_options(&[""]).is_err());
-    }
-
-    #[test]
-    fn known_options_have_a_meaning() {
-        for opt in KNOWN_OPTIONS {
-            let o = parse_options(&[opt]).unwrap_or_else(|e| panic!("{opt}: {e}"));
-            assert!(o.data.is_empty(), "{opt} was passed as filesystem data");
-        }
     }
 }
