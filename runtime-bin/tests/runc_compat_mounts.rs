@@ -468,3 +468,54 @@ fn masked_directories_share_one_tmpfs_and_are_masked_once() {
     let out = b.run();
     assert_eq!(out.stdout, "1\n1\n1\nread-only\n", "stderr: {}", out.stderr);
 }
+
+#[test]
+fn joins_another_containers_user_namespace_and_a_host_network_namespace() {
+    if !can_run("joins_another_containers_user_namespace_and_a_host_network_namespace") {
+        return;
+    }
+    let mut owner = Bundle::new("mnt-userns-a", &["sleep", "60"]);
+    use_userns(&mut owner);
+    let out = owner.run_detached();
+    assert!(out.ok(), "{}", out.stderr);
+    let pid = owner.state().unwrap()["pid"].as_i64().unwrap();
+
+    let mut b = Bundle::new(
+        "mnt-userns-b",
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; readlink /proc/self/ns/net; test -d /dev/pts && echo pts",
+        ],
+    );
+    use_userns(&mut b);
+    let linux = &mut b.config["linux"];
+    linux.as_object_mut().unwrap().remove("uidMappings");
+    linux.as_object_mut().unwrap().remove("gidMappings");
+    for ns in linux["namespaces"].as_array_mut().unwrap() {
+        match ns["type"].as_str() {
+            Some("user") => ns["path"] = format!("/proc/{pid}/ns/user").into(),
+            // The host's network namespace, which the joined user namespace does not own:
+            // joined before it, with the runtime's privileges.
+            Some("network") => ns["path"] = "/proc/self/ns/net".into(),
+            _ => {}
+        }
+    }
+    // No sysfs of a network namespace the user namespace does not own: the host's /sys.
+    for m in b.config["mounts"].as_array_mut().unwrap() {
+        if m["type"] == "sysfs" {
+            *m = json!({"source": "/sys", "destination": m["destination"], "type": "bind",
+                        "options": ["rbind"]});
+        }
+    }
+    b.save();
+    let out = b.run();
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    let map: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(map, ["0", "100000", "65536"]);
+    assert_eq!(Path::new(lines[1]), host_net);
+    assert_eq!(lines[2], "pts");
+}

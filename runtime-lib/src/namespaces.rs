@@ -44,6 +44,17 @@ pub struct Join {
     pub fd: OwnedFd,
 }
 
+impl Join {
+    fn join(&self) -> Result<(), NamespaceError> {
+        nix::sched::setns(self.fd.as_fd(), clone_flag(self.typ)).map_err(|source| {
+            NamespaceError::Join {
+                ns: ns_name(self.typ),
+                source,
+            }
+        })
+    }
+}
+
 /// The namespace plan of a container.
 #[derive(Debug)]
 pub struct NamespacePlan {
@@ -201,15 +212,24 @@ impl NamespacePlan {
         self.has(LinuxNamespaceType::Pid) || self.has(LinuxNamespaceType::Time)
     }
 
-    /// In the child: join the configured namespaces, in order.
+    /// In the child: join the configured namespaces, in order. Those that the runtime's
+    /// credentials may join are joined before the user namespace (a namespace owned by
+    /// another user namespace, say the host's network, cannot be joined from inside it);
+    /// those refused (EPERM) are joined after it, with its privileges.
     pub fn join_all(&self) -> Result<(), NamespaceError> {
-        for j in &self.joins {
-            nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ)).map_err(|source| {
-                NamespaceError::Join {
-                    ns: ns_name(j.typ),
-                    source,
-                }
-            })?;
+        let user = |j: &&Join| j.typ == LinuxNamespaceType::User;
+        let mut refused = Vec::new();
+        for j in self.joins.iter().filter(|j| !user(j)) {
+            match j.join() {
+                Err(NamespaceError::Join {
+                    source: nix::Error::EPERM,
+                    ..
+                }) => refused.push(j),
+                r => r?,
+            }
+        }
+        for j in self.joins.iter().filter(user).chain(refused) {
+            j.join()?;
         }
         Ok(())
     }

@@ -101,6 +101,10 @@ fn stage(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
     if plan.ns.creates(LinuxNamespaceType::User) {
         io.chan.send(&Msg::NeedMaps).step("sync")?;
         expect(&io.chan, Msg::MapsDone)?;
+    }
+    // In a user namespace, new or joined, the init is its root: files it makes (mount points
+    // in a tmpfs of the namespace) need owners that the namespace maps.
+    if plan.ns.has(LinuxNamespaceType::User) {
         nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
             .step("setresgid(0) in user namespace")?;
         nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
