@@ -519,3 +519,33 @@ fn joins_another_containers_user_namespace_and_a_host_network_namespace() {
     assert_eq!(Path::new(lines[1]), host_net);
     assert_eq!(lines[2], "pts");
 }
+
+#[test]
+fn bind_sources_the_user_namespace_cannot_reach() {
+    if !can_run("bind_sources_the_user_namespace_cannot_reach") {
+        return;
+    }
+    let mut b = Bundle::new(
+        "mnt-hostsrc",
+        &["cat", "/tmp/mount-1/foo.txt", "/tmp/mount-2/foo.txt"],
+    );
+    use_userns(&mut b);
+    let r = own_rootfs(&mut b);
+    for n in ["1", "2"] {
+        // The image has the mount points: the container's root may not make them.
+        std::fs::create_dir_all(r.join(format!("tmp/mount-{n}"))).unwrap();
+        let src = b.dir.join(format!("inaccessible-{n}"));
+        std::fs::create_dir_all(src.join("dir")).unwrap();
+        std::fs::write(src.join("dir/foo.txt"), format!("source {n}\n")).unwrap();
+        // Only the host's root gets in: not the container's, which is uid 100000 here.
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o700)).unwrap();
+        add_mount(
+            &mut b,
+            json!({"source": src.join("dir"), "destination": format!("/tmp/mount-{n}"),
+                   "options": ["bind"]}),
+        );
+    }
+    let out = b.run();
+    assert!(out.ok(), "{}", out.stderr);
+    assert_eq!(out.stdout, "source 1\nsource 2\n");
+}

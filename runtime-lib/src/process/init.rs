@@ -173,6 +173,14 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
         plan.ns.unshare_cgroup().step("namespaces")
     };
 
+    let mut host_source = |n: u32| -> Result<OwnedFd, String> {
+        chan.send(&Msg::NeedMountSource(n)).step("sync")?;
+        match chan.recv_fd().step("wait for runtime")? {
+            (Msg::MountSource, Some(fd)) => Ok(fd),
+            (Msg::Error(e), _) => Err(e),
+            (other, _) => Err(format!("sync: expected a mount source, got {other:?}")),
+        }
+    };
     let in_userns = plan.ns.has(LinuxNamespaceType::User);
     let _root = plan
         .rootfs
@@ -180,6 +188,7 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
             in_userns,
             plan.ns.creates(LinuxNamespaceType::Cgroup),
             &mut in_cgroup,
+            &mut host_source,
         )
         .step("rootfs")?;
     in_cgroup()?;

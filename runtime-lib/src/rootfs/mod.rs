@@ -168,11 +168,17 @@ impl RootfsPlan {
     /// whose v1 rules are written one by one after a "deny all"), so that the runtime can place
     /// the init in its cgroup while the mounts before it are made. If neither happens, the
     /// caller calls it afterwards.
+    ///
+    /// `host_source` asks the runtime for the source of bind mount number N, opened in our
+    /// mount namespace with the runtime's credentials (see [`RootfsPlan::open_host_source`]),
+    /// for a source the init cannot reach itself (in a user namespace); `in_cgroup` has been
+    /// called before, so that the runtime's other messages are read.
     pub fn prepare(
         &self,
         in_userns: bool,
         new_cgroupns: bool,
         in_cgroup: &mut dyn FnMut() -> Result<(), String>,
+        host_source: &mut dyn FnMut(u32) -> Result<OwnedFd, String>,
     ) -> Result<OwnedFd, RootfsError> {
         let err = |step: &'static str, dest: &Path| {
             let dest = dest.to_path_buf();
@@ -216,13 +222,16 @@ impl RootfsPlan {
             Mode::empty(),
         )
         .map_err(err("open rootfs", &self.rootfs))?;
-        for m in &self.mounts {
+        for (n, m) in (0u32..).zip(&self.mounts) {
             match m.kind {
                 mounts::Kind::Cgroup => {
                     in_cgroup().map_err(RootfsError::Invalid)?;
                     cgroupfs::mount_cgroup(root.as_fd(), m, &self.host_cgroups, new_cgroupns)?
                 }
-                _ => m.mount(root.as_fd())?,
+                _ => m.mount(root.as_fd(), &mut || {
+                    in_cgroup()?;
+                    host_source(n)
+                })?,
             }
         }
         if self.setup_dev {
@@ -234,6 +243,28 @@ impl RootfsPlan {
             devices::create_symlinks(root.as_fd())?;
         }
         Ok(root)
+    }
+
+    /// In the runtime, for the init: the source of bind mount number `n`, a host path, opened
+    /// (O_PATH) in the mount namespace of the init `pid` but with the runtime's credentials,
+    /// which reach what the init's user namespace cannot. Only configured sources outside the
+    /// rootfs are served.
+    pub fn open_host_source(&self, n: u32, pid: i32) -> Result<OwnedFd, RootfsError> {
+        let source = usize::try_from(n)
+            .ok()
+            .and_then(|i| self.mounts.get(i))
+            .filter(|m| m.kind == mounts::Kind::Bind && m.source_in_root.is_none())
+            .and_then(|m| m.source.as_deref())
+            .ok_or_else(|| {
+                RootfsError::Invalid(format!(
+                    "the init asked for the source of mount {n}, not a bind mount of a host path"
+                ))
+            })?;
+        open_in_mount_ns(pid, source).map_err(|source_err| RootfsError::Mount {
+            step: "open bind source in the container's mount namespace",
+            dest: source.to_path_buf(),
+            source: source_err,
+        })
     }
 
     /// After pivot_root: masked paths, readonly paths, readonly root.
@@ -309,6 +340,22 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), R
         umount2(".", MntFlags::MNT_DETACH).map_err(err("unmount old root"))?;
     }
     nix::unistd::chdir("/").map_err(err("chdir /"))
+}
+
+/// Open `path` (O_PATH) as seen in the mount namespace of process `pid`, from a thread of
+/// our own that enters it (after unsharing its filesystem context, which setns requires and
+/// which leaves the rest of the process where it was) and ends with it.
+fn open_in_mount_ns(pid: i32, path: &Path) -> nix::Result<OwnedFd> {
+    let pidfd = crate::sys::pidfd_open(pid)?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)?;
+            nix::sched::setns(pidfd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNS)?;
+            nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        })
+        .join()
+        .unwrap_or(Err(nix::Error::EIO))
+    })
 }
 
 /// The mount points of whole procfs and sysfs mounts (their root mounted) outside `rootfs`,
@@ -424,6 +471,37 @@ mod tests {
             .map(PathBuf::from)
             .collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn host_sources_only_for_binds_of_host_paths() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "mounts": [
+                {"destination": "/t", "type": "tmpfs", "source": "tmpfs"},
+                {"destination": "/b", "type": "bind", "source": "/tmp", "options": ["bind"]},
+                {"destination": "/c", "type": "bind", "source": "/ctr/rootfs/x",
+                 "options": ["bind"]},
+            ],
+        }))
+        .unwrap();
+        let root = Path::new("/ctr/rootfs");
+        let plan = RootfsPlan::from_spec(&spec, Path::new("/ctr"), root, false).unwrap();
+        let me = std::process::id() as i32;
+        for n in [0, 2, 3, 99] {
+            let e = plan.open_host_source(n, me).unwrap_err();
+            assert!(
+                e.to_string().contains("not a bind mount of a host path"),
+                "{e}"
+            );
+        }
+        if nix::unistd::geteuid().is_root() {
+            let fd = plan.open_host_source(1, me).unwrap();
+            let st = nix::sys::stat::fstat(fd.as_fd()).unwrap();
+            let tmp = nix::sys::stat::stat("/tmp").unwrap();
+            assert_eq!((st.st_dev, st.st_ino), (tmp.st_dev, tmp.st_ino));
+        }
     }
 
     #[test]

@@ -223,8 +223,14 @@ impl MountPlan {
         }
     }
 
-    /// Mount this entry inside `root` (the rootfs, before pivot_root).
-    pub fn mount(&self, root: BorrowedFd<'_>) -> Result<(), RootfsError> {
+    /// Mount this entry inside `root` (the rootfs, before pivot_root). A bind source the
+    /// init cannot look at (in a user namespace: EACCES on the way) is asked of the runtime
+    /// with `host_source`.
+    pub fn mount(
+        &self,
+        root: BorrowedFd<'_>,
+        host_source: &mut dyn FnMut() -> Result<OwnedFd, String>,
+    ) -> Result<(), RootfsError> {
         let dest = &self.destination;
         let err = |step: &'static str| {
             let dest = dest.clone();
@@ -233,12 +239,16 @@ impl MountPlan {
         if self.kind == Kind::Other && matches!(self.fstype.as_str(), "proc" | "sysfs") {
             self.check_ordinary_dir(root)?;
         }
-        let source_fd = self
-            .source_in_root
-            .as_ref()
-            .map(|src| open_in_root(root, src, OFlag::O_PATH))
-            .transpose()
-            .map_err(err("open bind source in the rootfs"))?;
+        let source_fd = match (&self.kind, &self.source_in_root, &self.source) {
+            (Kind::Bind, Some(src), _) => Some(
+                open_in_root(root, src, OFlag::O_PATH)
+                    .map_err(err("open bind source in the rootfs"))?,
+            ),
+            (Kind::Bind, None, Some(src)) if nix::sys::stat::stat(src).is_err() => {
+                Some(host_source().map_err(RootfsError::Invalid)?)
+            }
+            _ => None,
+        };
         let source_is_dir = match &source_fd {
             Some(fd) => {
                 let st = fstat(fd.as_fd()).map_err(err("stat bind source"))?;

@@ -163,6 +163,32 @@ pub fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64, clear: u64) -> nix:
     Errno::result(r).map(drop)
 }
 
+/// recvmsg(2) of one message into `buf`, with the first fd passed along (SCM_RIGHTS) owned
+/// by the caller and close-on-exec; any further fds are closed.
+pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<(usize, Option<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let m = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fd = None;
+    for c in m.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for raw in fds {
+                // SAFETY: the kernel installed this fd in our table for this message; nothing
+                // else knows of it.
+                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                fd.get_or_insert(owned);
+            }
+        }
+    }
+    Ok((m.bytes, fd))
+}
+
 /// setdomainname(2).
 pub fn setdomainname(name: &[u8]) -> nix::Result<()> {
     // SAFETY: the pointer and length describe `name`.
