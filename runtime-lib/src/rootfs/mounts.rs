@@ -76,6 +76,12 @@ fn inside_rootfs(p: &Path, rootfs: &Path) -> Option<PathBuf> {
 impl MountPlan {
     pub fn from_spec(m: &Mount, bundle: &Path, rootfs: &Path) -> Result<MountPlan, RootfsError> {
         let options = parse_options(m.options().as_deref().unwrap_or(&[]))?;
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return Err(RootfsError::Unsupported(format!(
+                "mount {}: uidMappings/gidMappings (an idmapped mount)",
+                m.destination().display()
+            )));
+        }
         let fstype = m.typ().clone().unwrap_or_default();
         let kind = if options.bind || fstype == "bind" {
             Kind::Bind
