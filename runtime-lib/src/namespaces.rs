@@ -58,7 +58,8 @@ impl Join {
 /// The namespace plan of a container.
 #[derive(Debug)]
 pub struct NamespacePlan {
-    /// Namespaces to join, user first.
+    /// Namespaces to join, in [`join_rank`] order ([`NamespacePlan::join_all`] places the user
+    /// namespace).
     pub joins: Vec<Join>,
     /// Namespaces to create with unshare(2).
     pub new: CloneFlags,
@@ -84,8 +85,9 @@ pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
     }
 }
 
-/// Join order: the user namespace first (it grants the rights to join the others), the mount
-/// namespace last (its paths would otherwise hide the other namespace files).
+/// Join order: the mount namespace last, after the namespaces whose state it could hide. The
+/// user namespace's place is decided by [`NamespacePlan::join_all`], which may join some of the
+/// others before it and some after.
 fn join_rank(t: LinuxNamespaceType) -> u8 {
     match t {
         LinuxNamespaceType::User => 0,
