@@ -58,7 +58,7 @@ impl Join {
 /// The namespace plan of a container.
 #[derive(Debug)]
 pub struct NamespacePlan {
-    /// Namespaces to join, in [`join_rank`] order ([`NamespacePlan::join_all`] places the user
+    /// Namespaces to join, in `join_rank` order ([`NamespacePlan::join_all`] places the user
     /// namespace).
     pub joins: Vec<Join>,
     /// Namespaces to create with unshare(2).
