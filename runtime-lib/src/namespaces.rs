@@ -44,10 +44,22 @@ pub struct Join {
     pub fd: OwnedFd,
 }
 
+impl Join {
+    fn join(&self) -> Result<(), NamespaceError> {
+        nix::sched::setns(self.fd.as_fd(), clone_flag(self.typ)).map_err(|source| {
+            NamespaceError::Join {
+                ns: ns_name(self.typ),
+                source,
+            }
+        })
+    }
+}
+
 /// The namespace plan of a container.
 #[derive(Debug)]
 pub struct NamespacePlan {
-    /// Namespaces to join, user first.
+    /// Namespaces to join, in `join_rank` order ([`NamespacePlan::join_all`] places the user
+    /// namespace).
     pub joins: Vec<Join>,
     /// Namespaces to create with unshare(2).
     pub new: CloneFlags,
@@ -73,8 +85,9 @@ pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
     }
 }
 
-/// Join order: the user namespace first (it grants the rights to join the others), the mount
-/// namespace last (its paths would otherwise hide the other namespace files).
+/// Join order: the mount namespace last, after the namespaces whose state it could hide. The
+/// user namespace's place is decided by [`NamespacePlan::join_all`], which may join some of the
+/// others before it and some after.
 fn join_rank(t: LinuxNamespaceType) -> u8 {
     match t {
         LinuxNamespaceType::User => 0,
@@ -201,15 +214,24 @@ impl NamespacePlan {
         self.has(LinuxNamespaceType::Pid) || self.has(LinuxNamespaceType::Time)
     }
 
-    /// In the child: join the configured namespaces, in order.
+    /// In the child: join the configured namespaces, in order. Those that the runtime's
+    /// credentials may join are joined before the user namespace (a namespace owned by
+    /// another user namespace, say the host's network, cannot be joined from inside it);
+    /// those refused (EPERM) are joined after it, with its privileges.
     pub fn join_all(&self) -> Result<(), NamespaceError> {
-        for j in &self.joins {
-            nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ)).map_err(|source| {
-                NamespaceError::Join {
-                    ns: ns_name(j.typ),
-                    source,
-                }
-            })?;
+        let user = |j: &&Join| j.typ == LinuxNamespaceType::User;
+        let mut refused = Vec::new();
+        for j in self.joins.iter().filter(|j| !user(j)) {
+            match j.join() {
+                Err(NamespaceError::Join {
+                    source: nix::Error::EPERM,
+                    ..
+                }) => refused.push(j),
+                r => r?,
+            }
+        }
+        for j in self.joins.iter().filter(user).chain(refused) {
+            j.join()?;
         }
         Ok(())
     }

@@ -1,9 +1,12 @@
 //! The sync channel between the runtime and the container's init: a SOCK_SEQPACKET
 //! socketpair carrying small binary messages (a tag byte and a payload), no JSON.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recv, send, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+};
 
 /// A message of the create protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +33,11 @@ pub enum Msg {
     Ready,
     /// either way: this failed; the message says what.
     Error(String),
+    /// init → runtime: open the source of bind mount number N of the config (which the
+    /// init, in its user namespace, cannot reach) in my mount namespace, and send it.
+    NeedMountSource(u32),
+    /// runtime → init: that source, an O_PATH fd passed along with the message.
+    MountSource,
 }
 
 const MAX: usize = 256 * 1024;
@@ -60,6 +68,11 @@ impl Msg {
                 out.push(10);
                 out.extend_from_slice(doc);
             }
+            Msg::NeedMountSource(n) => {
+                out.push(11);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Msg::MountSource => out.push(12),
         }
         out
     }
@@ -77,6 +90,8 @@ impl Msg {
             8 => Msg::Ready,
             9 => Msg::Error(String::from_utf8_lossy(rest).into_owned()),
             10 => Msg::AgentState(rest.to_vec()),
+            11 => Msg::NeedMountSource(u32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
+            12 => Msg::MountSource,
             _ => return None,
         })
     }
@@ -143,6 +158,47 @@ impl Channel {
         }
     }
 
+    /// Send `msg` with `fd` attached (SCM_RIGHTS).
+    pub fn send_fd(&self, msg: &Msg, fd: BorrowedFd<'_>) -> Result<(), ChannelError> {
+        let bytes = msg.encode();
+        let fds = [fd.as_raw_fd()];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        loop {
+            match sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &[IoSlice::new(&bytes)],
+                &cmsg,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(nix::Error::EINTR) => continue,
+                Err(nix::Error::EPIPE) | Err(nix::Error::ECONNRESET) => {
+                    return Err(ChannelError::Closed)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Receive a message and the fd attached to it, if any (close-on-exec).
+    pub fn recv_fd(&self) -> Result<(Msg, Option<OwnedFd>), ChannelError> {
+        let mut buf = vec![0u8; MAX];
+        loop {
+            match crate::sys::recv_with_fd(self.fd.as_fd(), &mut buf) {
+                Ok((0, _)) => return Err(ChannelError::Closed),
+                Ok((n, fd)) => {
+                    return Msg::decode(&buf[..n])
+                        .map(|msg| (msg, fd))
+                        .ok_or(ChannelError::Malformed)
+                }
+                Err(nix::Error::EINTR) => continue,
+                Err(nix::Error::ECONNRESET) => return Err(ChannelError::Closed),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// An error report the other side sent and we have not read yet, without waiting. When a
     /// step of the runtime fails because the init is gone (a send finds the channel closed, a
     /// cgroup write finds no such process), the init's report is the real cause.
@@ -196,6 +252,8 @@ mod tests {
             Msg::Ready,
             Msg::Error("mount proc on /proc: EPERM".into()),
             Msg::AgentState(b"{\"pid\":1}".to_vec()),
+            Msg::NeedMountSource(3),
+            Msg::MountSource,
         ];
         for m in &msgs {
             a.send(m).unwrap();
@@ -203,6 +261,21 @@ mod tests {
         }
         drop(a);
         assert!(matches!(b.recv(), Err(ChannelError::Closed)));
+    }
+
+    #[test]
+    fn fd_passing() {
+        let (a, b) = pair().unwrap();
+        let file = std::fs::File::open("/proc/self/exe").unwrap();
+        a.send_fd(&Msg::MountSource, file.as_fd()).unwrap();
+        let (msg, fd) = b.recv_fd().unwrap();
+        assert_eq!(msg, Msg::MountSource);
+        let fd = fd.expect("an fd came along");
+        let ours = nix::sys::stat::fstat(file.as_fd()).unwrap();
+        let theirs = nix::sys::stat::fstat(fd.as_fd()).unwrap();
+        assert_eq!((ours.st_dev, ours.st_ino), (theirs.st_dev, theirs.st_ino));
+        a.send(&Msg::Go).unwrap();
+        assert!(matches!(b.recv_fd().unwrap(), (Msg::Go, None)));
     }
 
     #[test]

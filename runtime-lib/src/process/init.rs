@@ -101,6 +101,10 @@ fn stage(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
     if plan.ns.creates(LinuxNamespaceType::User) {
         io.chan.send(&Msg::NeedMaps).step("sync")?;
         expect(&io.chan, Msg::MapsDone)?;
+    }
+    // In a user namespace, new or joined, the init is its root: files it makes (mount points
+    // in a tmpfs of the namespace) need owners that the namespace maps.
+    if plan.ns.has(LinuxNamespaceType::User) {
         nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
             .step("setresgid(0) in user namespace")?;
         nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
@@ -169,6 +173,14 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
         plan.ns.unshare_cgroup().step("namespaces")
     };
 
+    let mut host_source = |n: u32| -> Result<OwnedFd, String> {
+        chan.send(&Msg::NeedMountSource(n)).step("sync")?;
+        match chan.recv_fd().step("wait for runtime")? {
+            (Msg::MountSource, Some(fd)) => Ok(fd),
+            (Msg::Error(e), _) => Err(e),
+            (other, _) => Err(format!("sync: expected a mount source, got {other:?}")),
+        }
+    };
     let in_userns = plan.ns.has(LinuxNamespaceType::User);
     let _root = plan
         .rootfs
@@ -176,6 +188,7 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
             in_userns,
             plan.ns.creates(LinuxNamespaceType::Cgroup),
             &mut in_cgroup,
+            &mut host_source,
         )
         .step("rootfs")?;
     in_cgroup()?;

@@ -326,6 +326,11 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 chan.send(&Msg::HooksDone)
                     .map_err(|e| prefer_init(fail(e.into())))?;
             }
+            Msg::NeedMountSource(n) => {
+                let fd = plan.rootfs.open_host_source(n, saved.pid).ctx(id, step)?;
+                chan.send_fd(&Msg::MountSource, fd.as_fd())
+                    .map_err(|e| prefer_init(fail(e.into())))?;
+            }
             Msg::Ready => {
                 timing("init ready");
                 break;

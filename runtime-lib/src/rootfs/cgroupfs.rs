@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
 
-use super::mounts::{remount_bind, MountPlan};
+use super::mounts::MountPlan;
 use super::paths::{fd_path, mkdir_all_in_root, open_in_root, parent_in_root};
+use super::remount::remount_bind;
 use super::RootfsError;
 
 /// One cgroup hierarchy mounted on the host.
@@ -132,6 +133,10 @@ pub fn mount_cgroup(
         let dest = dest.to_path_buf();
         move |source: nix::Error| RootfsError::Mount { step, dest, source }
     };
+    let remount_err = |dest: &Path| {
+        let dest = dest.to_path_buf();
+        move |source| RootfsError::Remount { dest, source }
+    };
     if host.unified {
         let target = mkdir_all_in_root(root, dest).map_err(err("create mount point", dest))?;
         if new_cgroupns {
@@ -163,7 +168,7 @@ pub fn mount_cgroup(
         )
         .map_err(err("bind cgroup2", dest))?;
         let top = open_in_root(root, dest, OFlag::O_PATH).map_err(err("reopen", dest))?;
-        return remount_bind(top.as_fd(), flags).map_err(err("remount cgroup2", dest));
+        return remount_bind(top.as_fd(), flags, MsFlags::empty()).map_err(remount_err(dest));
     }
     let target = mkdir_all_in_root(root, dest).map_err(err("create mount point", dest))?;
     mount(
@@ -210,7 +215,7 @@ pub fn mount_cgroup(
             )
             .map_err(err("bind cgroup", &sub))?;
             let top = open_in_root(root, &sub, OFlag::O_PATH).map_err(err("reopen", &sub))?;
-            remount_bind(top.as_fd(), flags).map_err(err("remount cgroup", &sub))?;
+            remount_bind(top.as_fd(), flags, MsFlags::empty()).map_err(remount_err(&sub))?;
         }
     }
     for (name, target) in &host.links {
@@ -223,7 +228,7 @@ pub fn mount_cgroup(
     }
     if flags.contains(MsFlags::MS_RDONLY) {
         let top = open_in_root(root, dest, OFlag::O_PATH).map_err(err("reopen", dest))?;
-        remount_bind(top.as_fd(), flags).map_err(err("remount cgroup tmpfs", dest))?;
+        remount_bind(top.as_fd(), flags, MsFlags::empty()).map_err(remount_err(dest))?;
     }
     Ok(())
 }

@@ -7,8 +7,9 @@ use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{fstat, major, minor, SFlag};
 
-use super::mounts::remount_bind;
+use super::mounts::lexical_clean;
 use super::paths::{fd_path, open_in_root};
+use super::remount;
 use super::RootfsError;
 
 fn err(step: &'static str, path: &Path) -> impl FnOnce(nix::Error) -> RootfsError {
@@ -32,14 +33,38 @@ fn verified_dev_null(root: BorrowedFd<'_>) -> Result<OwnedFd, RootfsError> {
     Ok(fd)
 }
 
-/// Hide each path: a read-only empty tmpfs over a directory, /dev/null over anything else.
-/// Paths that do not exist are skipped.
+/// A read-only tmpfs that holds nothing, over the directory at `target`.
+fn empty_tmpfs(target: &str) -> nix::Result<()> {
+    let ro_tmpfs = |data: &str| {
+        mount(
+            Some("tmpfs"),
+            target,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            Some(data),
+        )
+    };
+    // Some kernels refuse fewer than two inodes.
+    ro_tmpfs("nr_blocks=1,nr_inodes=1").or_else(|_| ro_tmpfs("nr_blocks=1,nr_inodes=2"))
+}
+
+/// Hide each path (once, however often it is listed): /dev/null over anything but a
+/// directory; over a directory, a read-only empty tmpfs, one for all of them (the first is
+/// bound over the others; where that fails, each gets its own). Missing paths are skipped.
 pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> {
     if paths.is_empty() {
         return Ok(());
     }
     let null = verified_dev_null(root)?;
+    let mut done: Vec<PathBuf> = Vec::new();
+    let mut shared: Option<OwnedFd> = None;
+    let mut bind_failed = false;
     for p in paths {
+        let clean = lexical_clean(p);
+        if done.contains(&clean) {
+            continue;
+        }
+        done.push(clean);
         let fd = match open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
             Ok(fd) => fd,
             Err(nix::Error::ENOENT) => continue,
@@ -48,16 +73,7 @@ pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> 
         let meta = std::fs::metadata(fd_path(&fd))
             .map_err(|e| RootfsError::Invalid(format!("masked path {}: {e}", p.display())))?;
         let target = fd_path(&fd);
-        if meta.is_dir() {
-            mount(
-                Some("tmpfs"),
-                target.as_str(),
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY,
-                None::<&str>,
-            )
-            .map_err(err("mask", p))?;
-        } else {
+        if !meta.is_dir() {
             mount(
                 Some(fd_path(&null).as_str()),
                 target.as_str(),
@@ -66,6 +82,27 @@ pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> 
                 None::<&str>,
             )
             .map_err(err("mask", p))?;
+            continue;
+        }
+        if let (Some(mask), false) = (&shared, bind_failed) {
+            let bound = mount(
+                Some(fd_path(mask).as_str()),
+                target.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            );
+            if bound.is_ok() {
+                continue;
+            }
+            bind_failed = true;
+        }
+        empty_tmpfs(&target).map_err(err("mask", p))?;
+        if shared.is_none() && !bind_failed {
+            // The tmpfs just mounted: its root, reached through the path again.
+            let mask = open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+                .map_err(err("reopen", p))?;
+            shared = Some(mask);
         }
     }
     Ok(())
@@ -90,8 +127,10 @@ pub fn make_readonly(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), Root
         .map_err(err("bind readonly path", p))?;
         let top =
             open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(err("reopen", p))?;
-        remount_bind(top.as_fd(), MsFlags::MS_RDONLY | MsFlags::MS_REC)
-            .map_err(err("remount readonly", p))?;
+        remount::make_read_only(top.as_fd()).map_err(|source| RootfsError::Remount {
+            dest: p.clone(),
+            source,
+        })?;
     }
     Ok(())
 }

@@ -10,7 +10,9 @@ mod copyup;
 mod devices;
 mod masked;
 pub mod mounts;
+mod options;
 pub mod paths;
+mod remount;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -31,6 +33,11 @@ pub enum RootfsError {
         step: &'static str,
         dest: PathBuf,
         source: nix::Error,
+    },
+    #[error("remount {}: {source}", dest.display())]
+    Remount {
+        dest: PathBuf,
+        source: remount::RemountError,
     },
     #[error("{0}")]
     Invalid(String),
@@ -91,7 +98,7 @@ impl RootfsPlan {
         let lsm = crate::security::label::HostLsm::probe();
         let mount_label = linux.and_then(|l| l.mount_label().as_deref());
         for m in spec.mounts().iter().flatten() {
-            let mut plan = MountPlan::from_spec(m, bundle)?;
+            let mut plan = MountPlan::from_spec(m, bundle, rootfs)?;
             if plan.kind == mounts::Kind::Other {
                 plan.options.data = crate::security::label::mount_data(
                     lsm,
@@ -161,11 +168,17 @@ impl RootfsPlan {
     /// whose v1 rules are written one by one after a "deny all"), so that the runtime can place
     /// the init in its cgroup while the mounts before it are made. If neither happens, the
     /// caller calls it afterwards.
+    ///
+    /// `host_source` asks the runtime for the source of bind mount number N, opened in our
+    /// mount namespace with the runtime's credentials (see [`RootfsPlan::open_host_source`]),
+    /// for a source the init cannot reach itself (in a user namespace); `in_cgroup` has been
+    /// called before, so that the runtime's other messages are read.
     pub fn prepare(
         &self,
         in_userns: bool,
         new_cgroupns: bool,
         in_cgroup: &mut dyn FnMut() -> Result<(), String>,
+        host_source: &mut dyn FnMut(u32) -> Result<OwnedFd, String>,
     ) -> Result<OwnedFd, RootfsError> {
         let err = |step: &'static str, dest: &Path| {
             let dest = dest.to_path_buf();
@@ -209,13 +222,16 @@ impl RootfsPlan {
             Mode::empty(),
         )
         .map_err(err("open rootfs", &self.rootfs))?;
-        for m in &self.mounts {
+        for (n, m) in (0u32..).zip(&self.mounts) {
             match m.kind {
                 mounts::Kind::Cgroup => {
                     in_cgroup().map_err(RootfsError::Invalid)?;
                     cgroupfs::mount_cgroup(root.as_fd(), m, &self.host_cgroups, new_cgroupns)?
                 }
-                _ => m.mount(root.as_fd())?,
+                _ => m.mount(root.as_fd(), &mut || {
+                    in_cgroup()?;
+                    host_source(n)
+                })?,
             }
         }
         if self.setup_dev {
@@ -227,6 +243,28 @@ impl RootfsPlan {
             devices::create_symlinks(root.as_fd())?;
         }
         Ok(root)
+    }
+
+    /// In the runtime, for the init: the source of bind mount number `n`, a host path, opened
+    /// (O_PATH) in the mount namespace of the init `pid` but with the runtime's credentials,
+    /// which reach what the init's user namespace cannot. Only configured sources outside the
+    /// rootfs are served.
+    pub fn open_host_source(&self, n: u32, pid: i32) -> Result<OwnedFd, RootfsError> {
+        let source = usize::try_from(n)
+            .ok()
+            .and_then(|i| self.mounts.get(i))
+            .filter(|m| m.kind == mounts::Kind::Bind && m.source_in_root.is_none())
+            .and_then(|m| m.source.as_deref())
+            .ok_or_else(|| {
+                RootfsError::Invalid(format!(
+                    "the init asked for the source of mount {n}, not a bind mount of a host path"
+                ))
+            })?;
+        open_in_mount_ns(pid, source).map_err(|source_err| RootfsError::Mount {
+            step: "open bind source in the container's mount namespace",
+            dest: source.to_path_buf(),
+            source: source_err,
+        })
     }
 
     /// After pivot_root: masked paths, readonly paths, readonly root.
@@ -241,15 +279,15 @@ impl RootfsPlan {
             dest: "/".into(),
             source,
         })?;
+        for m in self.mounts.iter().filter(|m| m.read_only_later()) {
+            m.make_read_only(root.as_fd())?;
+        }
         masked::make_readonly(root.as_fd(), &self.readonly)?;
         masked::mask(root.as_fd(), &self.masked)?;
         if self.readonly_root {
-            mounts::remount_bind(root.as_fd(), MsFlags::MS_RDONLY).map_err(|source| {
-                RootfsError::Mount {
-                    step: "remount readonly",
-                    dest: "/".into(),
-                    source,
-                }
+            remount::make_read_only(root.as_fd()).map_err(|source| RootfsError::Remount {
+                dest: "/".into(),
+                source,
             })?;
         }
         if self.propagation != DEFAULT_PROPAGATION && !self.host_mount_ns {
@@ -284,6 +322,7 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), R
     if host_mount_ns {
         nix::unistd::chroot(".").map_err(err("chroot"))?;
     } else if no_pivot {
+        hide_host_pseudo_filesystems(rootfs)?;
         mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .map_err(err("move mount"))?;
         nix::unistd::chroot(".").map_err(err("chroot"))?;
@@ -303,6 +342,103 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), R
     nix::unistd::chdir("/").map_err(err("chdir /"))
 }
 
+/// Open `path` (O_PATH) as seen in the mount namespace of process `pid`, from a thread of
+/// our own that enters it (after unsharing its filesystem context, which setns requires and
+/// which leaves the rest of the process where it was) and ends with it.
+fn open_in_mount_ns(pid: i32, path: &Path) -> nix::Result<OwnedFd> {
+    let pidfd = crate::sys::pidfd_open(pid)?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)?;
+            nix::sched::setns(pidfd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNS)?;
+            nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        })
+        .join()
+        .unwrap_or(Err(nix::Error::EIO))
+    })
+}
+
+/// The mount points of whole procfs and sysfs mounts (their root mounted) outside `rootfs`,
+/// from mountinfo text.
+fn host_pseudo_filesystems(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (mine, theirs) = line.split_once(" - ")?;
+            let mut mine = mine.split(' ');
+            let root = mine.nth(3)?;
+            let point = PathBuf::from(unescape_mountinfo(mine.next()?));
+            let fstype = theirs.split(' ').next()?;
+            (root == "/" && matches!(fstype, "proc" | "sysfs") && !point.starts_with(rootfs))
+                .then_some(point)
+        })
+        .collect()
+}
+
+/// A mountinfo path field: space, tab, newline and backslash come as `\ooo` octal escapes.
+fn unescape_mountinfo(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Before `--no-pivot` moves the rootfs over `/`: the host's procfs and sysfs mounts stay in
+/// the mount namespace under it, and while a whole one is there the kernel lets the container
+/// mount a fresh procfs or sysfs of its own (in a user namespace of its own), which masked
+/// paths would not cover. Detach them (our open fds of the host's procfs keep working), or
+/// cover them with a tmpfs where they cannot be unmounted.
+fn hide_host_pseudo_filesystems(rootfs: &Path) -> Result<(), RootfsError> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| RootfsError::Invalid(format!("read /proc/self/mountinfo: {e}")))?;
+    for point in host_pseudo_filesystems(&info, rootfs) {
+        let err = |step: &'static str| {
+            let dest = point.clone();
+            move |source: nix::Error| RootfsError::Mount { step, dest, source }
+        };
+        // No unmount may propagate to the host.
+        match mount(
+            None::<&str>,
+            &point,
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            // Gone with a mount detached before it.
+            Err(nix::Error::ENOENT) => continue,
+            r => r.map_err(err("make host mount slave"))?,
+        }
+        match umount2(&point, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::Error::EINVAL) | Err(nix::Error::EPERM) => mount(
+                Some("tmpfs"),
+                &point,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .map_err(err("cover host mount"))?,
+            Err(e) => return Err(err("unmount host mount")(e)),
+        }
+    }
+    Ok(())
+}
+
 /// In the runtime, after a container that shared its mount namespace is gone: detach the
 /// rootfs's bind mount and with it everything mounted for the container.
 pub fn detach_host_mounts(rootfs: &Path) -> Result<(), RootfsError> {
@@ -313,5 +449,63 @@ pub fn detach_host_mounts(rootfs: &Path) -> Result<(), RootfsError> {
             dest: rootfs.to_path_buf(),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_host_procfs_and_sysfs_outside_the_rootfs() {
+        let info = "22 1 0:21 / /proc rw,nosuid - proc proc rw
+23 1 0:22 / /sys rw,nosuid - sysfs sysfs rw
+24 23 0:23 / /sys/kernel/security rw - securityfs securityfs rw
+25 1 0:21 /sys /somewhere/sys ro - proc proc rw
+26 1 0:24 / /run/a\\040b rw - proc proc rw
+27 1 0:21 / /ctr/rootfs/proc rw - proc proc rw
+28 1 0:25 / /ctr/rootfs2 rw - sysfs sysfs rw";
+        let got = host_pseudo_filesystems(info, Path::new("/ctr/rootfs"));
+        let want: Vec<PathBuf> = ["/proc", "/sys", "/run/a b", "/ctr/rootfs2"]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn host_sources_only_for_binds_of_host_paths() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "mounts": [
+                {"destination": "/t", "type": "tmpfs", "source": "tmpfs"},
+                {"destination": "/b", "type": "bind", "source": "/tmp", "options": ["bind"]},
+                {"destination": "/c", "type": "bind", "source": "/ctr/rootfs/x",
+                 "options": ["bind"]},
+            ],
+        }))
+        .unwrap();
+        let root = Path::new("/ctr/rootfs");
+        let plan = RootfsPlan::from_spec(&spec, Path::new("/ctr"), root, false).unwrap();
+        let me = std::process::id() as i32;
+        for n in [0, 2, 3, 99] {
+            let e = plan.open_host_source(n, me).unwrap_err();
+            assert!(
+                e.to_string().contains("not a bind mount of a host path"),
+                "{e}"
+            );
+        }
+        if nix::unistd::geteuid().is_root() {
+            let fd = plan.open_host_source(1, me).unwrap();
+            let st = nix::sys::stat::fstat(fd.as_fd()).unwrap();
+            let tmp = nix::sys::stat::stat("/tmp").unwrap();
+            assert_eq!((st.st_dev, st.st_ino), (tmp.st_dev, tmp.st_ino));
+        }
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo("a\\011b\\134c\\0"), "a\tb\\c\\0");
     }
 }

@@ -1,174 +1,24 @@
-//! The mounts of config.json: option parsing (before the clone) and mounting (in the init,
-//! onto fds resolved inside the root).
+//! The mounts of config.json: checked before the clone, mounted in the init onto fds resolved
+//! inside the root.
 
-use std::os::fd::{AsFd, BorrowedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
 
-use nix::fcntl::OFlag;
+use nix::fcntl::{AtFlags, OFlag};
 use nix::mount::{mount, MsFlags};
-use nix::sys::statvfs::{fstatvfs, FsFlags};
+use nix::sys::stat::{fstat, fstatat, SFlag};
 use oci_spec::runtime::Mount;
 
 use super::copyup;
+pub use super::options::{parse_options, MountOptions, KNOWN_OPTIONS};
 use super::paths::{ensure_file_in_root, fd_path, mkdir_all_in_root, open_in_root};
+use super::remount::remount_bind;
 use super::RootfsError;
 
-/// Parsed mount options.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountOptions {
-    /// Flags to set.
-    pub flags: MsFlags,
-    /// Flags explicitly cleared (`rw`, `suid`, `dev`, ...): relevant when remounting a bind.
-    pub cleared: MsFlags,
-    /// Propagation changes applied after the mount, in order.
-    pub propagation: Vec<MsFlags>,
-    /// Filesystem-specific options, comma-joined, for mount(2)'s data.
-    pub data: String,
-    /// `bind` or `rbind` was given.
-    pub bind: bool,
-    /// `tmpcopyup` (runc's extension, tmpfs only): the new tmpfs starts with a copy of what
-    /// the rootfs has at the destination.
-    pub copy_up: bool,
-}
-
-impl Default for MountOptions {
-    fn default() -> Self {
-        MountOptions {
-            flags: MsFlags::empty(),
-            cleared: MsFlags::empty(),
-            propagation: Vec::new(),
-            data: String::new(),
-            bind: false,
-            copy_up: false,
-        }
-    }
-}
-
-/// Every mount option [`parse_options`] gives a meaning of its own (others are passed to the
-/// filesystem as data); `features` reports this list.
-pub const KNOWN_OPTIONS: [&str; 40] = [
-    "defaults",
-    "ro",
-    "rw",
-    "nosuid",
-    "suid",
-    "nodev",
-    "dev",
-    "noexec",
-    "exec",
-    "sync",
-    "async",
-    "dirsync",
-    "remount",
-    "mand",
-    "nomand",
-    "atime",
-    "noatime",
-    "diratime",
-    "nodiratime",
-    "relatime",
-    "norelatime",
-    "strictatime",
-    "nostrictatime",
-    "lazytime",
-    "nolazytime",
-    "silent",
-    "loud",
-    "iversion",
-    "noiversion",
-    "bind",
-    "rbind",
-    "private",
-    "rprivate",
-    "shared",
-    "rshared",
-    "slave",
-    "rslave",
-    "unbindable",
-    "runbindable",
-    "tmpcopyup",
-];
-
-/// Parse the `options` of a mount entry. Unknown options are filesystem data, as mount(8) does.
-pub fn parse_options<S: AsRef<str>>(options: &[S]) -> Result<MountOptions, RootfsError> {
-    let mut o = MountOptions::default();
-    let mut data = Vec::new();
-    for opt in options {
-        let opt = opt.as_ref();
-        let (set, clear) = match opt {
-            "defaults" => (MsFlags::empty(), MsFlags::empty()),
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
-            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
-            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
-            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
-            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
-            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
-            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
-            "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
-            "nolazytime" => (MsFlags::empty(), MsFlags::MS_LAZYTIME),
-            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
-            "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
-            "iversion" => (MsFlags::MS_I_VERSION, MsFlags::empty()),
-            "noiversion" => (MsFlags::empty(), MsFlags::MS_I_VERSION),
-            "bind" => {
-                o.bind = true;
-                (MsFlags::MS_BIND, MsFlags::empty())
-            }
-            "rbind" => {
-                o.bind = true;
-                (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
-            }
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
-            | "runbindable" => {
-                let mut p = match opt.trim_start_matches('r') {
-                    "private" => MsFlags::MS_PRIVATE,
-                    "shared" => MsFlags::MS_SHARED,
-                    "slave" => MsFlags::MS_SLAVE,
-                    _ => MsFlags::MS_UNBINDABLE,
-                };
-                if opt.starts_with('r') {
-                    p |= MsFlags::MS_REC;
-                }
-                o.propagation.push(p);
-                continue;
-            }
-            "tmpcopyup" => {
-                o.copy_up = true;
-                continue;
-            }
-            "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec"
-            | "rnodiratime" | "rdiratime" | "rrelatime" | "rnorelatime" | "rnoatime" | "ratime"
-            | "rstrictatime" | "rnostrictatime" | "idmap" | "ridmap" | "nosymfollow"
-            | "rnosymfollow" => {
-                return Err(RootfsError::Unsupported(format!("mount option {opt:?}")));
-            }
-            "" => return Err(RootfsError::Invalid("empty mount option".into())),
-            other => {
-                data.push(other);
-                continue;
-            }
-        };
-        o.flags = (o.flags | set) & !clear;
-        o.cleared = (o.cleared | clear) & !set;
-    }
-    o.data = data.join(",");
-    Ok(o)
-}
+/// Option flags that say how to mount, not what the mount's own flags are.
+const NOT_PER_MOUNT: MsFlags = MsFlags::MS_BIND
+    .union(MsFlags::MS_REC)
+    .union(MsFlags::MS_REMOUNT);
 
 /// What kind of mount an entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,16 +33,55 @@ pub enum Kind {
 pub struct MountPlan {
     pub kind: Kind,
     pub source: Option<PathBuf>,
+    /// The container path (a destination given as a host path inside the rootfs is made
+    /// relative to it, as runc does).
     pub destination: PathBuf,
     pub fstype: String,
     pub options: MountOptions,
-    /// For a bind: whether the source is a directory (else a file is made as mount point).
+    /// For a bind whose source is outside the rootfs: whether it is a directory (else a file
+    /// is made as mount point). For a source inside the rootfs, `source_in_root` instead.
     pub source_is_dir: bool,
+    /// For a bind whose source is inside the rootfs: that source as a container path. It is
+    /// opened when its turn comes, resolved inside the root, so that it sees what the mounts
+    /// before it in the list made there, and no symlink of the image leads it out.
+    pub source_in_root: Option<PathBuf>,
+}
+
+/// `p` with `.` dropped and `..` applied, without looking at the filesystem.
+pub fn lexical_clean(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The container path that host path `p` names if it is lexically inside `rootfs`.
+fn inside_rootfs(p: &Path, rootfs: &Path) -> Option<PathBuf> {
+    if !p.is_absolute() {
+        return None;
+    }
+    lexical_clean(p)
+        .strip_prefix(rootfs)
+        .ok()
+        .map(|rel| Path::new("/").join(rel))
 }
 
 impl MountPlan {
-    pub fn from_spec(m: &Mount, bundle: &Path) -> Result<MountPlan, RootfsError> {
+    pub fn from_spec(m: &Mount, bundle: &Path, rootfs: &Path) -> Result<MountPlan, RootfsError> {
         let options = parse_options(m.options().as_deref().unwrap_or(&[]))?;
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return Err(RootfsError::Unsupported(format!(
+                "mount {}: uidMappings/gidMappings (an idmapped mount)",
+                m.destination().display()
+            )));
+        }
         let fstype = m.typ().clone().unwrap_or_default();
         let kind = if options.bind || fstype == "bind" {
             Kind::Bind
@@ -201,8 +90,11 @@ impl MountPlan {
         } else {
             Kind::Other
         };
+        let destination =
+            inside_rootfs(m.destination(), rootfs).unwrap_or_else(|| m.destination().clone());
         let mut source = m.source().clone();
         let mut source_is_dir = true;
+        let mut source_in_root = None;
         if kind == Kind::Bind {
             let src = source.as_ref().ok_or_else(|| {
                 RootfsError::Invalid(format!(
@@ -215,15 +107,24 @@ impl MountPlan {
             } else {
                 bundle.join(src)
             };
-            let meta = std::fs::metadata(&src).map_err(|e| {
-                RootfsError::Invalid(format!("bind mount source {}: {e}", src.display()))
-            })?;
-            source_is_dir = meta.is_dir();
+            source_in_root = inside_rootfs(&src, rootfs);
+            if source_in_root.is_none() {
+                let meta = std::fs::metadata(&src).map_err(|e| {
+                    RootfsError::Invalid(format!("bind mount source {}: {e}", src.display()))
+                })?;
+                source_is_dir = meta.is_dir();
+            }
             source = Some(src);
         }
         if options.copy_up && (kind != Kind::Other || fstype != "tmpfs") {
             return Err(RootfsError::Invalid(format!(
                 "mount {}: option \"tmpcopyup\" is for tmpfs mounts only",
+                m.destination().display()
+            )));
+        }
+        if kind == Kind::Cgroup && (options.recursive_set | options.recursive_clear) != 0 {
+            return Err(RootfsError::Unsupported(format!(
+                "recursive mount options on the cgroup mount {}",
                 m.destination().display()
             )));
         }
@@ -236,84 +137,168 @@ impl MountPlan {
         Ok(MountPlan {
             kind,
             source,
-            destination: m.destination().clone(),
+            destination,
             fstype,
             options,
             source_is_dir,
+            source_in_root,
         })
     }
 
-    /// Mount this entry inside `root` (the rootfs, before pivot_root).
-    pub fn mount(&self, root: BorrowedFd<'_>) -> Result<(), RootfsError> {
+    /// Whether this mount is made read-write and only remounted read-only in
+    /// [`super::RootfsPlan::finalize`]: a read-only tmpfs or `/dev` may still need mount points
+    /// and device nodes made in it (by later mounts, tmpcopyup, the devices, the console).
+    pub fn read_only_later(&self) -> bool {
+        self.kind == Kind::Other
+            && self.options.flags.contains(MsFlags::MS_RDONLY)
+            && (self.fstype == "tmpfs" || lexical_clean(&self.destination) == Path::new("/dev"))
+    }
+
+    /// Remount read-only what [`Self::read_only_later`] left read-write (`root` is `/` now).
+    pub fn make_read_only(&self, root: BorrowedFd<'_>) -> Result<(), RootfsError> {
+        let top = open_in_root(root, &self.destination, OFlag::O_PATH).map_err(|source| {
+            RootfsError::Mount {
+                step: "reopen",
+                dest: self.destination.clone(),
+                source,
+            }
+        })?;
+        let set = self.options.flags & !NOT_PER_MOUNT;
+        remount_bind(top.as_fd(), set, self.options.cleared).map_err(|source| {
+            RootfsError::Remount {
+                dest: self.destination.clone(),
+                source,
+            }
+        })
+    }
+
+    /// procfs and sysfs go on a directory only: never through a symlink, whose target the
+    /// image chooses (CVE-2019-19921), nor on a file. A missing destination is made later.
+    fn check_ordinary_dir(&self, root: BorrowedFd<'_>) -> Result<(), RootfsError> {
+        let dest = &self.destination;
+        let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
+            return Ok(());
+        };
+        let dir = match open_in_root(root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+            Ok(dir) => dir,
+            Err(nix::Error::ENOENT) => return Ok(()),
+            Err(source) => {
+                return Err(RootfsError::Mount {
+                    step: "open mount point",
+                    dest: dest.clone(),
+                    source,
+                })
+            }
+        };
+        match fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Err(nix::Error::ENOENT) => Ok(()),
+            Err(source) => Err(RootfsError::Mount {
+                step: "stat mount point",
+                dest: dest.clone(),
+                source,
+            }),
+            Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR => {
+                Ok(())
+            }
+            Ok(_) => Err(RootfsError::Invalid(format!(
+                "mount {}: filesystem {:?} must be mounted on ordinary directory",
+                dest.display(),
+                self.fstype
+            ))),
+        }
+    }
+
+    /// The mount point, opened (O_PATH) inside `root`, made if missing: an empty file for a
+    /// bind of a file, else a directory. Also the mode it had if it existed.
+    fn mount_point(
+        &self,
+        root: BorrowedFd<'_>,
+        source_is_dir: bool,
+    ) -> Result<(OwnedFd, Option<u32>), nix::Error> {
+        let dest = &self.destination;
+        match open_in_root(root, dest, OFlag::O_PATH) {
+            Ok(fd) => {
+                let mode = fstat(fd.as_fd())?.st_mode & 0o7777;
+                Ok((fd, Some(mode)))
+            }
+            Err(nix::Error::ENOENT) if self.kind == Kind::Bind && !source_is_dir => {
+                Ok((ensure_file_in_root(root, dest, 0o644)?, None))
+            }
+            Err(nix::Error::ENOENT) => Ok((mkdir_all_in_root(root, dest)?, None)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Mount this entry inside `root` (the rootfs, before pivot_root). A bind source the
+    /// init cannot look at (in a user namespace: EACCES on the way) is asked of the runtime
+    /// with `host_source`.
+    pub fn mount(
+        &self,
+        root: BorrowedFd<'_>,
+        host_source: &mut dyn FnMut() -> Result<OwnedFd, String>,
+    ) -> Result<(), RootfsError> {
         let dest = &self.destination;
         let err = |step: &'static str| {
             let dest = dest.clone();
             move |source: nix::Error| RootfsError::Mount { step, dest, source }
         };
-        let target = if self.kind == Kind::Bind && !self.source_is_dir {
-            ensure_file_in_root(root, dest, 0o644).map_err(err("create mount point"))?
-        } else {
-            mkdir_all_in_root(root, dest).map_err(err("create mount point"))?
+        if self.kind == Kind::Other && matches!(self.fstype.as_str(), "proc" | "sysfs") {
+            self.check_ordinary_dir(root)?;
+        }
+        let source_fd = match (&self.kind, &self.source_in_root, &self.source) {
+            (Kind::Bind, Some(src), _) => Some(
+                open_in_root(root, src, OFlag::O_PATH)
+                    .map_err(err("open bind source in the rootfs"))?,
+            ),
+            (Kind::Bind, None, Some(src)) if nix::sys::stat::stat(src).is_err() => {
+                Some(host_source().map_err(RootfsError::Invalid)?)
+            }
+            _ => None,
         };
+        let source_is_dir = match &source_fd {
+            Some(fd) => {
+                let st = fstat(fd.as_fd()).map_err(err("stat bind source"))?;
+                SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+            }
+            None => self.source_is_dir,
+        };
+        let (target, old_mode) = self
+            .mount_point(root, source_is_dir)
+            .map_err(err("create mount point"))?;
         let o = &self.options;
-        let pre = MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT;
         match self.kind {
             Kind::Bind => {
-                let flags = o.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
+                let source = match &source_fd {
+                    Some(fd) => PathBuf::from(fd_path(fd)),
+                    None => self.source.clone().unwrap_or_default(),
+                };
                 mount(
-                    self.source.as_deref(),
+                    Some(&source),
                     fd_path(&target).as_str(),
                     None::<&str>,
-                    flags,
+                    o.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
                     None::<&str>,
                 )
                 .map_err(err("bind"))?;
-                let extra = o.flags & !pre;
-                if !extra.is_empty() {
+                // The bind keeps the source's flags; any flag named, set or cleared, means
+                // the mount gets exactly the flags asked for.
+                let set = o.flags & !NOT_PER_MOUNT;
+                if !set.is_empty() || !o.cleared.is_empty() {
                     let top = open_in_root(root, dest, OFlag::O_PATH).map_err(err("reopen"))?;
-                    remount_bind(top.as_fd(), extra).map_err(err("remount"))?;
+                    remount_bind(top.as_fd(), set, o.cleared).map_err(|source| {
+                        RootfsError::Remount {
+                            dest: dest.clone(),
+                            source,
+                        }
+                    })?;
                 }
             }
-            Kind::Cgroup | Kind::Other => {
-                let data = (!o.data.is_empty()).then_some(o.data.as_str());
-                let source = self.source.as_deref().unwrap_or(Path::new(&self.fstype));
-                // What the tmpfs will cover, opened while it still can be.
-                let lower = o
-                    .copy_up
-                    .then(|| copyup::open_lower(target.as_fd()))
-                    .transpose()
-                    .map_err(err("open for tmpcopyup"))?;
-                // A read-only tmpfs is filled first and made read-only after.
-                let ro_later = lower.is_some() && o.flags.contains(MsFlags::MS_RDONLY);
-                let flags = if ro_later {
-                    o.flags & !pre & !MsFlags::MS_RDONLY
-                } else {
-                    o.flags & !pre
-                };
-                mount(
-                    Some(source),
-                    fd_path(&target).as_str(),
-                    Some(self.fstype.as_str()),
-                    flags,
-                    data,
-                )
-                .map_err(err("mount"))?;
-                if let Some(lower) = lower {
-                    let top = open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
-                        .map_err(err("reopen"))?;
-                    copyup::copy_tree(lower.as_fd(), top.as_fd()).map_err(err("tmpcopyup"))?;
-                    if ro_later {
-                        mount(
-                            None::<&str>,
-                            fd_path(&top).as_str(),
-                            None::<&str>,
-                            flags | MsFlags::MS_RDONLY | MsFlags::MS_REMOUNT,
-                            data,
-                        )
-                        .map_err(err("remount read-only"))?;
-                    }
-                }
-            }
+            Kind::Cgroup | Kind::Other => self.mount_fs(root, &target, old_mode)?,
+        }
+        if o.recursive_set != 0 || o.recursive_clear != 0 {
+            let top = open_in_root(root, dest, OFlag::O_PATH).map_err(err("reopen"))?;
+            crate::sys::mount_setattr_recursive(top.as_fd(), o.recursive_set, o.recursive_clear)
+                .map_err(err("set recursive mount options"))?;
         }
         if !o.propagation.is_empty() {
             let top = open_in_root(root, dest, OFlag::O_PATH).map_err(err("reopen"))?;
@@ -330,88 +315,55 @@ impl MountPlan {
         }
         Ok(())
     }
-}
 
-/// Remount the bind mount at `fd` with `flags`, keeping the flags the kernel locks on mounts
-/// inherited from a more privileged mount namespace (nosuid, nodev, noexec, atime).
-pub fn remount_bind(fd: BorrowedFd<'_>, flags: MsFlags) -> nix::Result<()> {
-    let path = fd_path(&fd);
-    let mut locked = MsFlags::empty();
-    if let Ok(st) = fstatvfs(fd) {
-        let f = st.flags();
-        for (fs, ms) in [
-            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-        ] {
-            if f.contains(fs) {
-                locked |= ms;
-            }
+    /// A filesystem mount on `target`. A tmpfs without `mode=` takes the mode of the directory
+    /// it covers (`old_mode`, when there was one), as runc does.
+    fn mount_fs(
+        &self,
+        root: BorrowedFd<'_>,
+        target: &OwnedFd,
+        old_mode: Option<u32>,
+    ) -> Result<(), RootfsError> {
+        let dest = &self.destination;
+        let err = |step: &'static str| {
+            let dest = dest.clone();
+            move |source: nix::Error| RootfsError::Mount { step, dest, source }
+        };
+        let o = &self.options;
+        let mut data = o.data.clone();
+        if let (Some(mode), "tmpfs") = (old_mode, self.fstype.as_str()) {
+            // Given first, so that a mode= of the options still wins.
+            data = if data.is_empty() {
+                format!("mode={mode:04o}")
+            } else {
+                format!("mode={mode:04o},{data}")
+            };
         }
-    }
-    let flags = flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
-    match mount(
-        None::<&str>,
-        path.as_str(),
-        None::<&str>,
-        flags | locked,
-        None::<&str>,
-    ) {
-        Err(nix::Error::EPERM) if !locked.is_empty() => mount(
-            None::<&str>,
-            path.as_str(),
-            None::<&str>,
+        let data = (!data.is_empty()).then_some(data.as_str());
+        let source = self.source.as_deref().unwrap_or(Path::new(&self.fstype));
+        // What the tmpfs will cover, opened while it still can be.
+        let lower = o
+            .copy_up
+            .then(|| copyup::open_lower(target.as_fd()))
+            .transpose()
+            .map_err(err("open for tmpcopyup"))?;
+        let mut flags = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if self.read_only_later() {
+            flags.remove(MsFlags::MS_RDONLY);
+        }
+        mount(
+            Some(source),
+            fd_path(target).as_str(),
+            Some(self.fstype.as_str()),
             flags,
-            None::<&str>,
-        ),
-        r => r,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flags_and_data() {
-        let o =
-            parse_options(&["nosuid", "noexec", "nodev", "mode=755", "size=65536k", "ro"]).unwrap();
-        assert_eq!(
-            o.flags,
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_RDONLY
-        );
-        assert_eq!(o.data, "mode=755,size=65536k");
-        let o = parse_options(&["ro", "rw"]).unwrap();
-        assert!(!o.flags.contains(MsFlags::MS_RDONLY));
-        assert!(o.cleared.contains(MsFlags::MS_RDONLY));
-    }
-
-    #[test]
-    fn bind_and_propagation() {
-        let o = parse_options(&["rbind", "rslave", "private"]).unwrap();
-        assert!(o.bind);
-        assert!(o.flags.contains(MsFlags::MS_BIND | MsFlags::MS_REC));
-        assert_eq!(
-            o.propagation,
-            vec![MsFlags::MS_SLAVE | MsFlags::MS_REC, MsFlags::MS_PRIVATE]
-        );
-    }
-
-    #[test]
-    fn unsupported_is_reported() {
-        let e = parse_options(&["idmap"]).unwrap_err();
-        assert!(e.to_string().contains("idmap"), "{e}");
-        assert!(parse_options(&[""]).is_err());
-    }
-
-    #[test]
-    fn known_options_have_a_meaning() {
-        for opt in KNOWN_OPTIONS {
-            let o = parse_options(&[opt]).unwrap_or_else(|e| panic!("{opt}: {e}"));
-            assert!(o.data.is_empty(), "{opt} was passed as filesystem data");
+            data,
+        )
+        .map_err(err("mount"))?;
+        if let Some(lower) = lower {
+            let top = open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                .map_err(err("reopen"))?;
+            copyup::copy_tree(lower.as_fd(), top.as_fd()).map_err(err("tmpcopyup"))?;
         }
+        Ok(())
     }
 }

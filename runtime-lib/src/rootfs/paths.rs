@@ -85,13 +85,10 @@ fn mkdir_all_depth(root: BorrowedFd<'_>, path: &Path, depth: u32) -> Result<Owne
                         // A dangling symlink: create what it points to, inside the root.
                         let target = nix::fcntl::readlinkat(parent.as_fd(), name.as_c_str())?;
                         let target = Path::new(&target);
-                        let resolved = if target.is_absolute() {
-                            target.to_path_buf()
-                        } else {
-                            Path::new("/")
-                                .join(prefix.parent().unwrap_or(Path::new("")))
-                                .join(target)
-                        };
+                        // An absolute target replaces the joined prefix.
+                        let resolved = Path::new("/")
+                            .join(prefix.parent().unwrap_or(Path::new("")))
+                            .join(target);
                         mkdir_all_depth(root, &resolved, depth + 1)?;
                         parent = open_in_root(root, &prefix, dir)?;
                     }
@@ -105,8 +102,21 @@ fn mkdir_all_depth(root: BorrowedFd<'_>, path: &Path, depth: u32) -> Result<Owne
 }
 
 /// Make sure container path `path` exists as a regular file (creating its parents and an empty
-/// file if needed) and return an O_PATH fd of it.
+/// file if needed) and return an O_PATH fd of it. A dangling symlink at `path` is followed
+/// (inside the root) and the file made where it points.
 pub fn ensure_file_in_root(root: BorrowedFd<'_>, path: &Path, mode: u32) -> Result<OwnedFd, Errno> {
+    ensure_file_depth(root, path, mode, 0)
+}
+
+fn ensure_file_depth(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    mode: u32,
+    depth: u32,
+) -> Result<OwnedFd, Errno> {
+    if depth > 40 {
+        return Err(Errno::ELOOP);
+    }
     match open_in_root(root, path, OFlag::O_PATH) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
@@ -122,7 +132,14 @@ pub fn ensure_file_in_root(root: BorrowedFd<'_>, path: &Path, mode: u32) -> Resu
         OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(mode),
     ) {
-        Ok(_) | Err(Errno::EEXIST) => {}
+        Ok(_) => {}
+        Err(Errno::EEXIST) => {
+            if let Ok(target) = nix::fcntl::readlinkat(parent.as_fd(), name.as_c_str()) {
+                let target = Path::new(&target);
+                let resolved = Path::new("/").join(parent_path).join(target);
+                return ensure_file_depth(root, &resolved, mode, depth + 1);
+            }
+        }
         Err(e) => return Err(e),
     }
     open_in_root(root, path, OFlag::O_PATH)

@@ -115,6 +115,80 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> nix::Result<()> {
     Errno::result(r).map(drop)
 }
 
+/// mount_setattr(2) attributes (`MOUNT_ATTR_*`).
+pub mod mount_attr {
+    pub const RDONLY: u64 = 0x01;
+    pub const NOSUID: u64 = 0x02;
+    pub const NODEV: u64 = 0x04;
+    pub const NOEXEC: u64 = 0x08;
+    /// The atime mode field, which RELATIME (0), NOATIME and STRICTATIME are values of.
+    pub const ATIME_MODE: u64 = 0x70;
+    pub const RELATIME: u64 = 0x00;
+    pub const NOATIME: u64 = 0x10;
+    pub const STRICTATIME: u64 = 0x20;
+    pub const NODIRATIME: u64 = 0x80;
+    pub const NOSYMFOLLOW: u64 = 0x0020_0000;
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2) on the mount at `fd` and every mount under it (AT_RECURSIVE): clear
+/// `clear`, then set `set`.
+pub fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64, clear: u64) -> nix::Result<()> {
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the path is a NUL-terminated empty string (AT_EMPTY_PATH: `fd` itself); `attr`
+    // is a mount_attr of the size we pass and outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// recvmsg(2) of one message into `buf`, with the first fd passed along (SCM_RIGHTS) owned
+/// by the caller and close-on-exec; any further fds are closed.
+pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<(usize, Option<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let m = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fd = None;
+    for c in m.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for raw in fds {
+                // SAFETY: the kernel installed this fd in our table for this message; nothing
+                // else knows of it.
+                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                fd.get_or_insert(owned);
+            }
+        }
+    }
+    Ok((m.bytes, fd))
+}
+
 /// setdomainname(2).
 pub fn setdomainname(name: &[u8]) -> nix::Result<()> {
     // SAFETY: the pointer and length describe `name`.
