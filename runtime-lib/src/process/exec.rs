@@ -208,9 +208,17 @@ pub fn exec(
         let dirs = cgroup.as_ref().map(|c| c.paths()).unwrap_or_default();
         exec_cgroup_dirs(&dirs, &opts.sub_cgroups)?
     };
+    // The caller's own fds (beyond stdio and the preserved ones) never reach the container.
+    let inherited = crate::sys::inherited_fds(3 + opts.preserve_fds as i32).map_err(|source| {
+        ProcessError::Io {
+            what: "list the open fds (/proc/self/fd)".into(),
+            source,
+        }
+    })?;
     let (chan, child_chan) = channel::pair().map_err(sys("socketpair"))?;
     let stage = match fork().map_err(sys("fork"))? {
         Fork::Child => {
+            crate::sys::close_fds(&inherited);
             crate::sys::close_inherited(chan.as_raw());
             child(&plan, child_chan, console, agent)
         }

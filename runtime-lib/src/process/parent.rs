@@ -212,9 +212,17 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     let (chan, child_chan) = channel::pair().map_err(sys("socketpair")).ctx(id, step)?;
     let fifo_fd = fifo::open_path(&fifo_path).ctx(id, step)?;
 
+    // The caller's own fds (beyond stdio and the preserved ones) never reach the container.
+    let inherited = crate::sys::inherited_fds(3 + opts.preserve_fds as i32)
+        .map_err(|source| ProcessError::Io {
+            what: "list the open fds (/proc/self/fd)".into(),
+            source,
+        })
+        .ctx(id, step)?;
     timing("validated and state dir made");
     let stage = match fork().map_err(sys("fork")).ctx(id, step)? {
         Fork::Child => {
+            crate::sys::close_fds(&inherited);
             crate::sys::close_inherited(lock_fd);
             crate::sys::close_inherited(chan.as_raw());
             init::run(

@@ -1,0 +1,118 @@
+//! Behaviour of the command line, the lifecycle, cgroups and devices that runc's integration
+//! suite and the runtime-spec validation suite check, kept here so that a regression shows
+//! without those suites: device-cgroup rules versus `linux.devices`, the fds a created init
+//! holds, refused cgroups, and runc's words and exit codes where clients match them.
+mod common;
+use common::*;
+
+use std::time::Duration;
+
+use serde_json::json;
+
+/// A bundle whose cgroup is `/<id>`, so that the cleanup check finds a cgroup left behind.
+fn bundle(name: &str, args: &[&str]) -> Bundle {
+    let mut b = Bundle::new(name, args);
+    if !systemd_cgroup() {
+        b.config["linux"]["cgroupsPath"] = format!("/{}", b.id).into();
+    }
+    b.save();
+    b
+}
+
+fn add_caps(b: &mut Bundle, caps: &[&str]) {
+    for set in ["bounding", "effective", "permitted"] {
+        for c in caps {
+            b.config["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push((*c).into());
+        }
+    }
+    b.save();
+}
+
+/// A node of `linux.devices` gets no device-cgroup rule of its own: `resources.devices` alone
+/// decides access, so a config that creates /dev/kmsg but denies every device cannot open it
+/// (runc's dev.bats "device cgroup deny"). A FIFO there is a valid node that needs no rule
+/// (runtime-tools' linux_devices).
+#[test]
+fn linux_devices_are_made_but_not_allowed() {
+    if !can_run("linux_devices_are_made_but_not_allowed") {
+        return;
+    }
+    let script = "ls -l /dev/kmsg /dev/fifo; \
+                  if head -c0 /dev/kmsg 2>&1 | grep -q 'not permitted'; then echo denied; \
+                  else echo allowed; fi";
+    let mut b = bundle("devdeny", &["sh", "-c", script]);
+    b.config["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+    b.config["linux"]["devices"] = json!([
+        {"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11},
+        {"path": "/dev/fifo", "type": "p", "fileMode": 432}
+    ]);
+    add_caps(&mut b, &["CAP_SYSLOG"]);
+    let r = b.run();
+    assert!(r.ok(), "run: {:?} {}", r.status, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with('c') && l.ends_with("/dev/kmsg")),
+        "no /dev/kmsg node: {}",
+        r.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("prw-rw----") && l.ends_with("/dev/fifo")),
+        "no /dev/fifo FIFO: {}",
+        r.stdout
+    );
+    assert_eq!(lines.last().copied(), Some("denied"), "{}", r.stdout);
+}
+
+/// The fds of the caller of create (beyond stdio and --preserve-fds) are gone from the init as
+/// soon as it starts, not only at its execve: a created container holds no file of its
+/// caller's (runc's create.bats "detect fd leak"). The same for an exec'd process.
+#[test]
+fn a_created_init_holds_none_of_its_callers_fds() {
+    if !can_run("a_created_init_holds_none_of_its_callers_fds") {
+        return;
+    }
+    let b = bundle("fdleak", &["sleep", "1000"]);
+    let marker = b.dir.join("caller-file");
+    std::fs::write(&marker, "").unwrap();
+    let mut cmd = b.shell("create --bundle \"$2\" \"$3\" 7>>\"$4\" 9<\"$4\"");
+    cmd.arg(&b.dir).arg(&b.id).arg(&marker);
+    let r = output_within(cmd, Duration::from_secs(20));
+    assert!(r.ok(), "create: {}", r.stderr);
+    let pid = b.state().unwrap()["pid"].as_i64().unwrap();
+    let held = |pid: i64| -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|t| t.to_string_lossy().into_owned())
+            .filter(|t| t.contains("caller-file"))
+            .collect()
+    };
+    assert!(held(pid).is_empty(), "the init holds {:?}", held(pid));
+    let r = b.rt(&["start", &b.id]);
+    assert!(r.ok(), "start: {}", r.stderr);
+
+    // exec --detach: the process's pid is in its pid file; it holds nothing of its caller.
+    let pid_file = b.dir.join("exec.pid");
+    let mut cmd = b.shell("exec -d --pid-file \"$2\" \"$3\" sleep 1000 7>>\"$4\"");
+    cmd.arg(&pid_file).arg(&b.id).arg(&marker);
+    let r = output_within(cmd, Duration::from_secs(20));
+    assert!(r.ok(), "exec: {}", r.stderr);
+    let pid: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        held(pid).is_empty(),
+        "the exec'd process holds {:?}",
+        held(pid)
+    );
+}
