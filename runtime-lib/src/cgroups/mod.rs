@@ -353,19 +353,56 @@ pub fn resources_for_create(linux: Option<&oci_spec::runtime::Linux>) -> LinuxRe
     resources
 }
 
+/// Refuse a cgroup that a new container cannot own, as runc does before anything is created:
+/// one that already holds processes (deleting the container would kill them, and its limits
+/// would bind them) or one that is frozen (the init would stop there, beyond the reach of
+/// SIGKILL until someone thaws it, and create would never return).
+pub fn check_unused(cg: &dyn CgroupManager) -> Result<(), CgroupError> {
+    let dirs = cg.paths();
+    let pids = cg.pids()?;
+    if !pids.is_empty() {
+        return Err(CgroupError::Failed {
+            path: dirs
+                .first()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+            msg: format!(
+                "container's cgroup is not empty: {} process(es) found",
+                pids.len()
+            ),
+        });
+    }
+    if let Some(dir) = frozen_dir(&dirs) {
+        return Err(CgroupError::Failed {
+            path: dir.display().to_string(),
+            msg: "container's cgroup unexpectedly frozen (thaw it or choose another cgroupsPath)"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// Whether the cgroup whose directories are `dirs` is frozen (the `paused` status): the v1
 /// freezer where the host has one, else cgroup v2's `cgroup.freeze`.
 pub fn is_frozen(dirs: &[PathBuf]) -> bool {
+    frozen_dir(dirs).is_some()
+}
+
+/// The directory of `dirs` that says the cgroup is frozen, as [`is_frozen`] decides.
+fn frozen_dir(dirs: &[PathBuf]) -> Option<&PathBuf> {
     let read = |p: PathBuf| {
         std::fs::read_to_string(p)
             .ok()
             .map(|s| s.trim().to_string())
     };
-    if let Some(state) = dirs.iter().find_map(|d| read(d.join("freezer.state"))) {
-        return state == "FROZEN";
+    if let Some((dir, state)) = dirs
+        .iter()
+        .find_map(|d| read(d.join("freezer.state")).map(|s| (d, s)))
+    {
+        return (state == "FROZEN").then_some(dir);
     }
     dirs.iter()
-        .any(|d| read(d.join("cgroup.freeze")).as_deref() == Some("1"))
+        .find(|d| read(d.join("cgroup.freeze")).as_deref() == Some("1"))
 }
 
 #[cfg(test)]

@@ -190,6 +190,14 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         memory_policy: linux.and_then(|l| l.memory_policy().clone()),
     };
 
+    // The cgroup of a container that already exists is its own: StateDir::create reports
+    // that. The manager is made again after the fork, so that the forked child holds nothing
+    // of it.
+    if !root.join(id).exists() {
+        let cg = cgroups::manager(&cgroup_cfg).ctx(id, step)?;
+        cgroups::check_unused(cg.as_ref()).ctx(id, step)?;
+    }
+
     // Side effects from here on; `undo` reverts them unless create succeeds.
     let dir = StateDir::create(root, id).ctx(id, step)?;
     let mut undo = Undo {
