@@ -137,6 +137,13 @@ fn main() -> ExitCode {
         root: cli.root.clone().unwrap_or_else(casulo::default_root),
         systemd_cgroup: cli.systemd_cgroup,
     };
+    // As runc: a failed exec exits 255, so that its caller can tell it from the exit status
+    // of the process it ran.
+    let failure = if matches!(cli.command, Command::Exec(_)) {
+        255
+    } else {
+        1
+    };
     let result = match cli.command {
         Command::Spec(a) => commands::spec::run(&ctx, a),
         Command::Create(a) => commands::create::run(&ctx, a),
@@ -161,7 +168,7 @@ fn main() -> ExitCode {
             if logger.to_file() {
                 eprintln!("casulo: {msg}");
             }
-            ExitCode::from(1)
+            ExitCode::from(failure)
         }
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 use common::*;
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
@@ -114,5 +115,116 @@ fn a_created_init_holds_none_of_its_callers_fds() {
         held(pid).is_empty(),
         "the exec'd process holds {:?}",
         held(pid)
+    );
+}
+
+/// The freezer directory of cgroup `/<name>`: v1's freezer hierarchy, or cgroup2.
+fn freezer(name: &str) -> (std::path::PathBuf, &'static str, &'static str) {
+    let v1 = Path::new("/sys/fs/cgroup/freezer");
+    if v1.is_dir() {
+        (v1.join(name), "freezer.state", "FROZEN")
+    } else {
+        (Path::new("/sys/fs/cgroup").join(name), "cgroup.freeze", "1")
+    }
+}
+
+/// A cgroup that is frozen before the container is made is refused at once (runc's cgroups.bats
+/// "should refuse pre-existing frozen cgroup"): the init would stop in it, create would never
+/// return, and SIGKILL could not remove the init until the cgroup is thawed.
+#[test]
+fn create_refuses_a_frozen_cgroup() {
+    if !can_run("create_refuses_a_frozen_cgroup") || systemd_cgroup() {
+        return;
+    }
+    let b = bundle("frozen", &["sleep", "1000"]);
+    let (dir, file, frozen) = freezer(&b.id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(file), frozen).unwrap();
+    let run = b.run_detached();
+    let create = b.create();
+    // Thaw and remove before asserting, so that a failure leaves no frozen cgroup behind.
+    let _ = b.rt(&["delete", "--force", &b.id]);
+    let _ = std::fs::write(dir.join(file), if frozen == "1" { "0" } else { "THAWED" });
+    std::fs::remove_dir(&dir).unwrap();
+    for (what, r) in [("run -d", run), ("create", create)] {
+        assert_eq!(r.status, Some(1), "{what}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("container's cgroup unexpectedly frozen"),
+            "{what}: {}",
+            r.stderr
+        );
+    }
+    assert!(!b.root.join(&b.id).exists(), "a state dir was left");
+}
+
+/// A cgroup that already holds another container's processes is refused: deleting the new
+/// container would kill them (runc's cgroups.bats "should error for a non-empty cgroup").
+#[test]
+fn create_refuses_a_cgroup_with_processes() {
+    if !can_run("create_refuses_a_cgroup_with_processes") || systemd_cgroup() {
+        return;
+    }
+    let first = bundle("cgfull", &["sleep", "1000"]);
+    let r = first.run_detached();
+    assert!(r.ok(), "{}", r.stderr);
+    let mut second = Bundle::new("cgfull2", &["sleep", "1000"]);
+    second.config["linux"]["cgroupsPath"] = first.config["linux"]["cgroupsPath"].clone();
+    second.save();
+    for r in [second.run_detached(), second.create()] {
+        assert_eq!(r.status, Some(1), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("container's cgroup is not empty: 1 process(es) found"),
+            "{}",
+            r.stderr
+        );
+    }
+    assert_eq!(first.status().as_deref(), Some("running"));
+    assert!(
+        !second.root.join(&second.id).exists(),
+        "a state dir was left"
+    );
+}
+
+/// A failed exec exits 255 with runc's words where clients match them (exec.bats "exit
+/// codes", "--cgroup sub-cgroups", cgroups.bats "exec should refuse a paused container"); the
+/// status of the process itself passes through.
+#[test]
+fn exec_failures_exit_255_with_runcs_words() {
+    if !can_run("exec_failures_exit_255_with_runcs_words") {
+        return;
+    }
+    let b = bundle("exec255", &["sleep", "1000"]);
+    let r = b.run_detached();
+    assert!(r.ok(), "{}", r.stderr);
+    let r = b.rt(&["exec", &b.id, "sh", "-c", "exit 42"]);
+    assert_eq!(r.status, Some(42), "{}", r.stderr);
+    let r = b.rt(&["exec", "no-such-container", "true"]);
+    assert_eq!(r.status, Some(255), "{}", r.stderr);
+    let r = b.rt(&["exec", "--pid-file", "/non-existent/dir", &b.id, "true"]);
+    assert_eq!(r.status, Some(255), "{}", r.stderr);
+    for (arg, words) in [
+        ("..", "bad sub cgroup path"),
+        ("a/../..", "bad sub cgroup path"),
+        ("nonexistent", " adding pid "),
+        ("pids:nonexistent", "o such file or directory"),
+        ("whaaat:/", "unknown controller "),
+    ] {
+        let r = b.rt(&["exec", "--cgroup", arg, &b.id, "true"]);
+        assert_eq!(r.status, Some(255), "--cgroup {arg}: {}", r.stderr);
+        assert!(r.stderr.contains(words), "--cgroup {arg}: {}", r.stderr);
+    }
+    // `/` is the container's own cgroup.
+    let r = b.rt(&["exec", "--cgroup", "/", &b.id, "true"]);
+    assert!(r.ok(), "--cgroup /: {}", r.stderr);
+    let r = b.rt(&["pause", &b.id]);
+    assert!(r.ok(), "{}", r.stderr);
+    let r = b.rt(&["exec", &b.id, "true"]);
+    let _ = b.rt(&["resume", &b.id]);
+    assert_eq!(r.status, Some(255), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot exec in a paused container"),
+        "{}",
+        r.stderr
     );
 }

@@ -289,6 +289,7 @@ impl Container {
         let dir = self.lock(step)?;
         let status = dir.status(&self.saved);
         if !matches!(status, Status::Running | Status::Created) {
+            // runc's words (clients match them): "cannot exec in a paused container".
             let hint = if status == Status::Paused {
                 " (resume it first)"
             } else {
@@ -297,7 +298,7 @@ impl Container {
             return Err(invalid_state(
                 id,
                 step,
-                format!("cannot exec in a container that is {status}{hint}"),
+                format!("cannot exec in a {status} container{hint}"),
             ));
         }
         let pid = crate::process::exec::exec(&self.saved, status, process, opts)
