@@ -228,3 +228,238 @@ fn exec_failures_exit_255_with_runcs_words() {
         r.stderr
     );
 }
+
+/// `RUNTIME ARGS` without a container.
+fn bare(args: &[&str]) -> Run {
+    let mut c = std::process::Command::new(runtime());
+    c.args(args);
+    output_within(c, Duration::from_secs(20))
+}
+
+/// The help starts with a NAME section naming the program (and the command), `-v` prints
+/// the version, the commit and the spec version, and an unknown command is "No help topic"
+/// (runc's help.bats and version.bats; scripts read these lines).
+#[test]
+fn help_and_version_as_runc_lays_them_out() {
+    let prog = runtime()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    for flag in ["-h", "--help"] {
+        let r = bare(&[flag]);
+        assert!(r.ok(), "{flag}: {}", r.stderr);
+        let lines: Vec<&str> = r.stdout.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines[0], "NAME:", "{}", r.stdout);
+        assert!(
+            lines[1].contains(&format!("{prog} - Open Container Initiative runtime")),
+            "{}",
+            r.stdout
+        );
+        for cmd in [
+            "create",
+            "exec",
+            "update",
+            "checkpoint",
+            "restore",
+            "features",
+        ] {
+            let r = bare(&[cmd, flag]);
+            assert!(r.ok(), "{cmd} {flag}: {}", r.stderr);
+            let lines: Vec<&str> = r.stdout.lines().filter(|l| !l.is_empty()).collect();
+            assert_eq!(lines[0], "NAME:", "{cmd}: {}", r.stdout);
+            assert!(
+                lines[1].trim_start().starts_with(&format!("{prog} {cmd}")),
+                "{cmd}: {}",
+                r.stdout
+            );
+        }
+    }
+    let r = bare(&["-v"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("{prog} version ")),
+        "{}",
+        r.stdout
+    );
+    assert!(lines[1].starts_with("commit:"), "{}", r.stdout);
+    assert!(lines[2].starts_with("spec: 1."), "{}", r.stdout);
+    for args in [&["foo", "-h"][..], &["help", "foo"], &["foo"]] {
+        let r = bare(args);
+        assert_ne!(r.status, Some(0), "{args:?}");
+        assert!(
+            r.stderr.contains("No help topic for 'foo'"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    if is_casulo() {
+        // Refused by name, not as an unknown command.
+        let r = bare(&["checkpoint", "--image-path", "/tmp/x", "c1"]);
+        assert_eq!(r.status, Some(1));
+        assert!(r.stderr.contains("not supported"), "{}", r.stderr);
+    }
+}
+
+/// `--debug` says the steps of the child in the words runc's debug.bats and exec.bats look
+/// for, on stderr or in --log.
+#[test]
+fn debug_lines_name_the_steps_of_the_child() {
+    if !can_run("debug_lines_name_the_steps_of_the_child") {
+        return;
+    }
+    let b = bundle("debug", &["true"]);
+    let r = b.rt(&["--debug", "run", &b.id]);
+    assert!(r.ok(), "{}", r.stderr);
+    for words in [
+        "level=debug",
+        "nsexec container setup",
+        "child process in init()",
+        "init: closing the pipe to signal completion",
+    ] {
+        assert!(r.stderr.contains(words), "no {words:?} in {}", r.stderr);
+    }
+    let b = bundle("debugexec", &["sleep", "1000"]);
+    assert!(b.run_detached().ok());
+    let log = b.dir.join("debug.json");
+    let r = b.rt(&[
+        "--debug",
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "exec",
+        &b.id,
+        "true",
+    ]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(!r.stderr.contains("debug"), "{}", r.stderr);
+    let text = std::fs::read_to_string(&log).unwrap();
+    for words in [
+        r#""level":"debug""#,
+        "nsexec container setup",
+        "child process in init()",
+        "setns_init: about to exec",
+    ] {
+        assert!(text.contains(words), "no {words:?} in {text}");
+    }
+}
+
+/// `kill ID 0` checks that the container runs (an error, "container not running", once it
+/// stopped; none with --all); SIGKILL of a container without its own pid namespace reaches
+/// every process of its cgroup, even once the init is gone (runc's kill.bats).
+#[test]
+fn kill_zero_and_kill_without_a_pid_namespace() {
+    if !can_run("kill_zero_and_kill_without_a_pid_namespace") {
+        return;
+    }
+    let b = bundle("kill0", &["sleep", "1000"]);
+    assert!(b.run_detached().ok());
+    assert!(b.rt(&["kill", &b.id, "0"]).ok());
+    assert!(b.rt(&["kill", &b.id, "KILL"]).ok());
+    assert!(b.wait_status("stopped"));
+    let r = b.rt(&["kill", &b.id, "0"]);
+    assert_ne!(r.status, Some(0));
+    assert!(r.stderr.contains("container not running"), "{}", r.stderr);
+    assert!(b.rt(&["kill", "-a", &b.id, "0"]).ok());
+
+    let mut b = bundle("killhost", &["sleep", "1000"]);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "pid");
+    b.save();
+    assert!(b.run_detached().ok());
+    let init = b.state().unwrap()["pid"].as_i64().unwrap() as i32;
+    let pid_file = b.dir.join("exec.pid");
+    let r = b.rt(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id,
+        "sleep",
+        "1000",
+    ]);
+    assert!(r.ok(), "{}", r.stderr);
+    let other: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The init goes first; the other process stays, and kill still reaches it.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::SIGKILL).unwrap();
+    assert!(b.wait_status("stopped"));
+    let r = b.rt(&["kill", &b.id, "KILL"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{other}")).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{other}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "pid {other} outlived kill: {stat}"
+    );
+}
+
+/// `list` with a --root that does not exist fails; under the default root that does not
+/// exist it lists nothing (runc's list.bats).
+#[test]
+fn list_of_a_missing_root() {
+    let r = bare(&["--root", "/nonexistent-casulo-root/state", "list"]);
+    assert_eq!(r.status, Some(1), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("/nonexistent-casulo-root"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// `update` takes negative numbers as values (`--cpu-quota -1` removes the quota), a pids
+/// limit of 0 means 1, and cpu.idle is set where the kernel has it, v1 included (runc's
+/// update.bats and cgroups.bats).
+#[test]
+fn update_negative_values_pids_zero_and_cpu_idle() {
+    if !can_run("update_negative_values_pids_zero_and_cpu_idle") || systemd_cgroup() {
+        return;
+    }
+    let mut b = bundle("updneg", &["sleep", "1000"]);
+    b.config["linux"]["resources"] =
+        json!({"cpu": {"quota": 500000, "period": 1000000}, "pids": {"limit": 0}});
+    b.save();
+    let r = b.run_detached();
+    assert!(r.ok(), "{}", r.stderr);
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let dir = |ctrl: &str| {
+        if v2 {
+            Path::new("/sys/fs/cgroup").join(&b.id)
+        } else {
+            Path::new("/sys/fs/cgroup").join(ctrl).join(&b.id)
+        }
+    };
+    let read = |ctrl: &str, f: &str| {
+        std::fs::read_to_string(dir(ctrl).join(f))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("pids", "pids.max"), "1");
+    let r = b.rt(&["update", "--cpu-quota", "-1", &b.id]);
+    assert!(r.ok(), "{}", r.stderr);
+    if v2 {
+        assert!(
+            read("cpu", "cpu.max").starts_with("max "),
+            "{}",
+            read("cpu", "cpu.max")
+        );
+    } else {
+        assert_eq!(read("cpu", "cpu.cfs_quota_us"), "-1");
+    }
+    if dir("cpu").join("cpu.idle").exists() {
+        let r = b.rt(&["update", "--cpu-idle", "1", &b.id]);
+        assert!(r.ok(), "{}", r.stderr);
+        assert_eq!(read("cpu", "cpu.idle"), "1");
+    }
+}

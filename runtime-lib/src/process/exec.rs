@@ -260,8 +260,17 @@ pub fn exec(
     }
     chan.send(&Msg::Go)
         .map_err(|e| kill_stage(ProcessError::from(e).into()))?;
+    // runc's debug words at the same points, which its tests and scripts look for (as in
+    // create).
+    let id = &saved.id;
+    tracing::debug!(
+        "container {id:?}: exec: nsexec container setup: the stage joins the container's namespaces"
+    );
     let pid = match chan.recv() {
-        Ok(Msg::Pid(pid)) => pid,
+        Ok(Msg::Pid(pid)) => {
+            tracing::debug!("container {id:?}: exec: child process in init(): pid {pid}");
+            pid
+        }
         Ok(Msg::Error(e)) => return Err(kill_stage(ProcessError::Init(e).into())),
         Ok(other) => {
             return Err(kill_stage(
@@ -294,7 +303,11 @@ pub fn exec(
             )
             .into());
         }
-        Err(ChannelError::Closed) => {}
+        Err(ChannelError::Closed) => {
+            tracing::debug!(
+                "container {id:?}: exec: setns_init: about to exec (the process reached its execve)"
+            );
+        }
         Ok(Msg::Error(e)) => {
             crate::process::parent::kill_and_wait(pid, pid != stage);
             return Err(ProcessError::Init(e).into());

@@ -257,6 +257,10 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     chan.send(&Msg::Go)
         .map_err(ProcessError::from)
         .ctx(id, step)?;
+    // The debug lines of the steps of the child say what runc's say at the same points
+    // ("nsexec container setup", "child process in init()", "init: closing the pipe to signal
+    // completion"): its test suite and scripts look for them in --debug output.
+    tracing::debug!("container {id:?}: create: nsexec container setup: the stage joins and makes the namespaces");
     undo.cgroup = Some(cgroups::manager(&cgroup_cfg).ctx(id, step)?);
     undo.cgroup
         .as_mut()
@@ -290,6 +294,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                     .map_err(|e| prefer_init(fail(e.into())))?;
             }
             Msg::Pid(pid) => {
+                tracing::debug!("container {id:?}: create: child process in init(): pid {pid}");
                 undo.init = Some(pid);
                 if pid != stage {
                     // The stage forked the init and exits: reap it.
@@ -343,6 +348,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                     .map_err(|e| prefer_init(fail(e.into())))?;
             }
             Msg::Ready => {
+                tracing::debug!("container {id:?}: create: init: closing the pipe to signal completion (set up, it waits for start)");
                 timing("init ready");
                 break;
             }
