@@ -197,7 +197,7 @@ pub fn inherited_fds(first: RawFd) -> std::io::Result<Vec<RawFd>> {
         };
         // SAFETY: F_GETFD only reads the fd table.
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-        // The directory's own fd is close-on-exec and closed by now (flags < 0): skipped.
+        // The directory's own fd, open while it is listed, is close-on-exec: not listed.
         if fd >= first && flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
             fds.push(fd);
         }
