@@ -11,9 +11,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "casulo",
-    version,
-    about = "casulo: an OCI container runtime",
-    long_about = "casulo creates and runs containers from OCI bundles, with runc's command line.",
+    about = "casulo creates and runs containers from OCI bundles, with runc's command line.",
+    // -v and --version, as runc (see `command`).
+    disable_version_flag = true,
     // A flag given twice is given once (engines repeat --systemd-cgroup), as runc accepts.
     args_override_self = true
 )]
@@ -73,6 +73,10 @@ enum Command {
     Update(commands::update::Args),
     /// Show a container's processes.
     Ps(commands::ps::Args),
+    /// Checkpoint a running container (not supported: refused).
+    Checkpoint(commands::checkpoint::Args),
+    /// Restore a container from a checkpoint (not supported: refused).
+    Restore(commands::checkpoint::Args),
     /// Display container events such as OOM notifications, cpu, memory, and IO usage
     /// statistics.
     ///
@@ -86,15 +90,91 @@ enum Command {
     Events(commands::events::Args),
 }
 
-fn main() -> ExitCode {
-    // Usage errors exit 1 like every other failure (clap's default is 2); help and version
-    // exit 0.
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+/// The name this program was started as (its help and version say it, as scripts that
+/// install it under another name expect).
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "casulo".into())
+}
+
+/// What `-v` prints after the program's name: the version, the commit it was built from
+/// (`CASULO_COMMIT` at build time) and the newest runtime-spec version it implements.
+fn version_text() -> String {
+    format!(
+        "version {}\ncommit: {}\nspec: {}",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("CASULO_COMMIT").unwrap_or("unknown"),
+        casulo::features::OCI_VERSION_MAX
+    )
+}
+
+/// The command line with runc's help layout (a NAME section first: scripts read it) and
+/// runc's `-v`/`--version`.
+fn command(prog: &str) -> clap::Command {
+    use clap::CommandFactory;
+    // clap keeps these for the life of the program: leaked once, as the command lives that long.
+    let name: &'static str = Box::leak(prog.to_string().into_boxed_str());
+    let version: &'static str = Box::leak(version_text().into_boxed_str());
+    let mut cmd = Cli::command()
+        .name(name)
+        .version(version)
+        .arg(
+            clap::Arg::new("version")
+                .short('v')
+                .long("version")
+                .action(clap::ArgAction::Version)
+                .help("Print the version"),
+        )
+        .help_template(
+            "NAME:\n   {name} - Open Container Initiative runtime\n\n{about-with-newline}\n\
+             USAGE:\n   {usage}\n\n{all-args}{after-help}",
+        );
+    let subs: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for sub in subs {
+        let template = format!(
+            "NAME:\n   {prog} {sub} - {{about}}\n\nUSAGE:\n   {{usage}}\n\n{{all-args}}{{after-help}}"
+        );
+        cmd = cmd.mut_subcommand(&sub, |s| s.help_template(template));
+    }
+    cmd
+}
+
+/// Parse the command line. Usage errors exit 1 like every other failure (clap's default is
+/// 2); help and version exit 0. An unknown command is answered in runc's words, which
+/// scripts match.
+fn parse() -> Result<Cli, ExitCode> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::FromArgMatches;
+    let prog = program_name();
+    let matches = command(&prog).try_get_matches();
+    let e = match matches.and_then(|m| Cli::from_arg_matches(&m)) {
+        Ok(cli) => return Ok(cli),
+        Err(e) => e,
+    };
+    if e.kind() == ErrorKind::InvalidSubcommand {
+        if let Some(ContextValue::String(topic)) = e.get(ContextKind::InvalidSubcommand) {
+            eprintln!("{prog}: No help topic for '{topic}'");
+            return Err(ExitCode::from(1));
         }
+    }
+    let _ = e.print();
+    Err(ExitCode::from(if e.use_stderr() { 1 } else { 0 }))
+}
+
+fn main() -> ExitCode {
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
     };
     let logger = match logging::Logger::new(cli.log.as_deref(), cli.log_format, cli.debug) {
         Ok(l) => Box::leak(Box::new(l)),
@@ -135,7 +215,15 @@ fn main() -> ExitCode {
     }
     let ctx = commands::Ctx {
         root: cli.root.clone().unwrap_or_else(casulo::default_root),
+        root_given: cli.root.is_some(),
         systemd_cgroup: cli.systemd_cgroup,
+    };
+    // As runc: a failed exec exits 255, so that its caller can tell it from the exit status
+    // of the process it ran.
+    let failure = if matches!(cli.command, Command::Exec(_)) {
+        255
+    } else {
+        1
     };
     let result = match cli.command {
         Command::Spec(a) => commands::spec::run(&ctx, a),
@@ -153,6 +241,8 @@ fn main() -> ExitCode {
         Command::Update(a) => commands::update::run(&ctx, a),
         Command::Ps(a) => commands::ps::run(&ctx, a),
         Command::Events(a) => commands::events::run(&ctx, a),
+        Command::Checkpoint(a) => commands::checkpoint::refuse(&ctx, "checkpoint", a),
+        Command::Restore(a) => commands::checkpoint::refuse(&ctx, "restore", a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -161,7 +251,7 @@ fn main() -> ExitCode {
             if logger.to_file() {
                 eprintln!("casulo: {msg}");
             }
-            ExitCode::from(1)
+            ExitCode::from(failure)
         }
     }
 }

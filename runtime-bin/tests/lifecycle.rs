@@ -239,6 +239,8 @@ fn repeated_flags_count_once() {
     // Engines build command lines from pieces and may repeat a flag (CRI-O's defaults and a
     // handler's arguments can both carry --systemd-cgroup); runc takes the flag once.
     let dir = std::env::temp_dir().join(format!("casulo-repeat-{}", std::process::id()));
+    // An existing root: list refuses a --root that does not exist.
+    std::fs::create_dir_all(&dir).unwrap();
     let mut c = std::process::Command::new(runtime());
     c.arg("--root")
         .arg(&dir)

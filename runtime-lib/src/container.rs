@@ -220,7 +220,8 @@ impl Container {
     }
 
     /// Send signal number `sig` to the init, or with `all` to every process of the container's
-    /// cgroup.
+    /// cgroup (also what SIGKILL does to a container without its own pid namespace). Signal 0
+    /// checks that the container is running.
     pub fn kill(&self, sig: i32, all: bool) -> Result<()> {
         let id = self.id();
         let step = Step::Kill;
@@ -229,26 +230,34 @@ impl Container {
         // "container not running" is runc's wording, and what containerd's runc shim looks for
         // to report a kill of an exited task as "process already finished" (not found) rather
         // than an unknown error.
-        if matches!(status, Status::Stopped | Status::Creating) && !all {
-            return Err(invalid_state(
+        let not_running = || {
+            invalid_state(
                 id,
                 step,
                 format!("container not running (it is {status}): nothing to signal"),
-            ));
-        }
-        if all {
+            )
+        };
+        let stopped = matches!(status, Status::Stopped | Status::Creating);
+        // Without its own pid namespace the init's death does not take the other processes
+        // along: SIGKILL goes to every process of the cgroup, as with runc, even when the init
+        // is already gone.
+        let every = all || (sig == libc::SIGKILL && !self.saved.own_pid_ns);
+        if every {
             if let Some(mut cg) = self.cgroup().ctx(id, step)? {
+                let pids = cg.pids().ctx(id, step)?;
+                if !all && stopped && pids.is_empty() {
+                    return Err(not_running());
+                }
                 match Signal::try_from(sig) {
                     Ok(s) => cg.kill_all(s).ctx(id, step)?,
-                    // Real-time signals have no nix name: signal the members one by one.
-                    Err(_) => cg
-                        .pids()
-                        .ctx(id, step)?
-                        .into_iter()
-                        .for_each(|p| crate::sys::kill(p, sig)),
+                    // Real-time signals and 0 have no nix name: signal the members one by one.
+                    Err(_) => pids.into_iter().for_each(|p| crate::sys::kill(p, sig)),
                 }
                 return Ok(());
             }
+        }
+        if stopped && !all {
+            return Err(not_running());
         }
         let pidfd = self.init_pidfd(
             step,
@@ -256,7 +265,15 @@ impl Container {
         )?;
         crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), sig)
             .map_err(crate::process::sys(format!("signal {sig}")))
-            .ctx(id, step)
+            .ctx(id, step)?;
+        if sig == libc::SIGKILL && status == Status::Paused {
+            // A frozen task acts on SIGKILL only once thawed (cgroup v1): thaw, so that the
+            // container dies now, as runc does.
+            if let Some(mut cg) = self.cgroup().ctx(id, step)? {
+                cg.freeze(false).ctx(id, step)?;
+            }
+        }
+        Ok(())
     }
 
     /// A pidfd of the container's init. The pidfd pins a process; it is checked to be the init
@@ -289,6 +306,7 @@ impl Container {
         let dir = self.lock(step)?;
         let status = dir.status(&self.saved);
         if !matches!(status, Status::Running | Status::Created) {
+            // runc's words (clients match them): "cannot exec in a paused container".
             let hint = if status == Status::Paused {
                 " (resume it first)"
             } else {
@@ -297,7 +315,7 @@ impl Container {
             return Err(invalid_state(
                 id,
                 step,
-                format!("cannot exec in a container that is {status}{hint}"),
+                format!("cannot exec in a {status} container{hint}"),
             ));
         }
         let pid = crate::process::exec::exec(&self.saved, status, process, opts)

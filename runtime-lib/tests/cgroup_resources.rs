@@ -126,7 +126,8 @@ fn resources_cpu_burst_idle_realtime() {
         expect_named_error(&mut g, &r, "cpu.burst");
     }
     let idle = resources(r#"{"cpu":{"idle":1}}"#);
-    if v2() {
+    // cgroup v2's file; v1's cpu controller has it too on kernels since 5.15.
+    if ctrl_dir(&g, "cpu").is_some_and(|d| d.join("cpu.idle").exists()) {
         g.mgr.set(&idle).unwrap();
         assert_eq!(file(&g, "cpu", "cpu.idle"), "1");
     } else {
@@ -139,6 +140,13 @@ fn resources_cpu_burst_idle_realtime() {
         g.mgr.set(&rt).unwrap();
         assert_eq!(file(&g, "cpu", "cpu.rt_period_us"), "1000000");
         assert_eq!(file(&g, "cpu", "cpu.rt_runtime_us"), "10000");
+        // A period below the current runtime: the runtime has to go first.
+        let up = resources(r#"{"cpu":{"realtimePeriod":900001,"realtimeRuntime":600001}}"#);
+        g.mgr.set(&up).unwrap();
+        let down = resources(r#"{"cpu":{"realtimePeriod":10000,"realtimeRuntime":3000}}"#);
+        g.mgr.set(&down).unwrap();
+        assert_eq!(file(&g, "cpu", "cpu.rt_period_us"), "10000");
+        assert_eq!(file(&g, "cpu", "cpu.rt_runtime_us"), "3000");
     } else {
         eprintln!("SKIPPED part of resources_cpu_burst_idle_realtime: no CONFIG_RT_GROUP_SCHED");
     }
@@ -268,6 +276,9 @@ fn resources_pids() {
     assert_eq!(file(&g, "pids", "pids.max"), "42");
     g.mgr.set(&resources(r#"{"pids":{"limit":-1}}"#)).unwrap();
     assert_eq!(file(&g, "pids", "pids.max"), "max");
+    // 0 is 1, as runc (systemd's TasksMax cannot be 0).
+    g.mgr.set(&resources(r#"{"pids":{"limit":0}}"#)).unwrap();
+    assert_eq!(file(&g, "pids", "pids.max"), "1");
 }
 
 /// A real block device's major:minor, if the machine has one.
@@ -438,6 +449,20 @@ fn resources_unified() {
         &resources(r#"{"unified":{"nosuch.max":"1"}}"#),
         "unified.nosuch.max",
     );
+    // On a v1 or hybrid host, a key of a controller that v1 holds is a config for another
+    // kind of host: "invalid configuration", as runc words it.
+    if !v2() {
+        match g
+            .mgr
+            .set(&resources(r#"{"unified":{"memory.min":"131072"}}"#))
+        {
+            Err(e) => assert!(
+                e.to_string().contains("invalid configuration") && e.to_string().contains("memory"),
+                "{e}"
+            ),
+            Ok(()) => panic!("memory.min accepted on a v1/hybrid host"),
+        }
+    }
     // A key with a path in it is refused before any write.
     expect_named_error(
         &mut g,

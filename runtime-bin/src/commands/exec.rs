@@ -161,12 +161,16 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
         console_socket: a.console_socket.as_ref().map(abs),
         pid_file: a.pid_file.as_ref().map(abs),
         preserve_fds: a.preserve_fds,
+        // CTRL may name several controllers, comma-separated (cpu,cpuacct:sub).
         sub_cgroups: a
             .cgroup
             .iter()
-            .map(|s| match s.split_once(':') {
-                Some((c, p)) => (Some(c.to_string()), PathBuf::from(p)),
-                None => (None, PathBuf::from(s)),
+            .flat_map(|s| match s.split_once(':') {
+                Some((c, p)) => c
+                    .split(',')
+                    .map(|c| (Some(c.to_string()), PathBuf::from(p)))
+                    .collect::<Vec<_>>(),
+                None => vec![(None, PathBuf::from(s))],
             })
             .collect(),
     };

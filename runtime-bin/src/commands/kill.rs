@@ -12,14 +12,15 @@ pub struct Args {
     signal: String,
 }
 
-/// Parse a signal as runc does: a number, or a name with or without SIG, in any case.
+/// Parse a signal as runc does: a number, or a name with or without SIG, in any case. 0
+/// sends nothing and checks that the container is running, as kill(2) does.
 pub fn parse_signal(s: &str) -> Result<i32, String> {
     let max = libc::SIGRTMAX();
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=max).contains(&n) {
+        return if (0..=max).contains(&n) {
             Ok(n)
         } else {
-            Err(format!("invalid signal {s:?}: out of range 1..{max}"))
+            Err(format!("invalid signal {s:?}: out of range 0..{max}"))
         };
     }
     let up = s.to_ascii_uppercase();
@@ -81,7 +82,8 @@ mod tests {
         assert_eq!(parse_signal("sigterm"), Ok(15));
         assert_eq!(parse_signal("SIGUSR1"), Ok(10));
         assert_eq!(parse_signal("SIGRTMIN+1"), Ok(libc::SIGRTMIN() + 1));
-        assert!(parse_signal("0").is_err());
+        assert_eq!(parse_signal("0"), Ok(0));
+        assert!(parse_signal("-1").is_err());
         assert!(parse_signal("65").is_err());
         assert!(parse_signal("SIGBOGUS").is_err());
     }

@@ -27,6 +27,13 @@ struct Row<'a> {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
+    // As runc: no containers under the default root is an empty list, but a root given with
+    // --root that does not exist is a mistake worth reporting.
+    if ctx.root_given {
+        if let Err(e) = std::fs::metadata(&ctx.root) {
+            return Err(format!("list: --root {}: {e}", ctx.root.display()));
+        }
+    }
     let states = casulo::list(&ctx.root).map_err(|e| e.to_string())?;
     if a.quiet {
         for s in &states {

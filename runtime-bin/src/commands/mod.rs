@@ -11,6 +11,7 @@ macro_rules! outln {
 }
 pub(crate) use outln;
 
+pub mod checkpoint;
 pub mod create;
 pub mod delete;
 pub mod events;
@@ -38,6 +39,8 @@ pub enum Format {
 /// What every command gets from the global flags.
 pub struct Ctx {
     pub root: PathBuf,
+    /// Whether `root` was given with --root (rather than the default).
+    pub root_given: bool,
     pub systemd_cgroup: bool,
 }
 

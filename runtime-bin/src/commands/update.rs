@@ -16,14 +16,14 @@ pub struct Args {
     /// CPU CFS period in microseconds.
     #[arg(long, value_name = "N")]
     cpu_period: Option<u64>,
-    /// CPU CFS quota in microseconds.
-    #[arg(long, value_name = "N")]
+    /// CPU CFS quota in microseconds (-1 for no quota).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     cpu_quota: Option<i64>,
     /// CPU realtime period in microseconds.
     #[arg(long, value_name = "N")]
     cpu_rt_period: Option<u64>,
-    /// CPU realtime runtime in microseconds.
-    #[arg(long, value_name = "N")]
+    /// CPU realtime runtime in microseconds (-1 for no limit).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     cpu_rt_runtime: Option<i64>,
     /// CPU shares (relative weight).
     #[arg(long, value_name = "N")]
@@ -49,8 +49,8 @@ pub struct Args {
     /// CPU CFS burst in microseconds.
     #[arg(long, value_name = "N")]
     cpu_burst: Option<u64>,
-    /// SCHED_IDLE for the cgroup (cgroup v2): 1 or 0.
-    #[arg(long, value_name = "N")]
+    /// SCHED_IDLE for the cgroup: 1 or 0 (cpu.idle, cgroup v2 or a v1 kernel since 5.15).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     cpu_idle: Option<i64>,
     /// Kernel memory limit (cgroup v1; newer kernels ignore it).
     #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
@@ -214,7 +214,25 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_size, Args};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        a: Args,
+    }
+
+    #[test]
+    fn negative_numbers_are_values() {
+        let c = Cmd::try_parse_from(["update", "--cpu-quota", "-1", "--pids-limit", "-1", "c1"])
+            .unwrap();
+        assert_eq!(c.a.cpu_quota, Some(-1));
+        assert_eq!(c.a.pids_limit, Some(-1));
+        assert_eq!(c.a.id, "c1");
+        let c = Cmd::try_parse_from(["update", "--cpu-rt-runtime", "-1", "c1"]).unwrap();
+        assert_eq!(c.a.cpu_rt_runtime, Some(-1));
+    }
 
     #[test]
     fn sizes() {

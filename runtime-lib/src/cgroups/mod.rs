@@ -332,28 +332,14 @@ pub fn default_allowed_devices() -> Vec<LinuxDeviceCgroup> {
     ]
 }
 
-/// Allow rules (`rwm`) for the devices a config creates in the container (`linux.devices`),
-/// which runc also adds to the device cgroup.
-pub fn device_rules_for(devices: &[oci_spec::runtime::LinuxDevice]) -> Vec<LinuxDeviceCgroup> {
-    devices
-        .iter()
-        .map(|d| {
-            let mut r = LinuxDeviceCgroup::default();
-            r.set_allow(true);
-            r.set_typ(Some(d.typ()));
-            r.set_major(Some(d.major()));
-            r.set_minor(Some(d.minor()));
-            r.set_access(Some("rwm".to_string()));
-            r
-        })
-        .collect()
-}
-
 /// The resources a new container's cgroup gets: the config's, with the device rules made
-/// whitelist-style as runc does: deny everything, then the config's rules in order, then `rwm`
-/// for each device the config creates (`linux.devices`); [`CgroupManager::set`] appends
-/// [`default_allowed_devices`]. A container without `linux.resources` is confined the same way,
-/// so a device node the rootfs happens to hold (a host disk, say) cannot be opened.
+/// allow-list style as runc does: deny everything, then the config's `resources.devices` rules
+/// in order; [`CgroupManager::set`] appends [`default_allowed_devices`]. The nodes of
+/// `linux.devices` get no rule of their own: the runtime-spec keeps creating a node and
+/// allowing access to it apart, so a node the config creates but `resources.devices` denies
+/// stays unusable (and a FIFO, which the device controller does not govern, needs none). A
+/// container without `linux.resources` is confined the same way, so a device node the rootfs
+/// happens to hold (a host disk, say) cannot be opened.
 pub fn resources_for_create(linux: Option<&oci_spec::runtime::Linux>) -> LinuxResources {
     let mut resources = linux
         .and_then(|l| l.resources().clone())
@@ -363,26 +349,60 @@ pub fn resources_for_create(linux: Option<&oci_spec::runtime::Linux>) -> LinuxRe
     deny_all.set_access(Some("rwm".to_string()));
     let mut rules = vec![deny_all];
     rules.extend(resources.devices().clone().unwrap_or_default());
-    if let Some(devices) = linux.and_then(|l| l.devices().as_ref()) {
-        rules.extend(device_rules_for(devices));
-    }
     resources.set_devices(Some(rules));
     resources
+}
+
+/// Refuse a cgroup that a new container cannot own, as runc does before anything is created:
+/// one that already holds processes (deleting the container would kill them, and its limits
+/// would bind them) or one that is frozen (the init would stop there, beyond the reach of
+/// SIGKILL until someone thaws it, and create would never return).
+pub fn check_unused(cg: &dyn CgroupManager) -> Result<(), CgroupError> {
+    let dirs = cg.paths();
+    let pids = cg.pids()?;
+    if !pids.is_empty() {
+        return Err(CgroupError::Failed {
+            path: dirs
+                .first()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+            msg: format!(
+                "container's cgroup is not empty: {} process(es) found",
+                pids.len()
+            ),
+        });
+    }
+    if let Some(dir) = frozen_dir(&dirs) {
+        return Err(CgroupError::Failed {
+            path: dir.display().to_string(),
+            msg: "container's cgroup unexpectedly frozen (thaw it or choose another cgroupsPath)"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// Whether the cgroup whose directories are `dirs` is frozen (the `paused` status): the v1
 /// freezer where the host has one, else cgroup v2's `cgroup.freeze`.
 pub fn is_frozen(dirs: &[PathBuf]) -> bool {
+    frozen_dir(dirs).is_some()
+}
+
+/// The directory of `dirs` that says the cgroup is frozen, as [`is_frozen`] decides.
+fn frozen_dir(dirs: &[PathBuf]) -> Option<&PathBuf> {
     let read = |p: PathBuf| {
         std::fs::read_to_string(p)
             .ok()
             .map(|s| s.trim().to_string())
     };
-    if let Some(state) = dirs.iter().find_map(|d| read(d.join("freezer.state"))) {
-        return state == "FROZEN";
+    if let Some((dir, state)) = dirs
+        .iter()
+        .find_map(|d| read(d.join("freezer.state")).map(|s| (d, s)))
+    {
+        return (state == "FROZEN").then_some(dir);
     }
     dirs.iter()
-        .any(|d| read(d.join("cgroup.freeze")).as_deref() == Some("1"))
+        .find(|d| read(d.join("cgroup.freeze")).as_deref() == Some("1"))
 }
 
 #[cfg(test)]
@@ -506,19 +526,19 @@ mod tests {
         let linux: oci_spec::runtime::Linux = serde_json::from_str(
             r#"{"resources":{"devices":[{"allow":true,"type":"c","major":4,"minor":1,"access":"r"}],
                 "pids":{"limit":5}},
-               "devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229}]}"#,
+               "devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229},
+                          {"path":"/dev/fifo","type":"p"}]}"#,
         )
         .unwrap();
         let r = resources_for_create(Some(&linux));
         let rules = r.devices().clone().unwrap();
-        assert_eq!(rules.len(), 3);
+        // linux.devices add no rule: /dev/fuse stays denied, the FIFO needs none.
+        assert_eq!(rules.len(), 2);
         assert!(!rules[0].allow());
         assert_eq!(
             (rules[1].major(), rules[1].access().as_deref()),
             (Some(4), Some("r"))
         );
-        assert_eq!((rules[2].major(), rules[2].minor()), (Some(10), Some(229)));
-        assert_eq!(rules[2].access().as_deref(), Some("rwm"));
         assert_eq!(r.pids().as_ref().map(|p| p.limit()), Some(5));
     }
 }

@@ -37,53 +37,72 @@ pub struct ExecOptions {
 }
 
 /// The directories the exec'd process joins: the container's own, or the sub-cgroups asked for.
+/// A sub-cgroup path is taken below the container's cgroup (`/` is the cgroup itself, `..`
+/// may not climb out of it); whether it exists is found when the process is moved in.
 fn exec_cgroup_dirs(
     dirs: &[PathBuf],
     subs: &[(Option<String>, PathBuf)],
 ) -> Result<Vec<PathBuf>, ProcessError> {
     let bad = |msg: String| ProcessError::Invalid(format!("--cgroup: {msg}"));
-    for (_, p) in subs {
-        if p.is_absolute()
-            || p.components()
-                .any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
-            return Err(bad(format!(
-                "{} is not a relative path below the container's cgroup",
-                p.display()
-            )));
-        }
+    let mut cleaned = Vec::new();
+    for (ctrl, p) in subs {
+        // runc's words: "bad sub cgroup path".
+        let rel = below(p).ok_or_else(|| bad(format!("bad sub cgroup path: {}", p.display())))?;
+        cleaned.push((ctrl, rel));
     }
     let v2 = |d: &PathBuf| d.join("cgroup.controllers").exists();
-    let mut out = Vec::new();
-    for d in dirs {
-        let hierarchy = d
-            .strip_prefix(crate::cgroups::CGROUP_ROOT)
-            .ok()
-            .and_then(|r| r.components().next())
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let pick = subs.iter().rev().find(|(ctrl, _)| match ctrl {
-            None => true,
-            Some(c) if v2(d) => std::fs::read_to_string(d.join("cgroup.controllers"))
-                .is_ok_and(|s| s.split_whitespace().any(|x| x == c)),
-            Some(c) => hierarchy.split(',').any(|x| x == c),
-        });
-        out.push(match pick {
-            Some((_, p)) => d.join(p),
-            None => d.clone(),
-        });
-    }
-    for (ctrl, p) in subs {
+    let has = |d: &PathBuf, c: &str| {
+        if v2(d) {
+            std::fs::read_to_string(d.join("cgroup.controllers"))
+                .is_ok_and(|s| s.split_whitespace().any(|x| x == c))
+        } else {
+            d.strip_prefix(crate::cgroups::CGROUP_ROOT)
+                .ok()
+                .and_then(|r| r.components().next())
+                .is_some_and(|h| h.as_os_str().to_string_lossy().split(',').any(|x| x == c))
+        }
+    };
+    for (ctrl, _) in &cleaned {
         if let Some(c) = ctrl {
-            if !out.iter().any(|d| d.ends_with(p)) {
-                return Err(bad(format!("the container has no {c} cgroup")));
+            if !dirs.iter().any(|d| has(d, c)) {
+                return Err(bad(format!(
+                    "unknown controller {c}: the container has no cgroup of it"
+                )));
             }
         }
     }
-    if let Some(missing) = out.iter().find(|d| !d.is_dir()) {
-        return Err(bad(format!("{} does not exist", missing.display())));
+    Ok(dirs
+        .iter()
+        .map(|d| {
+            let pick = cleaned.iter().rev().find(|(ctrl, _)| match ctrl {
+                None => true,
+                Some(c) => has(d, c),
+            });
+            match pick {
+                Some((_, rel)) => d.join(rel),
+                None => d.clone(),
+            }
+        })
+        .collect())
+}
+
+/// `p` as a relative path below a directory, `..` resolved lexically; None if it climbs out.
+fn below(p: &std::path::Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::Normal(n) => out.push(n),
+            Component::Prefix(_) => return None,
+        }
     }
-    Ok(out)
+    Some(out)
 }
 
 /// Everything the exec'd process does, decided before the fork.
@@ -208,9 +227,17 @@ pub fn exec(
         let dirs = cgroup.as_ref().map(|c| c.paths()).unwrap_or_default();
         exec_cgroup_dirs(&dirs, &opts.sub_cgroups)?
     };
+    // The caller's own fds (beyond stdio and the preserved ones) never reach the container.
+    let inherited = crate::sys::inherited_fds(3 + opts.preserve_fds as i32).map_err(|source| {
+        ProcessError::Io {
+            what: "list the open fds (/proc/self/fd)".into(),
+            source,
+        }
+    })?;
     let (chan, child_chan) = channel::pair().map_err(sys("socketpair"))?;
     let stage = match fork().map_err(sys("fork"))? {
         Fork::Child => {
+            crate::sys::close_fds(&inherited);
             crate::sys::close_inherited(chan.as_raw());
             child(&plan, child_chan, console, agent)
         }
@@ -233,8 +260,17 @@ pub fn exec(
     }
     chan.send(&Msg::Go)
         .map_err(|e| kill_stage(ProcessError::from(e).into()))?;
+    // runc's debug words at the same points, which its tests and scripts look for (as in
+    // create).
+    let id = &saved.id;
+    tracing::debug!(
+        "container {id:?}: exec: nsexec container setup: the stage joins the container's namespaces"
+    );
     let pid = match chan.recv() {
-        Ok(Msg::Pid(pid)) => pid,
+        Ok(Msg::Pid(pid)) => {
+            tracing::debug!("container {id:?}: exec: child process in init(): pid {pid}");
+            pid
+        }
         Ok(Msg::Error(e)) => return Err(kill_stage(ProcessError::Init(e).into())),
         Ok(other) => {
             return Err(kill_stage(
@@ -267,7 +303,11 @@ pub fn exec(
             )
             .into());
         }
-        Err(ChannelError::Closed) => {}
+        Err(ChannelError::Closed) => {
+            tracing::debug!(
+                "container {id:?}: exec: setns_init: about to exec (the process reached its execve)"
+            );
+        }
         Ok(Msg::Error(e)) => {
             crate::process::parent::kill_and_wait(pid, pid != stage);
             return Err(ProcessError::Init(e).into());
@@ -354,4 +394,34 @@ fn child_steps(
     }
     let errno = crate::sys::execve(&exe, &p.args, &p.env);
     Err(format!("exec {exe:?}: {errno}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_sub_cgroup_paths_stay_below() {
+        let ok = |p: &str| below(std::path::Path::new(p)).map(|b| b.display().to_string());
+        assert_eq!(ok("sub"), Some("sub".into()));
+        assert_eq!(ok("/"), Some("".into()));
+        assert_eq!(ok("./a//b/"), Some("a/b".into()));
+        assert_eq!(ok("a/../b"), Some("b".into()));
+        assert_eq!(ok("/a/b"), Some("a/b".into()));
+        assert_eq!(ok(".."), None);
+        assert_eq!(ok("a/../.."), None);
+        assert_eq!(ok("/../x"), None);
+    }
+
+    #[test]
+    fn exec_sub_cgroup_words() {
+        let dirs = [PathBuf::from("/sys/fs/cgroup/pids/c1")];
+        let err = |subs: &[(Option<String>, PathBuf)]| {
+            exec_cgroup_dirs(&dirs, subs).unwrap_err().to_string()
+        };
+        assert!(err(&[(None, "..".into())]).contains("bad sub cgroup path: .."));
+        assert!(err(&[(Some("whaaat".into()), "/".into())]).contains("unknown controller whaaat"));
+        let got = exec_cgroup_dirs(&dirs, &[(Some("pids".into()), "s".into())]).unwrap();
+        assert_eq!(got, [PathBuf::from("/sys/fs/cgroup/pids/c1/s")]);
+    }
 }

@@ -190,6 +190,14 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         memory_policy: linux.and_then(|l| l.memory_policy().clone()),
     };
 
+    // The cgroup of a container that already exists is its own: StateDir::create reports
+    // that. The manager is made again after the fork, so that the forked child holds nothing
+    // of it.
+    if !root.join(id).exists() {
+        let cg = cgroups::manager(&cgroup_cfg).ctx(id, step)?;
+        cgroups::check_unused(cg.as_ref()).ctx(id, step)?;
+    }
+
     // Side effects from here on; `undo` reverts them unless create succeeds.
     let dir = StateDir::create(root, id).ctx(id, step)?;
     let mut undo = Undo {
@@ -212,9 +220,17 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     let (chan, child_chan) = channel::pair().map_err(sys("socketpair")).ctx(id, step)?;
     let fifo_fd = fifo::open_path(&fifo_path).ctx(id, step)?;
 
+    // The caller's own fds (beyond stdio and the preserved ones) never reach the container.
+    let inherited = crate::sys::inherited_fds(3 + opts.preserve_fds as i32)
+        .map_err(|source| ProcessError::Io {
+            what: "list the open fds (/proc/self/fd)".into(),
+            source,
+        })
+        .ctx(id, step)?;
     timing("validated and state dir made");
     let stage = match fork().map_err(sys("fork")).ctx(id, step)? {
         Fork::Child => {
+            crate::sys::close_fds(&inherited);
             crate::sys::close_inherited(lock_fd);
             crate::sys::close_inherited(chan.as_raw());
             init::run(
@@ -241,6 +257,10 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     chan.send(&Msg::Go)
         .map_err(ProcessError::from)
         .ctx(id, step)?;
+    // The debug lines of the steps of the child say what runc's say at the same points
+    // ("nsexec container setup", "child process in init()", "init: closing the pipe to signal
+    // completion"): its test suite and scripts look for them in --debug output.
+    tracing::debug!("container {id:?}: create: nsexec container setup: the stage joins and makes the namespaces");
     undo.cgroup = Some(cgroups::manager(&cgroup_cfg).ctx(id, step)?);
     undo.cgroup
         .as_mut()
@@ -274,6 +294,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                     .map_err(|e| prefer_init(fail(e.into())))?;
             }
             Msg::Pid(pid) => {
+                tracing::debug!("container {id:?}: create: child process in init(): pid {pid}");
                 undo.init = Some(pid);
                 if pid != stage {
                     // The stage forked the init and exits: reap it.
@@ -332,6 +353,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                     .map_err(|e| prefer_init(fail(e.into())))?;
             }
             Msg::Ready => {
+                tracing::debug!("container {id:?}: create: init: closing the pipe to signal completion (set up, it waits for start)");
                 timing("init ready");
                 break;
             }

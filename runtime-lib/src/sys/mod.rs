@@ -255,6 +255,40 @@ pub fn close_inherited(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
+/// The fds from `first` on that this process holds without close-on-exec: the ones it got
+/// from whoever started it (every fd the runtime opens itself is close-on-exec). Listed
+/// before a fork so that the child can close them at once ([`close_fds`]) instead of holding
+/// its caller's files until its execve.
+pub fn inherited_fds(first: RawFd) -> std::io::Result<Vec<RawFd>> {
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Some(fd) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: F_GETFD only reads the fd table.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        // The directory's own fd, open while it is listed, is close-on-exec: not listed.
+        if fd >= first && flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            fds.push(fd);
+        }
+    }
+    Ok(fds)
+}
+
+/// close(2) of each fd of a list made before the fork ([`inherited_fds`]), in the forked
+/// child. Async-signal-safe.
+pub fn close_fds(fds: &[RawFd]) {
+    for &fd in fds {
+        // SAFETY: these fds belong to no object of the runtime (they were inherited and never
+        // wrapped), so no owner will use or close them again in this process.
+        unsafe { libc::close(fd) };
+    }
+}
+
 /// Whether `fd` is open in this process.
 pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only reads the fd table.

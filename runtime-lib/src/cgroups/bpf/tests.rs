@@ -299,7 +299,7 @@ fn cgroups_bpf_runc_default_devices() {
         "1:3 is allowed as a char device only"
     );
 
-    // The console added by the caller (device_rules_for) for a terminal.
+    // A config rule that allows a device the defaults do not.
     set.push(rule("allow c 5:1 rwm"));
     let prog = check_against_reference(&set);
     assert!(decide(&prog, 'c', 5, 1, "rw"));

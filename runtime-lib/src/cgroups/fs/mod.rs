@@ -209,7 +209,7 @@ pub(crate) fn join<'a>(
         let procs = dir.join("cgroup.procs");
         write_file(&procs, &pid.to_string()).map_err(|e| CgroupError::Failed {
             path: procs.display().to_string(),
-            msg: format!("moving pid {pid} in: {e}"),
+            msg: format!("adding pid {pid}: {e}"),
         })?;
     }
     Ok(())

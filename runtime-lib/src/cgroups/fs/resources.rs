@@ -18,6 +18,7 @@ use oci_spec::runtime::{
 
 use super::{read_u64, res_err, unsupported, write_existing, write_file, FsCgroup};
 use crate::cgroups::CgroupError;
+use crate::cgroups::Mode;
 
 impl FsCgroup {
     pub(super) fn set_cpu(&self, cpu: &LinuxCpu) -> Result<(), CgroupError> {
@@ -79,9 +80,17 @@ impl FsCgroup {
                     "cgroup v2 has no real-time bandwidth control",
                 ));
             }
+            // As for the CFS pair: the kernel checks each write against the other value, so
+            // a period shrinking below the current runtime needs the runtime written first.
             if let Some(p) = cpu.realtime_period() {
-                c.set_rt_period_us(p)
-                    .map_err(|e| res_err("cpu.realtimePeriod", dir, e))?;
+                if c.set_rt_period_us(p).is_err() {
+                    if let Some(r) = cpu.realtime_runtime() {
+                        c.set_rt_runtime(r)
+                            .map_err(|e| res_err("cpu.realtimeRuntime", dir, e))?;
+                    }
+                    c.set_rt_period_us(p)
+                        .map_err(|e| res_err("cpu.realtimePeriod", dir, e))?;
+                }
             }
             if let Some(r) = cpu.realtime_runtime() {
                 c.set_rt_runtime(r)
@@ -97,9 +106,7 @@ impl FsCgroup {
             write_existing(dir, file, &burst.to_string(), "cpu.burst")?;
         }
         if let Some(idle) = cpu.idle() {
-            if !v2 {
-                return Err(unsupported("cpu.idle", "cpu.idle exists only in cgroup v2"));
-            }
+            // cgroup v2's file, which v1's cpu controller also has on newer kernels (5.15+).
             write_existing(dir, "cpu.idle", &idle.to_string(), "cpu.idle")?;
         }
         Ok(())
@@ -400,10 +407,12 @@ impl FsCgroup {
 
     pub(super) fn set_pids(&self, limit: i64) -> Result<(), CgroupError> {
         let (dir, v2) = self.require("pids", "pids")?;
-        let value = if limit > 0 {
-            MaxValue::Value(limit)
-        } else {
-            MaxValue::Max
+        // 0 is taken as 1, as runc does (systemd cannot set TasksMax=0, and both drivers
+        // should agree); a negative limit is no limit.
+        let value = match limit {
+            1.. => MaxValue::Value(limit),
+            0 => MaxValue::Value(1),
+            _ => MaxValue::Max,
         };
         PidController::new(dir.to_path_buf(), PathBuf::from("/"), v2)
             .set_pid_max(value)
@@ -504,10 +513,18 @@ impl FsCgroup {
                 ));
             }
             if ctrl != "cgroup" && !avail.split_whitespace().any(|c| c == ctrl) {
-                return Err(unsupported(
-                    &format!("unified.{k}"),
-                    format!("controller {ctrl:?} is not enabled for {}", h.dir.display()),
-                ));
+                // On a v1 or hybrid host the controllers are v1's: such a key is a config
+                // for another kind of host ("invalid configuration", runc's words).
+                let why = if self.mode == Mode::Unified {
+                    format!("controller {ctrl:?} is not enabled for {}", h.dir.display())
+                } else {
+                    format!(
+                        "invalid configuration: controller {ctrl:?} is not in the cgroup2 tree \
+                         of this v1/hybrid host ({})",
+                        h.dir.display()
+                    )
+                };
+                return Err(unsupported(&format!("unified.{k}"), why));
             }
             write_file(&h.dir.join(k), &map[k])
                 .map_err(|e| res_err(&format!("unified.{k}"), &h.dir, e))?;
