@@ -21,7 +21,7 @@ mod common;
 use common::engine::*;
 use common::*;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,9 @@ use serde_json::Value;
 /// Where podman 4.3 keeps state of root's podman whatever its configuration says: the image
 /// library's blob-info cache and the network backend's lock.
 const HOST_DIRS: [&str; 2] = ["/var/lib/containers", "/run/containers"];
+/// v1 controller names podman may make plain directories for on the tmpfs at
+/// `/sys/fs/cgroup` of a hybrid host where the controller lives on the unified hierarchy.
+const UNMOUNTED_CONTROLLERS: [&str; 4] = ["hugetlb", "net_cls", "net_prio", "perf_event"];
 
 const IMAGE: &str = "localhost/casulo.test/busybox:latest";
 
@@ -44,8 +47,8 @@ struct Suite {
     /// Every container's cgroup is under this parent, and so is conmon's: a directory at the
     /// top of each hierarchy with the cgroupfs manager, a slice with systemd's.
     cgroup_parent: String,
-    /// podman's host-wide directories (a blob-info cache, a network lock) that did not exist
-    /// before the suite: removed at the end.
+    /// podman's host-wide directories (a blob-info cache, a network lock, plain directories
+    /// for unmounted v1 controllers) that did not exist before the suite: removed at the end.
     made_host_dirs: Vec<PathBuf>,
     /// podman uses the systemd cgroup manager ([`systemd_cgroup`]): the runtime gets
     /// `--systemd-cgroup` and `SLICE:libpod:ID` paths.
@@ -71,6 +74,11 @@ impl Suite {
             made_host_dirs: HOST_DIRS
                 .iter()
                 .map(PathBuf::from)
+                .chain(
+                    UNMOUNTED_CONTROLLERS
+                        .iter()
+                        .map(|c| Path::new("/sys/fs/cgroup").join(c)),
+                )
                 .filter(|d| !d.exists())
                 .collect(),
             dir,

@@ -63,7 +63,7 @@ pub fn sh_quote(s: &str) -> String {
 /// Kill every process in the cgroup trees named `name` at the top of each hierarchy (and of
 /// a pure cgroup v2 mount), then remove the trees bottom up.
 pub fn remove_cgroup_trees(name: &str) {
-    for top in cgroup_trees(name) {
+    for top in all_tops(name).into_iter().filter(|t| t.is_dir()) {
         let mut dirs = vec![top.clone()];
         let mut i = 0;
         while i < dirs.len() {
@@ -336,11 +336,35 @@ pub fn umount_all_under(dir: &Path) {
 }
 
 /// The cgroup directories named `name` at the top of each hierarchy (and of a pure cgroup
-/// v2 mount) that exist.
+/// v2 mount) that exist. Directories on the tmpfs that holds the v1 mounts are not cgroups:
+/// engines that find a controller in /proc/cgroups without a v1 mount of its own (it is on
+/// the unified hierarchy) make plain directories there, which [`stray_cgroup_dirs`] lists.
 pub fn cgroup_trees(name: &str) -> Vec<std::path::PathBuf> {
+    all_tops(name)
+        .into_iter()
+        .filter(|t| t.is_dir() && t.parent().is_some_and(on_cgroupfs))
+        .collect()
+}
+
+/// The directories named `name` under `/sys/fs/cgroup` that are not on a cgroup filesystem.
+pub fn stray_cgroup_dirs(name: &str) -> Vec<std::path::PathBuf> {
+    all_tops(name)
+        .into_iter()
+        .filter(|t| t.is_dir() && !t.parent().is_some_and(on_cgroupfs))
+        .collect()
+}
+
+fn all_tops(name: &str) -> Vec<std::path::PathBuf> {
     let mut tops = vec![Path::new("/sys/fs/cgroup").join(name)];
     if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
         tops.extend(entries.flatten().map(|e| e.path().join(name)));
     }
-    tops.into_iter().filter(|t| t.is_dir()).collect()
+    tops
+}
+
+fn on_cgroupfs(dir: &Path) -> bool {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
+    statfs(dir).is_ok_and(|s| {
+        s.filesystem_type() == CGROUP_SUPER_MAGIC || s.filesystem_type() == CGROUP2_SUPER_MAGIC
+    })
 }
