@@ -248,11 +248,12 @@ fn exec_processes_get_theirs_or_the_containers() {
     assert!(r.ok(), "{}", r.stderr);
     assert_eq!(r.stdout.lines().collect::<Vec<_>>(), ["3 3", "idle"]);
 
-    // A bad one in process.json: refused, naming the field; the container runs on.
+    // A bad one in process.json: refused, naming the field, with the status of a failed exec
+    // (255, as runc); the container runs on.
     p["scheduler"] = json!({"policy": "SCHED_RR", "priority": 0});
     std::fs::write(&pj, serde_json::to_vec(&p).unwrap()).unwrap();
     let r = b.rt(&["exec", "--process", pj.to_str().unwrap(), &b.id]);
-    assert_eq!(r.status, Some(1), "{}", r.stderr);
+    assert_eq!(r.status, Some(255), "{}", r.stderr);
     assert!(
         r.stderr.contains("process.scheduler.priority"),
         "{}",
@@ -261,7 +262,7 @@ fn exec_processes_get_theirs_or_the_containers() {
     p["scheduler"] = json!({"policy": "SCHED_SOON"});
     std::fs::write(&pj, serde_json::to_vec(&p).unwrap()).unwrap();
     let r = b.rt(&["exec", "--process", pj.to_str().unwrap(), &b.id]);
-    assert_eq!(r.status, Some(1), "{}", r.stderr);
+    assert_eq!(r.status, Some(255), "{}", r.stderr);
     assert!(
         r.stderr.contains("process.scheduler.policy"),
         "{}",
