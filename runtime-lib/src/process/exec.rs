@@ -34,6 +34,10 @@ pub struct ExecOptions {
     /// `--cgroup [CONTROLLER:]PATH`: `(None, path)` for every hierarchy, `(Some(ctrl), path)`
     /// for the v1 hierarchy of `ctrl` (on cgroup v2 the controller only has to be enabled).
     pub sub_cgroups: Vec<(Option<String>, PathBuf)>,
+    /// The caller receives the pty master on `console_socket` itself and relays it to its own
+    /// terminal: the pty's ONLCR is then turned off before the master is sent (the caller's
+    /// terminal turns `\n` into `\r\n` once), as runc does for the terminals it relays.
+    pub relayed_terminal: bool,
 }
 
 /// The directories the exec'd process joins: the container's own, or the sub-cgroups asked for.
@@ -96,6 +100,7 @@ struct ExecPlan {
     root: Option<OwnedFd>,
     needs_fork: bool,
     preserve_fds: u32,
+    relayed_terminal: bool,
 }
 
 /// The namespaces of the init, in join order, and the name of their file under /proc/PID/ns.
@@ -191,6 +196,7 @@ pub fn exec(
         root,
         needs_fork,
         preserve_fds: opts.preserve_fds,
+        relayed_terminal: opts.relayed_terminal,
     };
     let console = super::connect_console(opts.console_socket.as_deref())?;
     // The process cannot reach a host path once inside the container: connect for it.
@@ -339,10 +345,11 @@ fn child_steps(
     nix::unistd::setsid().step("setsid")?;
     if p.terminal {
         let sock = console.as_ref().ok_or("terminal: no console socket")?;
-        let slave = super::init::open_terminal(sock.as_fd(), p.console_size).step("terminal")?;
+        let slave = super::init::open_terminal(sock.as_fd(), p.console_size, plan.relayed_terminal)
+            .step("terminal")?;
         crate::tty::set_controlling(slave).step("terminal")?;
     }
-    let exe =
+    let launch =
         super::init::finish_process(p, &proc, plan.seccomp.as_ref(), plan.preserve_fds, agent)?;
     drop(proc);
     if let Some(s) = plan
@@ -352,6 +359,6 @@ fn child_steps(
     {
         s.load().step("seccomp")?;
     }
-    let errno = crate::sys::execve(&exe, &p.args, &p.env);
-    Err(format!("exec {exe:?}: {errno}"))
+    let errno = crate::sys::execve(&launch.exe, &p.args, &p.env, launch.home.as_deref());
+    Err(format!("exec {:?}: {errno}", launch.exe))
 }

@@ -14,6 +14,7 @@
 //! The runtime and the init talk over a SOCK_SEQPACKET socketpair ([`channel`]).
 
 pub mod channel;
+pub mod env;
 pub mod exec;
 pub mod fifo;
 pub mod foreground;
@@ -83,7 +84,11 @@ pub struct CreateOptions {
 #[derive(Debug, Clone)]
 pub struct ProcessPlan {
     pub args: Vec<CString>,
+    /// process.env checked and deduplicated ([`env::prepare`]).
     pub env: Vec<CString>,
+    /// `HOME` is unset or empty in `env`: the child takes it from the container's
+    /// `/etc/passwd` ([`env::home_of`]).
+    pub needs_home: bool,
     /// PATH from the process env, to find `args[0]`.
     pub path_dirs: Vec<PathBuf>,
     pub cwd: PathBuf,
@@ -133,6 +138,29 @@ fn cstring(what: &str, s: &[u8]) -> Result<CString, ProcessError> {
     CString::new(s).map_err(|_| ProcessError::Invalid(format!("{what} contains a NUL byte")))
 }
 
+/// For a process object whose typed parse failed: accept what the reference runtime accepts
+/// and the typed parse does not. A missing `user` is uid 0 and gid 0; capability names that
+/// name no capability are left out with a warning; scheduler and I/O priority values are
+/// checked and respelled ([`scheduling::fix_json`]). Returns whether it changed anything (a
+/// retry may then succeed).
+pub(crate) fn fix_process_json(process: &mut serde_json::Value) -> Result<bool, String> {
+    let mut changed = scheduling::fix_json(process)?;
+    if let Some(obj) = process.as_object_mut() {
+        if !obj.contains_key("user") {
+            obj.insert("user".into(), serde_json::json!({}));
+            changed = true;
+        }
+    }
+    if let Some(caps) = process.get_mut("capabilities") {
+        let unknown = crate::security::drop_unknown_capabilities(caps);
+        if !unknown.is_empty() {
+            crate::security::warn_ignored_capabilities(&unknown);
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
 /// The namespace a sysctl key belongs to, for the check that the container owns it.
 fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
     const IPC: [&str; 8] = [
@@ -170,10 +198,7 @@ impl ProcessPlan {
             .map(|a| cstring("process.args", a.as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
         let env_strings: Vec<String> = process.env().clone().unwrap_or_default();
-        let env = env_strings
-            .iter()
-            .map(|e| cstring("process.env", e.as_bytes()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let prepared = env::prepare(&env_strings)?;
         let path_dirs = env_strings
             .iter()
             .rev()
@@ -204,7 +229,8 @@ impl ProcessPlan {
         }
         let plan = ProcessPlan {
             args,
-            env,
+            env: prepared.env,
+            needs_home: prepared.needs_home,
             path_dirs,
             cwd: process.cwd().clone(),
             uid: user.uid(),
