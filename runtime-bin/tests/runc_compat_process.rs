@@ -344,3 +344,32 @@ fn time_offsets_with_a_user_namespace() {
         r.stdout
     );
 }
+
+/// SCHED_DEADLINE in a container whose cgroup limits its CPUs: the kernel refuses it, and
+/// the error says why in runc's words.
+#[test]
+fn deadline_scheduler_with_limited_cpus_says_why() {
+    if !can_run("deadline_scheduler_with_limited_cpus_says_why") {
+        return;
+    }
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("SKIP deadline_scheduler_with_limited_cpus_says_why: needs two CPUs");
+        return;
+    }
+    let mut b = Bundle::new("prcdeadline", &["true"]);
+    b.config["linux"]["resources"]["cpu"] = json!({"cpus": "0"});
+    b.config["process"]["scheduler"] = json!({
+        "policy": "SCHED_DEADLINE", "nice": 19,
+        "runtime": 42000, "deadline": 1000000, "period": 1000000
+    });
+    b.save();
+    let r = b.run();
+    assert_eq!(r.status, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("process scheduler can't be used together with AllowedCPUs"),
+        "{}",
+        r.stderr
+    );
+    assert!(b.leftovers().is_empty(), "{:#?}", b.leftovers());
+}

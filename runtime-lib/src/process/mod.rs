@@ -280,6 +280,11 @@ impl InitPlan {
 
         let mut process_plan = ProcessPlan::from_spec(process, opts.console_socket.is_some())?;
         process_plan.personality = personality_plan(linux)?;
+        process_plan.scheduling.cpus_limited = linux
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.cpu().as_ref())
+            .and_then(|c| c.cpus().as_deref())
+            .is_some_and(|cpus| !cpus.trim().is_empty());
         process_plan.memory_policy = linux
             .and_then(|l| l.memory_policy().as_ref())
             .map(MemPolicyPlan::from_spec)
