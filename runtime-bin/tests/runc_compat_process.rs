@@ -4,10 +4,12 @@
 //! one value per name), `exec --process` without `user`, a cwd only root can enter,
 //! capability names the runtime does not know, `exec --cap` spellings, the hooks (their place
 //! in the error, the startContainer hooks' environment and seccomp filter, the
-//! createContainer hooks' working directory) and time offsets in a user namespace.
+//! createContainer hooks' working directory), time offsets in a user namespace, the CPU
+//! affinity of the container's processes (`process.execCPUAffinity`, and the reset of the
+//! runtime's own).
 mod common;
 
-use common::{can_run, cap_field, is_casulo, Bundle};
+use common::{can_run, cap_field, fails_cleanly, is_casulo, output_within, runtime, Bundle};
 use serde_json::json;
 
 /// The pty output of a foreground `run` or `exec -t` arrives as the program wrote it: `\n`,
@@ -372,4 +374,148 @@ fn deadline_scheduler_with_limited_cpus_says_why() {
         r.stderr
     );
     assert!(b.leftovers().is_empty(), "{:#?}", b.leftovers());
+}
+
+/// The first two CPUs this test may run on (None with fewer).
+fn two_cpus() -> Option<(usize, usize)> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+    let mut cpus = (0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false));
+    Some((cpus.next()?, cpus.next()?))
+}
+
+/// The value of the `Cpus_allowed_list:` line of a /proc/PID/status printed in `out`.
+fn cpus_allowed(out: &str) -> Option<&str> {
+    out.lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(str::trim)
+}
+
+/// `process.execCPUAffinity`: `initial` while the exec'd process joins the container (which
+/// `--debug` reports as runc does), `final` from then on; an exec's own process config wins
+/// over config.json's.
+#[test]
+fn exec_cpu_affinity_initial_and_final() {
+    if !can_run("exec_cpu_affinity_initial_and_final") {
+        return;
+    }
+    let Some((a, b2)) = two_cpus() else {
+        eprintln!("SKIP exec_cpu_affinity_initial_and_final: needs two CPUs");
+        return;
+    };
+    let mut b = Bundle::new("prcaffinity", &["sleep", "100"]);
+    b.config["process"]["execCPUAffinity"] =
+        json!({"initial": a.to_string(), "final": b2.to_string()});
+    b.save();
+    let r = b.run_detached();
+    assert!(r.ok(), "{}", r.stderr);
+
+    let status = ["grep", "Cpus_allowed_list", "/proc/self/status"];
+    let mut args = vec!["--debug", "exec", &b.id];
+    args.extend(status);
+    let r = b.rt(&args);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(
+        cpus_allowed(&r.stdout),
+        Some(b2.to_string().as_str()),
+        "{}",
+        r.stdout
+    );
+    let mask = format!(": affinity: {:#x}", 1u128 << a);
+    assert!(r.stderr.contains(&mask), "{mask} in {}", r.stderr);
+
+    let process = b.dir.join("process.json");
+    std::fs::write(
+        &process,
+        json!({"args": status, "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"],
+               "execCPUAffinity": {"initial": b2.to_string(), "final": format!(" {a}, ")}})
+        .to_string(),
+    )
+    .unwrap();
+    let r = b.rt(&["exec", "--process", process.to_str().unwrap(), &b.id]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(
+        cpus_allowed(&r.stdout),
+        Some(a.to_string().as_str()),
+        "{}",
+        r.stdout
+    );
+}
+
+/// A process given no affinity does not inherit the runtime's (`taskset -c N runtime run`):
+/// it may run on every CPU, the init as an exec'd process.
+#[test]
+fn cpu_affinity_of_the_runtime_is_not_inherited() {
+    if !can_run("cpu_affinity_of_the_runtime_is_not_inherited") {
+        return;
+    }
+    let Some((a, _)) = two_cpus() else {
+        eprintln!("SKIP cpu_affinity_of_the_runtime_is_not_inherited: needs two CPUs");
+        return;
+    };
+    if !common::engine::on_path("taskset") {
+        eprintln!("SKIP cpu_affinity_of_the_runtime_is_not_inherited: needs taskset");
+        return;
+    }
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let own = cpus_allowed(&own).unwrap().to_string();
+    let pinned = |b: &Bundle, args: &[&str]| {
+        let mut c = std::process::Command::new("taskset");
+        c.args(["-c", &a.to_string()])
+            .arg(runtime())
+            .arg("--root")
+            .arg(&b.root)
+            .args(b.cgroup_flags())
+            .args(args)
+            .current_dir(&b.dir);
+        output_within(c, std::time::Duration::from_secs(20))
+    };
+    let b = Bundle::new(
+        "prcaffreset",
+        &["grep", "Cpus_allowed_list", "/proc/self/status"],
+    );
+    let r = pinned(&b, &["run", "--bundle", b.dir.to_str().unwrap(), &b.id]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(cpus_allowed(&r.stdout), Some(own.as_str()), "{}", r.stdout);
+    drop(b);
+
+    let b = Bundle::new("prcaffresetexec", &["sleep", "100"]);
+    let r = pinned(
+        &b,
+        &[
+            "run",
+            "--detach",
+            "--bundle",
+            b.dir.to_str().unwrap(),
+            &b.id,
+        ],
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    let r = pinned(
+        &b,
+        &[
+            "exec",
+            &b.id,
+            "grep",
+            "Cpus_allowed_list",
+            "/proc/self/status",
+        ],
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(cpus_allowed(&r.stdout), Some(own.as_str()), "{}", r.stdout);
+}
+
+/// A CPU list that names no CPU properly is refused when the container is created, naming
+/// the field, whether the typed parse takes it (a range that goes down) or not (a word).
+#[test]
+fn bad_cpu_affinity_lists_are_refused() {
+    if !can_run("bad_cpu_affinity_lists_are_refused") {
+        return;
+    }
+    for (field, list) in [("final", "3-1"), ("initial", "one")] {
+        let mut b = Bundle::new("prcaffbad", &["true"]);
+        b.config["process"]["execCPUAffinity"] = json!({ field: list });
+        b.save();
+        let r = b.create();
+        fails_cleanly(&b, &r, &format!("process.execCPUAffinity.{field}"));
+    }
 }

@@ -13,6 +13,7 @@
 //!
 //! The runtime and the init talk over a SOCK_SEQPACKET socketpair ([`channel`]).
 
+pub mod affinity;
 pub mod channel;
 pub mod env;
 pub mod exec;
@@ -112,6 +113,9 @@ pub struct ProcessPlan {
     pub personality: Option<PersonalityPlan>,
     /// linux.memoryPolicy: the container's, set by the caller like `personality`.
     pub memory_policy: Option<MemPolicyPlan>,
+    /// process.execCPUAffinity, checked. Only `exec` applies it: the spec says it is not for
+    /// the container's init.
+    pub affinity: affinity::AffinityPlan,
 }
 
 /// Everything the init does, decided before the fork.
@@ -141,10 +145,11 @@ fn cstring(what: &str, s: &[u8]) -> Result<CString, ProcessError> {
 /// For a process object whose typed parse failed: accept what the reference runtime accepts
 /// and the typed parse does not. A missing `user` is uid 0 and gid 0; capability names that
 /// name no capability are left out with a warning; scheduler and I/O priority values are
-/// checked and respelled ([`scheduling::fix_json`]). Returns whether it changed anything (a
-/// retry may then succeed).
+/// checked and respelled ([`scheduling::fix_json`]), and so are CPU lists
+/// ([`affinity::fix_json`]). Returns whether it changed anything (a retry may then succeed).
 pub(crate) fn fix_process_json(process: &mut serde_json::Value) -> Result<bool, String> {
     let mut changed = scheduling::fix_json(process)?;
+    changed |= affinity::fix_json(process)?;
     if let Some(obj) = process.as_object_mut() {
         if !obj.contains_key("user") {
             obj.insert("user".into(), serde_json::json!({}));
@@ -256,6 +261,7 @@ impl ProcessPlan {
             scheduling: SchedulingPlan::from_spec(process)?,
             personality: None,
             memory_policy: None,
+            affinity: affinity::AffinityPlan::from_spec(process.exec_cpu_affinity().as_ref())?,
         };
         Ok(plan)
     }

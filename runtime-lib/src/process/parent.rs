@@ -291,6 +291,9 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 cg.apply(pid).ctx(id, step).map_err(prefer_init)?;
                 saved.cgroup_paths = cg.paths();
                 cg.set(&resources).ctx(id, step).map_err(prefer_init)?;
+                // Every CPU of the container's cpuset, not the runtime's own affinity
+                // (`taskset -c 0 casulo run`): the spec's execCPUAffinity is not for the init.
+                super::affinity::reset(pid);
                 timing("init in its cgroup");
                 if let Some(devices) = &plan.net_devices {
                     // Before the init learns the state: nothing of the container, hooks
