@@ -6,7 +6,7 @@
 //! in the error, the startContainer hooks' environment and seccomp filter, the
 //! createContainer hooks' working directory), time offsets in a user namespace, the CPU
 //! affinity of the container's processes (`process.execCPUAffinity`, and the reset of the
-//! runtime's own).
+//! runtime's own) and seccomp (the filter flags, an agent that is not there).
 mod common;
 
 use common::{can_run, cap_field, fails_cleanly, is_casulo, output_within, runtime, Bundle};
@@ -518,4 +518,62 @@ fn bad_cpu_affinity_lists_are_refused() {
         let r = b.create();
         fails_cleanly(&b, &r, &format!("process.execCPUAffinity.{field}"));
     }
+}
+
+/// `--debug` names the flags the filter is loaded with; without `flags` in the profile that
+/// is SECCOMP_FILTER_FLAG_SPEC_ALLOW (4) where the kernel has it, as with runc; an empty list
+/// is no flag.
+#[test]
+fn seccomp_filter_flags_are_logged() {
+    if !can_run("seccomp_filter_flags_are_logged") {
+        return;
+    }
+    let features = std::process::Command::new(runtime())
+        .arg("features")
+        .output()
+        .unwrap();
+    let features: serde_json::Value = serde_json::from_slice(&features.stdout).unwrap();
+    let spec_allow = features["linux"]["seccomp"]["supportedFlags"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("SECCOMP_FILTER_FLAG_SPEC_ALLOW"));
+    let absent = if spec_allow { 4 } else { 0 };
+    for (flags, want) in [
+        (None, absent),
+        (Some(json!([])), 0),
+        (Some(json!(["SECCOMP_FILTER_FLAG_LOG"])), 2),
+    ] {
+        let mut b = Bundle::new("prcscflags", &["true"]);
+        let mut profile = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]});
+        if let Some(f) = flags {
+            profile["flags"] = f;
+        }
+        b.config["linux"]["seccomp"] = profile;
+        b.save();
+        let r = b.rt(&["--debug", "run", "--bundle", b.dir.to_str().unwrap(), &b.id]);
+        assert!(r.ok(), "{}", r.stderr);
+        let line = format!("\"seccomp filter flags: {want}\"");
+        assert!(r.stderr.contains(&line), "{line} in {}", r.stderr);
+    }
+}
+
+/// A seccomp agent that is not listening: create fails in runc's words.
+#[test]
+fn missing_seccomp_agent_is_named_in_runc_words() {
+    if !can_run("missing_seccomp_agent_is_named_in_runc_words") {
+        return;
+    }
+    let mut b = Bundle::new("prcnoagent", &["true"]);
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": b.dir.join("no-agent.sock"),
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]});
+    b.save();
+    let r = b.run();
+    assert!(
+        r.stderr.contains("failed to connect with seccomp agent"),
+        "{}",
+        r.stderr
+    );
+    fails_cleanly(&b, &r, "no-agent.sock");
 }
