@@ -93,23 +93,27 @@ fn bad_policies_refused() {
         ),
         (
             json!({"mode": "MPOL_DEFAULT", "nodes": "0-7"}),
-            "linux.memoryPolicy.nodes: MPOL_DEFAULT takes no nodes",
+            "mode requires 0 nodes but got 8",
         ),
         (
             json!({"mode": "MPOL_INTERLEAVE"}),
             "linux.memoryPolicy.nodes: MPOL_INTERLEAVE needs at least one node",
         ),
         (
+            json!({"nodes": "0-7"}),
+            "linux.memoryPolicy.mode: invalid memory policy mode",
+        ),
+        (
             json!({"mode": "INTERLEAVE", "nodes": "0"}),
-            "linux.memoryPolicy.mode: unknown mode",
+            "linux.memoryPolicy.mode: invalid memory policy mode",
         ),
         (
             json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_RELATIVE_NODES", "badflag"]}),
-            "linux.memoryPolicy.flags[1]: unknown flag",
+            "linux.memoryPolicy.flags[1]: invalid memory policy flag",
         ),
         (
             json!({"mode": "MPOL_BIND", "nodes": "0-9876543210"}),
-            "linux.memoryPolicy.nodes",
+            "linux.memoryPolicy.nodes: invalid memory policy node",
         ),
     ] {
         let mut b = Bundle::new("mpolbad", &["true"]);

@@ -125,7 +125,7 @@ pub fn parse_spec(text: &[u8]) -> Result<Spec, String> {
         reparse(text, e, |v| {
             let mut changed = false;
             if let Some(p) = v.get_mut("process") {
-                changed |= crate::process::scheduling::fix_json(p)?;
+                changed |= crate::process::fix_process_json(p)?;
             }
             if let Some(l) = v.get("linux") {
                 crate::process::personality::check_json(l)?;
@@ -138,7 +138,7 @@ pub fn parse_spec(text: &[u8]) -> Result<Spec, String> {
 
 /// Parse a process object (`exec --process`) the way [`parse_spec`] parses config.json's.
 pub fn parse_process(text: &[u8]) -> Result<oci_spec::runtime::Process, String> {
-    serde_json::from_slice(text).or_else(|e| reparse(text, e, crate::process::scheduling::fix_json))
+    serde_json::from_slice(text).or_else(|e| reparse(text, e, crate::process::fix_process_json))
 }
 
 /// The slow path of a typed parse that failed: look at the document as plain JSON, where the

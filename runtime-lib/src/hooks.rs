@@ -1,7 +1,9 @@
 //! OCI hooks: run each hook with the container state JSON on stdin, its own args and env,
 //! and its timeout.
 //!
-//! A hook gets exactly the environment its `env` lists (nothing of the runtime's), `args` as its
+//! A hook gets exactly the environment its `env` lists (nothing of the runtime's; a
+//! startContainer hook without `env` gets the container process's, see
+//! [`run_hooks_with_env`]), `args` as its
 //! argv (`argv[0]` included; the path when `args` is absent), the state on a pipe that is closed
 //! once written, and its stdout discarded. Its stderr is captured (the last
 //! [`STDERR_TAIL`] bytes) and put in the error when it fails. Waiting uses a pidfd and `poll`,
@@ -26,36 +28,46 @@ const FALLBACK_TICK: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    #[error("{kind} hook {path}: {msg}")]
+    #[error("error running {kind} hook #{index}: {path}: {msg}")]
     Failed {
         kind: &'static str,
-        path: String,
+        /// The hook's place in its list, from 0.
+        index: usize,
+        path: Box<str>,
         msg: String,
     },
-    #[error("{kind} hook {path}: invalid timeout {timeout}: it must be greater than zero")]
+    #[error("error running {kind} hook #{index}: {path}: invalid timeout {timeout}: it must be greater than zero")]
     InvalidTimeout {
         kind: &'static str,
-        path: String,
+        /// The hook's place in its list, from 0.
+        index: usize,
+        path: Box<str>,
         timeout: i64,
     },
-    #[error("{kind} hook {path}: {step}: {source}")]
+    #[error("error running {kind} hook #{index}: {path}: {step}: {source}")]
     Sys {
         kind: &'static str,
-        path: String,
+        /// The hook's place in its list, from 0.
+        index: usize,
+        path: Box<str>,
         step: &'static str,
         source: Errno,
     },
-    #[error("{kind} hook {path}: timed out after {secs}s{}", stderr_suffix(.stderr))]
+    #[error("error running {kind} hook #{index}: {path}: timed out after {secs}s{}", stderr_suffix(.stderr))]
     Timeout {
         kind: &'static str,
-        path: String,
+        /// The hook's place in its list, from 0.
+        index: usize,
+        path: Box<str>,
         secs: i64,
         stderr: String,
     },
-    #[error("{kind} hook {path}: {status}{}", stderr_suffix(.stderr))]
+    #[error("error running {kind} hook #{index}: {path}: {status}{}", stderr_suffix(.stderr))]
     Exit {
         kind: &'static str,
-        path: String,
+        /// The hook's place in its list, from 0.
+        index: usize,
+        path: Box<str>,
         /// "exited with status N" or "killed by signal SIGX".
         status: String,
         stderr: String,
@@ -73,22 +85,42 @@ fn stderr_suffix(stderr: &str) -> String {
 /// Run `hooks` in order, each with `state_json` on its stdin. Stops at the first failure.
 /// `kind` is the hook point's name as the spec spells it ("prestart", "createRuntime", ...).
 pub fn run_hooks(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<(), HookError> {
-    for hook in hooks {
-        run_hook(kind, hook, state_json)?;
+    run_hooks_with_env(kind, hooks, state_json, None)
+}
+
+/// [`run_hooks`], where a hook whose config has no `env` at all gets `default_env` (`NAME=value`
+/// entries) instead of an empty environment. The startContainer hooks get the container
+/// process's environment this way, as they have with runc (the spec leaves it open).
+pub fn run_hooks_with_env(
+    kind: &'static str,
+    hooks: &[Hook],
+    state_json: &[u8],
+    default_env: Option<&[std::ffi::CString]>,
+) -> Result<(), HookError> {
+    for (index, hook) in hooks.iter().enumerate() {
+        run_hook(kind, index, hook, state_json, default_env)?;
     }
     Ok(())
 }
 
-/// Run one hook to completion (or until its timeout).
-pub fn run_hook(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<(), HookError> {
-    let path = hook.path().display().to_string();
+/// Run one hook, the `index`th of its list, to completion (or until its timeout).
+pub fn run_hook(
+    kind: &'static str,
+    index: usize,
+    hook: &Hook,
+    state_json: &[u8],
+    default_env: Option<&[std::ffi::CString]>,
+) -> Result<(), HookError> {
+    let path: Box<str> = hook.path().display().to_string().into();
     let failed = |msg: String| HookError::Failed {
         kind,
+        index,
         path: path.clone(),
         msg,
     };
     let sys = |step: &'static str, source: Errno| HookError::Sys {
         kind,
+        index,
         path: path.clone(),
         step,
         source,
@@ -98,6 +130,7 @@ pub fn run_hook(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<()
         Some(t) if t <= 0 => {
             return Err(HookError::InvalidTimeout {
                 kind,
+                index,
                 path: path.clone(),
                 timeout: t,
             })
@@ -117,14 +150,30 @@ pub fn run_hook(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<()
         }
     }
     cmd.env_clear();
-    for entry in hook.env().as_deref().unwrap_or_default() {
-        let (key, value) = entry
-            .split_once('=')
-            .ok_or_else(|| failed(format!("env entry {entry:?} is not KEY=VALUE")))?;
-        if key.is_empty() {
-            return Err(failed(format!("env entry {entry:?} has an empty name")));
+    match (hook.env().as_deref(), default_env) {
+        (Some(list), _) => {
+            for entry in list {
+                let (key, value) = entry
+                    .split_once('=')
+                    .ok_or_else(|| failed(format!("env entry {entry:?} is not KEY=VALUE")))?;
+                if key.is_empty() {
+                    return Err(failed(format!("env entry {entry:?} has an empty name")));
+                }
+                cmd.env(key, value);
+            }
         }
-        cmd.env(key, value);
+        (None, Some(list)) => {
+            use std::os::unix::ffi::OsStrExt;
+            for entry in list {
+                let bytes = entry.as_bytes();
+                // Checked when the process environment was prepared: NAME=value.
+                if let Some(eq) = bytes.iter().position(|&b| b == b'=') {
+                    let key = std::ffi::OsStr::from_bytes(&bytes[..eq]);
+                    cmd.env(key, std::ffi::OsStr::from_bytes(&bytes[eq + 1..]));
+                }
+            }
+        }
+        (None, None) => {}
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -147,6 +196,7 @@ pub fn run_hook(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<()
             drop(guard); // kills and reaps
             return Err(HookError::Timeout {
                 kind,
+                index,
                 path,
                 secs: timeout.unwrap_or_default(),
                 stderr: tail_text(&stderr),
@@ -163,6 +213,7 @@ pub fn run_hook(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<()
     }
     Err(HookError::Exit {
         kind,
+        index,
         path,
         status: describe_status(status),
         stderr: tail_text(&stderr),
@@ -183,12 +234,29 @@ fn describe_status(status: ExitStatus) -> String {
         format!("exited with status {code}")
     } else if let Some(sig) = status.signal() {
         match Signal::try_from(sig) {
-            Ok(s) => format!("killed by signal {}", s.as_str()),
+            Ok(s) => match signal_text(s) {
+                Some(text) => format!("killed by signal {} ({text})", s.as_str()),
+                None => format!("killed by signal {}", s.as_str()),
+            },
             Err(_) => format!("killed by signal {sig}"),
         }
     } else {
         format!("ended with wait status {:#x}", status.into_raw())
     }
+}
+
+/// What the signals that usually end a failing hook mean, in the C library's words: a hook
+/// that a seccomp filter stops is "killed by signal SIGSYS (bad system call)".
+fn signal_text(s: Signal) -> Option<&'static str> {
+    Some(match s {
+        Signal::SIGSYS => "bad system call",
+        Signal::SIGSEGV => "segmentation fault",
+        Signal::SIGBUS => "bus error",
+        Signal::SIGABRT => "aborted",
+        Signal::SIGILL => "illegal instruction",
+        Signal::SIGFPE => "floating point exception",
+        _ => return None,
+    })
 }
 
 fn tail_text(bytes: &[u8]) -> String {
@@ -412,8 +480,8 @@ impl Tail {
 /// Run every hook of `hooks`, as the spec wants for poststart and poststop: a failure is
 /// logged as a warning and the remaining hooks still run.
 pub fn run_hooks_warn(kind: &'static str, hooks: &[Hook], state_json: &[u8], id: &str) {
-    for hook in hooks {
-        if let Err(e) = run_hook(kind, hook, state_json) {
+    for (index, hook) in hooks.iter().enumerate() {
+        if let Err(e) = run_hook(kind, index, hook, state_json, None) {
             tracing::warn!("container {id:?}: {e}");
         }
     }
@@ -449,6 +517,10 @@ mod tests {
         assert_eq!(
             describe_status(ExitStatus::from_raw(libc::SIGKILL)),
             "killed by signal SIGKILL"
+        );
+        assert_eq!(
+            describe_status(ExitStatus::from_raw(libc::SIGSYS)),
+            "killed by signal SIGSYS (bad system call)"
         );
     }
 }

@@ -274,6 +274,18 @@ pub fn write_id_maps(pid: i32, uid_map: &str, gid_map: &str) -> Result<(), Names
     Ok(())
 }
 
+/// In the runtime: write the clock offsets of the new time namespace that process `pid` made
+/// for its children. In a new user namespace the process cannot do it itself: it is not
+/// dumpable, so its /proc files belong to the host's root, which it is not.
+pub fn write_time_offsets(pid: i32, offsets: &str) -> Result<(), NamespaceError> {
+    let path = format!("/proc/{pid}/timens_offsets");
+    std::fs::write(&path, offsets.as_bytes()).map_err(|source| NamespaceError::Map {
+        what: "timens_offsets",
+        pid,
+        source,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

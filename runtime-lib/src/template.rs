@@ -119,8 +119,7 @@ fn default_spec_value(rootless: bool, host_uid: u32, host_gid: u32) -> Value {
             "capabilities": {
                 "bounding": caps,
                 "effective": caps,
-                "permitted": caps,
-                "ambient": caps
+                "permitted": caps
             },
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": true

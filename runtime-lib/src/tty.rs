@@ -327,6 +327,16 @@ pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), T
     set_winsize(fd, &ws).map_err(sys("set window size (TIOCSWINSZ)"))
 }
 
+/// Turn off ONLCR on the pty of `master`: the container's `\n` then reaches the reader as
+/// `\n`, not `\r\n`. For a pty the runtime itself proxies to its caller (the caller's own
+/// terminal, in raw mode, does that translation once), as runc does for the ptys it receives;
+/// a pty handed to a console socket keeps the kernel's default.
+pub fn disable_onlcr(master: BorrowedFd<'_>) -> Result<(), TtyError> {
+    let mut t = tcgetattr(master).map_err(sys("read pty settings"))?;
+    t.output_flags.remove(nix::sys::termios::OutputFlags::ONLCR);
+    tcsetattr(master, SetArg::TCSANOW, &t).map_err(sys("turn off ONLCR on the pty"))
+}
+
 /// Copy the window size of the terminal `from` to the pty master `to`.
 pub fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), TtyError> {
     let ws = get_winsize(from).map_err(sys("read window size (TIOCGWINSZ)"))?;

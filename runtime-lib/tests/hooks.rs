@@ -3,7 +3,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use casulo::hooks::{run_hooks, HookError, STDERR_TAIL};
+use casulo::hooks::{run_hooks, run_hooks_with_env, HookError, STDERR_TAIL};
 use oci_spec::runtime::{Hook, HookBuilder};
 
 /// A private scratch directory removed on drop, even when the test fails.
@@ -121,6 +121,51 @@ fn hooks_env_is_exactly_the_hook_env() {
     assert_eq!(entries, want);
 }
 
+/// The NUL-separated entries of an environ file, sorted.
+fn environ_entries(path: &Path) -> Vec<String> {
+    let mut entries: Vec<String> = fs::read(path)
+        .unwrap()
+        .split(|b| *b == 0)
+        .filter(|e| !e.is_empty())
+        .map(|e| String::from_utf8(e.to_vec()).unwrap())
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[test]
+fn hooks_without_env_get_the_default_env_when_given() {
+    // A startContainer hook without env gets the process's environment (as with runc); one
+    // with env gets exactly that.
+    let dir = Scratch::new("defaultenv");
+    let out = dir.path("environ");
+    let script = format!("cat /proc/$$/environ > {}", out.display());
+    let bare = HookBuilder::default()
+        .path("/bin/sh")
+        .args(vec!["sh".to_string(), "-c".to_string(), script.clone()])
+        .build()
+        .unwrap();
+    let default = [c"ONE=two".to_owned(), c"HOME=/root".to_owned()];
+    run_hooks_with_env("startContainer", &[bare], b"{}", Some(&default)).unwrap();
+    assert_eq!(environ_entries(&out), ["HOME=/root", "ONE=two"]);
+    let own = sh_hook(&script, &out);
+    run_hooks_with_env("startContainer", &[own], b"{}", Some(&default)).unwrap();
+    assert_eq!(environ_entries(&out), [format!("OUT={}", out.display())]);
+}
+
+#[test]
+fn hooks_failure_names_the_hooks_place_in_its_list() {
+    let dir = Scratch::new("index");
+    let ok = sh_hook("true", &dir.path("unused"));
+    let failing = sh_hook("exit 1", &dir.path("unused"));
+    let err = run_hooks("createRuntime", &[ok, failing], b"{}").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("error running createRuntime hook #1: /bin/sh: exited with status 1"),
+        "{err}"
+    );
+}
+
 #[test]
 fn hooks_without_env_get_an_empty_environment() {
     // No env at all: the hook reads a script from stdin that records its own environ size.
@@ -185,7 +230,7 @@ fn hooks_timeout_kills_the_hook() {
     assert!(matches!(err, HookError::Timeout { secs: 1, .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
-        msg.starts_with("prestart hook /bin/sh: timed out after 1s"),
+        msg.starts_with("error running prestart hook #0: /bin/sh: timed out after 1s"),
         "{msg}"
     );
     assert!(msg.contains("waiting"), "stderr tail missing: {msg}");
@@ -237,7 +282,7 @@ fn hooks_failure_names_kind_path_status_and_stderr() {
     let msg = err.to_string();
     assert_eq!(
         msg,
-        "createContainer hook /bin/sh: exited with status 3: stderr: first line\nboom"
+        "error running createContainer hook #0: /bin/sh: exited with status 3: stderr: first line\nboom"
     );
     assert!(!out.exists(), "hooks after a failing one must not run");
 }
@@ -249,7 +294,7 @@ fn hooks_killed_by_signal_is_reported() {
     let err = run_hooks("poststop", &[hook], b"{}").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "poststop hook /bin/sh: killed by signal SIGTERM"
+        "error running poststop hook #0: /bin/sh: killed by signal SIGTERM"
     );
 }
 
@@ -283,7 +328,9 @@ fn hooks_missing_binary_reports_enoent() {
     let err = run_hooks("prestart", &[hook], b"{}").unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.starts_with("prestart hook /nonexistent/casulo-no-such-hook: spawn: ENOENT"),
+        msg.starts_with(
+            "error running prestart hook #0: /nonexistent/casulo-no-such-hook: spawn: ENOENT"
+        ),
         "{msg}"
     );
 }
@@ -297,7 +344,10 @@ fn hooks_non_executable_reports_eacces() {
     let err = run_hooks("poststart", &[hook], b"{}").unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.starts_with(&format!("poststart hook {}: spawn: EACCES", file.display())),
+        msg.starts_with(&format!(
+            "error running poststart hook #0: {}: spawn: EACCES",
+            file.display()
+        )),
         "{msg}"
     );
 }

@@ -667,6 +667,41 @@ fn seccomp_default_action_errno_with_allow_list() {
 }
 
 #[test]
+fn seccomp_syscalls_newer_than_the_profile_get_enosys() {
+    // An allow-list denying with EPERM: a syscall the profile does not name but whose number
+    // is below the highest it names is denied with EPERM; a number above all of them (1000:
+    // newer than any kernel's syscalls) is taken for a syscall the profile predates, ENOSYS.
+    let plan = seccomp(
+        r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+            {"names":["exit","exit_group","getpid","getppid"],"action":"SCMP_ACT_ALLOW"}]}"#,
+    );
+    let end = in_child(|| {
+        if set_no_new_privs().is_err() || plan.load().is_err() {
+            return 1;
+        }
+        if raw_syscall(libc::SYS_getpid, 0, 0) <= 0 {
+            return 2;
+        }
+        if raw_syscall(libc::SYS_getuid, 0, 0) != -(libc::EPERM as i64) {
+            return 3;
+        }
+        if raw_syscall(1000, 0, 0) != -(libc::ENOSYS as i64) {
+            return 4;
+        }
+        0
+    });
+    assert_passed(
+        end,
+        &[
+            "load",
+            "getpid allowed",
+            "getuid (older than exit_group) -> EPERM",
+            "syscall 1000 -> ENOSYS",
+        ],
+    );
+}
+
+#[test]
 fn seccomp_load_needs_nnp_or_cap_sys_admin() {
     if !is_root() {
         return;

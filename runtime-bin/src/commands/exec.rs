@@ -123,10 +123,14 @@ fn build_process(a: &Args, base: Option<&Process>) -> Result<Process, String> {
     }
     if !a.cap.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
+        let mut unknown = Vec::new();
         for c in &a.cap {
-            let cap: Capability = c
-                .parse()
-                .map_err(|_| format!("--cap {c:?}: unknown capability"))?;
+            // Read as config.json's names are read: CAP_KILL or KILL, any case. One that
+            // names no capability is left out with a warning, as a config's would be.
+            let Ok(cap) = serde_json::from_value::<Capability>(c.as_str().into()) else {
+                unknown.push(c.as_str());
+                continue;
+            };
             let add = |set: &Option<std::collections::HashSet<Capability>>| {
                 let mut s = set.clone().unwrap_or_default();
                 s.insert(cap);
@@ -141,6 +145,9 @@ fn build_process(a: &Args, base: Option<&Process>) -> Result<Process, String> {
             }
         }
         p.set_capabilities(Some(caps));
+        if !unknown.is_empty() {
+            casulo::security::warn_ignored_capabilities(unknown);
+        }
     }
     if let Some(l) = &a.process_label {
         p.set_selinux_label(Some(l.clone()));
@@ -173,11 +180,14 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
                 None => vec![(None, PathBuf::from(s))],
             })
             .collect(),
+        relayed_terminal: false,
     };
     let listener = if terminal && opts.console_socket.is_none() && !a.detach {
         let l = casulo::tty::ConsoleListener::new()
             .map_err(|e| format!("container {:?}: exec: {e}", a.id))?;
         opts.console_socket = Some(l.path().to_path_buf());
+        // We relay it to our own terminal: `\n` must reach it as `\n`.
+        opts.relayed_terminal = true;
         Some(l)
     } else {
         None

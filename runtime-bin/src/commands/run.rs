@@ -1,3 +1,4 @@
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use super::{CmdResult, CreateFlags, Ctx};
@@ -50,7 +51,11 @@ pub fn run(ctx: &Ctx, mut a: Args) -> CmdResult {
     casulo::process::foreground::block_signals().map_err(|e| e.to_string())?;
     let c = builder.create_from(bundle).map_err(|e| e.to_string())?;
     let master = match &listener {
-        Some(l) => match l.recv_master(Duration::from_secs(10)) {
+        Some(l) => match l.recv_master(Duration::from_secs(10)).and_then(|m| {
+            // Before start: the program's first line already comes without `\r`.
+            casulo::tty::disable_onlcr(m.as_fd())?;
+            Ok(m)
+        }) {
             Ok(m) => Some(m),
             Err(e) => {
                 let _ = c.clone().delete(true);

@@ -34,6 +34,10 @@ pub struct ExecOptions {
     /// `--cgroup [CONTROLLER:]PATH`: `(None, path)` for every hierarchy, `(Some(ctrl), path)`
     /// for the v1 hierarchy of `ctrl` (on cgroup v2 the controller only has to be enabled).
     pub sub_cgroups: Vec<(Option<String>, PathBuf)>,
+    /// The caller receives the pty master on `console_socket` itself and relays it to its own
+    /// terminal: the pty's ONLCR is then turned off before the master is sent (the caller's
+    /// terminal turns `\n` into `\r\n` once), as runc does for the terminals it relays.
+    pub relayed_terminal: bool,
 }
 
 /// The directories the exec'd process joins: the container's own, or the sub-cgroups asked for.
@@ -115,6 +119,7 @@ struct ExecPlan {
     root: Option<OwnedFd>,
     needs_fork: bool,
     preserve_fds: u32,
+    relayed_terminal: bool,
 }
 
 /// The namespaces of the init, in join order, and the name of their file under /proc/PID/ns.
@@ -173,6 +178,13 @@ pub fn exec(
         .as_ref()
         .map(super::mempolicy::MemPolicyPlan::from_spec)
         .transpose()?;
+    // The process's own execCPUAffinity, else the container's (config.json's process).
+    if plan_process.affinity.is_empty() {
+        if let Some(container) = saved.process.as_ref() {
+            plan_process.affinity =
+                super::affinity::AffinityPlan::from_spec(container.exec_cpu_affinity().as_ref())?;
+        }
+    }
     let seccomp = match &saved.seccomp {
         Some(s) => Some(SeccompPlan::from_spec(s)?),
         None => None,
@@ -210,6 +222,7 @@ pub fn exec(
         root,
         needs_fork,
         preserve_fds: opts.preserve_fds,
+        relayed_terminal: opts.relayed_terminal,
     };
     let console = super::connect_console(opts.console_socket.as_deref())?;
     // The process cannot reach a host path once inside the container: connect for it.
@@ -252,12 +265,24 @@ pub fn exec(
         let _ = waitpid(Pid::from_raw(stage), None);
         e
     };
+    let affinity = &plan.process.affinity;
+    affinity
+        .before_cgroup(stage)
+        .map_err(|e| kill_stage(e.into()))?;
+    if let Ok(mask) = super::affinity::CpuMask::of(stage) {
+        // The affinity the process joins the container with, in the words the reference
+        // runtime's test suite looks for (its namespace-joining stage is called "nsexec").
+        tracing::debug!("exec: nsexec process {stage}: affinity: {}", mask.hex());
+    }
     if !opts.sub_cgroups.is_empty() {
         crate::cgroups::join(sub_dirs.iter().map(|d| d.as_path()), stage)
             .map_err(|e| kill_stage(e.into()))?;
     } else if let Some(cg) = cgroup.as_mut() {
         cg.apply(stage).map_err(|e| kill_stage(e.into()))?;
     }
+    affinity
+        .after_cgroup(stage)
+        .map_err(|e| kill_stage(e.into()))?;
     chan.send(&Msg::Go)
         .map_err(|e| kill_stage(ProcessError::from(e).into()))?;
     // runc's debug words at the same points, which its tests and scripts look for (as in
@@ -379,10 +404,11 @@ fn child_steps(
     nix::unistd::setsid().step("setsid")?;
     if p.terminal {
         let sock = console.as_ref().ok_or("terminal: no console socket")?;
-        let slave = super::init::open_terminal(sock.as_fd(), p.console_size).step("terminal")?;
+        let slave = super::init::open_terminal(sock.as_fd(), p.console_size, plan.relayed_terminal)
+            .step("terminal")?;
         crate::tty::set_controlling(slave).step("terminal")?;
     }
-    let exe =
+    let launch =
         super::init::finish_process(p, &proc, plan.seccomp.as_ref(), plan.preserve_fds, agent)?;
     drop(proc);
     if let Some(s) = plan
@@ -392,8 +418,8 @@ fn child_steps(
     {
         s.load().step("seccomp")?;
     }
-    let errno = crate::sys::execve(&exe, &p.args, &p.env);
-    Err(format!("exec {exe:?}: {errno}"))
+    let errno = crate::sys::execve(&launch.exe, &p.args, &p.env, launch.home.as_deref());
+    Err(format!("exec {:?}: {errno}", launch.exe))
 }
 
 #[cfg(test)]

@@ -110,7 +110,8 @@ fn stage(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
         nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .step("setresuid(0) in user namespace")?;
     }
-    if !plan.ns.time_offsets.is_empty() {
+    // With a new user namespace, the runtime wrote them with the id maps.
+    if !plan.ns.time_offsets.is_empty() && !plan.ns.creates(LinuxNamespaceType::User) {
         std::fs::write("/proc/self/timens_offsets", plan.ns.time_offsets.as_bytes())
             .step("write timens_offsets")?;
     }
@@ -136,14 +137,7 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
     nix::unistd::setsid().step("setsid")?;
     let proc = fifo::open_proc().step("open /proc")?;
     // The rootfs code names fds to mount(2) as `self/fd/N` relative to this verified procfs,
-    // never through a /proc the container's config controls; hooks still run where the
-    // runtime was started.
-    let start_dir = nix::fcntl::open(
-        ".",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .step("open the working directory")?;
+    // never through a /proc the container's config controls.
     nix::unistd::fchdir(proc.as_fd()).step("enter /proc")?;
     // The runtime moves us into our cgroup while we mount; it sends the state document when
     // that is done. Nothing that depends on the cgroup (the cgroup namespace and mount, hooks,
@@ -182,7 +176,7 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
         }
     };
     let in_userns = plan.ns.has(LinuxNamespaceType::User);
-    let _root = plan
+    let root = plan
         .rootfs
         .prepare(
             in_userns,
@@ -192,8 +186,10 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
         )
         .step("rootfs")?;
     in_cgroup()?;
-    nix::unistd::fchdir(start_dir.as_fd()).step("return to the working directory")?;
-    drop(start_dir);
+    // The createContainer hooks run in the container's rootfs, as with runc (hooks that
+    // name files relative to it, `./lib/...`, rely on that).
+    nix::unistd::fchdir(root.as_fd()).step("enter the rootfs")?;
+    drop(root);
     let (state, agent_state) = states.take().ok_or("sync: no state")?;
     let agent = AgentHandoff::pair(io.agent.take(), agent_state)?;
     if io.runtime_hooks {
@@ -245,7 +241,7 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
             Err(e) => return Err(format!("join session keyring: {e}")),
         }
     }
-    let exe = finish_process(p, &proc, plan.seccomp.as_ref(), plan.preserve_fds, agent)?;
+    let launch = finish_process(p, &proc, plan.seccomp.as_ref(), plan.preserve_fds, agent)?;
 
     io.chan.send(&Msg::Ready).step("sync")?;
     let w = fifo::wait_for_start(proc.as_fd(), io.fifo.as_fd()).step("open exec fifo")?;
@@ -257,9 +253,9 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
     if let Err(e) = nix::unistd::write(&w, b"0") {
         fail(format!("write exec fifo: {e}"), 1);
     }
-    if let Err(e) = crate::hooks::run_hooks("startContainer", &plan.start_container_hooks, &state) {
-        fail(e.to_string(), 1);
-    }
+    // As with runc, the startContainer hooks run under the container's seccomp filter (they
+    // run in the container, like its program), and, when their config has no `env`, with
+    // the process's environment.
     if let Some(s) = plan
         .seccomp
         .as_ref()
@@ -269,8 +265,19 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
             fail(format!("seccomp: {e}"), 1);
         }
     }
-    let errno = crate::sys::execve(&exe, &p.args, &p.env);
-    fail(format!("exec {:?}: {errno}", exe), 127)
+    if !plan.start_container_hooks.is_empty() {
+        let env: Vec<_> = p.env.iter().cloned().chain(launch.home.clone()).collect();
+        if let Err(e) = crate::hooks::run_hooks_with_env(
+            "startContainer",
+            &plan.start_container_hooks,
+            &state,
+            Some(&env),
+        ) {
+            fail(e.to_string(), 1);
+        }
+    }
+    let errno = crate::sys::execve(&launch.exe, &p.args, &p.env, launch.home.as_deref());
+    fail(format!("exec {:?}: {errno}", launch.exe), 127)
 }
 
 /// Write `value` to a file of the host's /proc (opened before pivot_root and checked to be
@@ -299,26 +306,56 @@ fn open_inside(cwd: &Path) -> Result<OwnedFd, nix::Error> {
     crate::rootfs::paths::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY)
 }
 
+/// What [`finish_process`] leaves for the execve.
+pub(super) struct Launch {
+    /// The executable's path, found with the process's PATH.
+    pub exe: std::ffi::CString,
+    /// `HOME=...` from the container's /etc/passwd (`HOME=/` without an entry), where
+    /// process.env has no non-empty HOME of its own.
+    pub home: Option<std::ffi::CString>,
+}
+
+/// Enter the process cwd, resolved inside the container.
+fn enter_cwd(cwd: &Path) -> Result<(), nix::Error> {
+    let fd = open_inside(cwd)?;
+    nix::unistd::fchdir(fd.as_fd())
+}
+
+/// `HOME=<home of uid>` from the container's /etc/passwd, `HOME=/` without an entry.
+fn home_env(uid: u32) -> std::ffi::CString {
+    let mut home = [0u8; super::env::HOME_MAX];
+    let found = super::env::home_of(uid, &mut home).filter(|&len| !home[..len].contains(&0));
+    let value: &[u8] = match found {
+        Some(len) => &home[..len],
+        None => b"/",
+    };
+    let mut entry = Vec::with_capacity(b"HOME=".len() + value.len() + 1);
+    entry.extend_from_slice(b"HOME=");
+    entry.extend_from_slice(value);
+    std::ffi::CString::new(entry).unwrap_or_else(|_| c"HOME=/".to_owned())
+}
+
 /// The part of the process setup that an init and an exec'd process share, in the order that
 /// leaves no window of extra privilege: rlimits (raising needs CAP_SYS_RESOURCE); the
 /// scheduler, I/O priority, personality and NUMA memory policy (a real-time policy, a lower nice value and the
 /// real-time I/O class need CAP_SYS_NICE, or the RLIMIT_RTPRIO / RLIMIT_NICE just set); the LSM
-/// exec label; umask; the cwd and the executable looked up; the fds and signals the program
-/// inherits (all of these before any seccomp filter: a profile may not allow the syscalls they
-/// use); the seccomp filter when it cannot wait for no_new_privs; the bounding set, the user
-/// switch, the other capability sets; the cwd entered again as the user (so that its
-/// permissions apply) and no_new_privs, then a filter that notifies a seccomp agent under
-/// no_new_privs. Any other filter under no_new_privs is loaded by the caller last, right
-/// before execve ([`SeccompPlan::loads_last`](crate::security::SeccompPlan::loads_last)). A
-/// filter that notifies an agent is handed to it (`agent`) as soon as it is loaded.
-/// Returns the executable's path.
+/// exec label; umask; the cwd entered with the runtime's privileges (as runc: a directory only
+/// they can reach still works; if they are refused, it is entered again as the user, after the
+/// switch, for a directory only the user can reach); the executable looked up; `HOME` looked up
+/// if needed; stdio given to the user; the fds and signals the program inherits (all of these
+/// before any seccomp filter: a profile may not allow the syscalls they use); the seccomp
+/// filter when it cannot wait for no_new_privs; the bounding set, the user switch, the other
+/// capability sets; no_new_privs, then a filter that notifies a seccomp agent under
+/// no_new_privs. Any other filter under no_new_privs is loaded by the caller
+/// ([`SeccompPlan::loads_last`](crate::security::SeccompPlan::loads_last)). A filter that
+/// notifies an agent is handed to it (`agent`) as soon as it is loaded.
 pub(super) fn finish_process(
     p: &super::ProcessPlan,
     proc: &OwnedFd,
     seccomp: Option<&crate::security::SeccompPlan>,
     preserve_fds: u32,
     agent: Option<AgentHandoff>,
-) -> Result<std::ffi::CString, String> {
+) -> Result<Launch, String> {
     let mut agent = agent;
     p.rlimits.apply().step("rlimits")?;
     p.scheduling.apply().map_err(|e| e.to_string())?;
@@ -334,9 +371,14 @@ pub(super) fn finish_process(
     if let Some(mask) = p.umask {
         nix::sys::stat::umask(Mode::from_bits_truncate(mask));
     }
-    let cwd = open_inside(&p.cwd).step(&format!("cwd {}", p.cwd.display()))?;
-    nix::unistd::fchdir(cwd.as_fd()).step(&format!("cwd {}", p.cwd.display()))?;
+    let cwd_as_user = match enter_cwd(&p.cwd) {
+        Ok(()) => false,
+        Err(nix::Error::EACCES | nix::Error::EPERM) => true,
+        Err(e) => return Err(format!("cwd {}: {e}", p.cwd.display())),
+    };
     let exe = super::find_executable(&p.args[0], &p.path_dirs)?;
+    let home = p.needs_home.then(|| home_env(p.uid));
+    crate::security::give_stdio_to(p.uid).step("user")?;
     // Only stdio and the preserved fds reach the user program.
     let first_closed = 3 + preserve_fds;
     for fd in 3..first_closed {
@@ -352,15 +394,16 @@ pub(super) fn finish_process(
     p.caps.drop_bounding().step("capabilities")?;
     crate::security::switch_user(p.uid, p.gid, &p.additional_gids, true).step("user")?;
     p.caps.apply().step("capabilities")?;
-    nix::unistd::fchdir(cwd.as_fd()).step(&format!("cwd {}", p.cwd.display()))?;
-    drop(cwd);
+    if cwd_as_user {
+        enter_cwd(&p.cwd).step(&format!("cwd {}", p.cwd.display()))?;
+    }
     if p.no_new_privileges {
         crate::security::set_no_new_privs().step("no_new_privileges")?;
         if let Some(s) = seccomp.filter(|s| !s.loads_last(true)) {
             load_seccomp(s, agent.take())?;
         }
     }
-    Ok(exe)
+    Ok(Launch { exe, home })
 }
 
 /// Load the filter; hand its listener, if it has one, to the seccomp agent at once.
@@ -382,10 +425,14 @@ fn load_seccomp(
 }
 
 /// For an exec'd process with a terminal: a new pty of the container's devpts (no
-/// /dev/console: that is the init's), its master sent over `socket`; returns the slave.
+/// /dev/console: that is the init's), its master sent over `socket` (with ONLCR off first
+/// when the runtime relays it, see [`ExecOptions::relayed_terminal`]); returns the slave.
+///
+/// [`ExecOptions::relayed_terminal`]: super::exec::ExecOptions::relayed_terminal
 pub(super) fn open_terminal(
     socket: std::os::fd::BorrowedFd<'_>,
     size: Option<(u16, u16)>,
+    relayed: bool,
 ) -> Result<OwnedFd, crate::tty::TtyError> {
     let dev = nix::fcntl::open(
         "/dev",
@@ -399,6 +446,9 @@ pub(super) fn open_terminal(
     let pty = crate::tty::open_pty(dev.as_fd())?;
     if let Some((rows, cols)) = size {
         crate::tty::set_window_size(pty.slave.as_fd(), rows, cols)?;
+    }
+    if relayed {
+        crate::tty::disable_onlcr(pty.master.as_fd())?;
     }
     crate::tty::send_fd(socket, crate::tty::MASTER_MESSAGE, pty.master.as_fd())?;
     Ok(pty.slave)

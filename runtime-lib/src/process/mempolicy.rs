@@ -116,13 +116,24 @@ impl MemPolicyPlan {
             ));
         }
         let list = p.nodes().clone().unwrap_or_default();
-        let nodes = parse_nodes(&list).map_err(|e| invalid("linux.memoryPolicy.nodes", e))?;
+        // The words "invalid memory policy node" and "mode requires 0 nodes but got N" are
+        // runc's, which engines and runc's tests look for.
+        let nodes = parse_nodes(&list).map_err(|e| {
+            invalid(
+                "linux.memoryPolicy.nodes",
+                format!("invalid memory policy nodes {list:?}: {e}"),
+            )
+        })?;
         match p.mode() {
             MemoryPolicyModeType::MpolDefault | MemoryPolicyModeType::MpolLocal => {
                 if !nodes.is_empty() {
                     return Err(invalid(
                         "linux.memoryPolicy.nodes",
-                        format!("{mode} takes no nodes, not {list:?}"),
+                        format!(
+                            "{mode} takes no nodes, not {list:?} (the mode requires 0 nodes \
+                             but got {})",
+                            nodes.len()
+                        ),
                     ));
                 }
                 if flags != 0 {
@@ -281,13 +292,13 @@ pub(crate) fn check_json(linux: &Value) -> Result<(), String> {
     match p.get("mode") {
         None => {
             return Err(format!(
-                "linux.memoryPolicy.mode: missing (one of {})",
+                "linux.memoryPolicy.mode: invalid memory policy mode: missing (one of {})",
                 names(&MODES)
             ))
         }
         Some(Value::String(m)) if !MODES.iter().any(|(n, _, _)| n == m) => {
             return Err(format!(
-                "linux.memoryPolicy.mode: unknown mode {m:?} (one of {})",
+                "linux.memoryPolicy.mode: invalid memory policy mode {m:?} (one of {})",
                 names(&MODES)
             ))
         }
@@ -302,7 +313,7 @@ pub(crate) fn check_json(linux: &Value) -> Result<(), String> {
     {
         if let Some(f) = f.as_str().filter(|f| !FLAGS.iter().any(|(n, _, _)| n == f)) {
             return Err(format!(
-                "linux.memoryPolicy.flags[{i}]: unknown flag {f:?} (one of {})",
+                "linux.memoryPolicy.flags[{i}]: invalid memory policy flag {f:?} (one of {})",
                 names(&FLAGS)
             ));
         }
@@ -400,7 +411,7 @@ mod tests {
             ),
             (
                 json!({"mode": "MPOL_BIND", "nodes": "0-"}),
-                "linux.memoryPolicy.nodes: \"\" is not a node number",
+                "linux.memoryPolicy.nodes: invalid memory policy nodes \"0-\": \"\" is not a node number",
             ),
         ];
         for (v, want) in cases {
@@ -427,17 +438,20 @@ mod tests {
         let linux = |p: Value| json!({ "memoryPolicy": p });
         let e = check_json(&linux(json!({"mode": "INTERLEAVE", "nodes": "0"}))).unwrap_err();
         assert!(
-            e.contains("linux.memoryPolicy.mode: unknown mode \"INTERLEAVE\""),
+            e.contains("linux.memoryPolicy.mode: invalid memory policy mode \"INTERLEAVE\""),
             "{e}"
         );
         let e = check_json(&linux(json!({"nodes": "0"}))).unwrap_err();
-        assert!(e.contains("linux.memoryPolicy.mode: missing"), "{e}");
+        assert!(
+            e.contains("linux.memoryPolicy.mode: invalid memory policy mode: missing"),
+            "{e}"
+        );
         let e = check_json(&linux(
             json!({"mode": "MPOL_BIND", "flags": ["MPOL_F_STATIC_NODES", "bad"]}),
         ))
         .unwrap_err();
         assert!(
-            e.contains("linux.memoryPolicy.flags[1]: unknown flag \"bad\""),
+            e.contains("linux.memoryPolicy.flags[1]: invalid memory policy flag \"bad\""),
             "{e}"
         );
         assert!(check_json(&linux(json!({"mode": "MPOL_BIND", "nodes": "0"}))).is_ok());

@@ -13,7 +13,9 @@
 //!
 //! The runtime and the init talk over a SOCK_SEQPACKET socketpair ([`channel`]).
 
+pub mod affinity;
 pub mod channel;
+pub mod env;
 pub mod exec;
 pub mod fifo;
 pub mod foreground;
@@ -83,7 +85,11 @@ pub struct CreateOptions {
 #[derive(Debug, Clone)]
 pub struct ProcessPlan {
     pub args: Vec<CString>,
+    /// process.env checked and deduplicated ([`env::prepare`]).
     pub env: Vec<CString>,
+    /// `HOME` is unset or empty in `env`: the child takes it from the container's
+    /// `/etc/passwd` ([`env::home_of`]).
+    pub needs_home: bool,
     /// PATH from the process env, to find `args[0]`.
     pub path_dirs: Vec<PathBuf>,
     pub cwd: PathBuf,
@@ -107,6 +113,9 @@ pub struct ProcessPlan {
     pub personality: Option<PersonalityPlan>,
     /// linux.memoryPolicy: the container's, set by the caller like `personality`.
     pub memory_policy: Option<MemPolicyPlan>,
+    /// process.execCPUAffinity, checked. Only `exec` applies it: the spec says it is not for
+    /// the container's init.
+    pub affinity: affinity::AffinityPlan,
 }
 
 /// Everything the init does, decided before the fork.
@@ -131,6 +140,30 @@ pub struct InitPlan {
 
 fn cstring(what: &str, s: &[u8]) -> Result<CString, ProcessError> {
     CString::new(s).map_err(|_| ProcessError::Invalid(format!("{what} contains a NUL byte")))
+}
+
+/// For a process object whose typed parse failed: accept what the reference runtime accepts
+/// and the typed parse does not. A missing `user` is uid 0 and gid 0; capability names that
+/// name no capability are left out with a warning; scheduler and I/O priority values are
+/// checked and respelled ([`scheduling::fix_json`]), and so are CPU lists
+/// ([`affinity::fix_json`]). Returns whether it changed anything (a retry may then succeed).
+pub(crate) fn fix_process_json(process: &mut serde_json::Value) -> Result<bool, String> {
+    let mut changed = scheduling::fix_json(process)?;
+    changed |= affinity::fix_json(process)?;
+    if let Some(obj) = process.as_object_mut() {
+        if !obj.contains_key("user") {
+            obj.insert("user".into(), serde_json::json!({}));
+            changed = true;
+        }
+    }
+    if let Some(caps) = process.get_mut("capabilities") {
+        let unknown = crate::security::drop_unknown_capabilities(caps);
+        if !unknown.is_empty() {
+            crate::security::warn_ignored_capabilities(&unknown);
+            changed = true;
+        }
+    }
+    Ok(changed)
 }
 
 /// The namespace a sysctl key belongs to, for the check that the container owns it.
@@ -170,10 +203,7 @@ impl ProcessPlan {
             .map(|a| cstring("process.args", a.as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
         let env_strings: Vec<String> = process.env().clone().unwrap_or_default();
-        let env = env_strings
-            .iter()
-            .map(|e| cstring("process.env", e.as_bytes()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let prepared = env::prepare(&env_strings)?;
         let path_dirs = env_strings
             .iter()
             .rev()
@@ -204,7 +234,8 @@ impl ProcessPlan {
         }
         let plan = ProcessPlan {
             args,
-            env,
+            env: prepared.env,
+            needs_home: prepared.needs_home,
             path_dirs,
             cwd: process.cwd().clone(),
             uid: user.uid(),
@@ -230,6 +261,7 @@ impl ProcessPlan {
             scheduling: SchedulingPlan::from_spec(process)?,
             personality: None,
             memory_policy: None,
+            affinity: affinity::AffinityPlan::from_spec(process.exec_cpu_affinity().as_ref())?,
         };
         Ok(plan)
     }
@@ -254,6 +286,11 @@ impl InitPlan {
 
         let mut process_plan = ProcessPlan::from_spec(process, opts.console_socket.is_some())?;
         process_plan.personality = personality_plan(linux)?;
+        process_plan.scheduling.cpus_limited = linux
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.cpu().as_ref())
+            .and_then(|c| c.cpus().as_deref())
+            .is_some_and(|cpus| !cpus.trim().is_empty());
         process_plan.memory_policy = linux
             .and_then(|l| l.memory_policy().as_ref())
             .map(MemPolicyPlan::from_spec)

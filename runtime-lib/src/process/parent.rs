@@ -141,11 +141,6 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     validate_id(id).ctx(id, step)?;
     check_preserved_fds(opts.preserve_fds).ctx(id, step)?;
     let plan = InitPlan::build(id, &bundle, opts).map_err(|k| crate::Error::new(id, step, k))?;
-    for cap in plan.process.caps.ignored_ambient() {
-        // As runc (silently): an ambient capability that is not also permitted and inheritable cannot be
-        // raised; the container runs without it.
-        tracing::debug!("container {id:?}: create: ambient capability {cap} is not in the permitted and inheritable sets: ignored");
-    }
     let linux = bundle.spec.linux().as_ref();
     let cgroup_path = linux
         .and_then(|l| l.cgroups_path().as_ref())
@@ -290,6 +285,10 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
             Msg::NeedMaps => {
                 crate::namespaces::write_id_maps(stage, &plan.ns.uid_map, &plan.ns.gid_map)
                     .ctx(id, step)?;
+                if !plan.ns.time_offsets.is_empty() {
+                    crate::namespaces::write_time_offsets(stage, &plan.ns.time_offsets)
+                        .ctx(id, step)?;
+                }
                 chan.send(&Msg::MapsDone)
                     .map_err(|e| prefer_init(fail(e.into())))?;
             }
@@ -313,6 +312,9 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 cg.apply(pid).ctx(id, step).map_err(prefer_init)?;
                 saved.cgroup_paths = cg.paths();
                 cg.set(&resources).ctx(id, step).map_err(prefer_init)?;
+                // Every CPU of the container's cpuset, not the runtime's own affinity
+                // (`taskset -c 0 casulo run`): the spec's execCPUAffinity is not for the init.
+                super::affinity::reset(pid);
                 timing("init in its cgroup");
                 if let Some(devices) = &plan.net_devices {
                     // Before the init learns the state: nothing of the container, hooks

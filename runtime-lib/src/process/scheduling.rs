@@ -120,6 +120,9 @@ pub struct SchedulingPlan {
     pub scheduler: Option<(&'static str, SchedAttr)>,
     /// process.ioPriority as ioprio_set takes it (`class << 13 | level`), with the class name.
     pub io_priority: Option<(&'static str, u16)>,
+    /// The container's cgroup limits its CPUs (linux.resources.cpu.cpus): the kernel then
+    /// refuses SCHED_DEADLINE, whose tasks must be allowed every CPU (sched_setattr(2)).
+    pub cpus_limited: bool,
 }
 
 impl SchedulingPlan {
@@ -128,6 +131,7 @@ impl SchedulingPlan {
         Ok(SchedulingPlan {
             scheduler: process.scheduler().as_ref().map(sched_attr).transpose()?,
             io_priority: process.io_priority().map(io_priority).transpose()?,
+            cpus_limited: false,
         })
     }
 
@@ -137,8 +141,17 @@ impl SchedulingPlan {
         if let Some((name, attr)) = &self.scheduler {
             crate::sys::sched::sched_setattr(attr).map_err(|source| {
                 let what = format!("process.scheduler: sched_setattr({name})");
+                if source == nix::Error::EPERM && self.cpus_limited {
+                    // runc's words, which its users know.
+                    ProcessError::SysHint {
+                        what,
+                        source,
+                        hint: "process scheduler can't be used together with AllowedCPUs \
+                               (linux.resources.cpu.cpus): SCHED_DEADLINE tasks must be \
+                               allowed every CPU",
+                    }
                 // SCHED_FIFO, SCHED_RR, SCHED_DEADLINE.
-                if source == nix::Error::EPERM && matches!(attr.sched_policy, 1 | 2 | 6) {
+                } else if source == nix::Error::EPERM && matches!(attr.sched_policy, 1 | 2 | 6) {
                     ProcessError::SysHint {
                         what,
                         source,

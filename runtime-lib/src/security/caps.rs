@@ -28,26 +28,38 @@ pub struct CapsPlan {
 impl CapsPlan {
     /// Parse the spec's capability sets. `None` means every set is empty (all capabilities
     /// dropped), as runc does. A capability this kernel does not know (numbered above
-    /// `/proc/sys/kernel/cap_last_cap`) is an error naming it; so is an effective set that
-    /// is not a subset of the permitted set (the kernel would refuse it with EPERM).
+    /// `/proc/sys/kernel/cap_last_cap`) is left out with a warning naming it, as runc does
+    /// (a config written for a newer kernel still runs); an effective set that is not a
+    /// subset of the permitted set is an error (the kernel would refuse it with EPERM).
     pub fn from_spec(caps: Option<&LinuxCapabilities>) -> Result<Self, SecurityError> {
         let Some(caps) = caps else {
             return Ok(Self::default());
         };
         let last_cap = read_last_cap()?;
-        let set = |what: &str, set: Option<&HashSet<Capability>>| match set {
-            Some(set) => mask_of(what, set, last_cap),
-            None => Ok(0),
+        let mut unavailable = 0u64;
+        let mut set = |set: Option<&HashSet<Capability>>| {
+            let (mask, beyond) = set.map_or((0, 0), |s| mask_of(s, last_cap));
+            unavailable |= beyond;
+            mask
         };
-        let bounding = set("process.capabilities.bounding", caps.bounding().as_ref())?;
-        let effective = set("process.capabilities.effective", caps.effective().as_ref())?;
-        let permitted = set("process.capabilities.permitted", caps.permitted().as_ref())?;
-        let inheritable = set(
-            "process.capabilities.inheritable",
-            caps.inheritable().as_ref(),
-        )?;
-        let ambient = set("process.capabilities.ambient", caps.ambient().as_ref())?;
-        Self::from_masks(bounding, effective, permitted, inheritable, ambient)
+        let bounding = set(caps.bounding().as_ref());
+        let effective = set(caps.effective().as_ref());
+        let permitted = set(caps.permitted().as_ref());
+        let inheritable = set(caps.inheritable().as_ref());
+        let ambient = set(caps.ambient().as_ref());
+        if unavailable != 0 {
+            warn_ignored(names_of(unavailable));
+        }
+        let plan = Self::from_masks(bounding, effective, permitted, inheritable, ambient)?;
+        for cap in plan.ignored_ambient() {
+            // The kernel would refuse to raise it (EPERM); as with runc, the process runs
+            // without it, and the user is told so in runc's words.
+            tracing::warn!(
+                "can't raise ambient capability {cap}: operation not permitted \
+                 (it is not in both the permitted and the inheritable set)"
+            );
+        }
+        Ok(plan)
     }
 
     /// Build a plan from kernel bitmasks (bit n = capability n), with the same checks as
@@ -194,22 +206,60 @@ fn read_last_cap() -> Result<u8, SecurityError> {
         })
 }
 
-fn mask_of(what: &str, set: &HashSet<Capability>, last_cap: u8) -> Result<u64, SecurityError> {
-    let mut mask = 0u64;
+/// The bitmask of `set`: (the capabilities this kernel has, those numbered above its last).
+fn mask_of(set: &HashSet<Capability>, last_cap: u8) -> (u64, u64) {
+    let (mut known, mut beyond) = (0u64, 0u64);
     for cap in set {
         let n = cap_number(*cap);
         if n > last_cap {
-            return Err(SecurityError::Invalid {
-                what: what.into(),
-                msg: format!(
-                    "{} (number {n}) is unknown to this kernel, whose last capability is {last_cap}",
-                    cap_name(n)
-                ),
-            });
+            beyond |= 1 << n;
+        } else {
+            known |= 1 << n;
         }
-        mask |= 1 << n;
     }
-    Ok(mask)
+    (known, beyond)
+}
+
+/// The warning for capabilities a config lists but that are left out: names no capability
+/// has, or capabilities this kernel does not have. Worded as runc words it.
+pub fn warn_ignored<S: AsRef<str>>(names: impl IntoIterator<Item = S>) {
+    let list: Vec<String> = names.into_iter().map(|n| n.as_ref().to_owned()).collect();
+    tracing::warn!(
+        "ignoring unknown or unavailable capabilities: [{}]",
+        list.join(" ")
+    );
+}
+
+/// The five set names of `process.capabilities`.
+const SETS: [&str; 5] = [
+    "bounding",
+    "effective",
+    "inheritable",
+    "permitted",
+    "ambient",
+];
+
+/// In a `process.capabilities` JSON object, remove from the five sets every string that names
+/// no capability (as the typed parse reads names: any case, `CAP_` prefix or not), so that a
+/// config that lists one still parses, as with runc. Returns the removed names, sorted, for
+/// the warning.
+pub(crate) fn drop_unknown_json(caps: &mut serde_json::Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    for set in SETS {
+        let Some(list) = caps.get_mut(set).and_then(serde_json::Value::as_array_mut) else {
+            continue;
+        };
+        list.retain(|v| match v.as_str() {
+            Some(name) if serde_json::from_value::<Capability>(v.clone()).is_err() => {
+                unknown.push(name.to_owned());
+                false
+            }
+            _ => true,
+        });
+    }
+    unknown.sort();
+    unknown.dedup();
+    unknown
 }
 
 /// The kernel's number for a capability.
@@ -395,16 +445,34 @@ mod tests {
     }
 
     #[test]
-    fn capability_unknown_to_kernel_is_rejected_with_its_name() {
+    fn capability_unknown_to_kernel_is_left_out() {
         let mut set = HashSet::new();
         set.insert(Capability::CheckpointRestore);
+        set.insert(Capability::Kill);
         // Pretend the kernel stops at CAP_BPF (39).
-        let err = mask_of("process.capabilities.bounding", &set, 39)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("CAP_CHECKPOINT_RESTORE"), "{err}");
-        assert!(err.contains("unknown to this kernel"), "{err}");
-        assert!(err.starts_with("process.capabilities.bounding"), "{err}");
+        assert_eq!(mask_of(&set, 39), (1 << 5, 1 << 40));
+    }
+
+    #[test]
+    fn unknown_names_are_dropped_from_json() {
+        let mut caps = serde_json::json!({
+            "bounding": ["CAP_UNKNOWN", "CAP_KILL", "UNKNOWN_CAP", "kill"],
+            "ambient": ["CAP_UNKNOWN"],
+            "effective": []
+        });
+        assert_eq!(
+            drop_unknown_json(&mut caps),
+            vec!["CAP_UNKNOWN", "UNKNOWN_CAP"]
+        );
+        assert_eq!(
+            caps,
+            serde_json::json!({"bounding": ["CAP_KILL", "kill"], "ambient": [], "effective": []})
+        );
+        let parsed: LinuxCapabilities = serde_json::from_value(caps).unwrap();
+        assert_eq!(
+            CapsPlan::from_spec(Some(&parsed)).unwrap().bounding(),
+            1 << 5
+        );
     }
 
     #[test]

@@ -49,3 +49,31 @@ pub fn set_no_new_privs() -> Result<(), SecurityError> {
         errno,
     })
 }
+
+/// Give the process's stdin, stdout and stderr to `uid` (the user it is about to become), so
+/// that a user other than root can use the terminal or pipes the runtime set up for it, as
+/// runc does: only the owner changes (the devpts mount chose the group, `gid=5` usually);
+/// an fd that `uid` already owns, or that is the container's /dev/null, is left alone; and an
+/// fd the kernel will not change (EINVAL: a uid the fd's user namespace does not map; EPERM:
+/// an owner not mapped in ours; EROFS) is left as it is. Call inside the container's root,
+/// before the user switch (fchown needs CAP_CHOWN).
+pub fn give_stdio_to(uid: u32) -> Result<(), SecurityError> {
+    use nix::sys::stat::{fstat, stat};
+    let fail = |step| move |errno| SecurityError::Apply { step, errno };
+    let null = stat("/dev/null").map_err(fail("stat /dev/null"))?;
+    for fd in (0..3).filter_map(crate::sys::stdio_fd) {
+        let st = match fstat(fd) {
+            Ok(st) => st,
+            Err(nix::Error::EBADF) => continue,
+            Err(errno) => return Err(fail("fstat stdio")(errno)),
+        };
+        if st.st_uid == uid || st.st_rdev == null.st_rdev {
+            continue;
+        }
+        match nix::unistd::fchown(fd, Some(uid.into()), None) {
+            Ok(()) | Err(nix::Error::EINVAL | nix::Error::EPERM | nix::Error::EROFS) => {}
+            Err(errno) => return Err(fail("give stdio to the process user (fchown)")(errno)),
+        }
+    }
+    Ok(())
+}

@@ -204,12 +204,29 @@ pub fn join_session_keyring(name: &CStr) -> nix::Result<()> {
     Errno::result(r).map(drop)
 }
 
-/// execve(2) of a prepared argv and envp. Returns only on failure.
-pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> Errno {
-    match nix::unistd::execve(path, argv, envp) {
+/// execve(2) of a prepared argv and envp, with `extra` (an entry made in the child, such as
+/// `HOME`) at the end of the environment. Returns only on failure.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString], extra: Option<&CStr>) -> Errno {
+    let result = match extra {
+        None => nix::unistd::execve(path, argv, envp),
+        Some(e) => {
+            let all: Vec<&CStr> = envp.iter().map(|c| c.as_c_str()).chain([e]).collect();
+            nix::unistd::execve(path, argv, &all)
+        }
+    };
+    match result {
         Ok(never) => match never {},
         Err(e) => e,
     }
+}
+
+/// Standard fd `fd` (0, 1 or 2) of this process, borrowed, or `None` for another number.
+pub fn stdio_fd(fd: RawFd) -> Option<BorrowedFd<'static>> {
+    // SAFETY: fds 0 to 2 are never closed by this crate, only replaced in place by dup2; a
+    // call on one that is not open fails with EBADF, which the callers handle.
+    (0..=2)
+        .contains(&fd)
+        .then(|| unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
 /// Set every signal's disposition back to the default and unblock them all, so that the user

@@ -87,6 +87,40 @@ pub fn set_mempolicy(mode: libc::c_int, nodemask: &[libc::c_ulong]) -> nix::Resu
     Errno::result(rc).map(drop)
 }
 
+/// sched_setaffinity(2) of the thread `pid` (0: the caller): run it only on the CPUs whose bits
+/// are set in `mask` (bit n of word n / 64 is CPU n). The kernel ignores bits past its own CPU
+/// count and narrows the mask to the CPUs of the thread's cpuset cgroup (EINVAL if none is left).
+pub fn sched_setaffinity(pid: libc::pid_t, mask: &[libc::c_ulong]) -> nix::Result<()> {
+    // SAFETY: `mask` is live for the call and `len` is its size in bytes; the kernel only
+    // reads it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setaffinity,
+            pid,
+            std::mem::size_of_val(mask),
+            mask.as_ptr(),
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+/// sched_getaffinity(2) of the thread `pid` (0: the caller) into `mask`, which must hold at
+/// least the kernel's CPU count in bits (EINVAL otherwise). Returns how many words the kernel
+/// wrote; the rest of `mask` is left as it was.
+pub fn sched_getaffinity(pid: libc::pid_t, mask: &mut [libc::c_ulong]) -> nix::Result<usize> {
+    // SAFETY: `mask` is live and writable for the call and `len` is its size in bytes, the most
+    // the kernel writes. The raw syscall returns the number of bytes written.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getaffinity,
+            pid,
+            std::mem::size_of_val(mask),
+            mask.as_mut_ptr(),
+        )
+    };
+    Errno::result(rc).map(|bytes| bytes as usize / std::mem::size_of::<libc::c_ulong>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
