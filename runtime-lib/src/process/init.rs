@@ -173,8 +173,17 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
         plan.ns.unshare_cgroup().step("namespaces")
     };
 
-    let mut host_source = |n: u32| -> Result<OwnedFd, String> {
-        chan.send(&Msg::NeedMountSource(n)).step("sync")?;
+    let mut host_source = |n: u32,
+                           req: crate::rootfs::SourceRequest<'_>|
+     -> Result<OwnedFd, String> {
+        match req {
+            crate::rootfs::SourceRequest::Open => chan.send(&Msg::NeedMountSource(n)),
+            crate::rootfs::SourceRequest::Idmapped(Some(fd)) => {
+                chan.send_fd(&Msg::NeedIdmappedTree(n), fd)
+            }
+            crate::rootfs::SourceRequest::Idmapped(None) => chan.send(&Msg::NeedIdmappedTree(n)),
+        }
+        .step("sync")?;
         match chan.recv_fd().step("wait for runtime")? {
             (Msg::MountSource, Some(fd)) => Ok(fd),
             (Msg::Error(e), _) => Err(e),

@@ -8,6 +8,7 @@
 mod cgroupfs;
 mod copyup;
 mod devices;
+mod idmap;
 mod masked;
 pub mod mounts;
 mod options;
@@ -24,7 +25,8 @@ use oci_spec::runtime::Spec;
 
 pub use cgroupfs::HostCgroups;
 pub use devices::Device;
-pub use mounts::{parse_options, MountOptions, MountPlan};
+pub use idmap::MappingNamespaces;
+pub use mounts::{parse_options, MountOptions, MountPlan, SourceRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -39,6 +41,8 @@ pub enum RootfsError {
         dest: PathBuf,
         source: remount::RemountError,
     },
+    #[error(transparent)]
+    Idmap(#[from] idmap::IdmapError),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}: not supported by this runtime")]
@@ -109,6 +113,7 @@ impl RootfsPlan {
             }
             mounts.push(plan);
         }
+        check_idmapped(spec, &mounts)?;
         let setup_dev = !mounts
             .iter()
             .any(|m| m.kind == mounts::Kind::Bind && m.destination == Path::new("/dev"));
@@ -171,14 +176,15 @@ impl RootfsPlan {
     ///
     /// `host_source` asks the runtime for the source of bind mount number N, opened in our
     /// mount namespace with the runtime's credentials (see [`RootfsPlan::open_host_source`]),
-    /// for a source the init cannot reach itself (in a user namespace); `in_cgroup` has been
+    /// for a source the init cannot reach itself (in a user namespace), or for the idmapped
+    /// tree of an idmapped bind (see [`RootfsPlan::idmapped_tree`]); `in_cgroup` has been
     /// called before, so that the runtime's other messages are read.
     pub fn prepare(
         &self,
         in_userns: bool,
         new_cgroupns: bool,
         in_cgroup: &mut dyn FnMut() -> Result<(), String>,
-        host_source: &mut dyn FnMut(u32) -> Result<OwnedFd, String>,
+        host_source: &mut dyn FnMut(u32, SourceRequest<'_>) -> Result<OwnedFd, String>,
     ) -> Result<OwnedFd, RootfsError> {
         let err = |step: &'static str, dest: &Path| {
             let dest = dest.to_path_buf();
@@ -228,9 +234,9 @@ impl RootfsPlan {
                     in_cgroup().map_err(RootfsError::Invalid)?;
                     cgroupfs::mount_cgroup(root.as_fd(), m, &self.host_cgroups, new_cgroupns)?
                 }
-                _ => m.mount(root.as_fd(), &mut || {
+                _ => m.mount(root.as_fd(), &mut |req| {
                     in_cgroup()?;
-                    host_source(n)
+                    host_source(n, req)
                 })?,
             }
         }
@@ -265,6 +271,51 @@ impl RootfsPlan {
             dest: source.to_path_buf(),
             source: source_err,
         })
+    }
+
+    /// In the runtime, for the init `pid`: the detached idmapped tree of bind mount number
+    /// `n` (see [`idmap`]), made from `source`, the init's fd of a source inside the rootfs,
+    /// or else from the mount's host path. `namespaces` keeps the user namespaces of the
+    /// mappings for the other mounts of this create.
+    pub fn idmapped_tree(
+        &self,
+        n: u32,
+        pid: i32,
+        source: Option<OwnedFd>,
+        namespaces: &mut MappingNamespaces,
+    ) -> Result<OwnedFd, RootfsError> {
+        let m = usize::try_from(n)
+            .ok()
+            .and_then(|i| self.mounts.get(i))
+            .filter(|m| m.kind == mounts::Kind::Bind)
+            .ok_or_else(|| {
+                RootfsError::Invalid(format!(
+                    "the init asked for the idmapped tree of mount {n}, not a bind mount"
+                ))
+            })?;
+        let plan = m.idmap.as_ref().ok_or_else(|| {
+            RootfsError::Invalid(format!(
+                "the init asked for an idmapped tree of mount {}, which is not idmapped",
+                m.destination.display()
+            ))
+        })?;
+        // Only a source inside the rootfs comes from the init; a host source is the config's.
+        let source = source.filter(|_| m.source_in_root.is_some());
+        if m.source_in_root.is_some() && source.is_none() {
+            return Err(RootfsError::Invalid(format!(
+                "mount {}: the init sent no source for the idmapped tree",
+                m.destination.display()
+            )));
+        }
+        Ok(idmap::make_tree(
+            pid,
+            &m.destination,
+            m.source.as_deref(),
+            source,
+            m.options.flags.contains(MsFlags::MS_REC),
+            plan,
+            namespaces,
+        )?)
     }
 
     /// After pivot_root: masked paths, readonly paths, readonly root.
@@ -346,16 +397,61 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), R
 /// our own that enters it (after unsharing its filesystem context, which setns requires and
 /// which leaves the rest of the process where it was) and ends with it.
 fn open_in_mount_ns(pid: i32, path: &Path) -> nix::Result<OwnedFd> {
-    let pidfd = crate::sys::pidfd_open(pid)?;
+    in_mount_ns(pid, || {
+        nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| ("open", e))
+    })
+    .map_err(|(_, e)| e)
+}
+
+/// Run `f` in a thread of our own that has entered the mount namespace of process `pid`;
+/// errors are (step, errno).
+fn in_mount_ns<T: Send>(
+    pid: i32,
+    f: impl FnOnce() -> Result<T, (&'static str, nix::Error)> + Send,
+) -> Result<T, (&'static str, nix::Error)> {
+    let enter = "enter the container's mount namespace";
+    let pidfd = crate::sys::pidfd_open(pid).map_err(|e| (enter, e))?;
     std::thread::scope(|s| {
         s.spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)?;
-            nix::sched::setns(pidfd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNS)?;
-            nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(|e| (enter, e))?;
+            nix::sched::setns(pidfd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNS)
+                .map_err(|e| (enter, e))?;
+            f()
         })
         .join()
-        .unwrap_or(Err(nix::Error::EIO))
+        .unwrap_or(Err((enter, nix::Error::EIO)))
     })
+}
+
+/// What can be checked of the idmapped mounts before the clone: the `idmap` option without
+/// mappings needs a user namespace (the container's), and setting a mapping needs root on
+/// the host, which a rootless runtime is not.
+fn check_idmapped(spec: &Spec, mounts: &[MountPlan]) -> Result<(), RootfsError> {
+    let has_userns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
+        });
+    for m in mounts {
+        let Some(plan) = &m.idmap else { continue };
+        let dest = m.destination.display();
+        if plan.userns == idmap::IdmapUserns::Container && !has_userns {
+            return Err(RootfsError::Invalid(format!(
+                "mount {dest}: option \"idmap\" without uidMappings and gidMappings takes the \
+                 container's user namespace, and the config has none"
+            )));
+        }
+        if !nix::unistd::geteuid().is_root() {
+            return Err(RootfsError::Invalid(format!(
+                "mount {dest}: id-mapped mounts are not supported for rootless containers"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The mount points of whole procfs and sysfs mounts (their root mounted) outside `rootfs`,
