@@ -196,3 +196,37 @@ fn a_filesystem_that_cannot_be_idmapped_fails_cleanly() {
         );
     }
 }
+
+#[test]
+fn shared_propagation_of_a_mount_survives_pivot_root() {
+    if !can_run("shared_propagation_of_a_mount_survives_pivot_root") {
+        return;
+    }
+    // The old root is made a slave before it is detached; that must not reach the new root's
+    // mounts, where a "shared" mount with no peer would become private (idmap.bats, the
+    // propagation flag case).
+    let mut b = Bundle::new(
+        "idm-shared",
+        &["sh", "-c", "grep -E ' /(mnt|tmp) ' /proc/self/mountinfo"],
+    );
+    let data = dir_with(&b, "data", &[]);
+    let maps = map(0, 100000, 65536);
+    add_mount(
+        &mut b,
+        json!({"source": data, "destination": "/mnt", "type": "bind",
+               "options": ["bind", "shared"], "uidMappings": maps, "gidMappings": maps}),
+    );
+    add_mount(
+        &mut b,
+        json!({"source": data, "destination": "/tmp", "type": "bind",
+               "options": ["bind", "shared"]}),
+    );
+    let out = b.run();
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    for l in lines {
+        assert!(l.contains(" shared:"), "not shared: {l}");
+    }
+    assert!(out.stdout.contains(",idmapped"), "{}", out.stdout);
+}

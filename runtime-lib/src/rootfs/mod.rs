@@ -378,8 +378,21 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), R
             .map_err(err("move mount"))?;
         nix::unistd::chroot(".").map_err(err("chroot"))?;
     } else {
+        // The old root, held so that it can be named after pivot_root: "." then still names
+        // the new root (our working directory), and a recursive change of propagation there
+        // would reach every mount of the container (turning one configured "shared" into
+        // private).
+        let old_root = nix::fcntl::open(
+            "/",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(err("open old root"))?;
         nix::unistd::pivot_root(".", ".").map_err(err("pivot_root"))?;
-        // The old root is now stacked under "."; detach it without propagating to the host.
+        // The old root is now stacked on the new one; detach it without propagating to the
+        // host.
+        nix::unistd::fchdir(old_root.as_fd()).map_err(err("enter old root"))?;
+        drop(old_root);
         mount(
             None::<&str>,
             ".",
