@@ -24,12 +24,14 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
+use nix::mount::MsFlags;
 use nix::sys::stat::Mode;
-use oci_spec::runtime::{LinuxIdMapping, Mount};
+use oci_spec::runtime::{LinuxIdMapping, Mount, Spec};
 
-use super::mounts::Kind;
+use super::mounts::{Kind, MountPlan};
 use super::options::MountOptions;
 use super::RootfsError;
+use super::RootfsPlan;
 use crate::sys::mount_api::{self, TreeSource};
 use crate::sys::{exit_now, fork, Fork};
 
@@ -271,10 +273,87 @@ fn container_userns(pid: i32) -> Result<OwnedFd, IdmapFailure> {
     Ok(ns)
 }
 
+impl RootfsPlan {
+    /// In the runtime, for the init `pid`: the detached idmapped tree of bind mount number
+    /// `n`, made from `source`, the init's fd of a source inside the rootfs, or else from the
+    /// mount's host path. `namespaces` keeps the user namespaces of the mappings for the
+    /// other mounts of this create.
+    pub fn idmapped_tree(
+        &self,
+        n: u32,
+        pid: i32,
+        source: Option<OwnedFd>,
+        namespaces: &mut MappingNamespaces,
+    ) -> Result<OwnedFd, RootfsError> {
+        let m = usize::try_from(n)
+            .ok()
+            .and_then(|i| self.mounts.get(i))
+            .filter(|m| m.kind == Kind::Bind)
+            .ok_or_else(|| {
+                RootfsError::Invalid(format!(
+                    "the init asked for the idmapped tree of mount {n}, not a bind mount"
+                ))
+            })?;
+        let plan = m.idmap.as_ref().ok_or_else(|| {
+            RootfsError::Invalid(format!(
+                "the init asked for an idmapped tree of mount {}, which is not idmapped",
+                m.destination.display()
+            ))
+        })?;
+        // Only a source inside the rootfs comes from the init; a host source is the config's.
+        let source = source.filter(|_| m.source_in_root.is_some());
+        if m.source_in_root.is_some() && source.is_none() {
+            return Err(RootfsError::Invalid(format!(
+                "mount {}: the init sent no source for the idmapped tree",
+                m.destination.display()
+            )));
+        }
+        Ok(make_tree(
+            pid,
+            &m.destination,
+            m.source.as_deref(),
+            source,
+            m.options.flags.contains(MsFlags::MS_REC),
+            plan,
+            namespaces,
+        )?)
+    }
+}
+
+/// What can be checked of the idmapped mounts before the clone: the `idmap` option without
+/// mappings needs a user namespace (the container's), and setting a mapping needs root on
+/// the host, which a rootless runtime is not.
+pub(super) fn check_idmapped(spec: &Spec, mounts: &[MountPlan]) -> Result<(), RootfsError> {
+    let has_userns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
+        });
+    for m in mounts {
+        let Some(plan) = &m.idmap else { continue };
+        let dest = m.destination.display();
+        if plan.userns == IdmapUserns::Container && !has_userns {
+            return Err(RootfsError::Invalid(format!(
+                "mount {dest}: option \"idmap\" without uidMappings and gidMappings takes the \
+                 container's user namespace, and the config has none"
+            )));
+        }
+        if !nix::unistd::geteuid().is_root() {
+            return Err(RootfsError::Invalid(format!(
+                "mount {dest}: id-mapped mounts are not supported for rootless containers"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// In the runtime: the detached, idmapped tree of bind mount `plan` for the init `pid`.
 /// `source` is the init's fd of a source inside the rootfs; else the mount's host path is
 /// opened in the init's mount namespace.
-pub(super) fn make_tree(
+fn make_tree(
     pid: i32,
     dest: &Path,
     host_source: Option<&Path>,

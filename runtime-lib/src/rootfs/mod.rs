@@ -25,7 +25,7 @@ use oci_spec::runtime::Spec;
 
 pub use cgroupfs::HostCgroups;
 pub use devices::Device;
-pub use idmap::MappingNamespaces;
+pub use idmap::{IdmapPlan, IdmapUserns, MappingNamespaces};
 pub use mounts::{parse_options, MountOptions, MountPlan, SourceRequest};
 
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +113,7 @@ impl RootfsPlan {
             }
             mounts.push(plan);
         }
-        check_idmapped(spec, &mounts)?;
+        idmap::check_idmapped(spec, &mounts)?;
         let setup_dev = !mounts
             .iter()
             .any(|m| m.kind == mounts::Kind::Bind && m.destination == Path::new("/dev"));
@@ -273,51 +273,6 @@ impl RootfsPlan {
         })
     }
 
-    /// In the runtime, for the init `pid`: the detached idmapped tree of bind mount number
-    /// `n` (see [`idmap`]), made from `source`, the init's fd of a source inside the rootfs,
-    /// or else from the mount's host path. `namespaces` keeps the user namespaces of the
-    /// mappings for the other mounts of this create.
-    pub fn idmapped_tree(
-        &self,
-        n: u32,
-        pid: i32,
-        source: Option<OwnedFd>,
-        namespaces: &mut MappingNamespaces,
-    ) -> Result<OwnedFd, RootfsError> {
-        let m = usize::try_from(n)
-            .ok()
-            .and_then(|i| self.mounts.get(i))
-            .filter(|m| m.kind == mounts::Kind::Bind)
-            .ok_or_else(|| {
-                RootfsError::Invalid(format!(
-                    "the init asked for the idmapped tree of mount {n}, not a bind mount"
-                ))
-            })?;
-        let plan = m.idmap.as_ref().ok_or_else(|| {
-            RootfsError::Invalid(format!(
-                "the init asked for an idmapped tree of mount {}, which is not idmapped",
-                m.destination.display()
-            ))
-        })?;
-        // Only a source inside the rootfs comes from the init; a host source is the config's.
-        let source = source.filter(|_| m.source_in_root.is_some());
-        if m.source_in_root.is_some() && source.is_none() {
-            return Err(RootfsError::Invalid(format!(
-                "mount {}: the init sent no source for the idmapped tree",
-                m.destination.display()
-            )));
-        }
-        Ok(idmap::make_tree(
-            pid,
-            &m.destination,
-            m.source.as_deref(),
-            source,
-            m.options.flags.contains(MsFlags::MS_REC),
-            plan,
-            namespaces,
-        )?)
-    }
-
     /// After pivot_root: masked paths, readonly paths, readonly root.
     pub fn finalize(&self) -> Result<(), RootfsError> {
         let root = nix::fcntl::open(
@@ -435,36 +390,6 @@ fn in_mount_ns<T: Send>(
         .join()
         .unwrap_or(Err((enter, nix::Error::EIO)))
     })
-}
-
-/// What can be checked of the idmapped mounts before the clone: the `idmap` option without
-/// mappings needs a user namespace (the container's), and setting a mapping needs root on
-/// the host, which a rootless runtime is not.
-fn check_idmapped(spec: &Spec, mounts: &[MountPlan]) -> Result<(), RootfsError> {
-    let has_userns = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| {
-            ns.iter()
-                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
-        });
-    for m in mounts {
-        let Some(plan) = &m.idmap else { continue };
-        let dest = m.destination.display();
-        if plan.userns == idmap::IdmapUserns::Container && !has_userns {
-            return Err(RootfsError::Invalid(format!(
-                "mount {dest}: option \"idmap\" without uidMappings and gidMappings takes the \
-                 container's user namespace, and the config has none"
-            )));
-        }
-        if !nix::unistd::geteuid().is_root() {
-            return Err(RootfsError::Invalid(format!(
-                "mount {dest}: id-mapped mounts are not supported for rootless containers"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The mount points of whole procfs and sysfs mounts (their root mounted) outside `rootfs`,

@@ -46,7 +46,7 @@ pub struct MountPlan {
     /// opened when its turn comes, resolved inside the root, so that it sees what the mounts
     /// before it in the list made there, and no symlink of the image leads it out.
     pub source_in_root: Option<PathBuf>,
-    /// For an idmapped bind: its mapping (see [`super::idmap`]).
+    /// For an idmapped bind: its mapping.
     pub idmap: Option<IdmapPlan>,
 }
 
@@ -264,7 +264,7 @@ impl MountPlan {
             }
             _ => None,
         };
-        // An idmapped bind: the runtime makes the tree (see super::idmap) and it is
+        // An idmapped bind: the runtime makes the tree (see rootfs/idmap.rs) and it is
         // attached instead of a bind of the source.
         let tree = match &self.idmap {
             Some(_) => Some(
