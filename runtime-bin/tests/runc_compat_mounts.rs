@@ -549,23 +549,3 @@ fn bind_sources_the_user_namespace_cannot_reach() {
     assert!(out.ok(), "{}", out.stderr);
     assert_eq!(out.stdout, "source 1\nsource 2\n");
 }
-
-#[test]
-fn mount_id_mappings_are_refused_not_ignored() {
-    if !can_run("mount_id_mappings_are_refused_not_ignored") {
-        return;
-    }
-    if !is_casulo() {
-        eprintln!("SKIP mount_id_mappings_are_refused_not_ignored: runc makes an idmapped mount");
-        return;
-    }
-    let mut b = Bundle::new("mnt-idmap", &["true"]);
-    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    add_mount(
-        &mut b,
-        json!({"source": "/tmp", "destination": "/mnt", "type": "bind", "options": ["rbind"],
-               "uidMappings": map, "gidMappings": map}),
-    );
-    let out = b.create();
-    fails_cleanly(&b, &out, "uidMappings");
-}

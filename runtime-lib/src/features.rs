@@ -79,7 +79,7 @@ pub fn features() -> Value {
                 "flags": MPOL_FLAGS.iter().map(|(n, _, _)| *n).collect::<Vec<_>>(),
             },
             "netDevices": {"enabled": true},
-            "mountExtensions": {"idmap": {"enabled": false}},
+            "mountExtensions": {"idmap": {"enabled": crate::sys::mount_api::idmap_supported()}},
         },
         "annotations": {
             "io.github.casulo.version": env!("CARGO_PKG_VERSION"),
@@ -112,6 +112,12 @@ mod tests {
         assert!(supported.iter().any(|f| f == "SECCOMP_FILTER_FLAG_TSYNC"));
         assert!(supported.iter().any(|f| f == "SECCOMP_FILTER_FLAG_LOG"));
         assert_eq!(doc["linux"]["netDevices"]["enabled"], true);
+        assert_eq!(
+            doc["linux"]["mountExtensions"]["idmap"]["enabled"],
+            crate::sys::mount_api::idmap_supported()
+        );
+        let options = doc["mountOptions"].as_array().unwrap();
+        assert!(options.iter().any(|o| o == "idmap") && options.iter().any(|o| o == "ridmap"));
         assert_eq!(
             doc["linux"]["memoryPolicy"]["modes"],
             serde_json::json!([

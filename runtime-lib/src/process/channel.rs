@@ -36,8 +36,12 @@ pub enum Msg {
     /// init → runtime: open the source of bind mount number N of the config (which the
     /// init, in its user namespace, cannot reach) in my mount namespace, and send it.
     NeedMountSource(u32),
-    /// runtime → init: that source, an O_PATH fd passed along with the message.
+    /// runtime → init: that source, an O_PATH fd passed along with the message (or, for
+    /// `NeedIdmappedTree`, the detached idmapped mount).
     MountSource,
+    /// init → runtime: make the idmapped tree of bind mount number N of the config, from the
+    /// source fd passed along (a source inside the rootfs) or else from its host path.
+    NeedIdmappedTree(u32),
 }
 
 const MAX: usize = 256 * 1024;
@@ -73,6 +77,10 @@ impl Msg {
                 out.extend_from_slice(&n.to_le_bytes());
             }
             Msg::MountSource => out.push(12),
+            Msg::NeedIdmappedTree(n) => {
+                out.push(13);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
         }
         out
     }
@@ -92,6 +100,7 @@ impl Msg {
             10 => Msg::AgentState(rest.to_vec()),
             11 => Msg::NeedMountSource(u32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
             12 => Msg::MountSource,
+            13 => Msg::NeedIdmappedTree(u32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
             _ => return None,
         })
     }
@@ -254,6 +263,7 @@ mod tests {
             Msg::AgentState(b"{\"pid\":1}".to_vec()),
             Msg::NeedMountSource(3),
             Msg::MountSource,
+            Msg::NeedIdmappedTree(7),
         ];
         for m in &msgs {
             a.send(m).unwrap();

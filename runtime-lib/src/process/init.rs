@@ -14,6 +14,7 @@ use oci_spec::runtime::LinuxNamespaceType;
 
 use super::channel::{Channel, Msg};
 use super::{fifo, InitPlan};
+use crate::rootfs::SourceRequest;
 use crate::sys::{exit_now, fork, Fork};
 
 /// Context for the messages of the child: "step: cause".
@@ -167,8 +168,13 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
         plan.ns.unshare_cgroup().step("namespaces")
     };
 
-    let mut host_source = |n: u32| -> Result<OwnedFd, String> {
-        chan.send(&Msg::NeedMountSource(n)).step("sync")?;
+    let mut host_source = |n: u32, req: SourceRequest<'_>| -> Result<OwnedFd, String> {
+        match req {
+            SourceRequest::Open => chan.send(&Msg::NeedMountSource(n)),
+            SourceRequest::Idmapped(Some(fd)) => chan.send_fd(&Msg::NeedIdmappedTree(n), fd),
+            SourceRequest::Idmapped(None) => chan.send(&Msg::NeedIdmappedTree(n)),
+        }
+        .step("sync")?;
         match chan.recv_fd().step("wait for runtime")? {
             (Msg::MountSource, Some(fd)) => Ok(fd),
             (Msg::Error(e), _) => Err(e),

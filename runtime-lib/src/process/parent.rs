@@ -270,8 +270,11 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         Some(msg) => fail(ProcessError::Init(msg)),
         None => e,
     };
+    // The user namespaces made for idmapped mounts live until create ends.
+    let mut mapping_namespaces = crate::rootfs::MappingNamespaces::default();
     loop {
-        let msg = match chan.recv() {
+        // Only NeedIdmappedTree carries an fd; one sent with any other message is closed.
+        let (msg, msg_fd) = match chan.recv_fd() {
             Ok(m) => m,
             Err(channel::ChannelError::Closed) => {
                 return Err(fail(ProcessError::Init(format!(
@@ -352,6 +355,14 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
             Msg::NeedMountSource(n) => {
                 let fd = plan.rootfs.open_host_source(n, saved.pid).ctx(id, step)?;
                 chan.send_fd(&Msg::MountSource, fd.as_fd())
+                    .map_err(|e| prefer_init(fail(e.into())))?;
+            }
+            Msg::NeedIdmappedTree(n) => {
+                let tree = plan
+                    .rootfs
+                    .idmapped_tree(n, saved.pid, msg_fd, &mut mapping_namespaces)
+                    .ctx(id, step)?;
+                chan.send_fd(&Msg::MountSource, tree.as_fd())
                     .map_err(|e| prefer_init(fail(e.into())))?;
             }
             Msg::Ready => {

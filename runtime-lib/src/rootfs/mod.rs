@@ -8,6 +8,7 @@
 mod cgroupfs;
 mod copyup;
 mod devices;
+mod idmap;
 mod masked;
 pub mod mounts;
 mod options;
@@ -24,7 +25,8 @@ use oci_spec::runtime::Spec;
 
 pub use cgroupfs::HostCgroups;
 pub use devices::Device;
-pub use mounts::{parse_options, MountOptions, MountPlan};
+pub use idmap::{IdmapPlan, IdmapUserns, MappingNamespaces};
+pub use mounts::{parse_options, MountOptions, MountPlan, SourceRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -39,6 +41,8 @@ pub enum RootfsError {
         dest: PathBuf,
         source: remount::RemountError,
     },
+    #[error(transparent)]
+    Idmap(#[from] idmap::IdmapError),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}: not supported by this runtime")]
@@ -109,6 +113,7 @@ impl RootfsPlan {
             }
             mounts.push(plan);
         }
+        idmap::check_idmapped(spec, &mounts)?;
         let setup_dev = !mounts
             .iter()
             .any(|m| m.kind == mounts::Kind::Bind && m.destination == Path::new("/dev"));
@@ -171,14 +176,15 @@ impl RootfsPlan {
     ///
     /// `host_source` asks the runtime for the source of bind mount number N, opened in our
     /// mount namespace with the runtime's credentials (see [`RootfsPlan::open_host_source`]),
-    /// for a source the init cannot reach itself (in a user namespace); `in_cgroup` has been
+    /// for a source the init cannot reach itself (in a user namespace), or for the idmapped
+    /// tree of an idmapped bind (see [`RootfsPlan::idmapped_tree`]); `in_cgroup` has been
     /// called before, so that the runtime's other messages are read.
     pub fn prepare(
         &self,
         in_userns: bool,
         new_cgroupns: bool,
         in_cgroup: &mut dyn FnMut() -> Result<(), String>,
-        host_source: &mut dyn FnMut(u32) -> Result<OwnedFd, String>,
+        host_source: &mut dyn FnMut(u32, SourceRequest<'_>) -> Result<OwnedFd, String>,
     ) -> Result<OwnedFd, RootfsError> {
         let err = |step: &'static str, dest: &Path| {
             let dest = dest.to_path_buf();
@@ -228,9 +234,9 @@ impl RootfsPlan {
                     in_cgroup().map_err(RootfsError::Invalid)?;
                     cgroupfs::mount_cgroup(root.as_fd(), m, &self.host_cgroups, new_cgroupns)?
                 }
-                _ => m.mount(root.as_fd(), &mut || {
+                _ => m.mount(root.as_fd(), &mut |req| {
                     in_cgroup()?;
-                    host_source(n)
+                    host_source(n, req)
                 })?,
             }
         }
@@ -327,8 +333,21 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), R
             .map_err(err("move mount"))?;
         nix::unistd::chroot(".").map_err(err("chroot"))?;
     } else {
+        // The old root, held so that it can be named after pivot_root: "." then still names
+        // the new root (our working directory), and a recursive change of propagation there
+        // would reach every mount of the container (turning one configured "shared" into
+        // private).
+        let old_root = nix::fcntl::open(
+            "/",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(err("open old root"))?;
         nix::unistd::pivot_root(".", ".").map_err(err("pivot_root"))?;
-        // The old root is now stacked under "."; detach it without propagating to the host.
+        // The old root is now stacked on the new one; detach it without propagating to the
+        // host.
+        nix::unistd::fchdir(old_root.as_fd()).map_err(err("enter old root"))?;
+        drop(old_root);
         mount(
             None::<&str>,
             ".",
@@ -346,15 +365,30 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), R
 /// our own that enters it (after unsharing its filesystem context, which setns requires and
 /// which leaves the rest of the process where it was) and ends with it.
 fn open_in_mount_ns(pid: i32, path: &Path) -> nix::Result<OwnedFd> {
-    let pidfd = crate::sys::pidfd_open(pid)?;
+    in_mount_ns(pid, || {
+        nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| ("open", e))
+    })
+    .map_err(|(_, e)| e)
+}
+
+/// Run `f` in a thread of our own that has entered the mount namespace of process `pid`;
+/// errors are (step, errno).
+fn in_mount_ns<T: Send>(
+    pid: i32,
+    f: impl FnOnce() -> Result<T, (&'static str, nix::Error)> + Send,
+) -> Result<T, (&'static str, nix::Error)> {
+    let enter = "enter the container's mount namespace";
+    let pidfd = crate::sys::pidfd_open(pid).map_err(|e| (enter, e))?;
     std::thread::scope(|s| {
         s.spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)?;
-            nix::sched::setns(pidfd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNS)?;
-            nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(|e| (enter, e))?;
+            nix::sched::setns(pidfd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNS)
+                .map_err(|e| (enter, e))?;
+            f()
         })
         .join()
-        .unwrap_or(Err(nix::Error::EIO))
+        .unwrap_or(Err((enter, nix::Error::EIO)))
     })
 }
 

@@ -10,6 +10,7 @@ use nix::sys::stat::{fstat, fstatat, SFlag};
 use oci_spec::runtime::Mount;
 
 use super::copyup;
+use super::idmap::{self, IdmapPlan};
 pub use super::options::{parse_options, MountOptions, KNOWN_OPTIONS};
 use super::paths::{ensure_file_in_root, fd_path, mkdir_all_in_root, open_in_root};
 use super::remount::remount_bind;
@@ -45,6 +46,17 @@ pub struct MountPlan {
     /// opened when its turn comes, resolved inside the root, so that it sees what the mounts
     /// before it in the list made there, and no symlink of the image leads it out.
     pub source_in_root: Option<PathBuf>,
+    /// For an idmapped bind: its mapping.
+    pub idmap: Option<IdmapPlan>,
+}
+
+/// What the init asks the runtime for, for a bind mount.
+pub enum SourceRequest<'a> {
+    /// Open the host source, which the init cannot reach (an O_PATH fd comes back).
+    Open,
+    /// Make the idmapped tree of the mount from this source inside the rootfs, or from the
+    /// host source when there is none (a detached mount comes back).
+    Idmapped(Option<BorrowedFd<'a>>),
 }
 
 /// `p` with `.` dropped and `..` applied, without looking at the filesystem.
@@ -76,12 +88,6 @@ fn inside_rootfs(p: &Path, rootfs: &Path) -> Option<PathBuf> {
 impl MountPlan {
     pub fn from_spec(m: &Mount, bundle: &Path, rootfs: &Path) -> Result<MountPlan, RootfsError> {
         let options = parse_options(m.options().as_deref().unwrap_or(&[]))?;
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return Err(RootfsError::Unsupported(format!(
-                "mount {}: uidMappings/gidMappings (an idmapped mount)",
-                m.destination().display()
-            )));
-        }
         let fstype = m.typ().clone().unwrap_or_default();
         let kind = if options.bind || fstype == "bind" {
             Kind::Bind
@@ -116,6 +122,7 @@ impl MountPlan {
             }
             source = Some(src);
         }
+        let idmap = IdmapPlan::from_spec(m, &options, &kind)?;
         if options.copy_up && (kind != Kind::Other || fstype != "tmpfs") {
             return Err(RootfsError::Invalid(format!(
                 "mount {}: option \"tmpcopyup\" is for tmpfs mounts only",
@@ -142,6 +149,7 @@ impl MountPlan {
             options,
             source_is_dir,
             source_in_root,
+            idmap,
         })
     }
 
@@ -230,12 +238,12 @@ impl MountPlan {
     }
 
     /// Mount this entry inside `root` (the rootfs, before pivot_root). A bind source the
-    /// init cannot look at (in a user namespace: EACCES on the way) is asked of the runtime
-    /// with `host_source`.
+    /// init cannot look at (in a user namespace: EACCES on the way), and the tree of an
+    /// idmapped bind, are asked of the runtime with `host_source`.
     pub fn mount(
         &self,
         root: BorrowedFd<'_>,
-        host_source: &mut dyn FnMut() -> Result<OwnedFd, String>,
+        host_source: &mut dyn FnMut(SourceRequest<'_>) -> Result<OwnedFd, String>,
     ) -> Result<(), RootfsError> {
         let dest = &self.destination;
         let err = |step: &'static str| {
@@ -250,11 +258,24 @@ impl MountPlan {
                 open_in_root(root, src, OFlag::O_PATH)
                     .map_err(err("open bind source in the rootfs"))?,
             ),
+            (Kind::Bind, None, Some(_)) if self.idmap.is_some() => None,
             (Kind::Bind, None, Some(src)) if nix::sys::stat::stat(src).is_err() => {
-                Some(host_source().map_err(RootfsError::Invalid)?)
+                Some(host_source(SourceRequest::Open).map_err(RootfsError::Invalid)?)
             }
             _ => None,
         };
+        // An idmapped bind: the runtime makes the tree (see rootfs/idmap.rs) and it is
+        // attached instead of a bind of the source.
+        let tree = match &self.idmap {
+            Some(_) => Some(
+                host_source(SourceRequest::Idmapped(
+                    source_fd.as_ref().map(|fd| fd.as_fd()),
+                ))
+                .map_err(RootfsError::Invalid)?,
+            ),
+            None => None,
+        };
+        let source_fd = tree.or(source_fd);
         let source_is_dir = match &source_fd {
             Some(fd) => {
                 let st = fstat(fd.as_fd()).map_err(err("stat bind source"))?;
@@ -268,18 +289,26 @@ impl MountPlan {
         let o = &self.options;
         match self.kind {
             Kind::Bind => {
-                let source = match &source_fd {
-                    Some(fd) => PathBuf::from(fd_path(fd)),
-                    None => self.source.clone().unwrap_or_default(),
-                };
-                mount(
-                    Some(&source),
-                    fd_path(&target).as_str(),
-                    None::<&str>,
-                    o.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
-                    None::<&str>,
-                )
-                .map_err(err("bind"))?;
+                match (&self.idmap, &source_fd) {
+                    (Some(_), Some(tree)) => {
+                        idmap::attach(tree, &target).map_err(err("attach idmapped mount"))?
+                    }
+                    (_, source_fd) => {
+                        let source = match source_fd {
+                            Some(fd) => PathBuf::from(fd_path(fd)),
+                            None => self.source.clone().unwrap_or_default(),
+                        };
+                        mount(
+                            Some(&source),
+                            fd_path(&target).as_str(),
+                            None::<&str>,
+                            o.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
+                            None::<&str>,
+                        )
+                        .map_err(err("bind"))?;
+                    }
+                }
+                drop(source_fd);
                 // The bind keeps the source's flags; any flag named, set or cleared, means
                 // the mount gets exactly the flags asked for.
                 let set = o.flags & !NOT_PER_MOUNT;

@@ -31,6 +31,11 @@ pub struct MountOptions {
     /// Recursive options that clear an attribute (`rrw`, `rsuid`, ...), and the atime mode
     /// field when one of the recursive atime options is given.
     pub recursive_clear: u64,
+    /// `idmap` or `ridmap` (runc's extension, bind mounts only): the mount is idmapped, with
+    /// the mount's own uidMappings/gidMappings or else the container's user namespace.
+    pub idmap: bool,
+    /// `ridmap`: the mounts under the bind (of an `rbind`) are idmapped too.
+    pub idmap_recursive: bool,
 }
 
 impl Default for MountOptions {
@@ -44,13 +49,15 @@ impl Default for MountOptions {
             copy_up: false,
             recursive_set: 0,
             recursive_clear: 0,
+            idmap: false,
+            idmap_recursive: false,
         }
     }
 }
 
 /// Every mount option [`parse_options`] gives a meaning of its own (others are passed to the
 /// filesystem as data); `features` reports this list.
-pub const KNOWN_OPTIONS: [&str; 60] = [
+pub const KNOWN_OPTIONS: [&str; 62] = [
     "defaults",
     "ro",
     "rw",
@@ -111,6 +118,8 @@ pub const KNOWN_OPTIONS: [&str; 60] = [
     "rnostrictatime",
     "rnosymfollow",
     "rsymfollow",
+    "idmap",
+    "ridmap",
 ];
 
 /// The recursive option `opt` as (attribute, whether it clears it), if it is one.
@@ -219,7 +228,9 @@ pub fn parse_options<S: AsRef<str>>(options: &[S]) -> Result<MountOptions, Rootf
                 continue;
             }
             "idmap" | "ridmap" => {
-                return Err(RootfsError::Unsupported(format!("mount option {opt:?}")));
+                o.idmap = true;
+                o.idmap_recursive = opt == "ridmap";
+                continue;
             }
             "" => return Err(RootfsError::Invalid("empty mount option".into())),
             other => {
@@ -280,9 +291,12 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_is_reported() {
-        let e = parse_options(&["idmap"]).unwrap_err();
-        assert!(e.to_string().contains("idmap"), "{e}");
+    fn idmap_options() {
+        let o = parse_options(&["rbind", "idmap"]).unwrap();
+        assert!(o.idmap && !o.idmap_recursive);
+        let o = parse_options(&["rbind", "ridmap"]).unwrap();
+        assert!(o.idmap && o.idmap_recursive);
+        assert!(o.data.is_empty());
         assert!(parse_options(&[""]).is_err());
     }
 
