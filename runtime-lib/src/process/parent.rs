@@ -276,11 +276,13 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         // Only NeedIdmappedTree carries an fd; one sent with any other message is closed.
         let (msg, msg_fd) = match chan.recv_fd() {
             Ok(m) => m,
+            // A peer that closes with our message unread makes the first recv fail with
+            // ECONNRESET although its own report is still queued: read that report first.
             Err(channel::ChannelError::Closed) => {
-                return Err(fail(ProcessError::Init(format!(
+                return Err(prefer_init(fail(ProcessError::Init(format!(
                     "exited during setup ({})",
                     exit_description(undo.stage.take(), undo.init)
-                ))))
+                )))))
             }
             Err(e) => return Err(fail(e.into())),
         };
