@@ -76,7 +76,8 @@ impl Bundle {
     }
 
     /// Validate an already parsed spec whose relative paths are relative to `dir`.
-    pub fn from_spec(dir: PathBuf, spec: Spec) -> Result<Bundle, BundleError> {
+    pub fn from_spec(dir: PathBuf, mut spec: Spec) -> Result<Bundle, BundleError> {
+        absolute_mount_destinations(&mut spec);
         validate(&spec)?;
         let root = spec
             .root()
@@ -191,7 +192,10 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
         if !m.destination().is_absolute() {
             return Err(invalid(
                 format!("mounts[{i}].destination"),
-                format!("{} is not absolute", m.destination().display()),
+                format!(
+                    "{} is not absolute (a loaded bundle takes it from /)",
+                    m.destination().display()
+                ),
             ));
         }
     }
@@ -358,6 +362,29 @@ pub fn ns_name(t: LinuxNamespaceType) -> &'static str {
         LinuxNamespaceType::Network => "network",
         LinuxNamespaceType::Time => "time",
     }
+}
+
+/// Runtime-spec 1.2 lets a Linux mount destination be relative, meaning relative to the
+/// container's `/` (runc takes it so too): made absolute here, once, so that every later
+/// step sees one form.
+fn absolute_mount_destinations(spec: &mut Spec) {
+    let Some(mounts) = spec.mounts().clone() else {
+        return;
+    };
+    if mounts.iter().all(|m| m.destination().is_absolute()) {
+        return;
+    }
+    let mounts = mounts
+        .into_iter()
+        .map(|mut m| {
+            if !m.destination().is_absolute() {
+                let abs = Path::new("/").join(m.destination());
+                m.set_destination(abs);
+            }
+            m
+        })
+        .collect();
+    spec.set_mounts(Some(mounts));
 }
 
 #[cfg(test)]
