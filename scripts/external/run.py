@@ -29,6 +29,9 @@ SANDBOX = HERE / "sandbox"
 # test counts as failed and the file goes on from the next test. The slowest tests take about
 # 30 s on a loaded host.
 BATS_TEST_TIMEOUT = int(os.environ.get("CASULO_EXTERNAL_TEST_TIMEOUT", "120"))
+# A bats file that reported all its tests and is still there this long after (seconds) is
+# stopped: something it started holds it (a runtime left a process on its terminal).
+EXIT_GRACE = 15
 # A whole bats file, as a backstop (the slowest take a few minutes); after it, the file's tests
 # that did not report count as failed.
 BATS_TIMEOUT = int(os.environ.get("CASULO_EXTERNAL_TIMEOUT", "1200"))
@@ -111,10 +114,11 @@ def bats_names(path):
     return names
 
 
-def sandboxed(name, tmp, argv, cwd, env, timeout, log, options=(), stall=None):
+def sandboxed(name, tmp, argv, cwd, env, timeout, log, options=(), stall=None, expected=None):
     """Run argv in a sandbox, its output appended to log; returns (exit status, "timeout" or
-    "stalled", seconds). "stalled": no TAP result line came for `stall` seconds. The sandbox is
-    cleaned afterwards whatever happened, which also ends whatever was left running."""
+    "stalled", seconds). "stalled": no TAP result line came for `stall` seconds, or for
+    EXIT_GRACE seconds once the `expected` number of results came. The sandbox is cleaned
+    afterwards whatever happened, which also ends whatever was left running."""
     t0 = time.monotonic()
     with open(log, "ab") as out:
         start = out.tell()
@@ -144,7 +148,7 @@ def sandboxed(name, tmp, argv, cwd, env, timeout, log, options=(), stall=None):
                         n = len(TAP_RESULT.findall(f.read()))
                     if n != results:
                         results, last = n, now
-                    elif now - last > stall:
+                    elif now - last > (EXIT_GRACE if expected and n >= expected else stall):
                         rc = "stalled"
         subprocess.run([str(SANDBOX), "clean", name, tmp], stdout=out, stderr=subprocess.STDOUT)
         if p.poll() is None:
@@ -215,6 +219,7 @@ def run_bats(args, tag, files, env_base):
                 log,
                 options,
                 stall=BATS_TEST_TIMEOUT,
+                expected=len(remaining),
             )
             secs += t
             rcs.append(rc)
@@ -240,7 +245,7 @@ def run_bats(args, tag, files, env_base):
         hung = sum(1 for r in results.values() if r[1].startswith("hung"))
         note = (f", {hung} hung" if hung else "") + (", timed out" if rc == "timeout" else "")
         if rc == "stalled" and not remaining:
-            note += f", did not exit after its last test (stopped after {BATS_TEST_TIMEOUT} s)"
+            note += f", did not exit after its last test (stopped after {EXIT_GRACE} s)"
         print(f"  [{done}/{len(files)}] {f}: {secs:.0f} s{note}", file=sys.stderr, flush=True)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
