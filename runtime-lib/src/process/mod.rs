@@ -144,7 +144,7 @@ fn cstring(what: &str, s: &[u8]) -> Result<CString, ProcessError> {
 
 /// For a process object whose typed parse failed: accept what the reference runtime accepts
 /// and the typed parse does not. A missing `user` is uid 0 and gid 0; capability names that
-/// name no capability are left out with a warning; scheduler and I/O priority values are
+/// name no capability are an error naming them; scheduler and I/O priority values are
 /// checked and respelled ([`scheduling::fix_json`]), and so are CPU lists
 /// ([`affinity::fix_json`]). Returns whether it changed anything (a retry may then succeed).
 pub(crate) fn fix_process_json(process: &mut serde_json::Value) -> Result<bool, String> {
@@ -157,10 +157,16 @@ pub(crate) fn fix_process_json(process: &mut serde_json::Value) -> Result<bool, 
         }
     }
     if let Some(caps) = process.get_mut("capabilities") {
+        // The runtime-spec: a value that maps to no kernel interface MUST be an error
+        // (runtime-tools' process_capabilities_fail checks it). runc leaves such names out
+        // with a warning; the spec wins. Capabilities this kernel lacks are another matter:
+        // they have a number, and are left out with a warning (CapsPlan).
         let unknown = crate::security::drop_unknown_capabilities(caps);
         if !unknown.is_empty() {
-            crate::security::warn_ignored_capabilities(&unknown);
-            changed = true;
+            return Err(format!(
+                "process.capabilities: unknown capabilities [{}]",
+                unknown.join(" ")
+            ));
         }
     }
     Ok(changed)
