@@ -78,6 +78,7 @@ impl Bundle {
     /// Validate an already parsed spec whose relative paths are relative to `dir`.
     pub fn from_spec(dir: PathBuf, mut spec: Spec) -> Result<Bundle, BundleError> {
         absolute_mount_destinations(&mut spec);
+        empty_namespace_paths_are_new(&mut spec);
         validate(&spec)?;
         let root = spec
             .root()
@@ -387,6 +388,29 @@ fn absolute_mount_destinations(spec: &mut Spec) {
     spec.set_mounts(Some(mounts));
 }
 
+/// A namespace whose `path` is the empty string is a new one, as runc takes it (engines and
+/// jq-edited configs write `"path": ""`); made `None` once, here.
+fn empty_namespace_paths_are_new(spec: &mut Spec) {
+    let Some(linux) = spec.linux_mut() else {
+        return;
+    };
+    let Some(mut namespaces) = linux.namespaces().clone() else {
+        return;
+    };
+    if !namespaces
+        .iter()
+        .any(|n| n.path().as_ref().is_some_and(|p| p.as_os_str().is_empty()))
+    {
+        return;
+    }
+    for n in &mut namespaces {
+        if n.path().as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            n.set_path(None);
+        }
+    }
+    linux.set_namespaces(Some(namespaces));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,6 +418,23 @@ mod tests {
     fn spec(json: &str) -> Result<(), BundleError> {
         let spec = parse_spec(json.as_bytes()).map_err(|m| invalid("json", m))?;
         validate(&spec)
+    }
+
+    #[test]
+    fn empty_namespace_path_and_relative_mount_destination_are_normalized() {
+        let mut spec = parse_spec(
+            br#"{"ociVersion": "1.0.2", "root": {"path": "rootfs"},
+                 "mounts": [{"destination": "tmp/x", "type": "tmpfs", "source": "tmpfs"}],
+                 "linux": {"namespaces": [{"type": "mount"}, {"type": "network", "path": ""}]}}"#,
+        )
+        .unwrap();
+        absolute_mount_destinations(&mut spec);
+        empty_namespace_paths_are_new(&mut spec);
+        validate(&spec).unwrap();
+        let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        assert!(ns.iter().all(|n| n.path().is_none()));
+        let m = spec.mounts().clone().unwrap();
+        assert_eq!(m[0].destination(), Path::new("/tmp/x"));
     }
 
     #[test]
