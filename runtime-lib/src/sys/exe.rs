@@ -10,15 +10,6 @@ use nix::errno::Errno;
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 
-/// `struct mount_attr` of mount_setattr(2).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 /// A detached clone of the mount holding `path`, rooted at `path` itself.
 pub(crate) fn open_tree_clone(path: &CStr) -> nix::Result<OwnedFd> {
     // SAFETY: open_tree reads the NUL-terminated `path` and returns a new fd or -1.
@@ -39,24 +30,13 @@ pub(crate) fn open_tree_clone(path: &CStr) -> nix::Result<OwnedFd> {
 
 /// Make the (detached) mount `fd` is the root of read-only.
 pub(crate) fn mount_set_readonly(fd: BorrowedFd<'_>) -> nix::Result<()> {
-    let attr = MountAttr {
+    let attr = super::mount_api::MountAttr {
         attr_set: MOUNT_ATTR_RDONLY,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
-    // SAFETY: mount_setattr reads the empty path and `attr`, whose size is passed with it.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    Errno::result(ret).map(drop)
+    super::mount_api::mount_setattr(fd.as_raw_fd(), &attr, false)
 }
 
 /// execveat(fd, "", argv, envp, AT_EMPTY_PATH): run the file `fd` is open on. Returns only on

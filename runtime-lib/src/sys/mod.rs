@@ -131,37 +131,16 @@ pub mod mount_attr {
     pub const NOSYMFOLLOW: u64 = 0x0020_0000;
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 /// mount_setattr(2) on the mount at `fd` and every mount under it (AT_RECURSIVE): clear
 /// `clear`, then set `set`.
 pub fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64, clear: u64) -> nix::Result<()> {
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    let attr = MountAttr {
+    let attr = mount_api::MountAttr {
         attr_set: set,
         attr_clr: clear,
         propagation: 0,
         userns_fd: 0,
     };
-    // SAFETY: the path is a NUL-terminated empty string (AT_EMPTY_PATH: `fd` itself); `attr`
-    // is a mount_attr of the size we pass and outlives the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    Errno::result(r).map(drop)
+    mount_api::mount_setattr(fd.as_raw_fd(), &attr, true)
 }
 
 /// recvmsg(2) of one message into `buf`, with the first fd passed along (SCM_RIGHTS) owned

@@ -17,13 +17,13 @@ const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 /// `MOUNT_ATTR_IDMAP` (Linux 5.12).
 pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
-/// `struct mount_attr` of mount_setattr(2).
+/// `struct mount_attr` of mount_setattr(2): the one definition for every caller in `sys/`.
 #[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
+pub(super) struct MountAttr {
+    pub(super) attr_set: u64,
+    pub(super) attr_clr: u64,
+    pub(super) propagation: u64,
+    pub(super) userns_fd: u64,
 }
 
 /// Where [`open_tree_clone`] finds the mount to copy.
@@ -57,7 +57,7 @@ pub fn open_tree_clone(source: TreeSource<'_>, recursive: bool) -> nix::Result<O
 
 /// mount_setattr(2) with `attr` on the mount `fd` is the root of (and the mounts under it
 /// when `recursive`).
-fn mount_setattr(fd: RawFd, attr: &MountAttr, recursive: bool) -> nix::Result<()> {
+pub(super) fn mount_setattr(fd: RawFd, attr: &MountAttr, recursive: bool) -> nix::Result<()> {
     let mut flags = AT_EMPTY_PATH;
     if recursive {
         flags |= AT_RECURSIVE;
