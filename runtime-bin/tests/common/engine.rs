@@ -61,9 +61,14 @@ pub fn sh_quote(s: &str) -> String {
 }
 
 /// Kill every process in the cgroup trees named `name` at the top of each hierarchy (and of
-/// a pure cgroup v2 mount), then remove the trees bottom up.
+/// a pure cgroup v2 mount), then remove the trees bottom up. The plain directories of
+/// [`stray_cgroup_dirs`] go whole: conmon writes a `tasks` file into them as if they were
+/// cgroups.
 pub fn remove_cgroup_trees(name: &str) {
-    for top in all_tops(name).into_iter().filter(|t| t.is_dir()) {
+    for stray in stray_cgroup_dirs(name) {
+        let _ = std::fs::remove_dir_all(stray);
+    }
+    for top in cgroup_trees(name) {
         let mut dirs = vec![top.clone()];
         let mut i = 0;
         while i < dirs.len() {
