@@ -43,11 +43,6 @@ fn remove_mount(b: &mut Bundle, dest: &str) {
     b.save();
 }
 
-fn add_mount(b: &mut Bundle, m: serde_json::Value) {
-    b.config["mounts"].as_array_mut().unwrap().push(m);
-    b.save();
-}
-
 /// `exe --root ROOT <args...>` for bundle `b`, with the bundle dir as cwd.
 fn cmd_with(exe: &Path, b: &Bundle, args: &[&str]) -> Command {
     let mut c = Command::new(exe);
@@ -575,17 +570,13 @@ fn cve_2021_30465_mount_destination_through_rootfs_symlinks() {
         format!("/mnt/up/{up_name}"),
     ];
     for d in &dests {
-        add_mount(
-            &mut b,
+        b.add_mount(
             json!({"destination": d, "type": "bind", "source": src, "options": ["rbind", "ro"]}),
         );
     }
     let srcfile = b.dir.join("srcfile");
-    add_mount(
-        &mut b,
-        json!({"destination": "/mnt/abs/evil-file", "type": "bind",
-               "source": srcfile, "options": ["bind", "ro"]}),
-    );
+    b.add_mount(json!({"destination": "/mnt/abs/evil-file", "type": "bind",
+               "source": srcfile, "options": ["bind", "ro"]}));
     let mut probe = String::new();
     for d in &dests {
         probe.push_str(&format!("cat {d}/marker; "));
@@ -660,13 +651,9 @@ fn dotdot_in_mount_destinations_stays_in_the_rootfs() {
     );
     let dests = ["/../hostdir/evil".to_string(), deep];
     for d in &dests {
-        add_mount(
-            &mut b,
-            json!({"destination": d, "type": "bind", "source": src, "options": ["rbind"]}),
-        );
+        b.add_mount(json!({"destination": d, "type": "bind", "source": src, "options": ["rbind"]}));
     }
-    add_mount(
-        &mut b,
+    b.add_mount(
         json!({"destination": "/../hostdir/evil-tmpfs", "type": "tmpfs", "source": "tmpfs"}),
     );
     b.config["process"]["args"] = json!([
@@ -781,8 +768,7 @@ fn cve_2025_31133_masked_paths_with_dev_null_a_symlink() {
         std::fs::create_dir_all(&hostdir).unwrap();
         let canary = hostdir.join("canary");
         std::fs::write(&canary, "canary\n").unwrap();
-        add_mount(
-            &mut b,
+        b.add_mount(
             json!({"destination": "/hostdir", "type": "bind", "source": hostdir,
                    "options": ["rbind", "ro"]}),
         );
@@ -861,8 +847,7 @@ fn cve_2025_52565_dev_console_a_symlink() {
         std::fs::create_dir_all(&hostdir).unwrap();
         let host_target = hostdir.join("target");
         std::fs::write(&host_target, "host-target\n").unwrap();
-        add_mount(
-            &mut b,
+        b.add_mount(
             json!({"destination": "/hostdir", "type": "bind", "source": hostdir,
                    "options": ["rbind", if ro { "ro" } else { "rw" }]}),
         );
@@ -959,8 +944,7 @@ fn procfs_writes_are_not_redirected_by_container_mounts() {
         let mut b = Bundle::new("procredirect", &["sleep", "1000"]);
         let fake = b.dir.join("fakeproc");
         let files = fake_proc(&fake);
-        add_mount(
-            &mut b,
+        b.add_mount(
             json!({"destination": dest, "type": "bind", "source": fake.join(sub),
                    "options": ["rbind", "rw"]}),
         );
@@ -1117,8 +1101,7 @@ fn masks_are_not_redirected_by_a_fake_proc() {
     for n in 3..64 {
         symlink("/decoy", fake.join(format!("self/fd/{n}"))).unwrap();
     }
-    add_mount(
-        &mut b,
+    b.add_mount(
         json!({"destination": "/proc", "type": "bind", "source": fake, "options": ["rbind"]}),
     );
     b.config["linux"]["maskedPaths"] = json!(["/sys/firmware"]);

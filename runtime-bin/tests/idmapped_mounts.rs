@@ -11,11 +11,6 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde_json::json;
 
-fn add_mount(b: &mut Bundle, m: serde_json::Value) {
-    b.config["mounts"].as_array_mut().unwrap().push(m);
-    b.save();
-}
-
 /// A host bind mount for the length of a test, detached when dropped (declare it after the
 /// [`Bundle`], so that it goes first and the bundle's leftover check does not see it).
 struct HostBind(PathBuf);
@@ -122,8 +117,7 @@ fn owners_are_mapped_in_and_back_out() {
         .unwrap()
         .retain(|m| m["destination"] != "/sys/fs/cgroup");
     b.config["process"]["user"] = json!({"uid": 5000, "gid": 5000});
-    add_mount(
-        &mut b,
+    b.add_mount(
         json!({"source": data, "destination": "/mnt", "type": "bind", "options": ["bind"],
                "uidMappings": map(1000, 105000, 1), "gidMappings": map(1000, 105000, 1)}),
     );
@@ -155,13 +149,11 @@ fn ridmap_maps_nested_mounts_and_idmap_does_not() {
     let other = dir_with(&b, "other", &[("nested", 1001, 1002)]);
     let _nested = HostBind::new(&other, &tree.join("sub"));
     let maps = map(1000, 3000, 10);
-    add_mount(
-        &mut b,
+    b.add_mount(
         json!({"source": tree, "destination": "/mnt", "type": "bind",
                "options": ["rbind", "ridmap"], "uidMappings": maps, "gidMappings": maps}),
     );
-    add_mount(
-        &mut b,
+    b.add_mount(
         json!({"source": tree, "destination": "/tmp", "type": "bind",
                "options": ["rbind", "idmap"], "uidMappings": maps, "gidMappings": maps}),
     );
@@ -201,7 +193,7 @@ fn bad_mappings_fail_cleanly() {
     ];
     for (m, cause) in cases {
         let mut b = Bundle::new("idm-bad", &["true"]);
-        add_mount(&mut b, m);
+        b.add_mount(m);
         let out = b.create();
         fails_cleanly(&b, &out, cause);
         if is_casulo() {
@@ -219,8 +211,7 @@ fn a_filesystem_that_cannot_be_idmapped_fails_cleanly() {
     // helper process that held the mapping's user namespace is gone with the rest.
     let mut b = Bundle::new("idm-sysfs", &["true"]);
     let maps = map(0, 100000, 10);
-    add_mount(
-        &mut b,
+    b.add_mount(
         json!({"source": "/sys/kernel", "destination": "/mnt", "type": "bind",
                "options": ["bind"], "uidMappings": maps, "gidMappings": maps}),
     );
@@ -252,13 +243,11 @@ fn shared_propagation_of_a_mount_survives_pivot_root() {
     );
     let data = dir_with(&b, "data", &[]);
     let maps = map(0, 100000, 65536);
-    add_mount(
-        &mut b,
+    b.add_mount(
         json!({"source": data, "destination": "/mnt", "type": "bind",
                "options": ["bind", "shared"], "uidMappings": maps, "gidMappings": maps}),
     );
-    add_mount(
-        &mut b,
+    b.add_mount(
         json!({"source": data, "destination": "/tmp", "type": "bind",
                "options": ["bind", "shared"]}),
     );

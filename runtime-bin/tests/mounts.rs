@@ -5,20 +5,12 @@ use common::*;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 
 /// A private copy of the busybox rootfs in the bundle, with `/data` holding files owned by
 /// 1000:1000 with modes of their own, a symlink and a nested dir (no fifo: runc's copy-up
 /// fails on one). The container's root has no CAP_DAC_OVERRIDE: the modes let it in.
 fn rootfs_with_data(b: &Bundle) -> std::path::PathBuf {
-    let r = b.dir.join("rootfs");
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(rootfs())
-        .arg(&r)
-        .status()
-        .unwrap();
-    assert!(st.success(), "copy the rootfs");
+    let r = copy_rootfs(&b.dir);
     let d = r.join("data");
     std::fs::create_dir_all(d.join("sub/deeper")).unwrap();
     std::fs::write(d.join("file"), "lower-content\n").unwrap();

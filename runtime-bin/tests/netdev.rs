@@ -248,18 +248,7 @@ fn into_a_user_namespace() {
         "netdevuserns",
         &["sh", "-c", "ip -o link show dev eth5; id -u"],
     );
-    b.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    b.config["linux"]["uidMappings"] = map.clone();
-    b.config["linux"]["gidMappings"] = map;
-    // A user namespace cannot mount the host's cgroup hierarchies.
-    b.config["mounts"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|m| m["destination"] != "/sys/fs/cgroup");
+    b.use_userns();
     set_net_devices(&mut b, json!({ &dev.name: {"name": "eth5"} }));
     let r = b.run();
     assert!(r.ok(), "{}", r.stderr);

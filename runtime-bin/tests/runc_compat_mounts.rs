@@ -5,46 +5,9 @@ use common::*;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde_json::json;
-
-/// A private, writable copy of the busybox rootfs in the bundle, used as its root.
-fn own_rootfs(b: &mut Bundle) -> PathBuf {
-    let r = b.dir.join("rootfs");
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(rootfs())
-        .arg(&r)
-        .status()
-        .unwrap();
-    assert!(st.success(), "copy the rootfs");
-    b.config["root"]["path"] = r.to_str().unwrap().into();
-    b.save();
-    r
-}
-
-fn add_mount(b: &mut Bundle, m: serde_json::Value) {
-    b.config["mounts"].as_array_mut().unwrap().push(m);
-    b.save();
-}
-
-fn use_userns(b: &mut Bundle) {
-    b.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    b.config["linux"]["uidMappings"] = map.clone();
-    b.config["linux"]["gidMappings"] = map;
-    // A user namespace cannot mount the host's cgroup hierarchies.
-    b.config["mounts"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|m| m["destination"] != "/sys/fs/cgroup");
-    b.save();
-}
 
 /// A tmpfs mounted on the host for the length of a test, unmounted when dropped.
 struct HostTmpfs(PathBuf);
@@ -102,7 +65,7 @@ fn proc_on_a_symlink_is_refused() {
         return;
     }
     let mut b = Bundle::new("mnt-procsym", &["true"]);
-    let r = own_rootfs(&mut b);
+    let r = b.own_rootfs();
     std::fs::remove_dir(r.join("proc")).unwrap();
     std::fs::create_dir(r.join("bad-proc")).unwrap();
     std::os::unix::fs::symlink("/bad-proc", r.join("proc")).unwrap();
@@ -148,18 +111,16 @@ fn bind_source_made_by_an_earlier_mount() {
         return;
     }
     let mut b = Bundle::new("mnt-order", &["cat", "/final/x/file"]);
-    let r = own_rootfs(&mut b);
+    let r = b.own_rootfs();
     let src = b.dir.join("bind-src");
     std::fs::create_dir_all(src.join("x")).unwrap();
     std::fs::write(src.join("x/file"), "from the earlier mount\n").unwrap();
-    add_mount(
-        &mut b,
+    b.add_mount(
         json!({"source": src, "destination": "/mnt", "type": "bind", "options": ["rbind"]}),
     );
     // Source and destination as host paths inside the rootfs, as runc accepts them: the
     // source only exists once the mount above is made.
-    add_mount(
-        &mut b,
+    b.add_mount(
         json!({"source": r.join("mnt"), "destination": r.join("final"), "type": "bind",
                "options": ["rbind"]}),
     );
@@ -179,7 +140,7 @@ fn bind_source_inside_the_rootfs_does_not_follow_its_symlinks_out() {
         return;
     }
     let mut b = Bundle::new("mnt-srcsym", &["cat", "/seen/file"]);
-    let r = own_rootfs(&mut b);
+    let r = b.own_rootfs();
     let host = b.dir.join("host-only");
     std::fs::create_dir_all(&host).unwrap();
     std::fs::write(host.join("file"), "host secret\n").unwrap();
@@ -187,8 +148,7 @@ fn bind_source_inside_the_rootfs_does_not_follow_its_symlinks_out() {
     std::fs::write(r.join("inside/file"), "image file\n").unwrap();
     // The image points the source at a host path, which inside the root does not exist.
     std::os::unix::fs::symlink(&host, r.join("escape")).unwrap();
-    add_mount(
-        &mut b,
+    b.add_mount(
         json!({"source": r.join("escape"), "destination": "/seen", "type": "bind",
                "options": ["bind"]}),
     );
@@ -206,22 +166,16 @@ fn bind_mount_points_through_dangling_symlinks() {
         return;
     }
     let mut b = Bundle::new("mnt-dangling", &["true"]);
-    let r = own_rootfs(&mut b);
+    let r = b.own_rootfs();
     std::fs::create_dir_all(r.join("etc")).unwrap();
     std::os::unix::fs::symlink("/tmp/foo/bar", r.join("jump")).unwrap();
     std::os::unix::fs::symlink("/jump/baz/hosts", r.join("etc/hosts")).unwrap();
     std::os::unix::fs::symlink("/tmp/dirlink", r.join("etc/dirlink")).unwrap();
     let file = b.dir.join("config.json");
     let want = std::fs::metadata(&file).unwrap().ino();
-    add_mount(
-        &mut b,
-        json!({"source": file, "destination": "/etc/hosts", "options": ["bind"]}),
-    );
+    b.add_mount(json!({"source": file, "destination": "/etc/hosts", "options": ["bind"]}));
     let dir_source = r.join("etc");
-    add_mount(
-        &mut b,
-        json!({"source": dir_source, "destination": "/etc/dirlink", "options": ["bind"]}),
-    );
+    b.add_mount(json!({"source": dir_source, "destination": "/etc/dirlink", "options": ["bind"]}));
     b.config["process"]["args"] = json!([
         "sh",
         "-c",
@@ -250,7 +204,7 @@ fn tmpfs_takes_the_mode_of_its_mount_point() {
              grep ' /new/dir ' /proc/self/mounts | grep -c mode=",
         ],
     );
-    let r = own_rootfs(&mut b);
+    let r = b.own_rootfs();
     for (dir, mode) in [("inherit", 0o710), ("explicit", 0o710), ("sgid", 0o7755)] {
         std::fs::create_dir(r.join(dir)).unwrap();
         std::fs::set_permissions(r.join(dir), std::fs::Permissions::from_mode(mode)).unwrap();
@@ -263,8 +217,7 @@ fn tmpfs_takes_the_mode_of_its_mount_point() {
     ] {
         let mut options = vec!["rw", "nodev", "nosuid"];
         options.extend(extra);
-        add_mount(
-            &mut b,
+        b.add_mount(
             json!({"source": "tmpfs", "destination": dest, "type": "tmpfs", "options": options}),
         );
     }
@@ -294,8 +247,7 @@ fn explicit_atime_on_a_bind_of_a_noatime_mount() {
         ("/strict", vec!["bind", "strictatime"]),
         ("/kept", vec!["bind", "ro"]),
     ] {
-        add_mount(
-            &mut b,
+        b.add_mount(
             json!({"source": host.0, "destination": dest, "type": "bind", "options": opts}),
         );
     }
@@ -325,13 +277,12 @@ fn locked_flags_of_a_bind_source_stay_in_a_user_namespace() {
         return;
     }
     let mut b = Bundle::new("mnt-locked", &["cat", "/proc/self/mounts"]);
-    use_userns(&mut b);
+    b.use_userns();
     let host = HostTmpfs::new(
         b.dir.join("ro-src"),
         MsFlags::MS_RDONLY | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME,
     );
-    add_mount(
-        &mut b,
+    b.add_mount(
         json!({"source": host.0, "destination": "/mnt", "type": "bind",
                "options": ["bind", "nosuid", "nodev"]}),
     );
@@ -344,9 +295,8 @@ fn locked_flags_of_a_bind_source_stay_in_a_user_namespace() {
 
     // Clearing a locked flag by name cannot be done: refused, not silently ignored.
     let mut b2 = Bundle::new("mnt-locked-rw", &["true"]);
-    use_userns(&mut b2);
-    add_mount(
-        &mut b2,
+    b2.use_userns();
+    b2.add_mount(
         json!({"source": host.0, "destination": "/mnt", "type": "bind",
                "options": ["bind", "rw"]}),
     );
@@ -425,8 +375,7 @@ fn recursive_read_only_reaches_submounts() {
         ("/rro", vec!["rbind", "rro"]),
         ("/ratime", vec!["rbind", "ratime"]),
     ] {
-        add_mount(
-            &mut b,
+        b.add_mount(
             json!({"source": host.0, "destination": dest, "type": "bind", "options": opts}),
         );
     }
@@ -454,7 +403,7 @@ fn masked_directories_share_one_tmpfs_and_are_masked_once() {
              touch /d2/x 2>/dev/null || echo read-only",
         ],
     );
-    let r = own_rootfs(&mut b);
+    let r = b.own_rootfs();
     for d in ["d1", "d2", "d3"] {
         std::fs::create_dir(r.join(d)).unwrap();
         std::fs::write(r.join(d).join("secret"), "hidden\n").unwrap();
@@ -475,7 +424,7 @@ fn joins_another_containers_user_namespace_and_a_host_network_namespace() {
         return;
     }
     let mut owner = Bundle::new("mnt-userns-a", &["sleep", "60"]);
-    use_userns(&mut owner);
+    owner.use_userns();
     let out = owner.run_detached();
     assert!(out.ok(), "{}", out.stderr);
     let pid = owner.state().unwrap()["pid"].as_i64().unwrap();
@@ -488,7 +437,7 @@ fn joins_another_containers_user_namespace_and_a_host_network_namespace() {
             "cat /proc/self/uid_map; readlink /proc/self/ns/net; test -d /dev/pts && echo pts",
         ],
     );
-    use_userns(&mut b);
+    b.use_userns();
     let linux = &mut b.config["linux"];
     linux.as_object_mut().unwrap().remove("uidMappings");
     linux.as_object_mut().unwrap().remove("gidMappings");
@@ -529,8 +478,8 @@ fn bind_sources_the_user_namespace_cannot_reach() {
         "mnt-hostsrc",
         &["cat", "/tmp/mount-1/foo.txt", "/tmp/mount-2/foo.txt"],
     );
-    use_userns(&mut b);
-    let r = own_rootfs(&mut b);
+    b.use_userns();
+    let r = b.own_rootfs();
     for n in ["1", "2"] {
         // The image has the mount points: the container's root may not make them.
         std::fs::create_dir_all(r.join(format!("tmp/mount-{n}"))).unwrap();
@@ -539,8 +488,7 @@ fn bind_sources_the_user_namespace_cannot_reach() {
         std::fs::write(src.join("dir/foo.txt"), format!("source {n}\n")).unwrap();
         // Only the host's root gets in: not the container's, which is uid 100000 here.
         std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o700)).unwrap();
-        add_mount(
-            &mut b,
+        b.add_mount(
             json!({"source": src.join("dir"), "destination": format!("/tmp/mount-{n}"),
                    "options": ["bind"]}),
         );

@@ -59,6 +59,19 @@ fn scratch() -> PathBuf {
     d
 }
 
+/// A copy of the busybox rootfs at `<dir>/rootfs` (`cp -a`: owners and modes kept).
+pub fn copy_rootfs(dir: &Path) -> PathBuf {
+    let r = dir.join("rootfs");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(rootfs())
+        .arg(&r)
+        .status()
+        .unwrap();
+    assert!(st.success(), "copy the rootfs");
+    r
+}
+
 /// The shared read-only busybox rootfs, built once and reused by later runs.
 pub fn rootfs() -> &'static Path {
     static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
@@ -200,6 +213,38 @@ impl Bundle {
             serde_json::to_vec_pretty(&self.config).unwrap(),
         )
         .unwrap();
+    }
+
+    /// Append `m` to `mounts` and save.
+    pub fn add_mount(&mut self, m: Value) {
+        self.config["mounts"].as_array_mut().unwrap().push(m);
+        self.save();
+    }
+
+    /// A new user namespace mapping ids 0..65536 to 100000.., without the host's cgroup
+    /// mount (a user namespace cannot mount those hierarchies); saved.
+    pub fn use_userns(&mut self) {
+        self.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        self.config["linux"]["uidMappings"] = map.clone();
+        self.config["linux"]["gidMappings"] = map;
+        self.config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["destination"] != "/sys/fs/cgroup");
+        self.save();
+    }
+
+    /// A private, writable copy of the busybox rootfs at `<bundle>/rootfs`, made the root;
+    /// saved.
+    pub fn own_rootfs(&mut self) -> PathBuf {
+        let r = copy_rootfs(&self.dir);
+        self.config["root"]["path"] = r.to_str().unwrap().into();
+        self.save();
+        r
     }
 
     /// The global flags every command of this container needs besides `--root`:
