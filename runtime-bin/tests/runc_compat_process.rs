@@ -569,3 +569,46 @@ fn missing_seccomp_agent_is_named_in_runc_words() {
     );
     fails_cleanly(&b, &r, "no-agent.sock");
 }
+
+/// An execve that fails after start (a script whose interpreter does not exist) is the
+/// process's own failure, as with runc: one line on its stderr and exit status 255; `start`
+/// succeeds (the init was released); `exec` names the same cause in its one error line.
+#[test]
+fn execve_failure_after_start_is_the_process_failure() {
+    if !can_run("execve_failure_after_start_is_the_process_failure") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let want = "exec /run.sh: no such file or directory";
+    let mut b = Bundle::new("prcexecve", &["/run.sh"]);
+    let rootfs = b.own_rootfs();
+    let script = rootfs.join("run.sh");
+    std::fs::write(&script, "#!/mmnnttbb foo bar\nsh\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = b.run();
+    assert_eq!(r.status, Some(255), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().collect::<Vec<_>>(), [want], "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+
+    let r = b.create();
+    assert!(r.ok(), "{}", r.stderr);
+    let r = b.rt(&["start", &b.id]);
+    assert!(
+        r.ok(),
+        "start must succeed once the init is released: {}",
+        r.stderr
+    );
+    assert!(b.wait_status("stopped"), "{:?}", b.state());
+    assert!(b.rt(&["delete", &b.id]).ok());
+
+    let mut b = Bundle::new("prcexecvex", &["sleep", "100"]);
+    let rootfs = b.own_rootfs();
+    let script = rootfs.join("run.sh");
+    std::fs::write(&script, "#!/mmnnttbb foo bar\nsh\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(b.run_detached().ok());
+    let r = b.rt(&["exec", &b.id, "/run.sh"]);
+    assert!(!r.ok());
+    let lines: Vec<_> = r.stderr.lines().collect();
+    assert!(lines.len() == 1 && lines[0].contains(want), "{}", r.stderr);
+}

@@ -419,7 +419,12 @@ fn child_steps(
         s.load().step("seccomp")?;
     }
     let errno = crate::sys::execve(&launch.exe, &p.args, &p.env, launch.home.as_deref());
-    Err(format!("exec {:?}: {errno}", launch.exe))
+    let mut text = [0u8; 64];
+    Err(format!(
+        "exec {}: {}",
+        launch.exe.to_string_lossy(),
+        String::from_utf8_lossy(crate::sys::errno_text(errno, &mut text))
+    ))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The exec fifo, the barrier between create and start. The init opens it for write, which
 //! blocks until `start` opens it for read; the init then writes `0`, runs the startContainer
 //! hooks and execs the user program. The write end is close-on-exec, so `start` reads EOF once
-//! the exec succeeded, or an error text if a hook or the exec failed.
+//! the exec happened or the init gave up; a failure after the release is the container
+//! process's own (on its stderr, exit status 255, as with runc), not a failed start.
 
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -49,8 +50,8 @@ pub fn wait_for_start(proc: BorrowedFd<'_>, fifo: BorrowedFd<'_>) -> nix::Result
     }
 }
 
-/// In `start`: release the init waiting on `path` and report whether it went on to exec
-/// the user program. `pidfd` is the init's, opened before the release: once released, the
+/// In `start`: release the init waiting on `path` and wait until it has exec'd the user
+/// program or given up (the fifo closes either way). `pidfd` is the init's, opened before the release: once released, the
 /// program may run, exit and be reaped (by a subreaper such as containerd's shim) before this
 /// looks at it, which must not turn a successful start into an error. If the init dies before
 /// opening the fifo, this fails instead of blocking forever.
@@ -98,20 +99,14 @@ pub fn release(path: &Path, pidfd: BorrowedFd<'_>) -> Result<(), ProcessError> {
             break;
         }
     }
-    match got.split_first() {
-        Some((b'0', [])) => Ok(()),
-        Some((b'0', rest)) => Err(ProcessError::Init(
-            String::from_utf8_lossy(rest).into_owned(),
-        )),
+    // The init writes `0` once released; what fails after that is the process's own failure,
+    // reported on its stderr (see the init), not a failed start.
+    match got.first() {
+        Some(b'0') => Ok(()),
         _ => Err(ProcessError::Init(
             "the container's init exited before start".into(),
         )),
     }
-}
-
-/// Used by the init to report a failure after the fifo was opened.
-pub fn report(fifo: &OwnedFd, msg: &str) {
-    let _ = nix::unistd::write(fifo, msg.as_bytes());
 }
 
 /// An fd of the host's /proc, checked to be a real procfs.

@@ -252,12 +252,12 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
     io.chan.send(&Msg::Ready).step("sync")?;
     let w = fifo::wait_for_start(proc.as_fd(), io.fifo.as_fd()).step("open exec fifo")?;
     drop(proc);
-    let fail = |msg: String, code: i32| -> ! {
-        fifo::report(&w, &msg);
-        exit_now(code)
-    };
+    // From here on `start` only waits for the fifo to close, as runc's does: what fails now is
+    // the container's process failing, reported on its own stderr (a terminal, a log) with
+    // runc's exit status 255, and `start` itself succeeds.
+    let fail = |msg: &str| -> ! { crate::sys::die_on_stderr(&[msg.as_bytes(), b"\n"], 255) };
     if let Err(e) = nix::unistd::write(&w, b"0") {
-        fail(format!("write exec fifo: {e}"), 1);
+        fail(&format!("write exec fifo: {e}"));
     }
     // As with runc, the startContainer hooks run under the container's seccomp filter (they
     // run in the container, like its program), and, when their config has no `env`, with
@@ -268,7 +268,7 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
         .filter(|s| s.loads_last(p.no_new_privileges))
     {
         if let Err(e) = s.load() {
-            fail(format!("seccomp: {e}"), 1);
+            fail(&format!("seccomp: {e}"));
         }
     }
     if !plan.start_container_hooks.is_empty() {
@@ -279,11 +279,21 @@ fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
             &state,
             Some(&env),
         ) {
-            fail(e.to_string(), 1);
+            fail(&e.to_string());
         }
     }
     let errno = crate::sys::execve(&launch.exe, &p.args, &p.env, launch.home.as_deref());
-    fail(format!("exec {:?}: {errno}", launch.exe), 127)
+    let mut text = [0u8; 64];
+    crate::sys::die_on_stderr(
+        &[
+            b"exec ",
+            launch.exe.as_bytes(),
+            b": ",
+            crate::sys::errno_text(errno, &mut text),
+            b"\n",
+        ],
+        255,
+    )
 }
 
 /// Write `value` to a file of the host's /proc (opened before pivot_root and checked to be

@@ -8,8 +8,8 @@
 //! 3. [`init`] (stage, then init): join namespaces, unshare new ones, fork the init where a
 //!    pid or time namespace needs it (the stage then exits: one process remains), build the
 //!    rootfs, pivot_root, apply the process config, report ready and block on the exec fifo.
-//! 4. [`fifo::release`] (`start`): open the fifo, read the init's verdict, which lets it
-//!    `execve` the user program.
+//! 4. [`fifo::release`] (`start`): open the fifo, which lets the init `execve` the user
+//!    program, and wait for the fifo to close.
 //!
 //! The runtime and the init talk over a SOCK_SEQPACKET socketpair ([`channel`]).
 

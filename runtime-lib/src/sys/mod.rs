@@ -38,6 +38,31 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Write one line made of `parts` to stderr in a single writev (so it is not interleaved with
+/// the output of other processes on the same terminal) and `_exit(code)`. For failures in a
+/// forked child after the runtime stopped listening: no allocation, no locks.
+pub fn die_on_stderr(parts: &[&[u8]], code: i32) -> ! {
+    let mut slices = [std::io::IoSlice::new(&[]); 8];
+    let n = parts.len().min(slices.len());
+    for (slot, part) in slices.iter_mut().zip(parts) {
+        *slot = std::io::IoSlice::new(part);
+    }
+    // SAFETY: fd 2 is open for the process's whole life (stdio), and the borrow ends here.
+    let stderr = unsafe { BorrowedFd::borrow_raw(2) };
+    let _ = nix::sys::uio::writev(stderr, &slices[..n]);
+    exit_now(code)
+}
+
+/// The C library's description of `errno` in lower case, as Go prints
+/// errors ("no such file or directory"), in `buf`: no allocation, for a forked child.
+pub fn errno_text(errno: Errno, buf: &mut [u8; 64]) -> &[u8] {
+    let desc = errno.desc().as_bytes();
+    let n = desc.len().min(buf.len());
+    buf[..n].copy_from_slice(&desc[..n]);
+    buf[..n].make_ascii_lowercase();
+    &buf[..n]
+}
+
 pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 pub const RESOLVE_IN_ROOT: u64 = 0x10;
 
