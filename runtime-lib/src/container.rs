@@ -9,8 +9,9 @@ use oci_spec::runtime::Spec;
 
 use crate::bundle::{validate_id, Bundle};
 use crate::error::{Context, Error, ErrorKind, Result, Step};
-pub use crate::process::exec::ExecOptions;
-use crate::process::{fifo, parent, CreateOptions};
+pub use crate::lifecycle::exec::ExecOptions;
+use crate::lifecycle::{create, fifo};
+use crate::plan::CreateOptions;
 use crate::state::{self, Saved, State, StateDir, StateError, Status};
 
 /// The default state root: `/run/casulo`, or `$XDG_RUNTIME_DIR/casulo` when not root.
@@ -116,7 +117,7 @@ impl ContainerBuilder {
     /// Create the container from a bundle loaded with [`ContainerBuilder::load_bundle`].
     pub fn create_from(self, bundle: Bundle) -> Result<Container> {
         let id = self.id.clone();
-        let saved = parent::create(&id, &self.root, bundle, &self.opts)?;
+        let saved = create::create(&id, &self.root, bundle, &self.opts)?;
         Ok(Container {
             root: self.root,
             saved,
@@ -318,7 +319,7 @@ impl Container {
                 format!("cannot exec in a {status} container{hint}"),
             ));
         }
-        let pid = crate::process::exec::exec(&self.saved, status, process, opts)
+        let pid = crate::lifecycle::exec::exec(&self.saved, status, process, opts)
             .map_err(|k| Error::new(id, step, k))?;
         drop(dir);
         Ok(pid)
@@ -425,7 +426,7 @@ impl Container {
                 if self.saved.init_alive() {
                     let _ =
                         crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGKILL);
-                    parent::wait_pidfd(&fd, Duration::from_secs(10));
+                    create::wait_pidfd(&fd, Duration::from_secs(10));
                 }
             }
         }
@@ -456,13 +457,13 @@ impl Container {
     /// killed by signal N). The caller must be the init's parent or a child subreaper
     /// (`prctl(PR_SET_CHILD_SUBREAPER)` before create).
     pub fn wait(&self) -> Result<i32> {
-        crate::process::foreground::wait(self.saved.pid, false)
+        crate::lifecycle::foreground::wait(self.saved.pid, false)
             .map_err(|e| Error::new(self.id(), Step::Run, ErrorKind::Process(e)))
     }
 
     /// Like [`Container::wait`], forwarding to the init every signal this process receives.
     /// The caller must have blocked those signals before create
-    /// ([`crate::process::foreground::block_signals`]).
+    /// ([`crate::lifecycle::foreground::block_signals`]).
     pub fn wait_forwarding_signals(&self) -> Result<i32> {
         self.wait_forwarding_signals_with(None)
     }
@@ -470,7 +471,7 @@ impl Container {
     /// [`Container::wait_forwarding_signals`], calling `on_winch` on SIGWINCH instead of
     /// forwarding it (for a caller that proxies the container's terminal).
     pub fn wait_forwarding_signals_with(&self, on_winch: Option<&dyn Fn()>) -> Result<i32> {
-        crate::process::foreground::wait_with(self.saved.pid, true, on_winch)
+        crate::lifecycle::foreground::wait_with(self.saved.pid, true, on_winch)
             .map_err(|e| Error::new(self.id(), Step::Run, ErrorKind::Process(e)))
     }
 }

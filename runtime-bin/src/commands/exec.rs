@@ -198,7 +198,7 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
     }
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"))?;
-    casulo::process::foreground::block_signals().map_err(|e| e.to_string())?;
+    casulo::lifecycle::foreground::block_signals().map_err(|e| e.to_string())?;
     let pid = c.exec(&process, &opts).map_err(|e| e.to_string())?;
     let master = match listener {
         Some(l) => Some(

@@ -122,7 +122,7 @@ pub fn wait_foreground(
 ) -> Result<i32, casulo::process::ProcessError> {
     use std::os::fd::AsFd;
     let Some(master) = master else {
-        return casulo::process::foreground::wait_with(pid, true, None);
+        return casulo::lifecycle::foreground::wait_with(pid, true, None);
     };
     let winch_master = master
         .try_clone()
@@ -135,7 +135,7 @@ pub fn wait_foreground(
     };
     resize();
     let proxy = std::thread::spawn(move || casulo::tty::proxy(master));
-    let code = casulo::process::foreground::wait_with(pid, true, Some(&resize));
+    let code = casulo::lifecycle::foreground::wait_with(pid, true, Some(&resize));
     let _ = proxy.join();
     code
 }

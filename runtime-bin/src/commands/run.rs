@@ -48,7 +48,7 @@ pub fn run(ctx: &Ctx, mut a: Args) -> CmdResult {
     // reaper, and hold every signal until we can forward it.
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"))?;
-    casulo::process::foreground::block_signals().map_err(|e| e.to_string())?;
+    casulo::lifecycle::foreground::block_signals().map_err(|e| e.to_string())?;
     let c = builder.create_from(bundle).map_err(|e| e.to_string())?;
     let master = match &listener {
         Some(l) => match l.recv_master(Duration::from_secs(10)).and_then(|m| {

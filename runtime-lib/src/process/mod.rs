@@ -1,27 +1,12 @@
-//! The process model, readable top to bottom:
-//!
-//! 1. [`InitPlan::build`] (runtime, before any side effect): the whole config turned into
-//!    prepared data — namespace fds, mount plans, device list, capability masks, rlimits,
-//!    C strings for execve. Everything unsupported or invalid is rejected here.
-//! 2. [`parent::create`] (runtime): state dir, exec fifo, `fork` of the *stage* process,
-//!    cgroup placement, id maps, prestart/createRuntime hooks, state.json, pid file.
-//! 3. [`init`] (stage, then init): join namespaces, unshare new ones, fork the init where a
-//!    pid or time namespace needs it (the stage then exits: one process remains), build the
-//!    rootfs, pivot_root, apply the process config, report ready and block on the exec fifo.
-//! 4. [`fifo::release`] (`start`): open the fifo, which lets the init `execve` the user
-//!    program, and wait for the fifo to close.
-//!
-//! The runtime and the init talk over a SOCK_SEQPACKET socketpair ([`channel`]).
+//! The container's process as config.json describes it, prepared for execve: arguments,
+//! environment, cwd, user, capabilities and rlimits (from [`crate::security`]), and the
+//! process attributes that live in their own modules — CPU affinity, scheduler and I/O
+//! priority, personality, NUMA memory policy. [`ProcessPlan`] is built before any side effect;
+//! the lifecycle applies it (see `lifecycle::setup`).
 
 pub mod affinity;
-pub mod channel;
 pub mod env;
-pub mod exec;
-pub mod fifo;
-pub mod foreground;
-pub mod init;
 pub mod mempolicy;
-pub mod parent;
 pub mod personality;
 pub mod scheduling;
 
@@ -29,12 +14,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use oci_spec::runtime::{Hook, LinuxNamespaceType};
-
-use crate::bundle::Bundle;
-use crate::namespaces::NamespacePlan;
-use crate::rootfs::RootfsPlan;
-use crate::security::{CapsPlan, RlimitsPlan, SeccompPlan};
+use crate::security::{CapsPlan, RlimitsPlan};
 use mempolicy::MemPolicyPlan;
 use personality::PersonalityPlan;
 use scheduling::SchedulingPlan;
@@ -62,23 +42,12 @@ pub enum ProcessError {
     #[error("{0}: not supported by this runtime")]
     Unsupported(String),
     #[error(transparent)]
-    Channel(#[from] channel::ChannelError),
+    Channel(#[from] crate::lifecycle::protocol::ChannelError),
 }
 
 pub(crate) fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> ProcessError {
     let what = what.into();
     move |source| ProcessError::Sys { what, source }
-}
-
-/// Options of `create` that do not come from config.json.
-#[derive(Debug, Clone, Default)]
-pub struct CreateOptions {
-    pub pid_file: Option<PathBuf>,
-    pub console_socket: Option<PathBuf>,
-    pub preserve_fds: u32,
-    pub no_pivot: bool,
-    pub no_new_keyring: bool,
-    pub systemd_cgroup: bool,
 }
 
 /// The user process, prepared for execve.
@@ -118,26 +87,6 @@ pub struct ProcessPlan {
     pub affinity: affinity::AffinityPlan,
 }
 
-/// Everything the init does, decided before the fork.
-#[derive(Debug)]
-pub struct InitPlan {
-    pub id: String,
-    pub ns: NamespacePlan,
-    pub rootfs: RootfsPlan,
-    pub process: ProcessPlan,
-    pub hostname: Option<String>,
-    pub domainname: Option<String>,
-    /// (path under /proc/sys, value)
-    pub sysctl: Vec<(PathBuf, String)>,
-    pub seccomp: Option<SeccompPlan>,
-    pub create_container_hooks: Vec<Hook>,
-    pub start_container_hooks: Vec<Hook>,
-    pub preserve_fds: u32,
-    pub no_new_keyring: bool,
-    /// linux.netDevices: moved by the runtime, not by the init.
-    pub net_devices: Option<crate::netdev::NetDevPlan>,
-}
-
 fn cstring(what: &str, s: &[u8]) -> Result<CString, ProcessError> {
     CString::new(s).map_err(|_| ProcessError::Invalid(format!("{what} contains a NUL byte")))
 }
@@ -170,29 +119,6 @@ pub(crate) fn fix_process_json(process: &mut serde_json::Value) -> Result<bool, 
         }
     }
     Ok(changed)
-}
-
-/// The namespace a sysctl key belongs to, for the check that the container owns it.
-fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
-    const IPC: [&str; 8] = [
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
-    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
-        Some(LinuxNamespaceType::Ipc)
-    } else if key.starts_with("net.") {
-        Some(LinuxNamespaceType::Network)
-    } else if key == "kernel.hostname" || key == "kernel.domainname" {
-        Some(LinuxNamespaceType::Uts)
-    } else {
-        None
-    }
 }
 
 impl ProcessPlan {
@@ -271,135 +197,6 @@ impl ProcessPlan {
         };
         Ok(plan)
     }
-}
-
-impl InitPlan {
-    /// Validate and prepare everything. No side effects.
-    pub fn build(
-        id: &str,
-        bundle: &Bundle,
-        opts: &CreateOptions,
-    ) -> Result<InitPlan, crate::ErrorKind> {
-        let spec = &bundle.spec;
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| ProcessError::Invalid("config.json has no process".into()))?;
-        let linux = spec.linux().as_ref();
-        let ns = NamespacePlan::from_spec(linux)?;
-        let mut rootfs = RootfsPlan::from_spec(spec, &bundle.dir, &bundle.rootfs, opts.no_pivot)?;
-        rootfs.host_mount_ns = !ns.has(LinuxNamespaceType::Mount);
-
-        let mut process_plan = ProcessPlan::from_spec(process, opts.console_socket.is_some())?;
-        process_plan.personality = personality_plan(linux)?;
-        process_plan.scheduling.cpus_limited = linux
-            .and_then(|l| l.resources().as_ref())
-            .and_then(|r| r.cpu().as_ref())
-            .and_then(|c| c.cpus().as_deref())
-            .is_some_and(|cpus| !cpus.trim().is_empty());
-        process_plan.memory_policy = linux
-            .and_then(|l| l.memory_policy().as_ref())
-            .map(MemPolicyPlan::from_spec)
-            .transpose()?;
-
-        let mut sysctl = Vec::new();
-        if let Some(map) = linux.and_then(|l| l.sysctl().as_ref()) {
-            let mut keys: Vec<_> = map.iter().collect();
-            keys.sort();
-            for (key, value) in keys {
-                if key.contains('/') || key.split('.').any(|p| p.is_empty() || p == "..") {
-                    return Err(ProcessError::Invalid(format!(
-                        "linux.sysctl: invalid key {key:?}"
-                    ))
-                    .into());
-                }
-                match sysctl_namespace(key) {
-                    Some(t) if ns.has(t) => {}
-                    Some(t) => {
-                        return Err(ProcessError::Invalid(format!(
-                            "linux.sysctl: {key} needs a {} namespace of the container's own",
-                            crate::bundle::ns_name(t)
-                        ))
-                        .into())
-                    }
-                    None => {
-                        return Err(ProcessError::Invalid(format!(
-                            "linux.sysctl: {key} is not namespaced: it would change the host"
-                        ))
-                        .into())
-                    }
-                }
-                sysctl.push((PathBuf::from(key.replace('.', "/")), value.clone()));
-            }
-        }
-        if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
-            && !ns.has(LinuxNamespaceType::Uts)
-        {
-            return Err(ProcessError::Invalid(
-                "hostname needs a uts namespace of the container's own (new or joined)".into(),
-            )
-            .into());
-        }
-        if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
-            && !ns.has(LinuxNamespaceType::Uts)
-        {
-            return Err(ProcessError::Invalid(
-                "domainname needs a uts namespace of the container's own (new or joined)".into(),
-            )
-            .into());
-        }
-        let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => Some(SeccompPlan::from_spec(s)?),
-            None => None,
-        };
-        let net_devices = crate::netdev::NetDevPlan::from_spec(linux, &ns)?;
-        let hooks = spec.hooks().as_ref();
-        Ok(InitPlan {
-            id: id.to_string(),
-            ns,
-            rootfs,
-            process: process_plan,
-            hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
-            domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
-            sysctl,
-            seccomp,
-            create_container_hooks: hooks
-                .and_then(|h| h.create_container().clone())
-                .unwrap_or_default(),
-            start_container_hooks: hooks
-                .and_then(|h| h.start_container().clone())
-                .unwrap_or_default(),
-            preserve_fds: opts.preserve_fds,
-            no_new_keyring: opts.no_new_keyring,
-            net_devices,
-        })
-    }
-}
-
-/// `linux.personality` of the container, checked.
-fn personality_plan(
-    linux: Option<&oci_spec::runtime::Linux>,
-) -> Result<Option<PersonalityPlan>, ProcessError> {
-    linux
-        .and_then(|l| l.personality().as_ref())
-        .map(PersonalityPlan::from_spec)
-        .transpose()
-}
-
-/// Connect to the console socket that will receive the pty master (the path is the caller's:
-/// the init cannot reach it once inside the container).
-pub(crate) fn connect_console(
-    path: Option<&std::path::Path>,
-) -> Result<Option<std::os::fd::OwnedFd>, ProcessError> {
-    path.map(|p| {
-        std::os::unix::net::UnixStream::connect(p)
-            .map(Into::into)
-            .map_err(|source| ProcessError::Io {
-                what: format!("console socket {}", p.display()),
-                source,
-            })
-    })
-    .transpose()
 }
 
 /// Find the executable the way execvp does, but with the container's PATH, inside the

@@ -5,7 +5,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::{sys, ProcessError};
+use crate::process::{sys, ProcessError};
 
 /// The signals forwarded to the container: all that a process can catch, but the ones that
 /// describe this process's own faults or children.

@@ -12,8 +12,9 @@ use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::LinuxNamespaceType;
 
-use super::channel::{Channel, Msg};
-use super::{fifo, InitPlan};
+use super::fifo;
+use super::protocol::{Channel, Msg};
+use crate::plan::InitPlan;
 use crate::rootfs::SourceRequest;
 use crate::sys::{exit_now, fork, Fork};
 
@@ -339,8 +340,9 @@ fn enter_cwd(cwd: &Path) -> Result<(), nix::Error> {
 
 /// `HOME=<home of uid>` from the container's /etc/passwd, `HOME=/` without an entry.
 fn home_env(uid: u32) -> std::ffi::CString {
-    let mut home = [0u8; super::env::HOME_MAX];
-    let found = super::env::home_of(uid, &mut home).filter(|&len| !home[..len].contains(&0));
+    let mut home = [0u8; crate::process::env::HOME_MAX];
+    let found =
+        crate::process::env::home_of(uid, &mut home).filter(|&len| !home[..len].contains(&0));
     let value: &[u8] = match found {
         Some(len) => &home[..len],
         None => b"/",
@@ -366,7 +368,7 @@ fn home_env(uid: u32) -> std::ffi::CString {
 /// ([`SeccompPlan::loads_last`](crate::security::SeccompPlan::loads_last)). A filter that
 /// notifies an agent is handed to it (`agent`) as soon as it is loaded.
 pub(super) fn finish_process(
-    p: &super::ProcessPlan,
+    p: &crate::process::ProcessPlan,
     proc: &OwnedFd,
     seccomp: Option<&crate::security::SeccompPlan>,
     preserve_fds: u32,
@@ -392,7 +394,7 @@ pub(super) fn finish_process(
         Err(nix::Error::EACCES | nix::Error::EPERM) => true,
         Err(e) => return Err(format!("cwd {}: {e}", p.cwd.display())),
     };
-    let exe = super::find_executable(&p.args[0], &p.path_dirs)?;
+    let exe = crate::process::find_executable(&p.args[0], &p.path_dirs)?;
     let home = p.needs_home.then(|| home_env(p.uid));
     crate::security::give_stdio_to(p.uid).step("user")?;
     // Only stdio and the preserved fds reach the user program.

@@ -16,10 +16,10 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
-use super::channel::{self, Channel, ChannelError, Msg};
 use super::init::{AgentHandoff, Step as _};
-use super::{sys, ProcessError, ProcessPlan};
+use super::protocol::{self, Channel, ChannelError, Msg};
 use crate::namespaces::{clone_flag, Join};
+use crate::process::{sys, ProcessError, ProcessPlan};
 use crate::security::SeccompPlan;
 use crate::state::{Saved, Status};
 use crate::sys::{exit_now, fork, Fork};
@@ -166,23 +166,25 @@ pub fn exec(
     process: &Process,
     opts: &ExecOptions,
 ) -> Result<i32, crate::ErrorKind> {
-    let process = super::scheduling::with_container_defaults(process, saved.process.as_ref());
+    let process =
+        crate::process::scheduling::with_container_defaults(process, saved.process.as_ref());
     let mut plan_process = ProcessPlan::from_spec(&process, opts.console_socket.is_some())?;
     plan_process.personality = saved
         .personality
         .as_ref()
-        .map(super::personality::PersonalityPlan::from_spec)
+        .map(crate::process::personality::PersonalityPlan::from_spec)
         .transpose()?;
     plan_process.memory_policy = saved
         .memory_policy
         .as_ref()
-        .map(super::mempolicy::MemPolicyPlan::from_spec)
+        .map(crate::process::mempolicy::MemPolicyPlan::from_spec)
         .transpose()?;
     // The process's own execCPUAffinity, else the container's (config.json's process).
     if plan_process.affinity.is_empty() {
         if let Some(container) = saved.process.as_ref() {
-            plan_process.affinity =
-                super::affinity::AffinityPlan::from_spec(container.exec_cpu_affinity().as_ref())?;
+            plan_process.affinity = crate::process::affinity::AffinityPlan::from_spec(
+                container.exec_cpu_affinity().as_ref(),
+            )?;
         }
     }
     let seccomp = match &saved.seccomp {
@@ -224,7 +226,7 @@ pub fn exec(
         preserve_fds: opts.preserve_fds,
         relayed_terminal: opts.relayed_terminal,
     };
-    let console = super::connect_console(opts.console_socket.as_deref())?;
+    let console = crate::plan::connect_console(opts.console_socket.as_deref())?;
     // The process cannot reach a host path once inside the container: connect for it.
     let listener = plan.seccomp.as_ref().and_then(|s| s.listener());
     let agent = listener
@@ -247,7 +249,7 @@ pub fn exec(
             source,
         }
     })?;
-    let (chan, child_chan) = channel::pair().map_err(sys("socketpair"))?;
+    let (chan, child_chan) = protocol::pair().map_err(sys("socketpair"))?;
     let stage = match fork().map_err(sys("fork"))? {
         Fork::Child => {
             crate::sys::close_fds(&inherited);
@@ -269,7 +271,7 @@ pub fn exec(
     affinity
         .before_cgroup(stage)
         .map_err(|e| kill_stage(e.into()))?;
-    if let Ok(mask) = super::affinity::CpuMask::of(stage) {
+    if let Ok(mask) = crate::process::affinity::CpuMask::of(stage) {
         // The affinity the process joins the container with, in the words the reference
         // runtime's test suite looks for (its namespace-joining stage is called "nsexec").
         tracing::debug!("exec: nsexec process {stage}: affinity: {}", mask.hex());
@@ -322,7 +324,7 @@ pub fn exec(
     }
     match chan.recv() {
         Err(ChannelError::Closed) if !state_sent => {
-            crate::process::parent::kill_and_wait(pid, pid != stage);
+            crate::lifecycle::create::kill_and_wait(pid, pid != stage);
             return Err(ProcessError::Init(
                 "exited before it got the seccomp agent's state".into(),
             )
@@ -334,7 +336,7 @@ pub fn exec(
             );
         }
         Ok(Msg::Error(e)) => {
-            crate::process::parent::kill_and_wait(pid, pid != stage);
+            crate::lifecycle::create::kill_and_wait(pid, pid != stage);
             return Err(ProcessError::Init(e).into());
         }
         Ok(other) => return Err(ProcessError::Init(format!("unexpected message {other:?}")).into()),

@@ -8,12 +8,14 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::channel::{self, Msg};
+use super::fifo;
 use super::init::{self, ChildIo};
-use super::{fifo, sys, CreateOptions, InitPlan, ProcessError};
+use super::protocol::{self, Msg};
 use crate::bundle::{validate_id, Bundle};
 use crate::cgroups::{self, CgroupManager};
 use crate::error::{Context, Result, Step};
+use crate::plan::{CreateOptions, InitPlan};
+use crate::process::{sys, ProcessError};
 use crate::state::{self, Saved, StateDir, Status};
 use crate::sys::{fork, Fork};
 
@@ -148,7 +150,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     let cgroup_cfg =
         cgroups::resolve(cgroup_path.as_deref(), id, opts.systemd_cgroup).ctx(id, step)?;
     let resources = cgroups::resources_for_create(linux);
-    let console = super::connect_console(opts.console_socket.as_deref()).ctx(id, step)?;
+    let console = crate::plan::connect_console(opts.console_socket.as_deref()).ctx(id, step)?;
     // The init cannot reach a host path once inside its root: connect for it.
     let listener = plan.seccomp.as_ref().and_then(|s| s.listener());
     let agent = listener
@@ -212,7 +214,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     let dir = undo.dir.as_ref().expect("state dir");
     fifo::create(&fifo_path).ctx(id, step)?;
     dir.save(&saved).ctx(id, step)?;
-    let (chan, child_chan) = channel::pair().map_err(sys("socketpair")).ctx(id, step)?;
+    let (chan, child_chan) = protocol::pair().map_err(sys("socketpair")).ctx(id, step)?;
     let fifo_fd = fifo::open_path(&fifo_path).ctx(id, step)?;
 
     // The caller's own fds (beyond stdio and the preserved ones) never reach the container.
@@ -278,7 +280,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
             Ok(m) => m,
             // A peer that closes with our message unread makes the first recv fail with
             // ECONNRESET although its own report is still queued: read that report first.
-            Err(channel::ChannelError::Closed) => {
+            Err(protocol::ChannelError::Closed) => {
                 return Err(prefer_init(fail(ProcessError::Init(format!(
                     "exited during setup ({})",
                     exit_description(undo.stage.take(), undo.init)
@@ -319,7 +321,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 cg.set(&resources).ctx(id, step).map_err(prefer_init)?;
                 // Every CPU of the container's cpuset, not the runtime's own affinity
                 // (`taskset -c 0 casulo run`): the spec's execCPUAffinity is not for the init.
-                super::affinity::reset(pid);
+                crate::process::affinity::reset(pid);
                 timing("init in its cgroup");
                 if let Some(devices) = &plan.net_devices {
                     // Before the init learns the state: nothing of the container, hooks

@@ -12,7 +12,7 @@ use nix::fcntl::{open, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
-use super::{sys, ProcessError};
+use crate::process::{sys, ProcessError};
 
 /// Make the fifo (mode 0622, as runc does).
 pub fn create(path: &Path) -> Result<(), ProcessError> {

@@ -1,0 +1,54 @@
+//! The lifecycle: how a container comes to life and how a process joins it, read top to
+//! bottom. Everything here applies a plan ([`crate::plan`]) made before the first side effect.
+//!
+//! Processes. The *runtime* is the caller of the library (the `casulo` command, or a program
+//! that links the crate). For create it forks the *stage*, which joins and creates the
+//! namespaces; where a new or joined pid or time namespace needs it, the stage forks the
+//! *init* and exits, so one process remains: the init builds the container and waits on the
+//! exec fifo until `start`, then execs the user program. `exec` forks a stage the same way
+//! ([`stage`]) that joins the init's namespaces.
+//!
+//! The runtime and its child talk over a SOCK_SEQPACKET socketpair ([`protocol`]). Create:
+//!
+//! ```text
+//!  runtime (create.rs)                         stage → init (stage.rs, init.rs)
+//!  state dir, exec fifo, fork ───────────────▶ waits
+//!  Go ───────────────────────────────────────▶ join, unshare namespaces
+//!  (makes the cgroup meanwhile)
+//!                                   NeedMaps ◀ (new user namespace only)
+//!  writes uid/gid maps, time offsets
+//!  MapsDone ─────────────────────────────────▶ setresuid(0); fork the init if needed
+//!                                   Pid(pid) ◀ the init's pid
+//!  init into its cgroup, resources, network
+//!  devices; State(created) ──────────────────▶ mounts before the cgroup ones meanwhile;
+//!  [AgentState(doc) ─────────────────────────▶] now in its cgroup: cgroup ns, other mounts,
+//!                                                 devices
+//!                NeedMountSource(n) / NeedIdmappedTree(n) ◀ (a source it cannot reach)
+//!  MountSource + fd ─────────────────────────▶
+//!                                   RunHooks ◀ (prestart/createRuntime hooks only)
+//!  runs them; HooksDone ─────────────────────▶ createContainer hooks, sysctl, pivot_root,
+//!                                               terminal, masked paths, process setup
+//!                                      Ready ◀ then blocks opening the exec fifo
+//!  state.json, pid file; create returns
+//!  Error(text) may come from either side at any point; the other side then gives up.
+//! ```
+//!
+//! Start ([`fifo::release`]): the runtime opens the exec fifo, which releases the init; the
+//! init writes `0`, loads a late seccomp filter, runs the startContainer hooks and execs;
+//! the fifo closes on exec and `start` returns. A failure after the release is the process's
+//! own: one line on its stderr, exit status 255.
+//!
+//! Exec ([`exec`]): runtime forks the stage; it moves the stage into the cgroup and sends `Go`;
+//! the stage joins the namespaces, forks if needed and sends `Pid`; [`AgentState`]; the process
+//! applies its setup and execs; the channel closing on exec is success, `Error` is failure.
+//!
+//! Code in a forked child (the stage, the init, the exec'd process) works on prepared data.
+//!
+//! [`AgentState`]: protocol::Msg::AgentState
+
+pub mod create;
+pub mod exec;
+pub mod fifo;
+pub mod foreground;
+pub mod init;
+pub mod protocol;

@@ -1,0 +1,199 @@
+//! The plan: config.json and the command's options turned, before any side effect, into the
+//! prepared data the lifecycle applies (namespace fds, mounts, devices, capability masks,
+//! rlimits, C strings for execve, hooks by phase). Everything unsupported or invalid is
+//! refused here, by name.
+
+use std::path::PathBuf;
+
+use oci_spec::runtime::{Hook, LinuxNamespaceType};
+
+use crate::bundle::Bundle;
+use crate::namespaces::NamespacePlan;
+use crate::process::mempolicy::MemPolicyPlan;
+use crate::process::personality::PersonalityPlan;
+use crate::process::{ProcessError, ProcessPlan};
+use crate::rootfs::RootfsPlan;
+use crate::security::SeccompPlan;
+
+/// Options of `create` that do not come from config.json.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub systemd_cgroup: bool,
+}
+
+/// Everything the init does, decided before the fork.
+#[derive(Debug)]
+pub struct InitPlan {
+    pub id: String,
+    pub ns: NamespacePlan,
+    pub rootfs: RootfsPlan,
+    pub process: ProcessPlan,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    /// (path under /proc/sys, value)
+    pub sysctl: Vec<(PathBuf, String)>,
+    pub seccomp: Option<SeccompPlan>,
+    pub create_container_hooks: Vec<Hook>,
+    pub start_container_hooks: Vec<Hook>,
+    pub preserve_fds: u32,
+    pub no_new_keyring: bool,
+    /// linux.netDevices: moved by the runtime, not by the init.
+    pub net_devices: Option<crate::netdev::NetDevPlan>,
+}
+
+/// The namespace a sysctl key belongs to, for the check that the container owns it.
+fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        Some(LinuxNamespaceType::Ipc)
+    } else if key.starts_with("net.") {
+        Some(LinuxNamespaceType::Network)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some(LinuxNamespaceType::Uts)
+    } else {
+        None
+    }
+}
+
+impl InitPlan {
+    /// Validate and prepare everything. No side effects.
+    pub fn build(
+        id: &str,
+        bundle: &Bundle,
+        opts: &CreateOptions,
+    ) -> Result<InitPlan, crate::ErrorKind> {
+        let spec = &bundle.spec;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| ProcessError::Invalid("config.json has no process".into()))?;
+        let linux = spec.linux().as_ref();
+        let ns = NamespacePlan::from_spec(linux)?;
+        let mut rootfs = RootfsPlan::from_spec(spec, &bundle.dir, &bundle.rootfs, opts.no_pivot)?;
+        rootfs.host_mount_ns = !ns.has(LinuxNamespaceType::Mount);
+
+        let mut process_plan = ProcessPlan::from_spec(process, opts.console_socket.is_some())?;
+        process_plan.personality = personality_plan(linux)?;
+        process_plan.scheduling.cpus_limited = linux
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.cpu().as_ref())
+            .and_then(|c| c.cpus().as_deref())
+            .is_some_and(|cpus| !cpus.trim().is_empty());
+        process_plan.memory_policy = linux
+            .and_then(|l| l.memory_policy().as_ref())
+            .map(MemPolicyPlan::from_spec)
+            .transpose()?;
+
+        let mut sysctl = Vec::new();
+        if let Some(map) = linux.and_then(|l| l.sysctl().as_ref()) {
+            let mut keys: Vec<_> = map.iter().collect();
+            keys.sort();
+            for (key, value) in keys {
+                if key.contains('/') || key.split('.').any(|p| p.is_empty() || p == "..") {
+                    return Err(ProcessError::Invalid(format!(
+                        "linux.sysctl: invalid key {key:?}"
+                    ))
+                    .into());
+                }
+                match sysctl_namespace(key) {
+                    Some(t) if ns.has(t) => {}
+                    Some(t) => {
+                        return Err(ProcessError::Invalid(format!(
+                            "linux.sysctl: {key} needs a {} namespace of the container's own",
+                            crate::bundle::ns_name(t)
+                        ))
+                        .into())
+                    }
+                    None => {
+                        return Err(ProcessError::Invalid(format!(
+                            "linux.sysctl: {key} is not namespaced: it would change the host"
+                        ))
+                        .into())
+                    }
+                }
+                sysctl.push((PathBuf::from(key.replace('.', "/")), value.clone()));
+            }
+        }
+        if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+            && !ns.has(LinuxNamespaceType::Uts)
+        {
+            return Err(ProcessError::Invalid(
+                "hostname needs a uts namespace of the container's own (new or joined)".into(),
+            )
+            .into());
+        }
+        if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
+            && !ns.has(LinuxNamespaceType::Uts)
+        {
+            return Err(ProcessError::Invalid(
+                "domainname needs a uts namespace of the container's own (new or joined)".into(),
+            )
+            .into());
+        }
+        let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => Some(SeccompPlan::from_spec(s)?),
+            None => None,
+        };
+        let net_devices = crate::netdev::NetDevPlan::from_spec(linux, &ns)?;
+        let hooks = spec.hooks().as_ref();
+        Ok(InitPlan {
+            id: id.to_string(),
+            ns,
+            rootfs,
+            process: process_plan,
+            hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+            domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
+            sysctl,
+            seccomp,
+            create_container_hooks: hooks
+                .and_then(|h| h.create_container().clone())
+                .unwrap_or_default(),
+            start_container_hooks: hooks
+                .and_then(|h| h.start_container().clone())
+                .unwrap_or_default(),
+            preserve_fds: opts.preserve_fds,
+            no_new_keyring: opts.no_new_keyring,
+            net_devices,
+        })
+    }
+}
+
+/// `linux.personality` of the container, checked.
+fn personality_plan(
+    linux: Option<&oci_spec::runtime::Linux>,
+) -> Result<Option<PersonalityPlan>, ProcessError> {
+    linux
+        .and_then(|l| l.personality().as_ref())
+        .map(PersonalityPlan::from_spec)
+        .transpose()
+}
+
+/// Connect to the console socket that will receive the pty master (the path is the caller's:
+/// the init cannot reach it once inside the container).
+pub(crate) fn connect_console(
+    path: Option<&std::path::Path>,
+) -> Result<Option<std::os::fd::OwnedFd>, ProcessError> {
+    path.map(|p| {
+        std::os::unix::net::UnixStream::connect(p)
+            .map(Into::into)
+            .map_err(|source| ProcessError::Io {
+                what: format!("console socket {}", p.display()),
+                source,
+            })
+    })
+    .transpose()
+}
