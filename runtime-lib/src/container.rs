@@ -426,7 +426,7 @@ impl Container {
                 if self.saved.init_alive() {
                     let _ =
                         crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGKILL);
-                    create::wait_pidfd(&fd, Duration::from_secs(10));
+                    crate::lifecycle::pidfd::wait_pidfd(&fd, Duration::from_secs(10));
                 }
             }
         }

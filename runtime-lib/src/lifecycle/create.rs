@@ -1,125 +1,24 @@
-//! The runtime side of create.
+//! The runtime side of create: the checks, the state dir and the fork, then the message loop
+//! that answers the stage and the init (see the sequence in the module above) until it is ready.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::fifo;
-use super::init::{self, ChildIo};
 use super::protocol::{self, Msg};
+use super::stage::{self, ChildIo};
+use super::undo::Undo;
 use crate::bundle::{validate_id, Bundle};
-use crate::cgroups::{self, CgroupManager};
+use crate::cgroups;
 use crate::error::{Context, Result, Step};
 use crate::plan::{CreateOptions, InitPlan};
 use crate::process::{sys, ProcessError};
 use crate::state::{self, Saved, StateDir, Status};
 use crate::sys::{fork, Fork};
-
-/// What to undo if create fails half-way: network devices moved in, processes, the cgroup,
-/// the state dir.
-struct Undo {
-    /// The container's network namespace (held open: it outlives the container's processes
-    /// while this lives) and the devices moved into it.
-    net: Option<(OwnedFd, Vec<crate::netdev::Moved>)>,
-    /// A rootfs whose bind mount lives in the host's mount namespace.
-    host_rootfs: Option<std::path::PathBuf>,
-    dir: Option<StateDir>,
-    stage: Option<i32>,
-    init: Option<i32>,
-    cgroup: Option<Box<dyn CgroupManager>>,
-}
-
-impl Undo {
-    fn disarm(mut self) {
-        self.net = None;
-        self.host_rootfs = None;
-        self.dir = None;
-        self.cgroup = None;
-        self.stage = None;
-        self.init = None;
-    }
-}
-
-impl Drop for Undo {
-    fn drop(&mut self) {
-        if let Some(pid) = self.init.take() {
-            kill_and_wait(pid, self.stage != Some(pid));
-        }
-        if let Some(pid) = self.stage.take() {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = waitpid(Pid::from_raw(pid), None);
-        }
-        // Every other process of the container, before its devices go back to the host and
-        // its cgroup is removed.
-        if let Some(cg) = &self.cgroup {
-            for p in cg.pids().unwrap_or_default() {
-                let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
-            }
-        }
-        if let Some((netns, moved)) = self.net.take() {
-            // Nothing of the container can touch the devices now; the namespace lives on
-            // through our fd.
-            for e in crate::netdev::move_back(&moved, netns.as_fd()) {
-                tracing::warn!("cleanup: {e}");
-            }
-        }
-        if let Some(rootfs) = self.host_rootfs.take() {
-            if let Err(e) = crate::rootfs::detach_host_mounts(&rootfs) {
-                tracing::warn!("cleanup: {e}");
-            }
-        }
-        if let Some(mut cg) = self.cgroup.take() {
-            if let Err(e) = cg.destroy() {
-                tracing::warn!("cleanup: {e}");
-            }
-        }
-        if let Some(dir) = self.dir.take() {
-            if let Err(e) = dir.remove() {
-                tracing::warn!("cleanup: {e}");
-            }
-        }
-    }
-}
-
-/// SIGKILL `pid` and wait until it is gone (reaping it if it is our child).
-pub(crate) fn kill_and_wait(pid: i32, not_our_child: bool) {
-    let pidfd = crate::sys::pidfd_open(pid).ok();
-    match &pidfd {
-        Some(fd) => {
-            let _ = crate::sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
-        }
-        None => return,
-    }
-    if !not_our_child {
-        let _ = waitpid(Pid::from_raw(pid), None);
-        return;
-    }
-    if let Some(fd) = pidfd {
-        wait_pidfd(&fd, Duration::from_secs(10));
-    }
-}
-
-/// Wait until the process behind `pidfd` exits, at most `timeout`.
-pub(crate) fn wait_pidfd(pidfd: &OwnedFd, timeout: Duration) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms =
-            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, ms) {
-            Ok(n) if n > 0 => return true,
-            Ok(_) if left.is_zero() => return false,
-            Err(nix::Error::EINTR) | Ok(_) => continue,
-            Err(_) => return false,
-        }
-    }
-}
 
 fn check_preserved_fds(n: u32) -> std::result::Result<(), ProcessError> {
     for fd in 3..3 + n as i32 {
@@ -230,7 +129,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
             crate::sys::close_fds(&inherited);
             crate::sys::close_inherited(lock_fd);
             crate::sys::close_inherited(chan.as_raw());
-            init::run(
+            stage::run(
                 &plan,
                 ChildIo {
                     chan: child_chan,

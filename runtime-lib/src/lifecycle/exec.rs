@@ -16,8 +16,9 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
-use super::init::{AgentHandoff, Step as _};
 use super::protocol::{self, Channel, ChannelError, Msg};
+use super::setup::AgentHandoff;
+use super::WithStep;
 use crate::namespaces::{clone_flag, Join};
 use crate::process::{sys, ProcessError, ProcessPlan};
 use crate::security::SeccompPlan;
@@ -324,7 +325,7 @@ pub fn exec(
     }
     match chan.recv() {
         Err(ChannelError::Closed) if !state_sent => {
-            crate::lifecycle::create::kill_and_wait(pid, pid != stage);
+            super::pidfd::kill_and_wait(pid, pid != stage);
             return Err(ProcessError::Init(
                 "exited before it got the seccomp agent's state".into(),
             )
@@ -336,7 +337,7 @@ pub fn exec(
             );
         }
         Ok(Msg::Error(e)) => {
-            crate::lifecycle::create::kill_and_wait(pid, pid != stage);
+            super::pidfd::kill_and_wait(pid, pid != stage);
             return Err(ProcessError::Init(e).into());
         }
         Ok(other) => return Err(ProcessError::Init(format!("unexpected message {other:?}")).into()),
@@ -375,7 +376,7 @@ fn child_steps(
         other => return Err(format!("sync: expected Go, got {other:?}")),
     }
     // The host's procfs, before the container's mounts are ours: label writes go through it.
-    let proc = super::fifo::open_proc().step("open /proc")?;
+    let proc = super::hostproc::open_proc().step("open /proc")?;
     for j in &plan.joins {
         nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ))
             .step(&format!("join {} namespace", crate::bundle::ns_name(j.typ)))?;
@@ -385,20 +386,9 @@ fn child_steps(
         nix::unistd::chroot(".").step("chroot")?;
         nix::unistd::chdir("/").step("chdir /")?;
     }
-    if plan.needs_fork {
-        match fork().step("fork")? {
-            Fork::Parent(pid) => {
-                let _ = chan.send(&Msg::Pid(pid));
-                exit_now(0)
-            }
-            Fork::Child => {}
-        }
-    } else {
-        chan.send(&Msg::Pid(nix::unistd::getpid().as_raw()))
-            .step("sync")?;
-    }
+    super::stage::fork_if_needed(plan.needs_fork, chan)?;
     let agent_state = match &agent {
-        Some(_) => Some(super::init::recv_agent_state(chan)?),
+        Some(_) => Some(super::setup::recv_agent_state(chan)?),
         None => None,
     };
     let agent = AgentHandoff::pair(agent, agent_state)?;
@@ -406,12 +396,12 @@ fn child_steps(
     nix::unistd::setsid().step("setsid")?;
     if p.terminal {
         let sock = console.as_ref().ok_or("terminal: no console socket")?;
-        let slave = super::init::open_terminal(sock.as_fd(), p.console_size, plan.relayed_terminal)
+        let slave = crate::tty::open_terminal(sock.as_fd(), p.console_size, plan.relayed_terminal)
             .step("terminal")?;
         crate::tty::set_controlling(slave).step("terminal")?;
     }
     let launch =
-        super::init::finish_process(p, &proc, plan.seccomp.as_ref(), plan.preserve_fds, agent)?;
+        super::setup::finish_process(p, &proc, plan.seccomp.as_ref(), plan.preserve_fds, agent)?;
     drop(proc);
     if let Some(s) = plan
         .seccomp

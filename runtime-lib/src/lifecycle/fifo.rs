@@ -108,18 +108,3 @@ pub fn release(path: &Path, pidfd: BorrowedFd<'_>) -> Result<(), ProcessError> {
         )),
     }
 }
-
-/// An fd of the host's /proc, checked to be a real procfs.
-pub fn open_proc() -> Result<OwnedFd, ProcessError> {
-    let fd = open(
-        "/proc",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(sys("open /proc"))?;
-    let fs = nix::sys::statfs::fstatfs(fd.as_fd()).map_err(sys("statfs /proc"))?;
-    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(ProcessError::Invalid("/proc is not a procfs".into()));
-    }
-    Ok(fd)
-}

@@ -50,5 +50,21 @@ pub mod create;
 pub mod exec;
 pub mod fifo;
 pub mod foreground;
-pub mod init;
+mod hostproc;
+mod init;
+pub mod pidfd;
 pub mod protocol;
+mod setup;
+mod stage;
+mod undo;
+
+/// In a forked child, errors are text for the runtime: "step: cause".
+trait WithStep<T> {
+    fn step(self, what: &str) -> Result<T, String>;
+}
+
+impl<T, E: std::fmt::Display> WithStep<T> for Result<T, E> {
+    fn step(self, what: &str) -> Result<T, String> {
+        self.map_err(|e| format!("{what}: {e}"))
+    }
+}

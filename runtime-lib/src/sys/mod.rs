@@ -8,6 +8,7 @@ use nix::errno::Errno;
 
 pub(crate) mod bpf;
 pub(crate) mod exe;
+pub(crate) mod fdpass;
 pub(crate) mod mount_api;
 pub(crate) mod sched;
 pub(crate) mod security;

@@ -1,0 +1,42 @@
+//! The host's procfs, opened and checked before the container's mounts exist, and the writes
+//! that go through it (sysctl, oom_score_adj, LSM labels): nothing the container mounts over
+//! `/proc` can redirect them.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+
+use crate::process::{sys, ProcessError};
+
+/// An fd of the host's /proc, checked to be a real procfs.
+pub(super) fn open_proc() -> Result<OwnedFd, ProcessError> {
+    let fd = open(
+        "/proc",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys("open /proc"))?;
+    let fs = nix::sys::statfs::fstatfs(fd.as_fd()).map_err(sys("statfs /proc"))?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(ProcessError::Invalid("/proc is not a procfs".into()));
+    }
+    Ok(fd)
+}
+
+/// Write `value` to a file of the host's /proc (opened before pivot_root and checked to be
+/// procfs), so that nothing the container mounts can redirect the write.
+pub(super) fn write_proc(proc: &OwnedFd, rel: &Path, value: &str) -> Result<(), nix::Error> {
+    let fd = nix::fcntl::openat(
+        proc.as_fd(),
+        rel,
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )?;
+    let fs = nix::sys::statfs::fstatfs(fd.as_fd())?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(nix::Error::EXDEV);
+    }
+    nix::unistd::write(&fd, value.as_bytes()).map(drop)
+}

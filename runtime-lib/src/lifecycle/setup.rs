@@ -1,0 +1,173 @@
+//! The process setup that an init and an exec'd process share, applied in one documented
+//! order by [`finish_process`], and the hand-over of a seccomp listener to its agent.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use super::hostproc::write_proc;
+use super::protocol::{Channel, Msg};
+use super::WithStep;
+
+/// What the container process sends its seccomp agent once the filter is loaded: the
+/// connection the runtime made and the container process state it sent.
+pub(super) struct AgentHandoff {
+    pub socket: OwnedFd,
+    pub state: Vec<u8>,
+}
+
+impl AgentHandoff {
+    /// Pair the runtime's connection with the state document; both or neither must be there.
+    pub(super) fn pair(
+        socket: Option<OwnedFd>,
+        state: Option<Vec<u8>>,
+    ) -> Result<Option<AgentHandoff>, String> {
+        match (socket, state) {
+            (Some(socket), Some(state)) => Ok(Some(AgentHandoff { socket, state })),
+            (None, None) => Ok(None),
+            _ => Err("seccomp agent: the connection and the process state do not match".into()),
+        }
+    }
+}
+
+/// Receive the container process state for the seccomp agent.
+pub(super) fn recv_agent_state(chan: &Channel) -> Result<Vec<u8>, String> {
+    match chan.recv().step("wait for runtime")? {
+        Msg::AgentState(doc) => Ok(doc),
+        Msg::Error(e) => Err(e),
+        other => Err(format!(
+            "sync: expected the seccomp agent's state, got {other:?}"
+        )),
+    }
+}
+
+/// The process cwd, resolved inside the container's root (no magic links, no escape).
+fn open_inside(cwd: &Path) -> Result<OwnedFd, nix::Error> {
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    crate::rootfs::paths::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY)
+}
+
+/// What [`finish_process`] leaves for the execve.
+pub(super) struct Launch {
+    /// The executable's path, found with the process's PATH.
+    pub exe: std::ffi::CString,
+    /// `HOME=...` from the container's /etc/passwd (`HOME=/` without an entry), where
+    /// process.env has no non-empty HOME of its own.
+    pub home: Option<std::ffi::CString>,
+}
+
+/// Enter the process cwd, resolved inside the container.
+fn enter_cwd(cwd: &Path) -> Result<(), nix::Error> {
+    let fd = open_inside(cwd)?;
+    nix::unistd::fchdir(fd.as_fd())
+}
+
+/// `HOME=<home of uid>` from the container's /etc/passwd, `HOME=/` without an entry.
+fn home_env(uid: u32) -> std::ffi::CString {
+    let mut home = [0u8; crate::process::env::HOME_MAX];
+    let found =
+        crate::process::env::home_of(uid, &mut home).filter(|&len| !home[..len].contains(&0));
+    let value: &[u8] = match found {
+        Some(len) => &home[..len],
+        None => b"/",
+    };
+    let mut entry = Vec::with_capacity(b"HOME=".len() + value.len() + 1);
+    entry.extend_from_slice(b"HOME=");
+    entry.extend_from_slice(value);
+    std::ffi::CString::new(entry).unwrap_or_else(|_| c"HOME=/".to_owned())
+}
+
+/// The part of the process setup that an init and an exec'd process share, in the order that
+/// leaves no window of extra privilege: rlimits (raising needs CAP_SYS_RESOURCE); the
+/// scheduler, I/O priority, personality and NUMA memory policy (a real-time policy, a lower nice value and the
+/// real-time I/O class need CAP_SYS_NICE, or the RLIMIT_RTPRIO / RLIMIT_NICE just set); the LSM
+/// exec label; umask; the cwd entered with the runtime's privileges (as runc: a directory only
+/// they can reach still works; if they are refused, it is entered again as the user, after the
+/// switch, for a directory only the user can reach); the executable looked up; `HOME` looked up
+/// if needed; stdio given to the user; the fds and signals the program inherits (all of these
+/// before any seccomp filter: a profile may not allow the syscalls they use); the seccomp
+/// filter when it cannot wait for no_new_privs; the bounding set, the user switch, the other
+/// capability sets; no_new_privs, then a filter that notifies a seccomp agent under
+/// no_new_privs. Any other filter under no_new_privs is loaded by the caller
+/// ([`SeccompPlan::loads_last`](crate::security::SeccompPlan::loads_last)). A filter that
+/// notifies an agent is handed to it (`agent`) as soon as it is loaded.
+pub(super) fn finish_process(
+    p: &crate::process::ProcessPlan,
+    proc: &OwnedFd,
+    seccomp: Option<&crate::security::SeccompPlan>,
+    preserve_fds: u32,
+    agent: Option<AgentHandoff>,
+) -> Result<Launch, String> {
+    let mut agent = agent;
+    p.rlimits.apply().step("rlimits")?;
+    p.scheduling.apply().map_err(|e| e.to_string())?;
+    if let Some(persona) = &p.personality {
+        persona.apply().map_err(|e| e.to_string())?;
+    }
+    if let Some(policy) = &p.memory_policy {
+        policy.apply().map_err(|e| e.to_string())?;
+    }
+    if let Some(l) = &p.label {
+        write_proc(proc, &l.rel, &l.value).step(&format!("LSM label {}", l.rel.display()))?;
+    }
+    if let Some(mask) = p.umask {
+        nix::sys::stat::umask(Mode::from_bits_truncate(mask));
+    }
+    let cwd_as_user = match enter_cwd(&p.cwd) {
+        Ok(()) => false,
+        Err(nix::Error::EACCES | nix::Error::EPERM) => true,
+        Err(e) => return Err(format!("cwd {}: {e}", p.cwd.display())),
+    };
+    let exe = crate::process::find_executable(&p.args[0], &p.path_dirs)?;
+    let home = p.needs_home.then(|| home_env(p.uid));
+    crate::security::give_stdio_to(p.uid).step("user")?;
+    // Only stdio and the preserved fds reach the user program.
+    let first_closed = 3 + preserve_fds;
+    for fd in 3..first_closed {
+        crate::sys::clear_cloexec(fd as i32).step(&format!("preserve fd {fd}"))?;
+    }
+    crate::sys::cloexec_from(first_closed).step("close_range")?;
+    crate::sys::reset_signals();
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the user's capability
+    // sets may not keep: load it now, while the runtime still has it.
+    if let Some(s) = seccomp.filter(|_| !p.no_new_privileges) {
+        load_seccomp(s, agent.take())?;
+    }
+    p.caps.drop_bounding().step("capabilities")?;
+    crate::security::switch_user(p.uid, p.gid, &p.additional_gids, true).step("user")?;
+    p.caps.apply().step("capabilities")?;
+    if cwd_as_user {
+        enter_cwd(&p.cwd).step(&format!("cwd {}", p.cwd.display()))?;
+    }
+    if p.no_new_privileges {
+        crate::security::set_no_new_privs().step("no_new_privileges")?;
+        if let Some(s) = seccomp.filter(|s| !s.loads_last(true)) {
+            load_seccomp(s, agent.take())?;
+        }
+    }
+    Ok(Launch { exe, home })
+}
+
+/// Load the filter; hand its listener, if it has one, to the seccomp agent at once.
+fn load_seccomp(
+    s: &crate::security::SeccompPlan,
+    agent: Option<AgentHandoff>,
+) -> Result<(), String> {
+    let listener = s.load().step("seccomp")?;
+    match (listener, agent) {
+        (None, _) => Ok(()),
+        (Some(listener), Some(a)) => {
+            crate::security::seccomp_notify::hand_over(a.socket, &a.state, listener)
+                .step("seccomp agent")
+        }
+        (Some(_), None) => {
+            Err("seccomp agent: the filter has a listener but no agent connection".into())
+        }
+    }
+}
