@@ -1,6 +1,7 @@
 //! Bundle loading and validation: everything about `config.json` that can be checked before
 //! any side effect is checked here, so that bad input never leaves anything behind.
 
+use crate::namespaces::ns_name;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -171,24 +172,8 @@ pub fn validate(spec: &Spec) -> Result<(), BundleError> {
     if root.path().as_os_str().is_empty() {
         return Err(invalid("root.path", "empty"));
     }
-    if let Some(process) = spec.process() {
-        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-            return Err(invalid("process.args", "must name at least the executable"));
-        }
-        if !process.cwd().is_absolute() {
-            return Err(invalid(
-                "process.cwd",
-                format!("{} is not absolute", process.cwd().display()),
-            ));
-        }
-        if let Some(env) = process.env() {
-            for e in env {
-                if !e.contains('=') || e.starts_with('=') {
-                    return Err(invalid("process.env", format!("{e:?} is not NAME=value")));
-                }
-            }
-        }
-    }
+    // The process (args, cwd, env) is checked where it is prepared, ProcessPlan::from_spec,
+    // which also serves `exec`.
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if !m.destination().is_absolute() {
             return Err(invalid(
@@ -351,20 +336,6 @@ fn validate_version(v: &str) -> Result<(), BundleError> {
     }
 }
 
-/// The spec's name of a namespace type.
-pub fn ns_name(t: LinuxNamespaceType) -> &'static str {
-    match t {
-        LinuxNamespaceType::Mount => "mount",
-        LinuxNamespaceType::Cgroup => "cgroup",
-        LinuxNamespaceType::Uts => "uts",
-        LinuxNamespaceType::Ipc => "ipc",
-        LinuxNamespaceType::User => "user",
-        LinuxNamespaceType::Pid => "pid",
-        LinuxNamespaceType::Network => "network",
-        LinuxNamespaceType::Time => "time",
-    }
-}
-
 /// Runtime-spec 1.2 lets a Linux mount destination be relative, meaning relative to the
 /// container's `/` (runc takes it so too): made absolute here, once, so that every later
 /// step sees one form.
@@ -460,9 +431,6 @@ mod tests {
         let e = spec(r#"{"ociVersion":"1.0.2","root":{"path":"r"},"mounts":[{"destination":"proc","type":"proc"}]}"#)
             .unwrap_err();
         assert!(e.to_string().contains("mounts[0].destination"), "{e}");
-        let e = spec(r#"{"ociVersion":"1.0.2","root":{"path":"r"},"process":{"cwd":"x","args":["sh"],"user":{"uid":0,"gid":0}}}"#)
-            .unwrap_err();
-        assert!(e.to_string().contains("process.cwd"), "{e}");
     }
 
     #[test]

@@ -210,7 +210,7 @@ impl Container {
             .saved
             .hooks
             .as_ref()
-            .and_then(|h| h.poststart().clone())
+            .map(|h| h.poststart.clone())
             .unwrap_or_default();
         if !hooks.is_empty() {
             let st = serde_json::to_vec(&self.saved.oci_state(Status::Running)).unwrap_or_default();
@@ -444,7 +444,7 @@ impl Container {
             .saved
             .hooks
             .as_ref()
-            .and_then(|h| h.poststop().clone())
+            .map(|h| h.poststop.clone())
             .unwrap_or_default();
         if !hooks.is_empty() {
             let st = serde_json::to_vec(&self.saved.oci_state(Status::Stopped)).unwrap_or_default();

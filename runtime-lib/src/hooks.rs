@@ -20,6 +20,55 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use oci_spec::runtime::Hook;
 
+/// The hooks of config.json by the lifecycle point that runs them, selected once, in the plan.
+/// It is saved in the state (same JSON shape as the spec's `hooks`), since the later commands
+/// run the poststart and poststop hooks.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HooksPlan {
+    /// In the runtime, once the namespaces and the cgroup exist (deprecated by the spec).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prestart: Vec<Hook>,
+    /// In the runtime, at the same point, after prestart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub create_runtime: Vec<Hook>,
+    /// In the container (its mount namespace, before pivot_root, cwd the rootfs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub create_container: Vec<Hook>,
+    /// In the container after start, before the user program.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub start_container: Vec<Hook>,
+    /// In the runtime after start; a failure is a warning.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub poststart: Vec<Hook>,
+    /// In the runtime at delete; a failure is a warning.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub poststop: Vec<Hook>,
+}
+
+impl HooksPlan {
+    /// The hooks of `hooks` (config.json's), by phase.
+    pub fn from_spec(hooks: Option<&oci_spec::runtime::Hooks>) -> HooksPlan {
+        let take = |h: Option<&Vec<Hook>>| h.cloned().unwrap_or_default();
+        let Some(h) = hooks else {
+            return HooksPlan::default();
+        };
+        HooksPlan {
+            prestart: take(h.prestart().as_ref()),
+            create_runtime: take(h.create_runtime().as_ref()),
+            create_container: take(h.create_container().as_ref()),
+            start_container: take(h.start_container().as_ref()),
+            poststart: take(h.poststart().as_ref()),
+            poststop: take(h.poststop().as_ref()),
+        }
+    }
+
+    /// Whether the runtime has hooks to run while the init waits (prestart, createRuntime).
+    pub fn runtime_side_at_create(&self) -> bool {
+        !self.prestart.is_empty() || !self.create_runtime.is_empty()
+    }
+}
+
 /// How much of a failing hook's stderr goes into the error message (its last bytes).
 pub const STDERR_TAIL: usize = 4096;
 

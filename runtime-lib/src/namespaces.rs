@@ -1,5 +1,5 @@
 //! Namespaces: which are created, which are joined by path, in what order, and the id
-//! mappings of a new user namespace. Paths are opened and checked before the clone.
+//! mappings of a new user namespace. Paths are opened and checked before the fork.
 
 use std::fmt::Write as _;
 use std::os::fd::{AsFd, OwnedFd};
@@ -7,8 +7,6 @@ use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespaceType};
-
-use crate::bundle::ns_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
@@ -37,7 +35,7 @@ pub enum NamespaceError {
     Invalid(String),
 }
 
-/// A namespace to join: its type and an fd opened before the clone.
+/// A namespace to join: its type and an fd opened before the fork.
 #[derive(Debug)]
 pub struct Join {
     pub typ: LinuxNamespaceType,
@@ -284,6 +282,20 @@ pub fn write_time_offsets(pid: i32, offsets: &str) -> Result<(), NamespaceError>
         pid,
         source,
     })
+}
+
+/// The spec's name of a namespace type.
+pub fn ns_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use oci_spec::runtime::{Hook, LinuxNamespaceType};
+use oci_spec::runtime::LinuxNamespaceType;
 
 use crate::bundle::Bundle;
 use crate::namespaces::NamespacePlan;
@@ -38,8 +38,8 @@ pub struct InitPlan {
     /// (path under /proc/sys, value)
     pub sysctl: Vec<(PathBuf, String)>,
     pub seccomp: Option<SeccompPlan>,
-    pub create_container_hooks: Vec<Hook>,
-    pub start_container_hooks: Vec<Hook>,
+    /// Every hook of the config, by phase.
+    pub hooks: crate::hooks::HooksPlan,
     pub preserve_fds: u32,
     pub no_new_keyring: bool,
     /// linux.netDevices: moved by the runtime, not by the init.
@@ -114,7 +114,7 @@ impl InitPlan {
                     Some(t) => {
                         return Err(ProcessError::Invalid(format!(
                             "linux.sysctl: {key} needs a {} namespace of the container's own",
-                            crate::bundle::ns_name(t)
+                            crate::namespaces::ns_name(t)
                         ))
                         .into())
                     }
@@ -149,7 +149,6 @@ impl InitPlan {
             None => None,
         };
         let net_devices = crate::netdev::NetDevPlan::from_spec(linux, &ns)?;
-        let hooks = spec.hooks().as_ref();
         Ok(InitPlan {
             id: id.to_string(),
             ns,
@@ -159,12 +158,7 @@ impl InitPlan {
             domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
             sysctl,
             seccomp,
-            create_container_hooks: hooks
-                .and_then(|h| h.create_container().clone())
-                .unwrap_or_default(),
-            start_container_hooks: hooks
-                .and_then(|h| h.start_container().clone())
-                .unwrap_or_default(),
+            hooks: crate::hooks::HooksPlan::from_spec(spec.hooks().as_ref()),
             preserve_fds: opts.preserve_fds,
             no_new_keyring: opts.no_new_keyring,
             net_devices,

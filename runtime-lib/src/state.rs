@@ -10,7 +10,6 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
-use oci_spec::runtime::Hooks;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups::CgroupConfig;
@@ -84,9 +83,9 @@ pub struct Saved {
     /// the creating process's own cgroups).
     #[serde(default)]
     pub cgroup_paths: Vec<PathBuf>,
-    /// The hooks that run after create: poststart and poststop.
+    /// The container's hooks by phase: the later commands run poststart and poststop.
     #[serde(default)]
-    pub hooks: Option<Hooks>,
+    pub hooks: Option<crate::hooks::HooksPlan>,
     /// Whether the container has its own pid namespace (killing init then kills everything).
     #[serde(default)]
     pub own_pid_ns: bool,

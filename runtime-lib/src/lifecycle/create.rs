@@ -56,15 +56,6 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         .map(|l| crate::security::seccomp_notify::connect(&l.path))
         .transpose()
         .ctx(id, step)?;
-    let hooks = bundle.spec.hooks().clone();
-    let prestart = hooks
-        .as_ref()
-        .and_then(|h| h.prestart().clone())
-        .unwrap_or_default();
-    let create_runtime = hooks
-        .as_ref()
-        .and_then(|h| h.create_runtime().clone())
-        .unwrap_or_default();
     let mut saved = Saved {
         oci_version: bundle.spec.version().clone(),
         id: id.to_string(),
@@ -77,7 +68,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         owner: state::user_name(nix::unistd::geteuid().as_raw()),
         cgroup: Some(cgroup_cfg.clone()),
         cgroup_paths: Vec::new(),
-        hooks,
+        hooks: Some(plan.hooks.clone()),
         own_pid_ns: plan.ns.creates(oci_spec::runtime::LinuxNamespaceType::Pid),
         host_mount_ns: plan.rootfs.host_mount_ns,
         process: bundle.spec.process().clone(),
@@ -135,7 +126,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                     chan: child_chan,
                     fifo: fifo_fd,
                     console,
-                    runtime_hooks: !prestart.is_empty() || !create_runtime.is_empty(),
+                    runtime_hooks: plan.hooks.runtime_side_at_create(),
                     agent,
                 },
             )
@@ -250,8 +241,9 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                 // The spec's lifecycle: the environment exists (step 2 is over), so the
                 // container is "created" for prestart, createRuntime and createContainer.
                 let st = serde_json::to_vec(&saved.oci_state(Status::Created)).unwrap_or_default();
-                crate::hooks::run_hooks("prestart", &prestart, &st).ctx(id, step)?;
-                crate::hooks::run_hooks("createRuntime", &create_runtime, &st).ctx(id, step)?;
+                crate::hooks::run_hooks("prestart", &plan.hooks.prestart, &st).ctx(id, step)?;
+                crate::hooks::run_hooks("createRuntime", &plan.hooks.create_runtime, &st)
+                    .ctx(id, step)?;
                 chan.send(&Msg::HooksDone)
                     .map_err(|e| prefer_init(fail(e.into())))?;
             }

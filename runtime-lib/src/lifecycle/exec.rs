@@ -378,8 +378,10 @@ fn child_steps(
     // The host's procfs, before the container's mounts are ours: label writes go through it.
     let proc = super::hostproc::open_proc().step("open /proc")?;
     for j in &plan.joins {
-        nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ))
-            .step(&format!("join {} namespace", crate::bundle::ns_name(j.typ)))?;
+        nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ)).step(&format!(
+            "join {} namespace",
+            crate::namespaces::ns_name(j.typ)
+        ))?;
     }
     if let Some(root) = &plan.root {
         nix::unistd::fchdir(root.as_fd()).step("enter the container's root")?;

@@ -27,7 +27,8 @@ pub fn create(path: &Path) -> Result<(), ProcessError> {
     .map_err(sys(format!("chmod {}", path.display())))
 }
 
-/// In the init, before pivot_root: an O_PATH fd of the fifo, reopened later through procfs.
+/// In the runtime, before the fork: an O_PATH fd of the fifo for the init, which reopens it
+/// for write through procfs (the state directory may be out of its reach).
 pub fn open_path(path: &Path) -> Result<OwnedFd, ProcessError> {
     open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(sys(format!("open {}", path.display())))

@@ -10,7 +10,7 @@ use oci_spec::runtime::LinuxNamespaceType;
 
 use super::fifo;
 use super::hostproc::{open_proc, write_proc};
-use super::protocol::Msg;
+use super::protocol::{Channel, Msg};
 use super::setup::{finish_process, recv_agent_state, AgentHandoff};
 use super::stage::{expect, ChildIo};
 use super::WithStep;
@@ -25,69 +25,53 @@ pub(super) fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, Stri
     // The rootfs code names fds to mount(2) as `self/fd/N` relative to this verified procfs,
     // never through a /proc the container's config controls.
     nix::unistd::fchdir(proc.as_fd()).step("enter /proc")?;
-    // The runtime moves us into our cgroup while we mount; it sends the state document when
-    // that is done. Nothing that depends on the cgroup (the cgroup namespace and mount, hooks,
-    // the user's program) happens before. A filter that notifies a seccomp agent also gets
-    // the container process state for it, right after.
+    // The runtime moves us into our cgroup while we make the mounts that do not depend on it;
+    // it sends the state document when that is done. Nothing that depends on the cgroup (the
+    // cgroup namespace and mounts, device nodes, hooks, the user's program) happens before.
     let notifies = plan
         .seccomp
         .as_ref()
         .is_some_and(|s| s.listener().is_some());
-    let mut states: Option<(Vec<u8>, Option<Vec<u8>>)> = None;
-    let chan = &io.chan;
-    let mut in_cgroup = || -> Result<(), String> {
-        if states.is_some() {
-            return Ok(());
-        }
-        let state = match chan.recv().step("wait for runtime")? {
-            Msg::State(doc) => doc,
-            Msg::Error(e) => return Err(e),
-            other => return Err(format!("sync: expected the state, got {other:?}")),
-        };
-        let agent_state = if notifies {
-            Some(recv_agent_state(chan)?)
-        } else {
-            None
-        };
-        states = Some((state, agent_state));
-        plan.ns.unshare_cgroup().step("namespaces")
+    let mut link = RuntimeLink {
+        chan: &io.chan,
+        notifies,
+        states: None,
     };
-
-    let mut host_source = |n: u32, req: SourceRequest<'_>| -> Result<OwnedFd, String> {
-        match req {
-            SourceRequest::Open => chan.send(&Msg::NeedMountSource(n)),
-            SourceRequest::Idmapped(Some(fd)) => chan.send_fd(&Msg::NeedIdmappedTree(n), fd),
-            SourceRequest::Idmapped(None) => chan.send(&Msg::NeedIdmappedTree(n)),
-        }
-        .step("sync")?;
-        match chan.recv_fd().step("wait for runtime")? {
-            (Msg::MountSource, Some(fd)) => Ok(fd),
-            (Msg::Error(e), _) => Err(e),
-            (other, _) => Err(format!("sync: expected a mount source, got {other:?}")),
-        }
-    };
-    let in_userns = plan.ns.has(LinuxNamespaceType::User);
-    let root = plan
-        .rootfs
-        .prepare(
-            in_userns,
-            plan.ns.creates(LinuxNamespaceType::Cgroup),
-            &mut in_cgroup,
-            &mut host_source,
+    let rootfs = &plan.rootfs;
+    let new_cgroupns = plan.ns.creates(LinuxNamespaceType::Cgroup);
+    let root = rootfs.bind_root().step("rootfs")?;
+    let split = rootfs.mounts_before_cgroup();
+    rootfs
+        .mount_range(root.as_fd(), 0..split, new_cgroupns, &mut |n, req| {
+            link.host_source(n, req)
+        })
+        .step("rootfs")?;
+    let States {
+        state,
+        agent: agent_state,
+    } = link.wait_in_cgroup()?;
+    plan.ns.unshare_cgroup().step("namespaces")?;
+    rootfs
+        .mount_range(
+            root.as_fd(),
+            split..rootfs.mounts.len(),
+            new_cgroupns,
+            &mut |n, req| link.host_source(n, req),
         )
         .step("rootfs")?;
-    in_cgroup()?;
+    rootfs
+        .make_devices(root.as_fd(), plan.ns.has(LinuxNamespaceType::User))
+        .step("rootfs")?;
     // The createContainer hooks run in the container's rootfs, as with runc (hooks that
     // name files relative to it, `./lib/...`, rely on that).
     nix::unistd::fchdir(root.as_fd()).step("enter the rootfs")?;
     drop(root);
-    let (state, agent_state) = states.take().ok_or("sync: no state")?;
     let agent = AgentHandoff::pair(io.agent.take(), agent_state)?;
     if io.runtime_hooks {
         io.chan.send(&Msg::RunHooks).step("sync")?;
         expect(&io.chan, Msg::HooksDone)?;
     }
-    crate::hooks::run_hooks("createContainer", &plan.create_container_hooks, &state)
+    crate::hooks::run_hooks("createContainer", &plan.hooks.create_container, &state)
         .step("hooks")?;
 
     if let Some(h) = &plan.hostname {
@@ -156,11 +140,11 @@ pub(super) fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, Stri
             fail(&format!("seccomp: {e}"));
         }
     }
-    if !plan.start_container_hooks.is_empty() {
+    if !plan.hooks.start_container.is_empty() {
         let env: Vec<_> = p.env.iter().cloned().chain(launch.home.clone()).collect();
         if let Err(e) = crate::hooks::run_hooks_with_env(
             "startContainer",
-            &plan.start_container_hooks,
+            &plan.hooks.start_container,
             &state,
             Some(&env),
         ) {
@@ -179,4 +163,63 @@ pub(super) fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, Stri
         ],
         255,
     )
+}
+
+/// The documents the runtime sends once the init is in its cgroup.
+struct States {
+    /// The state (status created), for the hooks that run in the container.
+    state: Vec<u8>,
+    /// The container process state for the seccomp agent, when the filter notifies one.
+    agent: Option<Vec<u8>>,
+}
+
+/// The init's side of the conversation with the runtime while it builds the rootfs. The
+/// runtime sends the states as soon as the init is in its cgroup, so they may arrive before the
+/// answer to a request for a mount source: they are kept until the init asks for them.
+struct RuntimeLink<'a> {
+    chan: &'a Channel,
+    notifies: bool,
+    states: Option<States>,
+}
+
+impl RuntimeLink<'_> {
+    fn keep_states(&mut self, state: Vec<u8>) -> Result<(), String> {
+        let agent = if self.notifies {
+            Some(recv_agent_state(self.chan)?)
+        } else {
+            None
+        };
+        self.states = Some(States { state, agent });
+        Ok(())
+    }
+
+    /// Wait until the runtime has put the init in its cgroup.
+    fn wait_in_cgroup(&mut self) -> Result<States, String> {
+        if self.states.is_none() {
+            match self.chan.recv().step("wait for runtime")? {
+                Msg::State(doc) => self.keep_states(doc)?,
+                Msg::Error(e) => return Err(e),
+                other => return Err(format!("sync: expected the state, got {other:?}")),
+            }
+        }
+        self.states.take().ok_or_else(|| "sync: no state".into())
+    }
+
+    /// Ask the runtime for the source of bind mount number `n` (see `RootfsPlan::mount_range`).
+    fn host_source(&mut self, n: u32, req: SourceRequest<'_>) -> Result<OwnedFd, String> {
+        match req {
+            SourceRequest::Open => self.chan.send(&Msg::NeedMountSource(n)),
+            SourceRequest::Idmapped(Some(fd)) => self.chan.send_fd(&Msg::NeedIdmappedTree(n), fd),
+            SourceRequest::Idmapped(None) => self.chan.send(&Msg::NeedIdmappedTree(n)),
+        }
+        .step("sync")?;
+        loop {
+            match self.chan.recv_fd().step("wait for runtime")? {
+                (Msg::MountSource, Some(fd)) => return Ok(fd),
+                (Msg::State(doc), _) if self.states.is_none() => self.keep_states(doc)?,
+                (Msg::Error(e), _) => return Err(e),
+                (other, _) => return Err(format!("sync: expected a mount source, got {other:?}")),
+            }
+        }
+    }
 }

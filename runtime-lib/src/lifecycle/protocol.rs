@@ -1,4 +1,4 @@
-//! The sync channel between the runtime and the container's init: a SOCK_SEQPACKET
+//! The sync channel between the runtime and its forked child (stage, init, exec'd process): a SOCK_SEQPACKET
 //! socketpair carrying small binary messages (a tag byte and a payload), no JSON.
 
 use std::io::IoSlice;
@@ -11,7 +11,8 @@ use nix::sys::socket::{
 /// A message of the create protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
-    /// runtime → init: the init is in its cgroup; go on.
+    /// runtime → stage: begin. For create it is sent at once (the runtime makes the cgroup
+    /// while the stage makes the namespaces); for exec once the stage is in the cgroup.
     Go,
     /// init → runtime: I unshared a user namespace; write my id maps.
     NeedMaps,

@@ -164,6 +164,13 @@ impl ProcessPlan {
             )
             .into());
         }
+        if !process.cwd().is_absolute() {
+            return Err(ProcessError::Invalid(format!(
+                "process.cwd: {} is not absolute",
+                process.cwd().display()
+            ))
+            .into());
+        }
         let plan = ProcessPlan {
             args,
             env: prepared.env,
@@ -238,5 +245,30 @@ fn errno_text(e: &std::io::Error) -> String {
     match e.raw_os_error() {
         Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
         None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(json: &str) -> Result<ProcessPlan, String> {
+        let p: oci_spec::runtime::Process = serde_json::from_str(json).unwrap();
+        ProcessPlan::from_spec(&p, false).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_process_is_checked_where_it_is_prepared() {
+        let e = plan(r#"{"cwd":"x","args":["sh"],"user":{"uid":0,"gid":0}}"#).unwrap_err();
+        assert!(e.contains("process.cwd: x is not absolute"), "{e}");
+        let e = plan(r#"{"cwd":"/","args":[],"user":{"uid":0,"gid":0}}"#).unwrap_err();
+        assert!(
+            e.contains("process.args: must name at least the executable"),
+            "{e}"
+        );
+        let e =
+            plan(r#"{"cwd":"/","args":["sh"],"env":["=x"],"user":{"uid":0,"gid":0}}"#).unwrap_err();
+        assert!(e.contains("name cannot be empty"), "{e}");
+        assert!(plan(r#"{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}}"#).is_ok());
     }
 }

@@ -27,7 +27,7 @@ pub struct Hierarchy {
     pub options: String,
 }
 
-/// The host's cgroup layout, read before the clone.
+/// The host's cgroup layout, read before the fork.
 #[derive(Debug, Clone, Default)]
 pub struct HostCgroups {
     /// True when /sys/fs/cgroup itself is cgroup2.

@@ -320,7 +320,7 @@ impl RootfsPlan {
     }
 }
 
-/// What can be checked of the idmapped mounts before the clone: the `idmap` option without
+/// What can be checked of the idmapped mounts before the fork: the `idmap` option without
 /// mappings needs a user namespace (the container's), and setting a mapping needs root on
 /// the host, which a rootless runtime is not.
 pub(super) fn check_idmapped(spec: &Spec, mounts: &[MountPlan]) -> Result<(), RootfsError> {

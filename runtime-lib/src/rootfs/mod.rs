@@ -1,9 +1,10 @@
 //! The container's root filesystem: propagation, the rootfs bind, every mount of config.json,
 //! devices, `/dev` symlinks, pivot_root (or chroot), masked and readonly paths, readonly root.
 //!
-//! [`RootfsPlan::from_spec`] runs before the clone and does all the parsing and checking;
-//! the init then calls [`RootfsPlan::prepare`] (before pivot_root), [`pivot`] and
-//! [`RootfsPlan::finalize`].
+//! [`RootfsPlan::from_spec`] runs before the fork and does all the parsing and checking;
+//! the init then calls, in order, [`RootfsPlan::bind_root`], [`RootfsPlan::mount_range`] for
+//! the mounts before the first cgroup mount, then (once in its cgroup) for the rest,
+//! [`RootfsPlan::make_devices`], [`pivot`] and [`RootfsPlan::finalize`].
 
 mod cgroupfs;
 mod copyup;
@@ -15,7 +16,7 @@ mod options;
 pub mod paths;
 mod remount;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -165,27 +166,10 @@ impl RootfsPlan {
         })
     }
 
-    /// In the init, in its new mount namespace, before pivot_root: propagation, the rootfs
-    /// bind, the mounts, devices and `/dev` symlinks. Returns an fd of the rootfs.
-    ///
-    /// `in_cgroup` is called once before the first `cgroup` mount (which shows the init's own
-    /// cgroup) or before the device nodes are made (mknod is subject to the device cgroup,
-    /// whose v1 rules are written one by one after a "deny all"), so that the runtime can place
-    /// the init in its cgroup while the mounts before it are made. If neither happens, the
-    /// caller calls it afterwards.
-    ///
-    /// `host_source` asks the runtime for the source of bind mount number N, opened in our
-    /// mount namespace with the runtime's credentials (see [`RootfsPlan::open_host_source`]),
-    /// for a source the init cannot reach itself (in a user namespace), or for the idmapped
-    /// tree of an idmapped bind (see [`RootfsPlan::idmapped_tree`]); `in_cgroup` has been
-    /// called before, so that the runtime's other messages are read.
-    pub fn prepare(
-        &self,
-        in_userns: bool,
-        new_cgroupns: bool,
-        in_cgroup: &mut dyn FnMut() -> Result<(), String>,
-        host_source: &mut dyn FnMut(u32, SourceRequest<'_>) -> Result<OwnedFd, String>,
-    ) -> Result<OwnedFd, RootfsError> {
+    /// In the init, in its new mount namespace, before pivot_root: propagation and the rootfs
+    /// bind. Returns an fd of the rootfs, for [`RootfsPlan::mount_range`] and
+    /// [`RootfsPlan::make_devices`].
+    pub fn bind_root(&self) -> Result<OwnedFd, RootfsError> {
         let err = |step: &'static str, dest: &Path| {
             let dest = dest.to_path_buf();
             move |source: nix::Error| RootfsError::Mount { step, dest, source }
@@ -228,27 +212,57 @@ impl RootfsPlan {
             Mode::empty(),
         )
         .map_err(err("open rootfs", &self.rootfs))?;
-        for (n, m) in (0u32..).zip(&self.mounts) {
+        Ok(root)
+    }
+
+    /// How many mounts come before the first `cgroup` mount: those can be made before the init
+    /// is in its cgroup (a cgroup mount shows the init's own cgroup), the rest only after.
+    pub fn mounts_before_cgroup(&self) -> usize {
+        self.mounts
+            .iter()
+            .position(|m| m.kind == mounts::Kind::Cgroup)
+            .unwrap_or(self.mounts.len())
+    }
+
+    /// The mounts numbered `range` (their order in config.json), inside `root`.
+    ///
+    /// `host_source` asks the runtime for the source of bind mount number N, opened in our
+    /// mount namespace with the runtime's credentials (see [`RootfsPlan::open_host_source`]),
+    /// for a source the init cannot reach itself (in a user namespace), or for the idmapped
+    /// tree of an idmapped bind (see [`RootfsPlan::idmapped_tree`]).
+    pub fn mount_range(
+        &self,
+        root: BorrowedFd<'_>,
+        range: std::ops::Range<usize>,
+        new_cgroupns: bool,
+        host_source: &mut dyn FnMut(u32, SourceRequest<'_>) -> Result<OwnedFd, String>,
+    ) -> Result<(), RootfsError> {
+        for (n, m) in (0u32..)
+            .zip(&self.mounts)
+            .skip(range.start)
+            .take(range.len())
+        {
             match m.kind {
                 mounts::Kind::Cgroup => {
-                    in_cgroup().map_err(RootfsError::Invalid)?;
-                    cgroupfs::mount_cgroup(root.as_fd(), m, &self.host_cgroups, new_cgroupns)?
+                    cgroupfs::mount_cgroup(root, m, &self.host_cgroups, new_cgroupns)?
                 }
-                _ => m.mount(root.as_fd(), &mut |req| {
-                    in_cgroup()?;
-                    host_source(n, req)
-                })?,
+                _ => m.mount(root, &mut |req| host_source(n, req))?,
             }
         }
+        Ok(())
+    }
+
+    /// The device nodes and `/dev` symlinks, unless `/dev` is a bind mount of the config's. In
+    /// the init once it is in its cgroup: mknod is subject to the device cgroup, whose v1 rules
+    /// are written one by one after a "deny all".
+    pub fn make_devices(&self, root: BorrowedFd<'_>, in_userns: bool) -> Result<(), RootfsError> {
         if self.setup_dev {
-            // There are always devices to make (runc's defaults at least).
-            in_cgroup().map_err(RootfsError::Invalid)?;
             for d in &self.devices {
-                d.create(root.as_fd(), in_userns)?;
+                d.create(root, in_userns)?;
             }
-            devices::create_symlinks(root.as_fd())?;
+            devices::create_symlinks(root)?;
         }
-        Ok(root)
+        Ok(())
     }
 
     /// In the runtime, for the init: the source of bind mount number `n`, a host path, opened

@@ -1,4 +1,4 @@
-//! The mounts of config.json: checked before the clone, mounted in the init onto fds resolved
+//! The mounts of config.json: checked before the fork, mounted in the init onto fds resolved
 //! inside the root.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -29,7 +29,7 @@ pub enum Kind {
     Other,
 }
 
-/// A mount entry, checked and parsed before the clone.
+/// A mount entry, checked and parsed before the fork.
 #[derive(Debug, Clone)]
 pub struct MountPlan {
     pub kind: Kind,

@@ -1,4 +1,4 @@
-//! Mount options of config.json, parsed before the clone: per-mount flags to set and to clear,
+//! Mount options of config.json, parsed before the fork: per-mount flags to set and to clear,
 //! propagation, recursive attributes, runc's extensions, and filesystem data.
 
 use nix::mount::MsFlags;

@@ -116,7 +116,7 @@ impl CapsPlan {
 
     /// Names of ambient capabilities the config lists but that `apply` will not raise
     /// because they are not both permitted and inheritable (the kernel refuses them; runc
-    /// ignores that refusal). Meant for a warning before the clone.
+    /// ignores that refusal). Meant for a warning before the fork.
     pub fn ignored_ambient(&self) -> Vec<&'static str> {
         names_of(self.ambient_ignored)
     }
@@ -151,7 +151,7 @@ impl CapsPlan {
     /// (clear all, raise each). Call after the user switch.
     ///
     /// Ambient: like runc, a capability the kernel refuses to raise is skipped, not an
-    /// error; those the config makes unraisable are known before the clone
+    /// error; those the config makes unraisable are known before the fork
     /// ([`CapsPlan::ignored_ambient`]). EINVAL from clearing (a kernel without ambient
     /// capabilities) is ignored too, as runc does.
     pub fn apply(&self) -> Result<(), SecurityError> {

@@ -7,7 +7,7 @@
 //! A mount label is the SELinux `context=` option of the filesystems the runtime mounts.
 //!
 //! Where the host has the LSM disabled, a label means nothing: like runc, the runtime then
-//! ignores it and says so in a debug log line. Everything here is decided before the clone;
+//! ignores it and says so in a debug log line. Everything here is decided before the fork;
 //! [`LabelPlan`] holds the exact file and bytes the child writes.
 use std::path::{Path, PathBuf};
 

@@ -1,12 +1,12 @@
 //! Security settings of the container process: capabilities, rlimits, user switch,
-//! no_new_privs, seccomp. Plans are built from the spec before the clone (all parsing and
+//! no_new_privs, seccomp. Plans are built from the spec before the fork (all parsing and
 //! rejection happens there); the child only applies them.
 //!
-//! Everything that runs in the child (`CapsPlan::drop_bounding`, `switch_user`,
+//! What of this runs in the child (`CapsPlan::drop_bounding`, `switch_user`,
 //! `RlimitsPlan::apply`, `CapsPlan::apply`, `set_no_new_privs`, `SeccompPlan::load`) is a
-//! handful of raw syscalls on data prepared beforehand: no allocation, no locks. Their errors
-//! use the `Apply*` variants, which carry only `&'static str` and an errno, so even the error
-//! path allocates nothing.
+//! handful of raw syscalls on data prepared beforehand: these functions allocate nothing and
+//! take no lock, and their errors (the `Apply*` variants: a `&'static str` and an errno) do not
+//! either. The child's code around them (`lifecycle/`) still formats its error texts.
 //!
 //! The order in the child, which leaves no window with more privilege than configured:
 //!
@@ -46,7 +46,7 @@ pub enum SecurityError {
     /// The configuration asks for something this runtime does not implement yet.
     #[error("{what}: unsupported: {msg}")]
     Unsupported { what: String, msg: String },
-    /// A system call failed while preparing a plan (before the clone).
+    /// A system call failed while preparing a plan (before the fork).
     #[error("{step}: {source}")]
     Sys { step: String, source: nix::Error },
     /// Reading a kernel interface file failed while preparing a plan.

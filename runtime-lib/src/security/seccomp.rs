@@ -1,4 +1,4 @@
-//! Seccomp: the OCI profile compiled to a BPF program before the clone, installed in the
+//! Seccomp: the OCI profile compiled to a BPF program before the fork, installed in the
 //! child with one seccomp(2) call.
 //!
 //! A profile with SCMP_ACT_NOTIFY rules is loaded with SECCOMP_FILTER_FLAG_NEW_LISTENER: the
@@ -23,7 +23,7 @@ use super::SecurityError;
 /// Syscalls take at most six arguments.
 const MAX_ARGS: usize = 6;
 
-/// A seccomp filter compiled to BPF before the clone.
+/// A seccomp filter compiled to BPF before the fork.
 ///
 /// A default plan holds no program: [`SeccompPlan::load`] then has nothing to install and
 /// returns at once. [`SeccompPlan::from_spec`] always yields a program.
