@@ -1,6 +1,7 @@
 //! The probes: each reads one aspect of the process's view of the system.
 
 use casulo_conformance::parse::{self, CgroupEntry};
+use nix::sys::resource::{getrlimit, Resource};
 use serde_json::{json, Map, Value};
 use std::fs;
 use std::io::{self, Read};
@@ -88,63 +89,39 @@ fn file_type_name(ft: fs::FileType) -> &'static str {
     }
 }
 
-/// The triple returned by getresuid/getresgid.
+/// The triple returned by getresuid.
 fn resuid() -> io::Result<(u32, u32, u32)> {
-    let (mut r, mut e, mut s) = (0, 0, 0);
-    // SAFETY: the three pointers are to live, writable u32 locals.
-    let rc = unsafe { libc::getresuid(&mut r, &mut e, &mut s) };
-    if rc == 0 {
-        Ok((r, e, s))
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let ids = nix::unistd::getresuid()?;
+    Ok((
+        ids.real.as_raw(),
+        ids.effective.as_raw(),
+        ids.saved.as_raw(),
+    ))
 }
 
 fn resgid() -> io::Result<(u32, u32, u32)> {
-    let (mut r, mut e, mut s) = (0, 0, 0);
-    // SAFETY: the three pointers are to live, writable u32 locals.
-    let rc = unsafe { libc::getresgid(&mut r, &mut e, &mut s) };
-    if rc == 0 {
-        Ok((r, e, s))
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let ids = nix::unistd::getresgid()?;
+    Ok((
+        ids.real.as_raw(),
+        ids.effective.as_raw(),
+        ids.saved.as_raw(),
+    ))
 }
 
 fn groups() -> io::Result<Vec<u32>> {
-    // SAFETY: a zero size with a null list only asks for the count.
-    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut list = vec![0 as libc::gid_t; n as usize];
-    // SAFETY: `list` has room for exactly `n` gids.
-    let got = unsafe { libc::getgroups(n, list.as_mut_ptr()) };
-    if got < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    list.truncate(got as usize);
-    Ok(list)
-}
-
-fn cstr_field(f: &[libc::c_char]) -> String {
-    let bytes: Vec<u8> = f
-        .iter()
-        .take_while(|c| **c != 0)
-        .map(|c| *c as u8)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+    Ok(nix::unistd::getgroups()?
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect())
 }
 
 /// (nodename, domainname) from uname(2).
 fn uts_names() -> io::Result<(String, String)> {
-    // SAFETY: utsname is plain data (arrays of c_char); all-zero is a valid value.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is a live, writable utsname.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((cstr_field(&u.nodename), cstr_field(&u.domainname)))
+    let u = nix::sys::utsname::uname()?;
+    Ok((
+        u.nodename().to_string_lossy().into_owned(),
+        u.domainname().to_string_lossy().into_owned(),
+    ))
 }
 
 /// getrlimit for one resource. RLIM_INFINITY is reported as JSON null.
@@ -153,16 +130,14 @@ macro_rules! rlimit_table {
         fn rlimits() -> Map<String, Value> {
             let mut m = Map::new();
             $(
-                let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-                // SAFETY: `rl` is a live, writable rlimit.
-                let rc = unsafe { libc::getrlimit(libc::$name, &mut rl) };
-                let v = if rc == 0 {
-                    let conv = |x: libc::rlim_t| -> Value {
-                        if x == libc::RLIM_INFINITY { Value::Null } else { json!(x as u64) }
-                    };
-                    json!({ "soft": conv(rl.rlim_cur), "hard": conv(rl.rlim_max) })
-                } else {
-                    json!({ "error": io_err_name(&io::Error::last_os_error()) })
+                let v = match getrlimit(Resource::$name) {
+                    Ok((soft, hard)) => {
+                        let conv = |x: libc::rlim_t| -> Value {
+                            if x == libc::RLIM_INFINITY { Value::Null } else { json!(x as u64) }
+                        };
+                        json!({ "soft": conv(soft), "hard": conv(hard) })
+                    }
+                    Err(e) => json!({ "error": io_err_name(&e.into()) }),
                 };
                 m.insert(stringify!($name).to_string(), v);
             )*
@@ -226,15 +201,8 @@ fn try_write(path: &Path, is_dir: bool) -> io::Result<()> {
 /// filesystems (procfs) answer a create in a read-only directory with ENOENT before the
 /// read-only check, so the write probe alone cannot tell.
 fn mount_readonly(path: &Path) -> io::Result<bool> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: statvfs is plain data; all-zero is a valid value.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated and `st` is live and writable for the call.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st.f_flag & libc::ST_RDONLY != 0)
+    let st = nix::sys::statvfs::statvfs(path)?;
+    Ok(st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
 
 fn probe_path(path: &str, role: &str) -> Value {

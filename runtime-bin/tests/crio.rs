@@ -24,9 +24,8 @@ use common::engine::*;
 use common::*;
 
 use std::io::{BufRead, BufReader, Write as _};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -212,22 +211,18 @@ impl<'a> Ctr<'a> {
     fn conmon(&self, args: &[String]) -> Result<(Option<i32>, Vec<Value>), String> {
         let (sync_ours, sync_theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
         let (start_ours, start_theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
-        let mut c = Command::new("conmon");
+        let (sync_theirs, start_theirs): (OwnedFd, OwnedFd) =
+            (sync_theirs.into(), start_theirs.into());
+        let mut c = with_pipes("conmon", sync_theirs, start_theirs);
         c.args(args)
             .current_dir(&self.b.dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("_OCI_SYNCPIPE", "3")
             .env("_OCI_STARTPIPE", "4")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             // A file, not a pipe: conmon's daemon half keeps it as long as the container runs.
             .stderr(std::fs::File::create(self.b.dir.join("conmon.err")).unwrap());
-        let (sync_theirs, start_theirs): (OwnedFd, OwnedFd) =
-            (sync_theirs.into(), start_theirs.into());
-        give_pipes(&mut c, &sync_theirs, &start_theirs);
         let mut child = c.spawn().map_err(|e| format!("spawn conmon: {e}"))?;
-        drop((sync_theirs, start_theirs));
         // Here CRI-O moves conmon into its cgroup; then it lets conmon go on.
         (&start_ours).write_all(&[0]).map_err(|e| e.to_string())?;
         drop(c);
@@ -387,25 +382,20 @@ impl Drop for Ctr<'_> {
     }
 }
 
-/// Give `cmd` `sync` as fd 3 and `start` as fd 4, as conmon expects them. The caller keeps
-/// both open until the command has been spawned.
-fn give_pipes(cmd: &mut Command, sync: &OwnedFd, start: &OwnedFd) {
-    let (s, t) = (sync.as_raw_fd(), start.as_raw_fd());
-    // SAFETY: between fork and exec the closure only calls fcntl and dup2, which are
-    // async-signal-safe, on fds the parent keeps open until the child has been spawned.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Above 4 first, so that neither dup2 overwrites the other's source.
-            let s = libc::fcntl(s, libc::F_DUPFD, 10);
-            let t = libc::fcntl(t, libc::F_DUPFD, 10);
-            if s < 0 || t < 0 || libc::dup2(s, 3) < 0 || libc::dup2(t, 4) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::close(s);
-            libc::close(t);
-            Ok(())
-        });
-    }
+/// A command that runs `program` with `sync` as fd 3 and `start` as fd 4, as conmon expects
+/// them, and stdin and stdout on /dev/null. A shell moves them into place: they go in as its
+/// stdin and stdout, which is all a `Command` can place without code run between fork and exec.
+/// The command owns both ends, so they are closed in this process once it has been spawned
+/// (and when the command is dropped).
+fn with_pipes(program: &str, sync: OwnedFd, start: OwnedFd) -> Command {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(r#"exec "$@" 3<&0 4<&1 </dev/null >/dev/null"#)
+        .arg("sh")
+        .arg(program)
+        .stdin(Stdio::from(sync))
+        .stdout(Stdio::from(start));
+    cmd
 }
 
 // --- The scenarios. ---

@@ -360,6 +360,9 @@ fn hooks_empty_list_is_ok() {
 /// In a freshly forked child whose SIGPIPE has the default action (as in a program that does not
 /// ignore it), a hook that closes its stdin early must yield EPIPE, not kill the runtime.
 #[test]
+// fork, resetting a signal's action and _exit have no safe form: an exception to the
+// workspace's `unsafe_code = "deny"`.
+#[allow(unsafe_code)]
 fn hooks_epipe_in_forked_child_with_default_sigpipe() {
     use nix::sys::signal::{signal, SigHandler, Signal};
     use nix::sys::wait::{waitpid, WaitStatus};

@@ -1,5 +1,6 @@
 //! Terminal: pty creation, the console bind mount, fd passing, the console listener and the
 //! proxy, on the host's devpts or on a private one.
+
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -308,6 +309,9 @@ fn tty_setup_console_on_private_devpts() {
 use std::os::unix::fs::OpenOptionsExt;
 
 #[test]
+// `set_controlling` must run in the child between fork and exec, which only the unsafe
+// `CommandExt::pre_exec` offers: the one exception to the workspace's `unsafe_code = "deny"` here.
+#[allow(unsafe_code)]
 fn tty_set_controlling_makes_the_pty_stdio_and_ctty() {
     let Some(dev) = host_dev() else { return };
     let pty = open_pty(dev.as_fd()).unwrap();
@@ -379,24 +383,19 @@ fn tty_window_size_is_copied() {
     let Some(dev) = host_dev() else { return };
     let from = open_pty(dev.as_fd()).unwrap();
     let to = open_pty(dev.as_fd()).unwrap();
-    let ws = libc::winsize {
-        ws_row: 42,
-        ws_col: 133,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one struct winsize through the pointer, which points at `ws`.
-    let ret = unsafe { libc::ioctl(from.slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    assert_eq!(ret, 0);
+    // stty sets and reads the size of the terminal on its stdin (TIOCSWINSZ, TIOCGWINSZ).
+    let status = Command::new("stty")
+        .args(["rows", "42", "cols", "133"])
+        .stdin(from.slave.try_clone().unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "stty rows 42 cols 133: {status:?}");
     copy_window_size(from.slave.as_fd(), to.master.as_fd()).unwrap();
-    let mut got = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ fills one struct winsize through the pointer, which points at `got`.
-    let ret = unsafe { libc::ioctl(to.slave.as_raw_fd(), libc::TIOCGWINSZ, &mut got) };
-    assert_eq!(ret, 0);
-    assert_eq!((got.ws_row, got.ws_col), (42, 133));
+    let out = Command::new("stty")
+        .arg("size")
+        .stdin(to.slave.try_clone().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stty size: {out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42 133");
 }

@@ -32,8 +32,7 @@ pub fn target_dir() -> PathBuf {
 
 /// Prints a visible skip line and returns true when the suite cannot run here.
 pub fn skip(case: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         println!("SKIP {case}: the conformance suite needs root (creates namespaces and mounts)");
         return true;
     }
@@ -122,74 +121,67 @@ pub fn checker() -> &'static Path {
     }
 }
 
-/// The base rootfs, built once per test binary: busybox-static copied to /bin/busybox with
-/// its applets as symlinks, the checker as /bin/casulo-checker, and a few directories.
-/// Removed at process exit.
-fn base_rootfs() -> &'static Path {
-    static BASE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    extern "C" fn remove_base() {
-        if let Some(Ok(p)) = BASE.get() {
-            let _ = fs::remove_dir_all(p);
-        }
-    }
-    let r = BASE.get_or_init(|| {
+/// The output of `busybox --list-full`, asked once per test binary.
+fn busybox_applets() -> &'static str {
+    static LIST: OnceLock<Result<String, String>> = OnceLock::new();
+    let r = LIST.get_or_init(|| {
         let busybox = Path::new("/bin/busybox");
         if !busybox.exists() {
             return Err("/bin/busybox is missing (install busybox-static)".into());
         }
-        let base = std::env::temp_dir().join(format!("casulo-conf-base-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
-        // SAFETY: registers a plain extern "C" function with no captured state.
-        unsafe { libc::atexit(remove_base) };
-        let build = || -> Result<(), String> {
-            for d in [
-                "bin", "sbin", "usr/bin", "usr/sbin", "etc", "dev", "proc", "sys", "tmp", "root",
-                "mnt", "var",
-            ] {
-                fs::create_dir_all(base.join(d)).map_err(|e| format!("mkdir {d}: {e}"))?;
-            }
-            fs::set_permissions(base.join("tmp"), fs::Permissions::from_mode(0o1777))
-                .map_err(|e| format!("chmod tmp: {e}"))?;
-            fs::copy(busybox, base.join("bin/busybox"))
-                .map_err(|e| format!("copy busybox: {e}"))?;
-            fs::copy(checker(), base.join("bin/casulo-checker"))
-                .map_err(|e| format!("copy checker {}: {e}", checker().display()))?;
-            let list = run_cmd(
-                Command::new(busybox).arg("--list-full"),
-                "busybox --list-full",
-            )?;
-            for applet in String::from_utf8_lossy(&list.stdout).lines() {
-                let applet = applet.trim().trim_start_matches('/');
-                if applet.is_empty() || applet == "bin/busybox" {
-                    continue;
-                }
-                let link = base.join(applet);
-                if let Some(parent) = link.parent() {
-                    fs::create_dir_all(parent).map_err(|e| format!("mkdir for {applet}: {e}"))?;
-                }
-                if fs::symlink_metadata(&link).is_err() {
-                    std::os::unix::fs::symlink("/bin/busybox", &link)
-                        .map_err(|e| format!("symlink {applet}: {e}"))?;
-                }
-            }
-            fs::write(
-                base.join("etc/passwd"),
-                "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-            )
-            .map_err(|e| format!("write passwd: {e}"))?;
-            fs::write(
-                base.join("etc/group"),
-                "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n",
-            )
-            .map_err(|e| format!("write group: {e}"))?;
-            Ok(())
-        };
-        build().map(|()| base.clone())
+        let list = run_cmd(
+            Command::new(busybox).arg("--list-full"),
+            "busybox --list-full",
+        )?;
+        Ok(String::from_utf8_lossy(&list.stdout).into_owned())
     });
     match r {
-        Ok(p) => p,
-        Err(e) => panic!("building the base rootfs: {e}"),
+        Ok(l) => l,
+        Err(e) => panic!("building the rootfs: {e}"),
     }
+}
+
+/// A case's rootfs at `root`, built in place: busybox-static copied to /bin/busybox with its
+/// applets as symlinks, the checker as /bin/casulo-checker, and a few directories. Each case
+/// builds its own (about what copying a shared one costs), so nothing outlives the case.
+fn build_rootfs(root: &Path) -> Result<(), String> {
+    let applets = busybox_applets();
+    for d in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "dev", "proc", "sys", "tmp", "root", "mnt",
+        "var",
+    ] {
+        fs::create_dir_all(root.join(d)).map_err(|e| format!("mkdir {d}: {e}"))?;
+    }
+    fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777))
+        .map_err(|e| format!("chmod tmp: {e}"))?;
+    fs::copy("/bin/busybox", root.join("bin/busybox")).map_err(|e| format!("copy busybox: {e}"))?;
+    fs::copy(checker(), root.join("bin/casulo-checker"))
+        .map_err(|e| format!("copy checker {}: {e}", checker().display()))?;
+    for applet in applets.lines() {
+        let applet = applet.trim().trim_start_matches('/');
+        if applet.is_empty() || applet == "bin/busybox" {
+            continue;
+        }
+        let link = root.join(applet);
+        if let Some(parent) = link.parent() {
+            fs::create_dir_all(parent).map_err(|e| format!("mkdir for {applet}: {e}"))?;
+        }
+        if fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink("/bin/busybox", &link)
+                .map_err(|e| format!("symlink {applet}: {e}"))?;
+        }
+    }
+    fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .map_err(|e| format!("write passwd: {e}"))?;
+    fs::write(
+        root.join("etc/group"),
+        "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n",
+    )
+    .map_err(|e| format!("write group: {e}"))?;
+    Ok(())
 }
 
 /// The namespace inodes of the test process, keyed as the checker keys them.
@@ -232,7 +224,7 @@ pub struct Case {
 }
 
 impl Case {
-    /// A bundle from `<runtime> spec`, with a copy of the base rootfs, terminal off and
+    /// A bundle from `<runtime> spec`, with its own busybox rootfs, terminal off and
     /// the checker as the process.
     pub fn new(name: &str) -> Case {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -269,14 +261,8 @@ impl Case {
             .unwrap_or_else(|e| panic!("reading the generated config.json: {e}"));
         case.config = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("parsing the generated config.json: {e}"));
-        run_cmd(
-            Command::new("cp")
-                .arg("-a")
-                .arg(base_rootfs())
-                .arg(case.bundle.join("rootfs")),
-            "copying the rootfs",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        build_rootfs(&case.bundle.join("rootfs"))
+            .unwrap_or_else(|e| panic!("building the rootfs: {e}"));
         case.config["root"]["path"] = json!("rootfs");
         case.config["process"]["terminal"] = json!(false);
         case.config["process"]["args"] = json!(["/bin/casulo-checker"]);
@@ -412,18 +398,8 @@ impl Drop for Case {
 }
 
 pub fn umount_detach(p: &Path) -> Result<(), String> {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
-        .map_err(|e| format!("{}: {e}", p.display()))?;
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-    let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-    if rc != 0 {
-        return Err(format!(
-            "umount {}: {}",
-            p.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
+    nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| format!("umount {}: {e}", p.display()))
 }
 
 /// Collects every mismatch of a case, then fails once with all of them.

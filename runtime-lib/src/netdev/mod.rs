@@ -5,7 +5,7 @@
 //!   namespace of its own (new, or joined by path but not the runtime's), the names are valid
 //!   interface names, no two devices get the same name, and each host device exists.
 //! - Moved by the runtime once the init's network namespace exists and before anything of the
-//!   container runs, hooks included ([`NetDevPlan::move_in`]): one `RTM_NEWLINK` carrying
+//!   container runs, hooks included (`NetDevPlan::move_in`): one `RTM_NEWLINK` carrying
 //!   `IFLA_NET_NS_FD` and `IFLA_IFNAME` moves and renames the device; the kernel drops its
 //!   addresses on the way, so the permanent addresses of global scope are added again inside
 //!   (the spec's rule), and the device is set up.
@@ -13,7 +13,7 @@
 //!   out of the namespace before its deletion. The namespace's owner decides; when a namespace
 //!   dies, the kernel returns physical devices to the host's initial namespace (under their
 //!   container names) and destroys virtual ones.
-//! - Moved back by a create that fails after the move ([`move_back`]): the container never
+//! - Moved back by a create that fails after the move (`move_back`): the container never
 //!   existed, and nothing of a failed create may be left behind, so each device returns under
 //!   its host name, with the addresses that were carried and up if it was up.
 //!

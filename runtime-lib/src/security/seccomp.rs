@@ -99,7 +99,7 @@ impl SeccompPlan {
     /// SECCOMP_FILTER_FLAG_TSYNC is accepted and not used: the process loading the filter
     /// has a single thread. Without `flags`, SECCOMP_FILTER_FLAG_SPEC_ALLOW is used where the
     /// kernel has it. A profile that denies by default answers syscalls newer than those it
-    /// names with ENOSYS ([`super::seccomp_enosys`]).
+    /// names with ENOSYS (see the crate-private `seccomp_enosys` module).
     pub fn from_spec(seccomp: &LinuxSeccomp) -> Result<Self, SecurityError> {
         if seccomp.default_action() == LinuxSeccompAction::ScmpActNotify {
             return Err(SecurityError::Invalid {

@@ -2,7 +2,7 @@
 //!
 //! Raw system calls are used rather than the C library's wrappers: glibc's set*id wrappers
 //! signal every thread it knows of to change them all, which is both needless (the process
-//! being set up has one thread) and unsafe in a child created by a raw clone, whose view of
+//! being set up has one thread) and wrong in a child created by a raw clone, whose view of
 //! the thread list is stale. The raw calls change the calling thread only.
 
 use super::SecurityError;
