@@ -6,7 +6,7 @@
 //! namespaces; where a new or joined pid or time namespace needs it, the stage forks the
 //! *init* and exits, so one process remains: the init builds the container and waits on the
 //! exec fifo until `start`, then execs the user program. `exec` forks a stage the same way
-//! ([`stage`]) that joins the init's namespaces.
+//! (`stage.rs`) that joins the init's namespaces.
 //!
 //! The runtime and its child talk over a SOCK_SEQPACKET socketpair ([`protocol`]). Create:
 //!

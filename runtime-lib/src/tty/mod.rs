@@ -13,7 +13,7 @@
 //! [`mount_console`]) so that they can be exercised on any devpts, and never resolve a path
 //! outside that directory.
 //!
-//! [`console`] holds the steps inside the container, [`proxy`] the runtime's side.
+//! `console.rs` holds the steps inside the container, `proxy.rs` the runtime's side.
 
 mod console;
 mod proxy;
