@@ -20,6 +20,31 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use oci_spec::runtime::Hook;
 
+/// A point of the lifecycle where hooks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookPoint {
+    Prestart,
+    CreateRuntime,
+    CreateContainer,
+    StartContainer,
+    Poststart,
+    Poststop,
+}
+
+impl HookPoint {
+    /// The name the spec gives it (and the error messages use).
+    pub fn name(self) -> &'static str {
+        match self {
+            HookPoint::Prestart => "prestart",
+            HookPoint::CreateRuntime => "createRuntime",
+            HookPoint::CreateContainer => "createContainer",
+            HookPoint::StartContainer => "startContainer",
+            HookPoint::Poststart => "poststart",
+            HookPoint::Poststop => "poststop",
+        }
+    }
+}
+
 /// The hooks of config.json by the lifecycle point that runs them, selected once, in the plan.
 /// It is saved in the state (same JSON shape as the spec's `hooks`), since the later commands
 /// run the poststart and poststop hooks.
@@ -60,6 +85,18 @@ impl HooksPlan {
             start_container: take(h.start_container().as_ref()),
             poststart: take(h.poststart().as_ref()),
             poststop: take(h.poststop().as_ref()),
+        }
+    }
+
+    /// The hooks of one point.
+    pub fn at(&self, point: HookPoint) -> &[Hook] {
+        match point {
+            HookPoint::Prestart => &self.prestart,
+            HookPoint::CreateRuntime => &self.create_runtime,
+            HookPoint::CreateContainer => &self.create_container,
+            HookPoint::StartContainer => &self.start_container,
+            HookPoint::Poststart => &self.poststart,
+            HookPoint::Poststop => &self.poststop,
         }
     }
 

@@ -126,7 +126,6 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
                     chan: child_chan,
                     fifo: fifo_fd,
                     console,
-                    runtime_hooks: plan.hooks.runtime_side_at_create(),
                     agent,
                 },
             )

@@ -1,6 +1,10 @@
 //! The init: the container itself, from its rootfs to the exec of the user program. It was
 //! forked by the runtime (through the stage, see `stage.rs`); every failure before start is
 //! sent to the runtime as text, every failure after start is the process's own.
+//!
+//! [`build`] and [`after_start`] are the order of the steps, written once; [`InitSteps`] is one
+//! method per step. [`Kernel`] does them for real; the unit tests (`init_tests.rs`) run the same
+//! order against a recording double, without root.
 
 use std::convert::Infallible;
 use std::os::fd::{AsFd, OwnedFd};
@@ -10,159 +14,137 @@ use oci_spec::runtime::LinuxNamespaceType;
 
 use super::fifo;
 use super::hostproc::{open_proc, write_proc};
-use super::protocol::{Channel, Msg};
-use super::setup::{finish_process, recv_agent_state, AgentHandoff};
+use super::protocol::Msg;
+use super::setup::{finish_process, recv_agent_state, AgentHandoff, Launch};
 use super::stage::{expect, ChildIo};
 use super::WithStep;
+use crate::hooks::HookPoint;
 use crate::plan::InitPlan;
 use crate::rootfs::SourceRequest;
 
+/// One method per step of the init, in the words of [`build`]. Errors are the text the runtime
+/// shows ("step: cause").
+pub(super) trait InitSteps {
+    /// Propagation and the bind mount of the rootfs.
+    fn bind_root(&mut self) -> Result<(), String>;
+    /// Mount number `n` of the plan.
+    fn mount(&mut self, n: usize) -> Result<(), String>;
+    /// Wait until the runtime has put the init in its cgroup (it then sends the state).
+    fn wait_in_cgroup(&mut self) -> Result<(), String>;
+    /// A new cgroup namespace, rooted at the init's cgroup.
+    fn unshare_cgroup(&mut self) -> Result<(), String>;
+    /// Device nodes (mknod) and the `/dev` symlinks.
+    fn make_devices(&mut self) -> Result<(), String>;
+    /// Let the runtime run the prestart and createRuntime hooks, and wait for them.
+    fn runtime_hooks(&mut self) -> Result<(), String>;
+    /// The hooks of `point` that run in the container.
+    fn run_hooks(&mut self, point: HookPoint) -> Result<(), String>;
+    /// hostname, domainname, sysctl, oom_score_adj.
+    fn set_kernel_settings(&mut self) -> Result<(), String>;
+    /// pivot_root (or chroot).
+    fn pivot_root(&mut self) -> Result<(), String>;
+    /// The console: a pty whose master goes to the console socket.
+    fn terminal(&mut self) -> Result<(), String>;
+    /// Read-only mounts and paths, masked paths, read-only root, propagation of `/`.
+    fn finalize_rootfs(&mut self) -> Result<(), String>;
+    /// A new session keyring.
+    fn join_keyring(&mut self) -> Result<(), String>;
+    /// The process setup (see `setup::finish_process`): rlimits to seccomp.
+    fn process_setup(&mut self) -> Result<(), String>;
+    /// Tell the runtime the container is created.
+    fn ready(&mut self) -> Result<(), String>;
+    /// Block until `start` opens the exec fifo.
+    fn wait_for_start(&mut self) -> Result<(), String>;
+    /// A seccomp filter that had to wait for no_new_privs and the last syscalls before it.
+    fn late_seccomp(&mut self) -> Result<(), String>;
+    /// execve the user program: returns only on failure.
+    fn exec(&mut self) -> Result<(), String>;
+}
+
+/// The init up to start, in the order that matters:
+/// - the mounts before the first cgroup mount are made while the runtime puts the init in its
+///   cgroup; the cgroup namespace, the cgroup mounts and the device nodes only once it is
+///   there (a cgroup mount shows the init's own cgroup; mknod obeys the device cgroup);
+/// - the runtime's create hooks, then the createContainer hooks, once every mount and device
+///   exists and before pivot_root (they see the rootfs from outside, cwd the rootfs);
+/// - kernel settings before pivot_root (through the host's procfs), the console after it (the
+///   container's devpts), masked and read-only paths after the console (`/dev/console` is
+///   a mount), the process setup last, then ready.
+pub(super) fn build<S: InitSteps>(s: &mut S, plan: &InitPlan) -> Result<(), String> {
+    s.bind_root()?;
+    let mounts = plan.rootfs.mounts.len();
+    let split = plan.rootfs.mounts_before_cgroup();
+    for n in 0..split {
+        s.mount(n)?;
+    }
+    s.wait_in_cgroup()?;
+    s.unshare_cgroup()?;
+    for n in split..mounts {
+        s.mount(n)?;
+    }
+    s.make_devices()?;
+    if plan.hooks.runtime_side_at_create() {
+        s.runtime_hooks()?;
+    }
+    if !plan.hooks.create_container.is_empty() {
+        s.run_hooks(HookPoint::CreateContainer)?;
+    }
+    s.set_kernel_settings()?;
+    s.pivot_root()?;
+    if plan.process.terminal {
+        s.terminal()?;
+    }
+    s.finalize_rootfs()?;
+    if !plan.no_new_keyring {
+        s.join_keyring()?;
+    }
+    s.process_setup()?;
+    s.ready()?;
+    s.wait_for_start()
+}
+
+/// After start, as with runc: a late seccomp filter, then the startContainer hooks under it
+/// (they run in the container, like its program), then the exec. Returns only on failure.
+pub(super) fn after_start<S: InitSteps>(s: &mut S, plan: &InitPlan) -> Result<(), String> {
+    s.late_seccomp()?;
+    if !plan.hooks.start_container.is_empty() {
+        s.run_hooks(HookPoint::StartContainer)?;
+    }
+    s.exec()
+}
+
 /// The init: the container itself, up to the exec of the user program.
 pub(super) fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
-    let p = &plan.process;
     nix::unistd::setsid().step("setsid")?;
     let proc = open_proc().step("open /proc")?;
     // The rootfs code names fds to mount(2) as `self/fd/N` relative to this verified procfs,
     // never through a /proc the container's config controls.
     nix::unistd::fchdir(proc.as_fd()).step("enter /proc")?;
-    // The runtime moves us into our cgroup while we make the mounts that do not depend on it;
-    // it sends the state document when that is done. Nothing that depends on the cgroup (the
-    // cgroup namespace and mounts, device nodes, hooks, the user's program) happens before.
     let notifies = plan
         .seccomp
         .as_ref()
         .is_some_and(|s| s.listener().is_some());
-    let mut link = RuntimeLink {
-        chan: &io.chan,
+    let mut k = Kernel {
+        plan,
+        io,
+        proc: Some(proc),
         notifies,
+        root: None,
         states: None,
+        state: Vec::new(),
+        agent: None,
+        launch: None,
+        fifo: None,
     };
-    let rootfs = &plan.rootfs;
-    let new_cgroupns = plan.ns.creates(LinuxNamespaceType::Cgroup);
-    let root = rootfs.bind_root().step("rootfs")?;
-    let split = rootfs.mounts_before_cgroup();
-    rootfs
-        .mount_range(root.as_fd(), 0..split, new_cgroupns, &mut |n, req| {
-            link.host_source(n, req)
-        })
-        .step("rootfs")?;
-    let States {
-        state,
-        agent: agent_state,
-    } = link.wait_in_cgroup()?;
-    plan.ns.unshare_cgroup().step("namespaces")?;
-    rootfs
-        .mount_range(
-            root.as_fd(),
-            split..rootfs.mounts.len(),
-            new_cgroupns,
-            &mut |n, req| link.host_source(n, req),
-        )
-        .step("rootfs")?;
-    rootfs
-        .make_devices(root.as_fd(), plan.ns.has(LinuxNamespaceType::User))
-        .step("rootfs")?;
-    // The createContainer hooks run in the container's rootfs, as with runc (hooks that
-    // name files relative to it, `./lib/...`, rely on that).
-    nix::unistd::fchdir(root.as_fd()).step("enter the rootfs")?;
-    drop(root);
-    let agent = AgentHandoff::pair(io.agent.take(), agent_state)?;
-    if io.runtime_hooks {
-        io.chan.send(&Msg::RunHooks).step("sync")?;
-        expect(&io.chan, Msg::HooksDone)?;
-    }
-    crate::hooks::run_hooks("createContainer", &plan.hooks.create_container, &state)
-        .step("hooks")?;
-
-    if let Some(h) = &plan.hostname {
-        nix::unistd::sethostname(h).step("sethostname")?;
-    }
-    if let Some(d) = &plan.domainname {
-        crate::sys::setdomainname(d.as_bytes()).step("setdomainname")?;
-    }
-    for (key, value) in &plan.sysctl {
-        write_proc(&proc, &Path::new("sys").join(key), value)
-            .step(&format!("sysctl {}", key.display()))?;
-    }
-    if let Some(adj) = p.oom_score_adj {
-        write_proc(&proc, Path::new("self/oom_score_adj"), &adj.to_string())
-            .step("oom_score_adj")?;
-    }
-
-    crate::rootfs::pivot(
-        &plan.rootfs.rootfs,
-        plan.rootfs.no_pivot,
-        plan.rootfs.host_mount_ns,
-    )
-    .step("rootfs")?;
-    nix::unistd::fchdir(proc.as_fd()).step("enter /proc")?;
-    if p.terminal {
-        let sock = io.console.as_ref().ok_or("terminal: no console socket")?;
-        let slave = crate::tty::setup_console(sock.as_fd()).step("terminal")?;
-        if let Some((rows, cols)) = p.console_size {
-            crate::tty::set_window_size(slave.as_fd(), rows, cols).step("terminal")?;
-        }
-        crate::tty::set_controlling(slave).step("terminal")?;
-    }
-    plan.rootfs.finalize().step("rootfs")?;
-
-    if !plan.no_new_keyring {
-        let name = std::ffi::CString::new(format!("_ses.{}", plan.id)).step("keyring")?;
-        // Kernels without keyrings (or with them restricted by seccomp) are not an error,
-        // as for runc: the session keyring is a hardening, not part of the spec.
-        match crate::sys::join_session_keyring(&name) {
-            Ok(()) | Err(nix::Error::ENOSYS) | Err(nix::Error::EPERM) | Err(nix::Error::EACCES) => {
-            }
-            Err(e) => return Err(format!("join session keyring: {e}")),
-        }
-    }
-    let launch = finish_process(p, &proc, plan.seccomp.as_ref(), plan.preserve_fds, agent)?;
-
-    io.chan.send(&Msg::Ready).step("sync")?;
-    let w = fifo::wait_for_start(proc.as_fd(), io.fifo.as_fd()).step("open exec fifo")?;
-    drop(proc);
+    build(&mut k, plan)?;
     // From here on `start` only waits for the fifo to close, as runc's does: what fails now is
     // the container's process failing, reported on its own stderr (a terminal, a log) with
     // runc's exit status 255, and `start` itself succeeds.
-    let fail = |msg: &str| -> ! { crate::sys::die_on_stderr(&[msg.as_bytes(), b"\n"], 255) };
-    if let Err(e) = nix::unistd::write(&w, b"0") {
-        fail(&format!("write exec fifo: {e}"));
-    }
-    // As with runc, the startContainer hooks run under the container's seccomp filter (they
-    // run in the container, like its program), and, when their config has no `env`, with
-    // the process's environment.
-    if let Some(s) = plan
-        .seccomp
-        .as_ref()
-        .filter(|s| s.loads_last(p.no_new_privileges))
-    {
-        if let Err(e) = s.load() {
-            fail(&format!("seccomp: {e}"));
-        }
-    }
-    if !plan.hooks.start_container.is_empty() {
-        let env: Vec<_> = p.env.iter().cloned().chain(launch.home.clone()).collect();
-        if let Err(e) = crate::hooks::run_hooks_with_env(
-            "startContainer",
-            &plan.hooks.start_container,
-            &state,
-            Some(&env),
-        ) {
-            fail(&e.to_string());
-        }
-    }
-    let errno = crate::sys::execve(&launch.exe, &p.args, &p.env, launch.home.as_deref());
-    let mut text = [0u8; 64];
-    crate::sys::die_on_stderr(
-        &[
-            b"exec ",
-            launch.exe.as_bytes(),
-            b": ",
-            crate::sys::errno_text(errno, &mut text),
-            b"\n",
-        ],
-        255,
-    )
+    let e = match after_start(&mut k, plan) {
+        Err(e) => e,
+        Ok(()) => "exec: returned".into(),
+    };
+    crate::sys::die_on_stderr(&[e.as_bytes(), b"\n"], 255)
 }
 
 /// The documents the runtime sends once the init is in its cgroup.
@@ -173,19 +155,41 @@ struct States {
     agent: Option<Vec<u8>>,
 }
 
-/// The init's side of the conversation with the runtime while it builds the rootfs. The
-/// runtime sends the states as soon as the init is in its cgroup, so they may arrive before the
-/// answer to a request for a mount source: they are kept until the init asks for them.
-struct RuntimeLink<'a> {
-    chan: &'a Channel,
+/// The init's steps for real.
+struct Kernel<'a> {
+    plan: &'a InitPlan,
+    io: &'a mut ChildIo,
+    /// The host's procfs, until the exec fifo is opened.
+    proc: Option<OwnedFd>,
+    /// The filter notifies a seccomp agent: the runtime sends its state after the init's.
     notifies: bool,
+    /// The rootfs, between its bind mount and the hooks that run in it.
+    root: Option<OwnedFd>,
+    /// The states, when they arrived while the init waited for a mount source.
     states: Option<States>,
+    /// The state document (status created) for the hooks.
+    state: Vec<u8>,
+    agent: Option<AgentHandoff>,
+    launch: Option<Launch>,
+    /// The write end of the exec fifo, once start opened it.
+    fifo: Option<OwnedFd>,
 }
 
-impl RuntimeLink<'_> {
+impl Kernel<'_> {
+    fn proc(&self) -> Result<&OwnedFd, String> {
+        self.proc.as_ref().ok_or_else(|| "/proc: closed".into())
+    }
+
+    fn root(&self) -> Result<std::os::fd::BorrowedFd<'_>, String> {
+        self.root
+            .as_ref()
+            .map(|r| r.as_fd())
+            .ok_or_else(|| "rootfs: not bound".into())
+    }
+
     fn keep_states(&mut self, state: Vec<u8>) -> Result<(), String> {
         let agent = if self.notifies {
-            Some(recv_agent_state(self.chan)?)
+            Some(recv_agent_state(&self.io.chan)?)
         } else {
             None
         };
@@ -193,28 +197,18 @@ impl RuntimeLink<'_> {
         Ok(())
     }
 
-    /// Wait until the runtime has put the init in its cgroup.
-    fn wait_in_cgroup(&mut self) -> Result<States, String> {
-        if self.states.is_none() {
-            match self.chan.recv().step("wait for runtime")? {
-                Msg::State(doc) => self.keep_states(doc)?,
-                Msg::Error(e) => return Err(e),
-                other => return Err(format!("sync: expected the state, got {other:?}")),
-            }
-        }
-        self.states.take().ok_or_else(|| "sync: no state".into())
-    }
-
     /// Ask the runtime for the source of bind mount number `n` (see `RootfsPlan::mount_range`).
+    /// The states may arrive first: they are kept until the init asks for them.
     fn host_source(&mut self, n: u32, req: SourceRequest<'_>) -> Result<OwnedFd, String> {
+        let chan = &self.io.chan;
         match req {
-            SourceRequest::Open => self.chan.send(&Msg::NeedMountSource(n)),
-            SourceRequest::Idmapped(Some(fd)) => self.chan.send_fd(&Msg::NeedIdmappedTree(n), fd),
-            SourceRequest::Idmapped(None) => self.chan.send(&Msg::NeedIdmappedTree(n)),
+            SourceRequest::Open => chan.send(&Msg::NeedMountSource(n)),
+            SourceRequest::Idmapped(Some(fd)) => chan.send_fd(&Msg::NeedIdmappedTree(n), fd),
+            SourceRequest::Idmapped(None) => chan.send(&Msg::NeedIdmappedTree(n)),
         }
         .step("sync")?;
         loop {
-            match self.chan.recv_fd().step("wait for runtime")? {
+            match self.io.chan.recv_fd().step("wait for runtime")? {
                 (Msg::MountSource, Some(fd)) => return Ok(fd),
                 (Msg::State(doc), _) if self.states.is_none() => self.keep_states(doc)?,
                 (Msg::Error(e), _) => return Err(e),
@@ -223,3 +217,202 @@ impl RuntimeLink<'_> {
         }
     }
 }
+
+impl InitSteps for Kernel<'_> {
+    fn bind_root(&mut self) -> Result<(), String> {
+        self.root = Some(self.plan.rootfs.bind_root().step("rootfs")?);
+        Ok(())
+    }
+
+    fn mount(&mut self, n: usize) -> Result<(), String> {
+        let plan = self.plan;
+        let root = self
+            .root
+            .take()
+            .ok_or_else(|| "rootfs: not bound".to_string())?;
+        let new_cgroupns = plan.ns.creates(LinuxNamespaceType::Cgroup);
+        let result = plan
+            .rootfs
+            .mount_range(root.as_fd(), n..n + 1, new_cgroupns, &mut |n, req| {
+                self.host_source(n, req)
+            })
+            .step("rootfs");
+        self.root = Some(root);
+        result
+    }
+
+    fn wait_in_cgroup(&mut self) -> Result<(), String> {
+        if self.states.is_none() {
+            match self.io.chan.recv().step("wait for runtime")? {
+                Msg::State(doc) => self.keep_states(doc)?,
+                Msg::Error(e) => return Err(e),
+                other => return Err(format!("sync: expected the state, got {other:?}")),
+            }
+        }
+        let States { state, agent } = self.states.take().ok_or("sync: no state")?;
+        self.state = state;
+        self.agent = AgentHandoff::pair(self.io.agent.take(), agent)?;
+        Ok(())
+    }
+
+    fn unshare_cgroup(&mut self) -> Result<(), String> {
+        self.plan.ns.unshare_cgroup().step("namespaces")
+    }
+
+    fn make_devices(&mut self) -> Result<(), String> {
+        let in_userns = self.plan.ns.has(LinuxNamespaceType::User);
+        self.plan
+            .rootfs
+            .make_devices(self.root()?, in_userns)
+            .step("rootfs")
+    }
+
+    fn runtime_hooks(&mut self) -> Result<(), String> {
+        self.io.chan.send(&Msg::RunHooks).step("sync")?;
+        expect(&self.io.chan, Msg::HooksDone)
+    }
+
+    fn run_hooks(&mut self, point: HookPoint) -> Result<(), String> {
+        let hooks = self.plan.hooks.at(point);
+        let result = match point {
+            // In the container's rootfs, as with runc (hooks that name files relative to it,
+            // `./lib/...`, rely on that).
+            HookPoint::CreateContainer => {
+                nix::unistd::fchdir(self.root()?).step("enter the rootfs")?;
+                let r = crate::hooks::run_hooks(point.name(), hooks, &self.state);
+                nix::unistd::fchdir(self.proc()?.as_fd()).step("enter /proc")?;
+                r
+            }
+            // With the process's environment when their config has no `env`, as with runc.
+            _ => {
+                let p = &self.plan.process;
+                let home = self.launch.as_ref().and_then(|l| l.home.clone());
+                let env: Vec<_> = p.env.iter().cloned().chain(home).collect();
+                crate::hooks::run_hooks_with_env(point.name(), hooks, &self.state, Some(&env))
+            }
+        };
+        result.map_err(|e| e.to_string())
+    }
+
+    fn set_kernel_settings(&mut self) -> Result<(), String> {
+        let plan = self.plan;
+        if let Some(h) = &plan.hostname {
+            nix::unistd::sethostname(h).step("sethostname")?;
+        }
+        if let Some(d) = &plan.domainname {
+            crate::sys::setdomainname(d.as_bytes()).step("setdomainname")?;
+        }
+        let proc = self.proc()?;
+        for (key, value) in &plan.sysctl {
+            write_proc(proc, &Path::new("sys").join(key), value)
+                .step(&format!("sysctl {}", key.display()))?;
+        }
+        if let Some(adj) = plan.process.oom_score_adj {
+            write_proc(proc, Path::new("self/oom_score_adj"), &adj.to_string())
+                .step("oom_score_adj")?;
+        }
+        Ok(())
+    }
+
+    fn pivot_root(&mut self) -> Result<(), String> {
+        let r = &self.plan.rootfs;
+        self.root = None;
+        crate::rootfs::pivot(&r.rootfs, r.no_pivot, r.host_mount_ns).step("rootfs")?;
+        nix::unistd::fchdir(self.proc()?.as_fd()).step("enter /proc")
+    }
+
+    fn terminal(&mut self) -> Result<(), String> {
+        let p = &self.plan.process;
+        let sock = self
+            .io
+            .console
+            .as_ref()
+            .ok_or("terminal: no console socket")?;
+        let slave = crate::tty::setup_console(sock.as_fd()).step("terminal")?;
+        if let Some((rows, cols)) = p.console_size {
+            crate::tty::set_window_size(slave.as_fd(), rows, cols).step("terminal")?;
+        }
+        crate::tty::set_controlling(slave).step("terminal")
+    }
+
+    fn finalize_rootfs(&mut self) -> Result<(), String> {
+        self.plan.rootfs.finalize().step("rootfs")
+    }
+
+    fn join_keyring(&mut self) -> Result<(), String> {
+        let name = std::ffi::CString::new(format!("_ses.{}", self.plan.id)).step("keyring")?;
+        // Kernels without keyrings (or with them restricted by seccomp) are not an error,
+        // as for runc: the session keyring is a hardening, not part of the spec.
+        match crate::sys::join_session_keyring(&name) {
+            Ok(()) | Err(nix::Error::ENOSYS) | Err(nix::Error::EPERM) | Err(nix::Error::EACCES) => {
+                Ok(())
+            }
+            Err(e) => Err(format!("join session keyring: {e}")),
+        }
+    }
+
+    fn process_setup(&mut self) -> Result<(), String> {
+        let plan = self.plan;
+        let agent = self.agent.take();
+        let launch = finish_process(
+            &plan.process,
+            self.proc()?,
+            plan.seccomp.as_ref(),
+            plan.preserve_fds,
+            agent,
+        )?;
+        self.launch = Some(launch);
+        Ok(())
+    }
+
+    fn ready(&mut self) -> Result<(), String> {
+        self.io.chan.send(&Msg::Ready).step("sync")
+    }
+
+    fn wait_for_start(&mut self) -> Result<(), String> {
+        let w = fifo::wait_for_start(self.proc()?.as_fd(), self.io.fifo.as_fd())
+            .step("open exec fifo")?;
+        self.proc = None;
+        if let Err(e) = nix::unistd::write(&w, b"0") {
+            // Released: a failure is the process's own from here on (see `init`).
+            crate::sys::die_on_stderr(&[b"write exec fifo: ", e.desc().as_bytes(), b"\n"], 255);
+        }
+        self.fifo = Some(w);
+        Ok(())
+    }
+
+    fn late_seccomp(&mut self) -> Result<(), String> {
+        let p = &self.plan.process;
+        match self
+            .plan
+            .seccomp
+            .as_ref()
+            .filter(|s| s.loads_last(p.no_new_privileges))
+        {
+            Some(s) => s.load().map(drop).step("seccomp"),
+            None => Ok(()),
+        }
+    }
+
+    fn exec(&mut self) -> Result<(), String> {
+        let p = &self.plan.process;
+        let launch = self.launch.as_ref().ok_or("exec: no process setup")?;
+        let errno = crate::sys::execve(&launch.exe, &p.args, &p.env, launch.home.as_deref());
+        // Written from prepared pieces: nothing to allocate once the exec failed.
+        let mut text = [0u8; 64];
+        crate::sys::die_on_stderr(
+            &[
+                b"exec ",
+                launch.exe.as_bytes(),
+                b": ",
+                crate::sys::errno_text(errno, &mut text),
+                b"\n",
+            ],
+            255,
+        )
+    }
+}
+
+#[cfg(test)]
+#[path = "init_tests.rs"]
+mod tests;

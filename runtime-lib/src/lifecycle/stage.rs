@@ -21,8 +21,6 @@ pub struct ChildIo {
     /// reachable from inside a user namespace.
     pub fifo: OwnedFd,
     pub console: Option<OwnedFd>,
-    /// Whether the runtime has prestart/createRuntime hooks to run mid-way.
-    pub runtime_hooks: bool,
     /// The connection to the seccomp agent, when the filter notifies one.
     pub agent: Option<OwnedFd>,
 }
