@@ -1,24 +1,200 @@
-//! The runtime side of create: the checks, the state dir and the fork, then the message loop
-//! that answers the stage and the init (see the sequence in the module above) until it is ready.
+//! The runtime side of create. [`create`] checks everything it can without a side effect, then
+//! [`run`] makes the container in the order written once here: the state dir, the fork of the
+//! stage, the cgroup while the stage makes the namespaces, then the answers to the stage's and
+//! the init's messages (see the sequence in the module above) until the init is ready. On a
+//! failure, [`undo`] reverts every step that was begun, newest first.
+//!
+//! [`CreateSteps`] is one method per step; `host.rs` makes them for real, and the unit tests
+//! (`create_tests.rs`) run the same order against a recording double, without root.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::time::Instant;
 
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
-
-use super::fifo;
-use super::protocol::{self, Msg};
-use super::stage::{self, ChildIo};
-use super::undo::Undo;
+use super::host::Host;
+use super::protocol::Msg;
 use crate::bundle::{validate_id, Bundle};
 use crate::cgroups;
 use crate::error::{Context, Result, Step};
+use crate::hooks::HookPoint;
 use crate::plan::{CreateOptions, InitPlan};
-use crate::process::{sys, ProcessError};
-use crate::state::{self, Saved, StateDir, Status};
-use crate::sys::{fork, Fork};
+use crate::process::ProcessError;
+use crate::state::Saved;
+
+/// One method per step of create on the runtime's side. The `undo_*` methods are best effort
+/// and may be called for a step that failed half-way.
+pub(super) trait CreateSteps {
+    /// The state dir, the exec fifo in it, and a first state.json.
+    fn make_state_dir(&mut self) -> Result<()>;
+    /// Fork the stage; returns its pid.
+    fn fork_stage(&mut self) -> Result<i32>;
+    fn send(&mut self, msg: Msg, fd: Option<OwnedFd>) -> Result<()>;
+    /// The child's next message, and the fd that came with it.
+    fn recv(&mut self) -> Result<(Msg, Option<OwnedFd>)>;
+    /// The container's cgroup (empty: the init is not in it yet).
+    fn make_cgroup(&mut self) -> Result<()>;
+    /// uid/gid maps and time offsets of the stage's new user namespace.
+    fn write_id_maps(&mut self, stage: i32) -> Result<()>;
+    /// The init has this pid: reap the stage if it forked the init; note the init's start time.
+    fn init_started(&mut self, init: i32, stage: i32) -> Result<()>;
+    /// The init into its cgroup, the resources written.
+    fn enter_cgroup(&mut self, init: i32) -> Result<()>;
+    /// linux.netDevices into the init's network namespace.
+    fn move_net_devices(&mut self, init: i32) -> Result<()>;
+    /// The documents the init waits for once in its cgroup: the state (created), then the
+    /// seccomp agent's, if its filter notifies one.
+    fn states(&mut self) -> Vec<Msg>;
+    fn run_hooks(&mut self, point: HookPoint) -> Result<()>;
+    /// The source of bind mount `n` (opened as the runtime), or, with `idmapped`, its idmapped
+    /// tree (from `fd`, a source the init opened in the rootfs, if any).
+    fn mount_source(&mut self, n: u32, idmapped: bool, fd: Option<OwnedFd>) -> Result<OwnedFd>;
+    fn save_state(&mut self) -> Result<()>;
+    fn write_pid_file(&mut self) -> Result<()>;
+
+    /// SIGKILL the init and wait for it (`our_child`: reap it).
+    fn undo_init(&mut self, pid: i32, our_child: bool);
+    fn undo_stage(&mut self, pid: i32);
+    /// SIGKILL whatever else is in the cgroup.
+    fn undo_cgroup_members(&mut self);
+    fn undo_net_devices(&mut self);
+    /// Detach the rootfs's bind mount in the host's mount namespace.
+    fn undo_host_rootfs(&mut self);
+    fn undo_cgroup(&mut self);
+    fn undo_state_dir(&mut self);
+}
+
+/// The steps begun so far, for [`undo`].
+#[derive(Debug, Default)]
+pub(super) struct Begun {
+    state_dir: bool,
+    stage: Option<i32>,
+    init: Option<i32>,
+    cgroup: bool,
+    net_devices: bool,
+    host_rootfs: bool,
+}
+
+/// Create container `id` from `bundle` with its state under `root`. Returns once the init is
+/// set up and blocked on the exec fifo.
+pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Result<Saved> {
+    let step = Step::Create;
+    // Everything that can be checked is checked before the first side effect.
+    validate_id(id).ctx(id, step)?;
+    check_preserved_fds(opts.preserve_fds).ctx(id, step)?;
+    let plan = InitPlan::build(id, &bundle, opts).map_err(|k| crate::Error::new(id, step, k))?;
+    let linux = bundle.spec.linux().as_ref();
+    let cgroup_path = linux
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    let cgroup_cfg =
+        cgroups::resolve(cgroup_path.as_deref(), id, opts.systemd_cgroup).ctx(id, step)?;
+    // The cgroup of a container that already exists is its own: the state dir's creation
+    // reports that. The manager is made again after the fork, so that the forked child holds
+    // nothing of it.
+    if !root.join(id).exists() {
+        let cg = cgroups::manager(&cgroup_cfg).ctx(id, step)?;
+        cgroups::check_unused(cg.as_ref()).ctx(id, step)?;
+    }
+    let mut host = Host::new(root, &bundle, &plan, opts, cgroup_cfg)?;
+    let mut begun = Begun::default();
+    match run(&mut host, &plan, &mut begun) {
+        Ok(()) => Ok(host.finish()),
+        Err(e) => {
+            undo(&mut host, &begun);
+            Err(e)
+        }
+    }
+}
+
+/// Make the container, in order. `begun` records each step before it starts, for [`undo`].
+pub(super) fn run<S: CreateSteps>(s: &mut S, plan: &InitPlan, begun: &mut Begun) -> Result<()> {
+    begun.state_dir = true;
+    s.make_state_dir()?;
+    begun.host_rootfs = plan.rootfs.host_mount_ns;
+    let stage = s.fork_stage()?;
+    begun.stage = Some(stage);
+    // The stage joins and creates namespaces (the slow part) while we make its cgroup.
+    s.send(Msg::Go, None)?;
+    begun.cgroup = true;
+    s.make_cgroup()?;
+    loop {
+        // Only NeedIdmappedTree carries an fd; one sent with any other message is closed.
+        let (msg, fd) = s.recv()?;
+        match msg {
+            Msg::NeedMaps => {
+                s.write_id_maps(stage)?;
+                s.send(Msg::MapsDone, None)?;
+            }
+            Msg::Pid(init) => {
+                begun.init = Some(init);
+                if init != stage {
+                    // The stage forked the init and exits: init_started reaps it.
+                    begun.stage = None;
+                }
+                s.init_started(init, stage)?;
+                // The init waits for the states before anything that depends on its cgroup;
+                // it mounts meanwhile.
+                s.enter_cgroup(init)?;
+                if plan.net_devices.is_some() {
+                    // Before the init learns the state: nothing of the container, hooks
+                    // included, runs before its devices are there.
+                    begun.net_devices = true;
+                    s.move_net_devices(init)?;
+                }
+                for m in s.states() {
+                    s.send(m, None)?;
+                }
+            }
+            Msg::RunHooks => {
+                s.run_hooks(HookPoint::Prestart)?;
+                s.run_hooks(HookPoint::CreateRuntime)?;
+                s.send(Msg::HooksDone, None)?;
+            }
+            Msg::NeedMountSource(n) => {
+                let source = s.mount_source(n, false, None)?;
+                s.send(Msg::MountSource, Some(source))?;
+            }
+            Msg::NeedIdmappedTree(n) => {
+                let tree = s.mount_source(n, true, fd)?;
+                s.send(Msg::MountSource, Some(tree))?;
+            }
+            Msg::Ready => break,
+            Msg::Error(e) => return Err(init_error(plan, e)),
+            other => return Err(init_error(plan, format!("unexpected message {other:?}"))),
+        }
+    }
+    s.save_state()?;
+    s.write_pid_file()
+}
+
+/// Revert every step begun, newest first: the processes (so that nothing of the container
+/// runs on), the devices back to the host, the rootfs's host mount, the cgroup, the state dir.
+pub(super) fn undo<S: CreateSteps>(s: &mut S, begun: &Begun) {
+    if let Some(init) = begun.init {
+        s.undo_init(init, begun.stage == Some(init));
+    }
+    if let Some(stage) = begun.stage.filter(|&p| begun.init != Some(p)) {
+        s.undo_stage(stage);
+    }
+    if begun.cgroup {
+        s.undo_cgroup_members();
+    }
+    if begun.net_devices {
+        s.undo_net_devices();
+    }
+    if begun.host_rootfs {
+        s.undo_host_rootfs();
+    }
+    if begun.cgroup {
+        s.undo_cgroup();
+    }
+    if begun.state_dir {
+        s.undo_state_dir();
+    }
+}
+
+fn init_error(plan: &InitPlan, msg: String) -> crate::Error {
+    crate::Error::new(&plan.id, Step::Create, ProcessError::Init(msg))
+}
 
 fn check_preserved_fds(n: u32) -> std::result::Result<(), ProcessError> {
     for fd in 3..3 + n as i32 {
@@ -31,272 +207,6 @@ fn check_preserved_fds(n: u32) -> std::result::Result<(), ProcessError> {
     Ok(())
 }
 
-/// Create container `id` from `bundle` with its state under `root`. Returns once the init is
-/// set up and blocked on the exec fifo.
-pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Result<Saved> {
-    let step = Step::Create;
-    let t0 = Instant::now();
-    let timing =
-        |what: &str| tracing::debug!("container {id:?}: create: {what} after {:?}", t0.elapsed());
-    // Everything that can be checked is checked before the first side effect.
-    validate_id(id).ctx(id, step)?;
-    check_preserved_fds(opts.preserve_fds).ctx(id, step)?;
-    let plan = InitPlan::build(id, &bundle, opts).map_err(|k| crate::Error::new(id, step, k))?;
-    let linux = bundle.spec.linux().as_ref();
-    let cgroup_path = linux
-        .and_then(|l| l.cgroups_path().as_ref())
-        .map(|p| p.to_string_lossy().into_owned());
-    let cgroup_cfg =
-        cgroups::resolve(cgroup_path.as_deref(), id, opts.systemd_cgroup).ctx(id, step)?;
-    let resources = cgroups::resources_for_create(linux);
-    let console = crate::plan::connect_console(opts.console_socket.as_deref()).ctx(id, step)?;
-    // The init cannot reach a host path once inside its root: connect for it.
-    let listener = plan.seccomp.as_ref().and_then(|s| s.listener());
-    let agent = listener
-        .map(|l| crate::security::seccomp_notify::connect(&l.path))
-        .transpose()
-        .ctx(id, step)?;
-    let mut saved = Saved {
-        oci_version: bundle.spec.version().clone(),
-        id: id.to_string(),
-        pid: 0,
-        pid_start: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-        created: state::now_rfc3339(),
-        owner: state::user_name(nix::unistd::geteuid().as_raw()),
-        cgroup: Some(cgroup_cfg.clone()),
-        cgroup_paths: Vec::new(),
-        hooks: Some(plan.hooks.clone()),
-        own_pid_ns: plan.ns.creates(oci_spec::runtime::LinuxNamespaceType::Pid),
-        host_mount_ns: plan.rootfs.host_mount_ns,
-        process: bundle.spec.process().clone(),
-        seccomp: linux.and_then(|l| l.seccomp().clone()),
-        personality: linux.and_then(|l| l.personality().clone()),
-        memory_policy: linux.and_then(|l| l.memory_policy().clone()),
-    };
-
-    // The cgroup of a container that already exists is its own: StateDir::create reports
-    // that. The manager is made again after the fork, so that the forked child holds nothing
-    // of it.
-    if !root.join(id).exists() {
-        let cg = cgroups::manager(&cgroup_cfg).ctx(id, step)?;
-        cgroups::check_unused(cg.as_ref()).ctx(id, step)?;
-    }
-
-    // Side effects from here on; `undo` reverts them unless create succeeds.
-    let dir = StateDir::create(root, id).ctx(id, step)?;
-    let mut undo = Undo {
-        net: None,
-        host_rootfs: plan
-            .rootfs
-            .host_mount_ns
-            .then(|| plan.rootfs.rootfs.clone()),
-        dir: None,
-        stage: None,
-        init: None,
-        cgroup: None,
-    };
-    let fifo_path = dir.fifo();
-    let lock_fd = dir.as_fd().as_raw_fd();
-    undo.dir = Some(dir);
-    let dir = undo.dir.as_ref().expect("state dir");
-    fifo::create(&fifo_path).ctx(id, step)?;
-    dir.save(&saved).ctx(id, step)?;
-    let (chan, child_chan) = protocol::pair().map_err(sys("socketpair")).ctx(id, step)?;
-    let fifo_fd = fifo::open_path(&fifo_path).ctx(id, step)?;
-
-    // The caller's own fds (beyond stdio and the preserved ones) never reach the container.
-    let inherited = crate::sys::inherited_fds(3 + opts.preserve_fds as i32)
-        .map_err(|source| ProcessError::Io {
-            what: "list the open fds (/proc/self/fd)".into(),
-            source,
-        })
-        .ctx(id, step)?;
-    timing("validated and state dir made");
-    let stage = match fork().map_err(sys("fork")).ctx(id, step)? {
-        Fork::Child => {
-            crate::sys::close_fds(&inherited);
-            crate::sys::close_inherited(lock_fd);
-            crate::sys::close_inherited(chan.as_raw());
-            stage::run(
-                &plan,
-                ChildIo {
-                    chan: child_chan,
-                    fifo: fifo_fd,
-                    console,
-                    agent,
-                },
-            )
-        }
-        Fork::Parent(pid) => pid,
-    };
-    drop(child_chan);
-    drop(console);
-    // Only the container holds the agent's connection: it closes it once the listener is sent.
-    drop(agent);
-    drop(fifo_fd);
-    undo.stage = Some(stage);
-
-    // The stage joins and creates namespaces (the slow part) while we make its cgroup.
-    chan.send(&Msg::Go)
-        .map_err(ProcessError::from)
-        .ctx(id, step)?;
-    // The debug lines of the steps of the child say what runc's say at the same points
-    // ("nsexec container setup", "child process in init()", "init: closing the pipe to signal
-    // completion"): its test suite and scripts look for them in --debug output.
-    tracing::debug!("container {id:?}: create: nsexec container setup: the stage joins and makes the namespaces");
-    undo.cgroup = Some(cgroups::manager(&cgroup_cfg).ctx(id, step)?);
-    undo.cgroup
-        .as_mut()
-        .expect("cgroup")
-        .create()
-        .ctx(id, step)?;
-    timing("cgroup made");
-
-    let fail = |e: ProcessError| crate::Error::new(id, step, e);
-    // A step that failed because the init exited: the init's own report is the cause.
-    let prefer_init = |e: crate::Error| match chan.pending_error() {
-        Some(msg) => fail(ProcessError::Init(msg)),
-        None => e,
-    };
-    // The user namespaces made for idmapped mounts live until create ends.
-    let mut mapping_namespaces = crate::rootfs::MappingNamespaces::default();
-    loop {
-        // Only NeedIdmappedTree carries an fd; one sent with any other message is closed.
-        let (msg, msg_fd) = match chan.recv_fd() {
-            Ok(m) => m,
-            // A peer that closes with our message unread makes the first recv fail with
-            // ECONNRESET although its own report is still queued: read that report first.
-            Err(protocol::ChannelError::Closed) => {
-                return Err(prefer_init(fail(ProcessError::Init(format!(
-                    "exited during setup ({})",
-                    exit_description(undo.stage.take(), undo.init)
-                )))))
-            }
-            Err(e) => return Err(fail(e.into())),
-        };
-        match msg {
-            Msg::NeedMaps => {
-                crate::namespaces::write_id_maps(stage, &plan.ns.uid_map, &plan.ns.gid_map)
-                    .ctx(id, step)?;
-                if !plan.ns.time_offsets.is_empty() {
-                    crate::namespaces::write_time_offsets(stage, &plan.ns.time_offsets)
-                        .ctx(id, step)?;
-                }
-                chan.send(&Msg::MapsDone)
-                    .map_err(|e| prefer_init(fail(e.into())))?;
-            }
-            Msg::Pid(pid) => {
-                tracing::debug!("container {id:?}: create: child process in init(): pid {pid}");
-                undo.init = Some(pid);
-                if pid != stage {
-                    // The stage forked the init and exits: reap it.
-                    let _ = waitpid(Pid::from_raw(stage), None);
-                    undo.stage = None;
-                }
-                saved.pid = pid;
-                saved.pid_start = crate::sys::proc_start_time(pid)
-                    .map(|(s, _)| s)
-                    .ok_or_else(|| {
-                        prefer_init(fail(ProcessError::Init("exited during setup".into())))
-                    })?;
-                // The init waits for the state below before anything that depends on its
-                // cgroup; it mounts meanwhile.
-                let cg = undo.cgroup.as_mut().expect("cgroup");
-                cg.apply(pid).ctx(id, step).map_err(prefer_init)?;
-                saved.cgroup_paths = cg.paths();
-                cg.set(&resources).ctx(id, step).map_err(prefer_init)?;
-                // Every CPU of the container's cpuset, not the runtime's own affinity
-                // (`taskset -c 0 casulo run`): the spec's execCPUAffinity is not for the init.
-                crate::process::affinity::reset(pid);
-                timing("init in its cgroup");
-                if let Some(devices) = &plan.net_devices {
-                    // Before the init learns the state: nothing of the container, hooks
-                    // included, runs before its devices are there.
-                    let netns = crate::netdev::open_netns(pid, saved.pid_start).ctx(id, step)?;
-                    let (netns, moved) = undo.net.insert((netns, Vec::new()));
-                    devices.move_in(netns.as_fd(), moved).ctx(id, step)?;
-                    timing("network devices moved");
-                }
-                let created =
-                    serde_json::to_vec(&saved.oci_state(Status::Created)).unwrap_or_default();
-                chan.send(&Msg::State(created))
-                    .map_err(|e| prefer_init(fail(e.into())))?;
-                if let Some(l) = listener {
-                    // As the spec's example and the reference runtime: the init is the
-                    // process, and the container is still being created.
-                    let doc = crate::security::seccomp_notify::process_state(
-                        pid,
-                        l.metadata.as_deref(),
-                        &saved.oci_state(Status::Creating),
-                    );
-                    chan.send(&Msg::AgentState(doc))
-                        .map_err(|e| prefer_init(fail(e.into())))?;
-                }
-            }
-            Msg::RunHooks => {
-                // The spec's lifecycle: the environment exists (step 2 is over), so the
-                // container is "created" for prestart, createRuntime and createContainer.
-                let st = serde_json::to_vec(&saved.oci_state(Status::Created)).unwrap_or_default();
-                crate::hooks::run_hooks("prestart", &plan.hooks.prestart, &st).ctx(id, step)?;
-                crate::hooks::run_hooks("createRuntime", &plan.hooks.create_runtime, &st)
-                    .ctx(id, step)?;
-                chan.send(&Msg::HooksDone)
-                    .map_err(|e| prefer_init(fail(e.into())))?;
-            }
-            Msg::NeedMountSource(n) => {
-                let fd = plan.rootfs.open_host_source(n, saved.pid).ctx(id, step)?;
-                chan.send_fd(&Msg::MountSource, fd.as_fd())
-                    .map_err(|e| prefer_init(fail(e.into())))?;
-            }
-            Msg::NeedIdmappedTree(n) => {
-                let tree = plan
-                    .rootfs
-                    .idmapped_tree(n, saved.pid, msg_fd, &mut mapping_namespaces)
-                    .ctx(id, step)?;
-                chan.send_fd(&Msg::MountSource, tree.as_fd())
-                    .map_err(|e| prefer_init(fail(e.into())))?;
-            }
-            Msg::Ready => {
-                tracing::debug!("container {id:?}: create: init: closing the pipe to signal completion (set up, it waits for start)");
-                timing("init ready");
-                break;
-            }
-            Msg::Error(e) => return Err(fail(ProcessError::Init(e))),
-            other => {
-                return Err(fail(ProcessError::Init(format!(
-                    "unexpected message {other:?}"
-                ))))
-            }
-        }
-    }
-    dir.save(&saved).ctx(id, step)?;
-    if let Some(pf) = &opts.pid_file {
-        state::write_atomic(pf, saved.pid.to_string().as_bytes(), 0o644)
-            .map_err(|source| ProcessError::Io {
-                what: format!("pid file {}", pf.display()),
-                source,
-            })
-            .ctx(id, step)?;
-    }
-    undo.disarm();
-    Ok(saved)
-}
-
-/// How the stage (our child) ended, for the error message.
-fn exit_description(stage: Option<i32>, init: Option<i32>) -> String {
-    let Some(pid) = stage else {
-        return match init {
-            Some(p) => format!("init pid {p}"),
-            None => "no status".into(),
-        };
-    };
-    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::empty())) {
-        Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
-        Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
-        Ok(other) => format!("{other:?}"),
-        Err(e) => format!("wait: {e}"),
-    }
-}
+#[cfg(test)]
+#[path = "create_tests.rs"]
+mod tests;

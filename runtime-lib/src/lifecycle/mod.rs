@@ -50,13 +50,15 @@ pub mod create;
 pub mod exec;
 pub mod fifo;
 pub mod foreground;
+mod host;
 mod hostproc;
 mod init;
 pub mod pidfd;
 pub mod protocol;
 mod setup;
 mod stage;
-mod undo;
+#[cfg(test)]
+mod test_plan;
 
 /// In a forked child, errors are text for the runtime: "step: cause".
 trait WithStep<T> {

@@ -110,7 +110,7 @@ pub struct DeviceMove {
 }
 
 /// The devices of `linux.netDevices`, checked, in the order of their host names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetDevPlan {
     pub devices: Vec<DeviceMove>,
 }
