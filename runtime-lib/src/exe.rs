@@ -21,7 +21,8 @@ use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::stat::Mode;
 use nix::sys::statvfs::{fstatvfs, FsFlags};
 
-use crate::sys::exe::{execveat_fd, mount_set_readonly, open_tree_clone};
+use crate::sys::exe::{execveat_fd, mount_set_readonly};
+use crate::sys::mount_api::{open_tree_clone, TreeSource};
 
 /// Why the binary could not be protected.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +89,8 @@ pub fn protect_runtime_binary() -> Result<(), ExeError> {
 
 /// A read-only detached bind mount of the binary itself.
 fn readonly_image() -> Result<OwnedFd, ExeError> {
-    let tree = open_tree_clone(c"/proc/self/exe").map_err(err("open_tree"))?;
+    let tree =
+        open_tree_clone(TreeSource::Path(c"/proc/self/exe"), false).map_err(err("open_tree"))?;
     mount_set_readonly(tree.as_fd()).map_err(err("mount_setattr"))?;
     Ok(tree)
 }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
+use procfs::process::MountInfo;
+use procfs::{FromBufRead, ProcessCGroups};
 
 use super::mounts::MountPlan;
 use super::paths::{fd_path, mkdir_all_in_root, open_in_root, parent_in_root};
@@ -40,52 +42,59 @@ pub struct HostCgroups {
 const ROOT: &str = "/sys/fs/cgroup";
 
 impl HostCgroups {
+    /// The layout from /proc/self/mountinfo; empty when it cannot be read.
     pub fn read() -> HostCgroups {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        Self::parse(&info, |name| {
+        let mounts = procfs::process::Process::myself()
+            .and_then(|me| me.mountinfo())
+            .map(|m| m.0)
+            .unwrap_or_default();
+        Self::parse(mounts, |name| {
             std::fs::read_link(Path::new(ROOT).join(name)).ok()
         })
     }
 
-    fn parse(mountinfo: &str, link: impl Fn(&str) -> Option<PathBuf>) -> HostCgroups {
+    fn parse(mounts: Vec<MountInfo>, link: impl Fn(&str) -> Option<PathBuf>) -> HostCgroups {
         let mut host = HostCgroups::default();
         let mut names = Vec::new();
-        for line in mountinfo.lines() {
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
-            let mountpoint = left.split(' ').nth(4).unwrap_or("");
-            let mut r = right.split(' ');
-            let fstype = r.next().unwrap_or("");
-            let super_opts = r.nth(1).unwrap_or("");
+        for m in mounts {
+            let fstype = m.fs_type.as_str();
             if fstype != "cgroup" && fstype != "cgroup2" {
                 continue;
             }
-            if mountpoint == ROOT && fstype == "cgroup2" {
+            // Cgroup mount points under /sys/fs/cgroup hold no characters mountinfo escapes.
+            let mountpoint = m.mount_point.as_path();
+            if mountpoint == Path::new(ROOT) && fstype == "cgroup2" {
                 host.unified = true;
                 continue;
             }
-            let Some(name) = mountpoint.strip_prefix("/sys/fs/cgroup/") else {
+            let Some(name) = mountpoint
+                .strip_prefix(ROOT)
+                .ok()
+                .and_then(|n| n.to_str())
+                .filter(|n| !n.is_empty() && !n.contains('/'))
+            else {
                 continue;
             };
-            if name.contains('/') {
-                continue;
-            }
-            let options = super_opts
-                .split(',')
-                .filter(|o| {
-                    !matches!(*o, "rw" | "ro")
-                        && !o.starts_with("release_agent")
-                        && *o != "nsdelegate"
+            // The superblock options as the kernel takes them again (procfs splits `name=x`),
+            // sorted since procfs keeps them unordered.
+            let mut options: Vec<String> = m
+                .super_options
+                .into_iter()
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "rw" | "ro" | "release_agent" | "nsdelegate")
                 })
-                .collect::<Vec<_>>()
-                .join(",");
+                .map(|(k, v)| match v {
+                    Some(v) => format!("{k}={v}"),
+                    None => k,
+                })
+                .collect();
+            options.sort();
             names.push(name.to_string());
             host.hierarchies.push(Hierarchy {
                 name: name.to_string(),
-                mountpoint: PathBuf::from(mountpoint),
+                mountpoint: mountpoint.to_path_buf(),
                 fstype: fstype.to_string(),
-                options,
+                options: options.join(","),
             });
         }
         // Controllers that share a hierarchy appear as symlinks (cpu -> cpu,cpuacct).
@@ -108,15 +117,13 @@ impl HostCgroups {
 /// The container's path in each hierarchy, from the init's own /proc/self/cgroup (it is in its
 /// cgroup before it mounts anything).
 fn own_cgroup_paths() -> Vec<(String, String)> {
+    // Read by path, not through procfs::process::Process: this runs in the init, a forked child.
     let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let _id = f.next()?;
-            let ctrls = f.next()?.to_string();
-            let path = f.next()?.to_string();
-            Some((ctrls, path))
-        })
+    ProcessCGroups::from_buf_read(text.as_bytes())
+        .map(|c| c.0)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.controllers.join(","), c.pathname))
         .collect()
 }
 
@@ -237,18 +244,26 @@ pub fn mount_cgroup(
 mod tests {
     use super::*;
 
+    fn mountinfo(text: &str) -> Vec<MountInfo> {
+        procfs::process::MountInfos::from_buf_read(text.as_bytes())
+            .unwrap()
+            .0
+    }
+
     #[test]
     fn hybrid_layout() {
         let info = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
 32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
 40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate";
-        let h = HostCgroups::parse(info, |n| Some(PathBuf::from(format!("{n}-target"))));
+        let h = HostCgroups::parse(mountinfo(info), |n| {
+            Some(PathBuf::from(format!("{n}-target")))
+        });
         assert!(!h.unified);
         let names: Vec<_> = h.hierarchies.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["cpu,cpuacct", "systemd", "unified"]);
         assert_eq!(h.hierarchies[0].options, "cpu,cpuacct");
-        assert_eq!(h.hierarchies[1].options, "xattr,name=systemd");
+        assert_eq!(h.hierarchies[1].options, "name=systemd,xattr");
         assert_eq!(h.hierarchies[2].options, "");
         assert_eq!(h.links.len(), 2);
     }
@@ -256,7 +271,7 @@ mod tests {
     #[test]
     fn unified_layout() {
         let info = "30 23 0:27 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate";
-        let h = HostCgroups::parse(info, |_| None);
+        let h = HostCgroups::parse(mountinfo(info), |_| None);
         assert!(h.unified);
         assert!(h.hierarchies.is_empty());
     }

@@ -407,43 +407,19 @@ fn in_mount_ns<T: Send>(
 }
 
 /// The mount points of whole procfs and sysfs mounts (their root mounted) outside `rootfs`,
-/// from mountinfo text.
+/// from mountinfo text (a line procfs cannot parse names no such mount).
 fn host_pseudo_filesystems(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
     mountinfo
         .lines()
         .filter_map(|line| {
-            let (mine, theirs) = line.split_once(" - ")?;
-            let mut mine = mine.split(' ');
-            let root = mine.nth(3)?;
-            let point = PathBuf::from(unescape_mountinfo(mine.next()?));
-            let fstype = theirs.split(' ').next()?;
-            (root == "/" && matches!(fstype, "proc" | "sysfs") && !point.starts_with(rootfs))
-                .then_some(point)
+            let m = procfs::process::MountInfo::from_line(line).ok()?;
+            let point = paths::unescape_mountinfo(&m.mount_point.to_string_lossy());
+            (m.root == "/"
+                && matches!(m.fs_type.as_str(), "proc" | "sysfs")
+                && !point.starts_with(rootfs))
+            .then_some(point)
         })
         .collect()
-}
-
-/// A mountinfo path field: space, tab, newline and backslash come as `\ooo` octal escapes.
-fn unescape_mountinfo(field: &str) -> String {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Before `--no-pivot` moves the rootfs over `/`: the host's procfs and sysfs mounts stay in
@@ -452,6 +428,7 @@ fn unescape_mountinfo(field: &str) -> String {
 /// paths would not cover. Detach them (our open fds of the host's procfs keep working), or
 /// cover them with a tmpfs where they cannot be unmounted.
 fn hide_host_pseudo_filesystems(rootfs: &Path) -> Result<(), RootfsError> {
+    // Read by path, not through procfs::process::Process: this runs in the init, a forked child.
     let info = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| RootfsError::Invalid(format!("read /proc/self/mountinfo: {e}")))?;
     for point in host_pseudo_filesystems(&info, rootfs) {
@@ -550,10 +527,5 @@ mod tests {
             let tmp = nix::sys::stat::stat("/tmp").unwrap();
             assert_eq!((st.st_dev, st.st_ino), (tmp.st_dev, tmp.st_ino));
         }
-    }
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo("a\\011b\\134c\\0"), "a\tb\\c\\0");
     }
 }

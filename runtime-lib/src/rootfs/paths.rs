@@ -165,10 +165,50 @@ pub fn parent_in_root(root: BorrowedFd<'_>, path: &Path) -> Result<(OwnedFd, CSt
     ))
 }
 
+/// A mountinfo path field: the kernel writes space, tab, newline and backslash as `\ooo` octal
+/// escapes, which procfs's parser leaves as they are.
+pub(crate) fn unescape_mountinfo(field: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn mountinfo_escapes() {
+        let un = |s| {
+            unescape_mountinfo(s)
+                .into_os_string()
+                .into_string()
+                .unwrap()
+        };
+        assert_eq!(un("a\\011b\\134c\\0"), "a\tb\\c\\0");
+        assert_eq!(un("/a\\040b"), "/a b");
+        assert_eq!(un("/a\\040"), "/a ");
+        assert_eq!(un("/plain"), "/plain");
+        assert_eq!(un("/end\\04"), "/end\\04");
+    }
 
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("casulo-paths-{name}-{}", std::process::id()));

@@ -1,37 +1,15 @@
 //! The syscalls that give the runtime an image of itself the container cannot write: a
 //! read-only detached bind mount of its binary (`open_tree` + `mount_setattr`) or a sealed
-//! memfd copy, and `execveat` of either.
-use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+//! memfd copy, and `execveat` of either. The clone itself is `mount_api::open_tree_clone`.
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::errno::Errno;
-
-// Kernel ABI, include/uapi/linux/mount.h.
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-
-/// A detached clone of the mount holding `path`, rooted at `path` itself.
-pub(crate) fn open_tree_clone(path: &CStr) -> nix::Result<OwnedFd> {
-    // SAFETY: open_tree reads the NUL-terminated `path` and returns a new fd or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the syscall succeeded, so `fd` is a new descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
 
 /// Make the (detached) mount `fd` is the root of read-only.
 pub(crate) fn mount_set_readonly(fd: BorrowedFd<'_>) -> nix::Result<()> {
     let attr = super::mount_api::MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set: super::mount_attr::RDONLY,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,

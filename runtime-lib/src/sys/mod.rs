@@ -262,17 +262,8 @@ pub fn reset_signals() {
 /// The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat) and
 /// its state letter; None if the process does not exist.
 pub fn proc_start_time(pid: i32) -> Option<(u64, char)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat_fields(&stat)?;
-    let state = fields.next()?.chars().next()?;
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((start, state))
-}
-
-/// The fields of a `/proc/PID/stat` line from the third (the state) on. The command name
-/// before them may contain spaces and parentheses: they start after the last `)`.
-fn stat_fields(stat: &str) -> Option<std::str::Split<'_, char>> {
-    Some(stat.get(stat.rfind(')')? + 2..)?.split(' '))
+    let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
+    Some((stat.starttime, stat.state))
 }
 
 /// close(2) of an fd this process image still holds a copy of after fork (the parent's
@@ -355,19 +346,15 @@ pub fn signal_pending(sig: i32) -> bool {
 /// is overwritten in place (`title`, truncated to fit, then NULs). Best effort: without the
 /// area's bounds from /proc/self/stat nothing changes.
 pub fn hide_cmdline(title: &[u8]) {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    use procfs::FromRead;
+    // Read by path, not through procfs::process::Process: this runs in a fork of the runtime.
+    let Ok(stat) = procfs::process::Stat::from_file("/proc/self/stat") else {
         return;
     };
-    // arg_start and arg_end are fields 48 and 49 of the whole line: 45 and 46 from the state.
-    let Some(mut fields) = stat_fields(&stat) else {
+    let (Some(start), Some(end)) = (stat.arg_start, stat.arg_end) else {
         return;
     };
-    let (Some(start), Some(end)) = (
-        fields.nth(45).and_then(|s| s.parse::<usize>().ok()),
-        fields.next().and_then(|s| s.parse::<usize>().ok()),
-    ) else {
-        return;
-    };
+    let (start, end) = (start as usize, end as usize);
     if start == 0 || end <= start {
         return;
     }
@@ -380,5 +367,18 @@ pub fn hide_cmdline(title: &[u8]) {
         let area = start as *mut u8;
         std::ptr::copy_nonoverlapping(title.as_ptr(), area, n);
         std::ptr::write_bytes(area.add(n), 0, len - n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn proc_start_time_of_a_live_and_a_missing_process() {
+        let me = std::process::id() as i32;
+        let (start, state) = super::proc_start_time(me).expect("own /proc/PID/stat");
+        assert!(start > 0);
+        assert!(matches!(state, 'R' | 'S'), "state {state}");
+        // Above the kernel's pid_max limit (2^22): no such process.
+        assert_eq!(super::proc_start_time(1 << 23), None);
     }
 }

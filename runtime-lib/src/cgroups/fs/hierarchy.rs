@@ -8,94 +8,70 @@ use cgroups_rs::fs::Controller;
 
 use super::{io_err, res_err, unsupported, write_file, FsCgroup, Hier};
 use crate::cgroups::{host_mode, CgroupError, Mode};
+use crate::rootfs::paths::unescape_mountinfo;
 
 /// A mount of a cgroup filesystem, from /proc/self/mountinfo.
 struct CgroupMount {
     v2: bool,
     mount_point: PathBuf,
-    mount_root: String,
+    mount_root: PathBuf,
     options: Vec<String>,
 }
 
+/// A /proc read that procfs failed, as the cgroup error naming the file.
+fn proc_err(path: &'static str) -> impl FnOnce(procfs::ProcError) -> CgroupError {
+    move |e| io_err("read", Path::new(path), std::io::Error::other(e))
+}
+
 fn cgroup_mounts() -> Result<Vec<CgroupMount>, CgroupError> {
-    let path = Path::new("/proc/self/mountinfo");
-    let data = std::fs::read_to_string(path).map_err(|e| io_err("read", path, e))?;
+    let infos = procfs::process::Process::myself()
+        .and_then(|me| me.mountinfo())
+        .map_err(proc_err("/proc/self/mountinfo"))?;
     let mut out = Vec::new();
-    for line in data.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let left: Vec<&str> = left.split(' ').collect();
-        let right: Vec<&str> = right.split(' ').collect();
-        if left.len() < 5 || right.len() < 3 {
-            continue;
-        }
-        let v2 = match right[0] {
+    for m in infos {
+        let v2 = match m.fs_type.as_str() {
             "cgroup" => false,
             "cgroup2" => true,
             _ => continue,
         };
         out.push(CgroupMount {
             v2,
-            mount_point: PathBuf::from(unescape_mountinfo(left[4])),
-            mount_root: unescape_mountinfo(left[3]),
-            options: right[2].split(',').map(str::to_string).collect(),
+            mount_point: unescape_mountinfo(&m.mount_point.to_string_lossy()),
+            mount_root: unescape_mountinfo(&m.root),
+            // procfs splits `name=systemd` into a key and a value: joined again here. The
+            // order is lost, which no caller needs.
+            options: m
+                .super_options
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Some(v) => format!("{k}={v}"),
+                    None => k,
+                })
+                .collect(),
         });
     }
     Ok(out)
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The controller names the kernel knows (first column of /proc/cgroups).
 fn known_subsystems() -> BTreeSet<String> {
-    std::fs::read_to_string("/proc/cgroups")
-        .map(|d| {
-            d.lines()
-                .filter(|l| !l.starts_with('#'))
-                .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-                .collect()
-        })
+    procfs::cgroups()
+        .map(|c| c.0.into_iter().map(|c| c.name).collect())
         .unwrap_or_default()
 }
 
 /// This process's cgroup per hierarchy, from /proc/self/cgroup: (controllers, path);
 /// the cgroup2 entry has no controllers.
 fn own_cgroups() -> Result<Vec<(Vec<String>, String)>, CgroupError> {
-    let path = Path::new("/proc/self/cgroup");
-    let data = std::fs::read_to_string(path).map_err(|e| io_err("read", path, e))?;
-    Ok(data
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.splitn(3, ':');
-            let _id = it.next()?;
-            let ctrls = it.next()?;
-            let p = it.next()?;
-            let mut c: Vec<String> = ctrls
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect();
-            c.sort();
-            Some((c, p.to_string()))
+    let cgroups = procfs::process::Process::myself()
+        .and_then(|me| me.cgroups())
+        .map_err(proc_err("/proc/self/cgroup"))?;
+    Ok(cgroups
+        .into_iter()
+        .map(|c| {
+            let mut controllers = c.controllers;
+            controllers.sort();
+            (controllers, c.pathname)
         })
         .collect())
 }
@@ -361,17 +337,5 @@ impl FsCgroup {
                 "no freezer controller and no cgroup.freeze",
             )),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cgroups_mountinfo_unescape() {
-        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
-        assert_eq!(unescape_mountinfo("/end\\04"), "/end\\04");
     }
 }
