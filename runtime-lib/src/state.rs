@@ -160,24 +160,82 @@ pub struct StateDir {
 
 pub const STATE_FILE: &str = "state.json";
 pub const FIFO: &str = "exec.fifo";
+/// In the temporary name of a state dir being made: `~` is in no container id.
+const STALE_MARK: &str = "~creating-";
+
+/// Remove what a create of `id` killed before its state dir was in place left: temporary
+/// directories that no live create holds locked.
+pub fn remove_stale(root: &Path, id: &str) {
+    let prefix = format!(".{id}{STALE_MARK}");
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let path = e.path();
+        // A create still at work holds its lock.
+        let Ok(dir) = File::open(&path) else { continue };
+        if Flock::lock(dir, FlockArg::LockExclusiveNonblock).is_ok() {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// The exec fifo (mode 0622, as runc makes it).
+fn make_fifo(path: &Path) -> Result<(), StateError> {
+    let fail = |e: nix::Error| StateError::Io {
+        what: "create the exec fifo",
+        path: path.to_path_buf(),
+        source: e.into(),
+    };
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o622)).map_err(fail)?;
+    // mkfifo's mode went through the umask.
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        nix::sys::stat::Mode::from_bits_truncate(0o622),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(fail)
+}
 
 impl StateDir {
-    /// Create `<root>/<id>` (0700), failing if it exists, and lock it.
-    pub fn create(root: &Path, id: &str) -> Result<StateDir, StateError> {
+    /// Create `<root>/<id>` (0700) holding `state.json` (`saved`) and the exec fifo, failing if
+    /// it exists, and lock it. The directory is filled under a temporary name that no container
+    /// id can have and renamed into place without replacing anything: a runtime killed at any
+    /// moment leaves either no state dir or a whole one. The temporary directory of a killed
+    /// create is removed by the next create or delete of the id ([`remove_stale`]).
+    pub fn create(root: &Path, id: &str, saved: &Saved) -> Result<StateDir, StateError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(root)
             .map_err(io("create state root", root))?;
         let path = root.join(id);
-        match fs::DirBuilder::new().mode(0o700).create(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(StateError::Exists)
-            }
-            Err(e) => return Err(io("create state dir", &path)(e)),
+        if path.exists() {
+            return Err(StateError::Exists);
         }
-        Self::lock(path)
+        remove_stale(root, id);
+        let tmp = root.join(format!(".{id}{STALE_MARK}{}", std::process::id()));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&tmp)
+            .map_err(io("create state dir", &tmp))?;
+        let filled = Self::lock(tmp.clone()).and_then(|dir| {
+            make_fifo(&dir.fifo())?;
+            dir.save(saved)?;
+            match crate::sys::rename_noreplace(&tmp, &path) {
+                Ok(()) => Ok(StateDir { path, ..dir }),
+                Err(nix::Error::EEXIST) | Err(nix::Error::ENOTEMPTY) => Err(StateError::Exists),
+                Err(e) => Err(io("create state dir", &path)(e.into())),
+            }
+        });
+        if filled.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        filled
     }
 
     /// Open and lock an existing `<root>/<id>`.
@@ -301,6 +359,8 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>, StateError> {
     };
     let mut ids: Vec<String> = entries
         .filter_map(|e| e.ok())
+        // Not the temporary directory of a create at work (see StateDir::create).
+        .filter(|e| !e.file_name().to_string_lossy().contains(STALE_MARK))
         .filter(|e| e.path().join(STATE_FILE).exists())
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();

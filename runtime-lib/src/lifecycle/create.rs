@@ -95,14 +95,22 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         cgroups::check_unused(cg.as_ref()).ctx(id, step)?;
     }
     let mut host = Host::new(root, &bundle, &plan, opts, cgroup_cfg)?;
-    let mut begun = Begun::default();
-    match run(&mut host, &plan, &mut begun) {
-        Ok(()) => Ok(host.finish()),
-        Err(e) => {
-            undo(&mut host, &begun);
-            Err(e)
-        }
+    #[cfg(debug_assertions)]
+    if let Some(kill_at) = super::fault::Faulty::<Host>::from_env() {
+        let mut faulty = super::fault::Faulty {
+            inner: host,
+            kill_at,
+            step: 0,
+        };
+        return made(&mut faulty, &plan).map(|()| faulty.inner.finish());
     }
+    made(&mut host, &plan).map(|()| host.finish())
+}
+
+/// [`run`], and [`undo`] if it fails.
+fn made<S: CreateSteps>(s: &mut S, plan: &InitPlan) -> Result<()> {
+    let mut begun = Begun::default();
+    run(s, plan, &mut begun).inspect_err(|_| undo(s, &begun))
 }
 
 /// Make the container, in order. `begun` records each step before it starts, for [`undo`].

@@ -14,19 +14,6 @@ use nix::sys::stat::Mode;
 
 use crate::process::{sys, ProcessError};
 
-/// Make the fifo (mode 0622, as runc does).
-pub fn create(path: &Path) -> Result<(), ProcessError> {
-    nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o622))
-        .map_err(sys(format!("mkfifo {}", path.display())))?;
-    nix::sys::stat::fchmodat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        Mode::from_bits_truncate(0o622),
-        nix::sys::stat::FchmodatFlags::FollowSymlink,
-    )
-    .map_err(sys(format!("chmod {}", path.display())))
-}
-
 /// In the runtime, before the fork: an O_PATH fd of the fifo for the init, which reopens it
 /// for write through procfs (the state directory may be out of its reach).
 pub fn open_path(path: &Path) -> Result<OwnedFd, ProcessError> {

@@ -165,13 +165,8 @@ impl<'a> Host<'a> {
 
 impl CreateSteps for Host<'_> {
     fn make_state_dir(&mut self) -> Result<()> {
-        let dir = StateDir::create(&self.root, self.id()).ctx(self.id(), STEP)?;
-        let fifo_path = dir.fifo();
+        let dir = StateDir::create(&self.root, self.id(), &self.saved).ctx(self.id(), STEP)?;
         self.dir = Some(dir);
-        fifo::create(&fifo_path).ctx(self.id(), STEP)?;
-        if let Some(dir) = &self.dir {
-            dir.save(&self.saved).ctx(self.id(), STEP)?;
-        }
         Ok(())
     }
 

@@ -48,6 +48,8 @@
 
 pub mod create;
 pub mod exec;
+#[cfg(debug_assertions)]
+mod fault;
 pub mod fifo;
 pub mod foreground;
 mod host;

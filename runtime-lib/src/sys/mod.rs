@@ -69,6 +69,28 @@ pub fn errno_text(errno: Errno, buf: &mut [u8; 64]) -> &[u8] {
     &buf[..n]
 }
 
+/// rename(2) that fails with EEXIST instead of replacing `new` (renameat2 RENAME_NOREPLACE,
+/// by syscall number: not every C library wraps it).
+pub fn rename_noreplace(old: &std::path::Path, new: &std::path::Path) -> nix::Result<()> {
+    const RENAME_NOREPLACE: libc::c_uint = 1;
+    let old = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(old.as_os_str()))
+        .map_err(|_| Errno::EINVAL)?;
+    let new = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(new.as_os_str()))
+        .map_err(|_| Errno::EINVAL)?;
+    // SAFETY: both paths are NUL-terminated and outlive the call; the flags are a plain int.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            old.as_ptr(),
+            libc::AT_FDCWD,
+            new.as_ptr(),
+            RENAME_NOREPLACE,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
 pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 pub const RESOLVE_IN_ROOT: u64 = 0x10;
 
