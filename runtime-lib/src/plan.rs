@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use oci_spec::runtime::LinuxNamespaceType;
 
 use crate::bundle::Bundle;
+use crate::hooks::PreparedHook;
 use crate::namespaces::NamespacePlan;
 use crate::process::mempolicy::MemPolicyPlan;
 use crate::process::personality::PersonalityPlan;
@@ -40,6 +41,10 @@ pub struct InitPlan {
     pub seccomp: Option<SeccompPlan>,
     /// Every hook of the config, by phase.
     pub hooks: crate::hooks::HooksPlan,
+    /// The hooks the init runs (createContainer, startContainer), ready to start from a
+    /// forked child.
+    pub create_container_hooks: Vec<crate::hooks::PreparedHook>,
+    pub start_container_hooks: Vec<crate::hooks::PreparedHook>,
     pub preserve_fds: u32,
     pub no_new_keyring: bool,
     /// linux.netDevices: moved by the runtime, not by the init.
@@ -149,6 +154,7 @@ impl InitPlan {
             None => None,
         };
         let net_devices = crate::netdev::NetDevPlan::from_spec(linux, &ns)?;
+        let hooks = crate::hooks::HooksPlan::from_spec(spec.hooks().as_ref());
         Ok(InitPlan {
             id: id.to_string(),
             ns,
@@ -158,7 +164,9 @@ impl InitPlan {
             domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
             sysctl,
             seccomp,
-            hooks: crate::hooks::HooksPlan::from_spec(spec.hooks().as_ref()),
+            create_container_hooks: PreparedHook::all("createContainer", &hooks.create_container)?,
+            start_container_hooks: PreparedHook::all("startContainer", &hooks.start_container)?,
+            hooks,
             preserve_fds: opts.preserve_fds,
             no_new_keyring: opts.no_new_keyring,
             net_devices,

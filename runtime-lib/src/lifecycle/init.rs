@@ -273,13 +273,13 @@ impl InitSteps for Kernel<'_> {
     }
 
     fn run_hooks(&mut self, point: HookPoint) -> Result<(), String> {
-        let hooks = self.plan.hooks.at(point);
         let result = match point {
             // In the container's rootfs, as with runc (hooks that name files relative to it,
             // `./lib/...`, rely on that).
             HookPoint::CreateContainer => {
                 nix::unistd::fchdir(self.root()?).step("enter the rootfs")?;
-                let r = crate::hooks::run_hooks(point.name(), hooks, &self.state);
+                let hooks = &self.plan.create_container_hooks;
+                let r = crate::hooks::run_prepared(point.name(), hooks, &self.state, None);
                 nix::unistd::fchdir(self.proc()?.as_fd()).step("enter /proc")?;
                 r
             }
@@ -288,7 +288,8 @@ impl InitSteps for Kernel<'_> {
                 let p = &self.plan.process;
                 let home = self.launch.as_ref().and_then(|l| l.home.clone());
                 let env: Vec<_> = p.env.iter().cloned().chain(home).collect();
-                crate::hooks::run_hooks_with_env(point.name(), hooks, &self.state, Some(&env))
+                let hooks = &self.plan.start_container_hooks;
+                crate::hooks::run_prepared(point.name(), hooks, &self.state, Some(&env))
             }
         };
         result.map_err(|e| e.to_string())
