@@ -205,10 +205,6 @@ impl StateDir {
         Ok(StateDir { path, _lock: lock })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn fifo(&self) -> PathBuf {
         self.path.join(FIFO)
     }
@@ -352,7 +348,7 @@ fn rfc3339(secs: i64, nanos: u32) -> String {
     )
 }
 
-/// Keep an fd's type in the public API small: a borrowed fd of the state dir lock.
+/// The fd of the state dir lock (create closes it in the child it forks).
 impl AsFd for StateDir {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self._lock.as_fd()
