@@ -196,7 +196,8 @@ pub(crate) fn invalid_state(id: &str, step: Step, msg: String) -> Error {
 }
 
 impl Container {
-    /// The container `id` under `root`.
+    /// The container `id` under the state root `root`. Fails with [`ErrorKind::NotFound`] if
+    /// there is none.
     pub fn load(root: impl AsRef<Path>, id: &str) -> Result<Container> {
         validate_id(id).ctx(id, Step::Load)?;
         let root = root.as_ref().to_path_buf();
@@ -249,7 +250,8 @@ impl Container {
         Ok(self.state()?.status)
     }
 
-    /// Let the init run the user program; runs the poststart hooks.
+    /// Start a created container: let the init run the config's program, then run the
+    /// poststart hooks. Fails if the container is not `created`.
     pub fn start(&self) -> Result<()> {
         let id = self.id();
         let step = Step::Start;
@@ -432,7 +434,17 @@ impl Container {
         }
     }
 
-    /// Change the resource limits of a live container.
+    /// Change the resource limits of a live container (the device rules fixed at create
+    /// excepted).
+    ///
+    /// ```no_run
+    /// use casulo::oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder};
+    ///
+    /// let memory = LinuxMemoryBuilder::default().limit(256 << 20).build().unwrap();
+    /// let resources = LinuxResourcesBuilder::default().memory(memory).build().unwrap();
+    /// casulo::Container::load("/run/casulo", "web")?.update(&resources)?;
+    /// # Ok::<(), casulo::Error>(())
+    /// ```
     pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
         let id = self.id();
         let step = Step::Update;
@@ -458,7 +470,8 @@ impl Container {
         cg.set(&resources).ctx(id, step)
     }
 
-    /// Freeze every process of the container (status `paused`).
+    /// Freeze every process of the container (status `paused`) until
+    /// [`resume`](Container::resume).
     pub fn pause(&self) -> Result<()> {
         self.freeze(Step::Pause, true)
     }

@@ -103,24 +103,47 @@ impl Cause {
     }
 }
 
-/// The lifecycle step during which an error happened: the command that failed, as the
+/// The lifecycle step during which an error happened: the operation that failed, as the
 /// error's message names it.
+///
+/// ```no_run
+/// use casulo::{Container, Step};
+///
+/// let err = Container::load("/run/casulo", "web")?.start().unwrap_err();
+/// assert_eq!(err.step, Step::Start);
+/// assert!(err.to_string().starts_with(r#"container "web": start: "#));
+/// # Ok::<(), casulo::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Step {
+    /// [`ContainerBuilder::create`](crate::ContainerBuilder::create).
     Create,
+    /// [`Container::start`](crate::Container::start).
     Start,
+    /// [`Container::state`](crate::Container::state) and `status`.
     State,
+    /// [`Container::kill`](crate::Container::kill) and `kill_all`.
     Kill,
+    /// [`Container::delete`](crate::Container::delete) and `force_delete`.
     Delete,
+    /// [`Container::load`](crate::Container::load).
     Load,
+    /// [`list`](crate::list).
     List,
+    /// Running in the foreground: `run_foreground`, [`Container::wait`](crate::Container::wait).
     Run,
+    /// [`Container::processes`](crate::Container::processes).
     Ps,
+    /// [`Container::exec`](crate::Container::exec) and `exec_foreground`.
     Exec,
+    /// [`Container::update`](crate::Container::update).
     Update,
+    /// [`Container::pause`](crate::Container::pause).
     Pause,
+    /// [`Container::resume`](crate::Container::resume).
     Resume,
+    /// [`Container::stats`](crate::Container::stats) and `events`.
     Events,
 }
 
@@ -180,6 +203,13 @@ impl Error {
 }
 
 /// `Result` with casulo's [`Error`].
+///
+/// ```
+/// fn root_of_demo() -> casulo::Result<std::path::PathBuf> {
+///     Ok(casulo::default_root().join("demo"))
+/// }
+/// # root_of_demo().unwrap();
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Attach the container id and step to a module error.

@@ -24,7 +24,15 @@ use nix::sys::statvfs::{fstatvfs, FsFlags};
 
 use crate::sys::exe::{execveat_fd, mount_set_readonly, open_tree_clone};
 
-/// Why [`prepare_process`] failed: what it was doing, the step and the errno.
+/// Why [`prepare_process`] failed: what it was doing, the step and the errno, e.g.
+/// `protect the runtime binary: memfd_create: EMFILE: Too many open files`.
+///
+/// ```no_run
+/// if let Err(e) = casulo::prepare_process() {
+///     eprintln!("{e}");
+///     std::process::exit(1);
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("{duty}: {step}: {source}")]
 pub struct PrepareError {

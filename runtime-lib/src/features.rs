@@ -47,6 +47,12 @@ fn namespaces() -> Vec<&'static str> {
 /// prints it), from [`features`].
 ///
 /// It serializes as the JSON document; [`Features::to_typed`] reads it as oci-spec's type.
+///
+/// ```
+/// let features = casulo::features();
+/// println!("{}", serde_json::to_string_pretty(&features).unwrap());
+/// assert_eq!(features.as_json()["ociVersionMin"], casulo::OCI_VERSION_MIN);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(transparent)]
 pub struct Features(Value);
