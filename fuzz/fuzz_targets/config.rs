@@ -3,8 +3,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(spec) = casulo::bundle::parse_spec(data) {
-        if let Err(e) = casulo::bundle::validate(&spec) {
+    if let Ok(spec) = casulo::__private::bundle::parse_spec(data) {
+        if let Err(e) = casulo::__private::bundle::validate(&spec) {
             assert!(!e.to_string().is_empty());
         }
     }

@@ -49,7 +49,7 @@ impl Logger {
         } else {
             name
         };
-        let time = casulo::state::now_rfc3339();
+        let time = casulo::now_rfc3339();
         let line = match self.format {
             Format::Json => {
                 serde_json::json!({"level": name, "msg": msg, "time": time}).to_string() + "\n"

@@ -111,7 +111,7 @@ fn version_text() -> String {
         "version {}\ncommit: {}\nspec: {}",
         env!("CARGO_PKG_VERSION"),
         option_env!("CASULO_COMMIT").unwrap_or("unknown"),
-        casulo::features::OCI_VERSION_MAX
+        casulo::OCI_VERSION_MAX
     )
 }
 
@@ -203,12 +203,13 @@ fn main() -> ExitCode {
         }
     }
     // The commands that put a fork of this process into a container first re-execute it from
-    // an image the container cannot write (runc CVE-2019-5736).
+    // an image the container cannot write (runc CVE-2019-5736) and become the reaper of what
+    // they start (the library's process-wide duties).
     if matches!(
         cli.command,
         Command::Create(_) | Command::Run(_) | Command::Exec(_)
     ) {
-        if let Err(e) = casulo::protect_runtime_binary() {
+        if let Err(e) = casulo::prepare_process() {
             logger.log(tracing::Level::ERROR, &e.to_string());
             return ExitCode::from(1);
         }

@@ -127,7 +127,9 @@ fn console_socket(path: &Path) -> std::thread::JoinHandle<Option<std::os::fd::Ow
                 Ok((conn, _)) => {
                     conn.set_nonblocking(false).unwrap();
                     use std::os::fd::AsFd;
-                    return casulo::tty::recv_fd(conn.as_fd()).ok().map(|(fd, _)| fd);
+                    return casulo::__private::tty::recv_fd(conn.as_fd())
+                        .ok()
+                        .map(|(fd, _)| fd);
                 }
                 Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10))

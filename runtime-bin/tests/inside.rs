@@ -97,7 +97,7 @@ fn terminal_through_the_console_socket() {
     ]);
     assert!(r.ok(), "{}", r.stderr);
     let (conn, _) = listener.accept().unwrap();
-    let (master, _name) = casulo::tty::recv_fd(std::os::fd::AsFd::as_fd(&conn)).unwrap();
+    let (master, _name) = casulo::__private::tty::recv_fd(std::os::fd::AsFd::as_fd(&conn)).unwrap();
     assert!(b.rt(&["start", &b.id]).ok());
     let mut f = std::fs::File::from(master);
     let mut text = String::new();

@@ -44,7 +44,7 @@ fn terminal_output_of_run_and_exec_keeps_newlines() {
 fn read_master(listener: &std::os::unix::net::UnixListener) -> String {
     use std::io::Read;
     let (conn, _) = listener.accept().unwrap();
-    let (master, _) = casulo::tty::recv_fd(std::os::fd::AsFd::as_fd(&conn)).unwrap();
+    let (master, _) = casulo::__private::tty::recv_fd(std::os::fd::AsFd::as_fd(&conn)).unwrap();
     let mut f = std::fs::File::from(master);
     let mut out = Vec::new();
     // EIO once every slave fd is closed.

@@ -116,7 +116,8 @@ impl Drop for Agent {
 /// container, so an agent cannot wait for the end of the stream there.
 fn receive(conn: &std::os::unix::net::UnixStream) -> Result<(OwnedFd, Value), String> {
     use std::io::Read;
-    let (fd, mut bytes) = casulo::tty::recv_fd(conn.as_fd()).map_err(|e| e.to_string())?;
+    let (fd, mut bytes) =
+        casulo::__private::tty::recv_fd(conn.as_fd()).map_err(|e| e.to_string())?;
     let state = loop {
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(v) => break v,

@@ -13,9 +13,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::env::temp_dir().join("casulo-example-state");
     let id = format!("hello-{}", std::process::id());
 
-    // The init is forked after it enters its pid namespace: to wait for it, this process must
-    // be its reaper.
-    nix::sys::prctl::set_child_subreaper(true)?;
+    // First thing: protect this program's binary from the container, and become the reaper
+    // of the init (forked after it entered its pid namespace) so that we can wait for it.
+    casulo::prepare_process()?;
     let container = ContainerBuilder::new(&id, &bundle).root(&root).create()?;
     println!(
         "created {} (init pid {}), status {}",
@@ -27,6 +27,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("started, status {}", container.status()?);
     let code = container.wait()?;
     println!("exited with status {code}, status {}", container.status()?);
-    Container::load(&root, &id)?.delete(false)?;
+    Container::load(&root, &id)?.delete()?;
     Ok(())
 }

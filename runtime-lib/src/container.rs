@@ -1,5 +1,6 @@
 //! The typed API: [`ContainerBuilder`] creates, [`Container`] starts, signals, reports and
-//! deletes.
+//! deletes. Running in the foreground (create, start and wait) is in `run.rs`, events and
+//! stats in `events.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,13 +9,18 @@ use nix::sys::signal::Signal;
 use oci_spec::runtime::Spec;
 
 use crate::bundle::{validate_id, Bundle};
-use crate::error::{Context, Error, ErrorKind, Result, Step};
-pub use crate::lifecycle::exec::ExecOptions;
+use crate::error::{Cause, Context, Error, ErrorKind, Result, Step};
 use crate::lifecycle::{create, fifo};
+use crate::options::ExecOptions;
 use crate::plan::CreateOptions;
-use crate::state::{self, Saved, State, StateDir, StateError, Status};
+use crate::state::{self, Saved, State, StateDir, Status};
 
 /// The default state root: `/run/casulo`, or `$XDG_RUNTIME_DIR/casulo` when not root.
+///
+/// ```
+/// let root = casulo::default_root();
+/// assert!(root.ends_with("casulo"));
+/// ```
 pub fn default_root() -> PathBuf {
     if nix::unistd::geteuid().is_root() {
         return PathBuf::from("/run/casulo");
@@ -25,12 +31,35 @@ pub fn default_root() -> PathBuf {
     }
 }
 
-/// Builds a container from a bundle.
+/// Builds a container from a bundle: [`create`](ContainerBuilder::create) it (then
+/// [`Container::start`] it), or run it at once, [in the
+/// foreground](ContainerBuilder::run_foreground) or [detached](ContainerBuilder::run_detached).
 ///
 /// ```no_run
 /// use casulo::ContainerBuilder;
-/// let c = ContainerBuilder::new("demo", "/path/to/bundle").root("/run/casulo").create()?;
+///
+/// let c = ContainerBuilder::new("demo", "/path/to/bundle")
+///     .root("/run/casulo")
+///     .pid_file("/run/demo.pid")
+///     .create()?;
 /// c.start()?;
+/// # Ok::<(), casulo::Error>(())
+/// ```
+///
+/// A spec built in code instead of the bundle's `config.json`:
+///
+/// ```no_run
+/// use casulo::{default_spec, ContainerBuilder, SpecOptions};
+///
+/// let mut spec = default_spec(SpecOptions::default());
+/// let mut process = spec.process().clone().unwrap_or_default();
+/// process.set_args(Some(vec!["/bin/true".into()]));
+/// process.set_terminal(Some(false));
+/// spec.set_process(Some(process));
+/// let code = ContainerBuilder::new("demo", "/path/to/bundle")
+///     .spec(spec)
+///     .run_foreground(Default::default())?;
+/// assert_eq!(code, 0);
 /// # Ok::<(), casulo::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -95,9 +124,19 @@ impl ContainerBuilder {
         self
     }
 
+    /// The id of the container to be.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether the caller gave a console socket.
+    pub(crate) fn has_console_socket(&self) -> bool {
+        self.opts.console_socket.is_some()
+    }
+
     /// Load and validate the bundle (config.json, or the spec given), without creating
     /// anything.
-    pub fn load_bundle(&self) -> Result<Bundle> {
+    pub(crate) fn load_bundle(&self) -> Result<Bundle> {
         match &self.spec {
             Some(spec) => Bundle::from_spec(
                 std::path::absolute(&self.bundle).unwrap_or(self.bundle.clone()),
@@ -109,13 +148,15 @@ impl ContainerBuilder {
     }
 
     /// Create the container: it exists, its init is set up and waits for [`Container::start`].
+    /// The container's `process` runs once started; nothing of the bundle is left behind
+    /// when creation fails.
     pub fn create(self) -> Result<Container> {
         let bundle = self.load_bundle()?;
         self.create_from(bundle)
     }
 
     /// Create the container from a bundle loaded with [`ContainerBuilder::load_bundle`].
-    pub fn create_from(self, bundle: Bundle) -> Result<Container> {
+    pub(crate) fn create_from(self, bundle: Bundle) -> Result<Container> {
         let id = self.id.clone();
         let saved = create::create(&id, &self.root, bundle, &self.opts)?;
         Ok(Container {
@@ -125,7 +166,25 @@ impl ContainerBuilder {
     }
 }
 
-/// A container that exists in a state root.
+/// A container that exists in a state root: created by [`ContainerBuilder`], or
+/// [loaded](Container::load) by id by a later command.
+///
+/// Every method reads the container's status afresh (from its init process, never from a
+/// cached value) under the state directory's lock, so several programs may work on the same
+/// container.
+///
+/// ```no_run
+/// use casulo::{Container, Status};
+///
+/// let c = Container::load("/run/casulo", "web")?;
+/// if c.status()? == Status::Running {
+///     c.kill(libc::SIGTERM)?;
+/// }
+/// for pid in c.processes()? {
+///     println!("{pid}");
+/// }
+/// # Ok::<(), casulo::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Container {
     root: PathBuf,
@@ -133,11 +192,12 @@ pub struct Container {
 }
 
 pub(crate) fn invalid_state(id: &str, step: Step, msg: String) -> Error {
-    Error::new(id, step, ErrorKind::InvalidState(msg))
+    Error::new(id, step, Cause::InvalidState(msg))
 }
 
 impl Container {
-    /// The container `id` under `root`.
+    /// The container `id` under the state root `root`. Fails with [`ErrorKind::NotFound`] if
+    /// there is none.
     pub fn load(root: impl AsRef<Path>, id: &str) -> Result<Container> {
         validate_id(id).ctx(id, Step::Load)?;
         let root = root.as_ref().to_path_buf();
@@ -146,6 +206,7 @@ impl Container {
         Ok(Container { root, saved })
     }
 
+    /// The container's id.
     pub fn id(&self) -> &str {
         &self.saved.id
     }
@@ -155,6 +216,7 @@ impl Container {
         self.saved.pid
     }
 
+    /// The bundle directory the container was created from, absolute.
     pub fn bundle(&self) -> &Path {
         &self.saved.bundle
     }
@@ -188,7 +250,8 @@ impl Container {
         Ok(self.state()?.status)
     }
 
-    /// Let the init run the user program; runs the poststart hooks.
+    /// Start a created container: let the init run the config's program, then run the
+    /// poststart hooks. Fails if the container is not `created`.
     pub fn start(&self) -> Result<()> {
         let id = self.id();
         let step = Step::Start;
@@ -220,10 +283,20 @@ impl Container {
         Ok(())
     }
 
-    /// Send signal number `sig` to the init, or with `all` to every process of the container's
-    /// cgroup (also what SIGKILL does to a container without its own pid namespace). Signal 0
-    /// checks that the container is running.
-    pub fn kill(&self, sig: i32, all: bool) -> Result<()> {
+    /// Send signal number `sig` to the container's init (SIGKILL to a container without its
+    /// own pid namespace goes to every process of its cgroup, as the init's death would not
+    /// take them along). Signal 0 checks that the container is running. Fails if it is not.
+    pub fn kill(&self, sig: i32) -> Result<()> {
+        self.signal(sig, false)
+    }
+
+    /// Send signal number `sig` to every process of the container's cgroup (runc's
+    /// `kill --all`). Unlike [`Container::kill`] it does not fail on a stopped container.
+    pub fn kill_all(&self, sig: i32) -> Result<()> {
+        self.signal(sig, true)
+    }
+
+    fn signal(&self, sig: i32, all: bool) -> Result<()> {
         let id = self.id();
         let step = Step::Kill;
         let dir = self.lock(step)?;
@@ -300,8 +373,29 @@ impl Container {
 
     /// Start `process` inside the running container: it joins the init's namespaces and
     /// cgroup, gets its own user, capabilities, rlimits and no_new_privs and the container's
-    /// seccomp profile. Returns its pid once it has exec'd.
+    /// seccomp profile. Returns its pid once it has exec'd; the process runs on by itself
+    /// ([`Container::exec_foreground`] waits for it).
+    ///
+    /// ```no_run
+    /// use casulo::{Container, ExecOptions};
+    ///
+    /// let c = Container::load("/run/casulo", "web")?;
+    /// let mut process = c.process_config().cloned().unwrap_or_default();
+    /// process.set_args(Some(vec!["/bin/sleep".into(), "60".into()]));
+    /// process.set_terminal(Some(false));
+    /// let pid = c.exec(&process, &ExecOptions::default())?;
+    /// println!("started {pid}");
+    /// # Ok::<(), casulo::Error>(())
+    /// ```
     pub fn exec(&self, process: &oci_spec::runtime::Process, opts: &ExecOptions) -> Result<i32> {
+        self.exec_with(process, &opts.to_internal())
+    }
+
+    pub(crate) fn exec_with(
+        &self,
+        process: &oci_spec::runtime::Process,
+        opts: &crate::lifecycle::exec::ExecOptions,
+    ) -> Result<i32> {
         let id = self.id();
         let step = Step::Exec;
         let dir = self.lock(step)?;
@@ -340,7 +434,17 @@ impl Container {
         }
     }
 
-    /// Change the resource limits of a live container.
+    /// Change the resource limits of a live container (the device rules fixed at create
+    /// excepted).
+    ///
+    /// ```no_run
+    /// use casulo::oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder};
+    ///
+    /// let memory = LinuxMemoryBuilder::default().limit(256 << 20).build().unwrap();
+    /// let resources = LinuxResourcesBuilder::default().memory(memory).build().unwrap();
+    /// casulo::Container::load("/run/casulo", "web")?.update(&resources)?;
+    /// # Ok::<(), casulo::Error>(())
+    /// ```
     pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
         let id = self.id();
         let step = Step::Update;
@@ -366,7 +470,8 @@ impl Container {
         cg.set(&resources).ctx(id, step)
     }
 
-    /// Freeze every process of the container (status `paused`).
+    /// Freeze every process of the container (status `paused`) until
+    /// [`resume`](Container::resume).
     pub fn pause(&self) -> Result<()> {
         self.freeze(Step::Pause, true)
     }
@@ -400,9 +505,19 @@ impl Container {
         cg.freeze(frozen).ctx(id, step)
     }
 
-    /// Delete a stopped container (with `force`, kill it first): poststop hooks, cgroup,
-    /// state. A container that is not stopped is left untouched without `force`.
-    pub fn delete(self, force: bool) -> Result<()> {
+    /// Delete a stopped container: run its poststop hooks, remove its cgroup and state. A
+    /// container that is not stopped is left untouched, and an error says so.
+    pub fn delete(self) -> Result<()> {
+        self.remove(false)
+    }
+
+    /// Delete a container whatever its status (runc's `delete --force`): kill its processes
+    /// first (thawing a paused one), then as [`Container::delete`].
+    pub fn force_delete(self) -> Result<()> {
+        self.remove(true)
+    }
+
+    fn remove(self, force: bool) -> Result<()> {
         let id = self.id().to_string();
         let step = Step::Delete;
         let dir = self.lock(step)?;
@@ -452,32 +567,17 @@ impl Container {
         }
         dir.remove().ctx(&id, step)
     }
-
-    /// Wait for the init to exit and return its status as a shell reports it (128+N when
-    /// killed by signal N). The caller must be the init's parent or a child subreaper
-    /// (`prctl(PR_SET_CHILD_SUBREAPER)` before create).
-    pub fn wait(&self) -> Result<i32> {
-        crate::lifecycle::foreground::wait(self.saved.pid, false)
-            .map_err(|e| Error::new(self.id(), Step::Run, ErrorKind::Process(e)))
-    }
-
-    /// Like [`Container::wait`], forwarding to the init every signal this process receives.
-    /// The caller must have blocked those signals before create
-    /// ([`crate::lifecycle::foreground::block_signals`]).
-    pub fn wait_forwarding_signals(&self) -> Result<i32> {
-        self.wait_forwarding_signals_with(None)
-    }
-
-    /// [`Container::wait_forwarding_signals`], calling `on_winch` on SIGWINCH instead of
-    /// forwarding it (for a caller that proxies the container's terminal).
-    pub fn wait_forwarding_signals_with(&self, on_winch: Option<&dyn Fn()>) -> Result<i32> {
-        crate::lifecycle::foreground::wait_with(self.saved.pid, true, on_winch)
-            .map_err(|e| Error::new(self.id(), Step::Run, ErrorKind::Process(e)))
-    }
 }
 
-/// Every container under `root` with its state now. Containers whose state cannot be read are
-/// skipped.
+/// Every container under `root` with its state now, sorted by id. Containers whose state
+/// cannot be read are skipped.
+///
+/// ```no_run
+/// for state in casulo::list(casulo::default_root())? {
+///     println!("{} {} {}", state.id, state.pid, state.status);
+/// }
+/// # Ok::<(), casulo::Error>(())
+/// ```
 pub fn list(root: impl AsRef<Path>) -> Result<Vec<State>> {
     let root = root.as_ref();
     let ids = state::list_ids(root).map_err(|e| Error::new("", Step::List, e))?;
@@ -485,10 +585,7 @@ pub fn list(root: impl AsRef<Path>) -> Result<Vec<State>> {
     for id in ids {
         match Container::load(root, &id).and_then(|c| c.state()) {
             Ok(s) => out.push(s),
-            Err(Error {
-                kind: ErrorKind::State(StateError::NotFound),
-                ..
-            }) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => tracing::debug!("list: {e}"),
         }
     }

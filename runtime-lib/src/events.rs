@@ -18,6 +18,12 @@ use crate::error::{Context, Error, Result, Step};
 use crate::state::Status;
 
 /// The kind of an [`Event`].
+///
+/// ```
+/// use casulo::{Event, EventKind};
+///
+/// assert_eq!(Event::oom("web").kind, EventKind::Oom);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
@@ -27,18 +33,31 @@ pub enum EventKind {
     Oom,
 }
 
-/// One event, serialized as runc does: `{"type":"stats","id":ID,"data":{...}}` or
-/// `{"type":"oom","id":ID}`.
+/// One event of [`Container::events`], serialized as runc does:
+/// `{"type":"stats","id":ID,"data":{...}}` or `{"type":"oom","id":ID}`.
+///
+/// ```
+/// use casulo::{Event, EventKind, Stats};
+///
+/// let line = serde_json::to_string(&Event::oom("web")).unwrap();
+/// assert_eq!(line, r#"{"type":"oom","id":"web"}"#);
+/// let ev = Event::stats("web", Stats::default());
+/// assert_eq!((ev.kind, ev.data.is_some()), (EventKind::Stats, true));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
+    /// What happened.
     #[serde(rename = "type")]
     pub kind: EventKind,
+    /// The container's id.
     pub id: String,
+    /// The resource usage, for a stats event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Stats>,
 }
 
 impl Event {
+    /// A stats event of container `id`.
     pub fn stats(id: &str, stats: Stats) -> Event {
         Event {
             kind: EventKind::Stats,
@@ -47,6 +66,7 @@ impl Event {
         }
     }
 
+    /// An OOM event of container `id`.
     pub fn oom(id: &str) -> Event {
         Event {
             kind: EventKind::Oom,
@@ -91,6 +111,12 @@ impl Container {
 
     /// The container's resource usage now (runc's `events --stats`). Fails if the container
     /// is stopped.
+    ///
+    /// ```no_run
+    /// let stats = casulo::Container::load("/run/casulo", "web")?.stats()?;
+    /// println!("{} processes, {} ns of CPU", stats.pids.current, stats.cpu.usage.total);
+    /// # Ok::<(), casulo::Error>(())
+    /// ```
     pub fn stats(&self) -> Result<Stats> {
         let step = Step::Events;
         let dirs = self.live_cgroup_dirs(step)?;
@@ -104,6 +130,16 @@ impl Container {
     ///
     /// A stats read that fails midway (the container is exiting) is logged and skipped, as
     /// runc does. Fails at once if the container is stopped or `interval` is zero.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use casulo::EventKind;
+    ///
+    /// let c = casulo::Container::load("/run/casulo", "web")?;
+    /// // Stop at the first OOM kill.
+    /// c.events(Duration::from_secs(1), |ev| ev.kind != EventKind::Oom)?;
+    /// # Ok::<(), casulo::Error>(())
+    /// ```
     pub fn events(
         &self,
         interval: Duration,

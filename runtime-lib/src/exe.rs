@@ -1,4 +1,6 @@
-//! Protection of the runtime's own binary (runc CVE-2019-5736).
+//! The process-wide duties of a program that runs containers ([`prepare_process`]): the
+//! protection of the runtime's own binary (runc CVE-2019-5736), and becoming the reaper of the
+//! containers' processes.
 //!
 //! The container's init and every exec'd process are forks of the runtime: until they execve
 //! the user's program, `/proc/<pid>/exe` is the runtime's binary. A container that makes its
@@ -9,8 +11,7 @@
 //! [`protect_runtime_binary`] closes that door: called first thing in `main`, it re-executes the
 //! program from an image the container cannot write, a read-only detached bind mount of the
 //! same file (no copy, a few hundred microseconds), or, where the mount API is not available
-//! to the caller, a sealed memfd copy. A program that links this library and creates containers
-//! should call it before anything else too.
+//! to the caller, a sealed memfd copy.
 use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -24,22 +25,77 @@ use nix::sys::statvfs::{fstatvfs, FsFlags};
 use crate::sys::exe::{execveat_fd, mount_set_readonly};
 use crate::sys::mount_api::{open_tree_clone, TreeSource};
 
-/// Why the binary could not be protected.
+/// Why [`prepare_process`] failed: what it was doing, the step and the errno, e.g.
+/// `protect the runtime binary: memfd_create: EMFILE: Too many open files`.
+///
+/// ```no_run
+/// if let Err(e) = casulo::prepare_process() {
+///     eprintln!("{e}");
+///     std::process::exit(1);
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
-#[error("protect the runtime binary: {step}: {source}")]
-pub struct ExeError {
-    pub step: &'static str,
+#[error("{duty}: {step}: {source}")]
+pub struct PrepareError {
+    duty: &'static str,
+    step: &'static str,
     #[source]
-    pub source: nix::Error,
+    source: nix::Error,
 }
 
-fn err(step: &'static str) -> impl FnOnce(nix::Error) -> ExeError {
-    move |source| ExeError { step, source }
+const PROTECT: &str = "protect the runtime binary";
+
+fn err(step: &'static str) -> impl FnOnce(nix::Error) -> PrepareError {
+    move |source| PrepareError {
+        duty: PROTECT,
+        step,
+        source,
+    }
+}
+
+/// Prepare this process to run containers. A program that creates containers or execs
+/// processes into them calls it first thing in `main`, before any other thread exists; the
+/// `casulo` command does it for `create`, `run` and `exec`. It does two things, once for the
+/// whole process:
+///
+/// - It re-executes the program from an image that a container cannot write, unless it runs
+///   from one already (then it returns). Every process the library puts into a container is a
+///   fork of this program until it execs the container's program; without this, a container
+///   could reopen the program's binary through `/proc/PID/exe` and overwrite it on the host
+///   (runc CVE-2019-5736). On success of the re-execution it does not return: `main` starts
+///   again, with the same arguments and environment, and this call then returns at once.
+/// - It makes this process a child subreaper. A container's init is forked after it entered
+///   its pid namespace, so it is a grandchild of this process; as subreaper, this process
+///   inherits it and can [wait](crate::Container::wait) for it.
+///
+/// Without it containers still run, but unprotected, and waiting for an init forked in its
+/// own pid namespace fails.
+///
+/// ```no_run
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     casulo::prepare_process()?;
+///     let code = casulo::ContainerBuilder::new("job", "/srv/bundles/job")
+///         .run_foreground(Default::default())?;
+///     std::process::exit(code);
+/// }
+/// ```
+pub fn prepare_process() -> Result<(), PrepareError> {
+    protect_runtime_binary()?;
+    become_subreaper()
+}
+
+/// Make this process the reaper of its orphaned descendants, the containers' inits among them.
+pub(crate) fn become_subreaper() -> Result<(), PrepareError> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(|source| PrepareError {
+        duty: "become a child subreaper",
+        step: "prctl(PR_SET_CHILD_SUBREAPER)",
+        source,
+    })
 }
 
 /// Whether the running image can no longer be written through `/proc/self/exe`: it lives on a
 /// read-only mount, or it is a memfd sealed against writes.
-pub fn runtime_binary_is_protected() -> Result<bool, ExeError> {
+fn runtime_binary_is_protected() -> Result<bool, PrepareError> {
     let exe = nix::fcntl::open(
         "/proc/self/exe",
         OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -60,7 +116,7 @@ pub fn runtime_binary_is_protected() -> Result<bool, ExeError> {
 /// Re-execute this program from an image the container cannot write, unless it already runs
 /// from one. Returns `Ok(())` only when no re-execution was needed; on success of the
 /// re-execution it does not return.
-pub fn protect_runtime_binary() -> Result<(), ExeError> {
+fn protect_runtime_binary() -> Result<(), PrepareError> {
     if runtime_binary_is_protected()? {
         return Ok(());
     }
@@ -81,14 +137,15 @@ pub fn protect_runtime_binary() -> Result<(), ExeError> {
             CString::new(kv).ok()
         })
         .collect();
-    Err(ExeError {
+    Err(PrepareError {
+        duty: PROTECT,
         step: "re-execute from the protected image",
         source: execveat_fd(image.as_fd(), &argv, &envp),
     })
 }
 
 /// A read-only detached bind mount of the binary itself.
-fn readonly_image() -> Result<OwnedFd, ExeError> {
+fn readonly_image() -> Result<OwnedFd, PrepareError> {
     let tree =
         open_tree_clone(TreeSource::Path(c"/proc/self/exe"), false).map_err(err("open_tree"))?;
     mount_set_readonly(tree.as_fd()).map_err(err("mount_setattr"))?;
@@ -96,8 +153,9 @@ fn readonly_image() -> Result<OwnedFd, ExeError> {
 }
 
 /// A memfd copy of the binary, sealed against any change.
-fn sealed_copy() -> Result<OwnedFd, ExeError> {
-    let mut src = std::fs::File::open("/proc/self/exe").map_err(|e| ExeError {
+fn sealed_copy() -> Result<OwnedFd, PrepareError> {
+    let mut src = std::fs::File::open("/proc/self/exe").map_err(|e| PrepareError {
+        duty: PROTECT,
         step: "open /proc/self/exe",
         source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
     })?;
@@ -109,7 +167,8 @@ fn sealed_copy() -> Result<OwnedFd, ExeError> {
     let mut dst = std::fs::File::from(memfd);
     std::io::copy(&mut src, &mut dst)
         .and_then(|_| dst.flush())
-        .map_err(|e| ExeError {
+        .map_err(|e| PrepareError {
+            duty: PROTECT,
             step: "copy the binary",
             source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         })?;

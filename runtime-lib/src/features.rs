@@ -1,6 +1,7 @@
 //! The runtime-spec features document (`casulo features`): what this runtime supports, built
 //! from the same tables the validation uses and probed against the running kernel.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::process::mempolicy::{FLAGS as MPOL_FLAGS, MODES as MPOL_MODES};
@@ -9,9 +10,10 @@ use crate::security::seccomp::{
     action_supported, flag_supported, ACTIONS, ARCHES, KNOWN_FLAGS, OPERATORS, SUPPORTED_FLAGS,
 };
 
-/// The spec versions whose configs this runtime runs: up to 1.3.0, whose additions (netDevices,
-/// memoryPolicy) are applied, and whose intelRdt fields are refused with the host's reason.
+/// The oldest runtime-spec version whose configs this runtime runs.
 pub const OCI_VERSION_MIN: &str = "1.0.0";
+/// The newest runtime-spec version whose configs this runtime runs: its additions (netDevices,
+/// memoryPolicy) are applied, and its intelRdt fields are refused with the host's reason.
 pub const OCI_VERSION_MAX: &str = "1.3.0";
 
 const HOOKS: [&str; 6] = [
@@ -41,8 +43,49 @@ fn namespaces() -> Vec<&'static str> {
     .collect()
 }
 
-/// The features document.
-pub fn features() -> Value {
+/// The runtime-spec features document of this runtime on this kernel (`casulo features`
+/// prints it), from [`features`].
+///
+/// It serializes as the JSON document; [`Features::to_typed`] reads it as oci-spec's type.
+///
+/// ```
+/// let features = casulo::features();
+/// println!("{}", serde_json::to_string_pretty(&features).unwrap());
+/// assert_eq!(features.as_json()["ociVersionMin"], casulo::OCI_VERSION_MIN);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Features(Value);
+
+impl Features {
+    /// The document as JSON, in the runtime-spec's field names.
+    pub fn as_json(&self) -> &Value {
+        &self.0
+    }
+
+    /// The document as oci-spec's [`Features`](oci_spec::runtime::Features).
+    pub fn to_typed(&self) -> oci_spec::runtime::Features {
+        // The document is built below from constants and probes of fixed types; the unit test
+        // parses it: a failure would be a bug in the literal, not a runtime condition.
+        serde_json::from_value(self.0.clone()).expect("the features document fits its schema")
+    }
+}
+
+/// What this runtime supports, from the same tables the validation uses, probed against the
+/// running kernel (namespaces, capabilities, seccomp actions and flags, LSMs, idmapped
+/// mounts).
+///
+/// ```
+/// let features = casulo::features().to_typed();
+/// assert_eq!(features.oci_version_max(), casulo::OCI_VERSION_MAX);
+/// assert!(features.hooks().as_ref().unwrap().contains(&"poststop".to_string()));
+/// ```
+pub fn features() -> Features {
+    Features(document())
+}
+
+/// The features document as JSON.
+fn document() -> Value {
     let capabilities = crate::security::known_capabilities().unwrap_or_default();
     let lsm = crate::security::label::HostLsm::probe();
     // The actions and flags this runtime applies and the running kernel has.
@@ -93,9 +136,8 @@ mod tests {
 
     #[test]
     fn is_a_valid_features_document() {
-        let doc = features();
-        let parsed: oci_spec::runtime::Features =
-            serde_json::from_value(doc.clone()).expect("features schema");
+        let doc = document();
+        let parsed = features().to_typed();
         assert_eq!(parsed.oci_version_max(), OCI_VERSION_MAX);
         assert!(doc["linux"]["namespaces"]
             .as_array()

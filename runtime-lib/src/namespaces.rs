@@ -202,10 +202,6 @@ impl NamespacePlan {
         self.new.contains(clone_flag(t))
     }
 
-    pub fn joins(&self, t: LinuxNamespaceType) -> bool {
-        self.joins.iter().any(|j| j.typ == t)
-    }
-
     /// A pid or time namespace, new or joined, applies only to children: the init must be
     /// forked after entering it.
     pub fn needs_fork(&self) -> bool {

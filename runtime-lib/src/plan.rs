@@ -80,7 +80,7 @@ impl InitPlan {
         id: &str,
         bundle: &Bundle,
         opts: &CreateOptions,
-    ) -> Result<InitPlan, crate::ErrorKind> {
+    ) -> Result<InitPlan, crate::error::Cause> {
         let spec = &bundle.spec;
         let process = spec
             .process()

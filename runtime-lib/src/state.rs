@@ -38,14 +38,32 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-/// The container statuses of the runtime-spec, plus runc's `paused`.
+/// The container statuses of the runtime-spec, plus runc's `paused`. Serialized and displayed
+/// in lower case, as in the state document.
+///
+/// ```no_run
+/// use casulo::{Container, Status};
+///
+/// let c = Container::load("/run/casulo", "web")?;
+/// match c.status()? {
+///     Status::Created => c.start()?,
+///     Status::Paused => c.resume()?,
+///     other => println!("web is {other}"),
+/// }
+/// # Ok::<(), casulo::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Being created: the state directory exists, the init does not yet.
     Creating,
+    /// Created: the init is set up and waits for `start`.
     Created,
+    /// The container's program runs.
     Running,
+    /// Every process of the container is frozen (`pause`).
     Paused,
+    /// The init has exited.
     Stopped,
 }
 
@@ -107,18 +125,35 @@ pub struct Saved {
     pub memory_policy: Option<oci_spec::runtime::LinuxMemoryPolicy>,
 }
 
-/// The OCI state document (`state` command, hooks' stdin), with runc's extra fields.
+/// The OCI state document (`casulo state`, the hooks' stdin), with runc's extra fields; it
+/// serializes with the runtime-spec's field names.
+///
+/// ```no_run
+/// let state = casulo::Container::load("/run/casulo", "web")?.state()?;
+/// println!("{} is {} (pid {}), created {}", state.id, state.status, state.pid, state.created);
+/// println!("{}", serde_json::to_string_pretty(&state).unwrap());
+/// # Ok::<(), casulo::Error>(())
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct State {
+    /// The runtime-spec version of the container's config.
     pub oci_version: String,
+    /// The container's id.
     pub id: String,
+    /// The status now.
     pub status: Status,
+    /// The init's pid in the runtime's pid namespace; 0 once stopped.
     pub pid: i32,
+    /// The bundle directory, absolute.
     pub bundle: PathBuf,
+    /// The root filesystem, absolute.
     pub rootfs: PathBuf,
+    /// When the container was created, RFC 3339 in UTC ([`now_rfc3339`]'s format).
     pub created: String,
+    /// The user name (or uid) that created the container.
     pub owner: String,
+    /// The config's annotations.
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub annotations: HashMap<String, String>,
 }
@@ -263,10 +298,6 @@ impl StateDir {
         Ok(StateDir { path, _lock: lock })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn fifo(&self) -> PathBuf {
         self.path.join(FIFO)
     }
@@ -383,7 +414,14 @@ pub fn user_name(uid: u32) -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
-/// Now as RFC 3339 in UTC with nanoseconds, as runc writes `created`.
+/// Now as RFC 3339 in UTC with nanoseconds, as runc writes [`State::created`] and the time of
+/// its log lines.
+///
+/// ```
+/// let now = casulo::now_rfc3339(); // e.g. 2026-11-18T11:06:40.123456789Z
+/// assert_eq!((now.len(), &now[4..5], &now[10..11]), (30, "-", "T"));
+/// assert!(now.ends_with('Z'));
+/// ```
 pub fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -412,7 +450,7 @@ fn rfc3339(secs: i64, nanos: u32) -> String {
     )
 }
 
-/// Keep an fd's type in the public API small: a borrowed fd of the state dir lock.
+/// The fd of the state dir lock (create closes it in the child it forks).
 impl AsFd for StateDir {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self._lock.as_fd()

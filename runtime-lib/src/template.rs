@@ -3,29 +3,46 @@
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
-/// The `ociVersion` the template carries (the spec version the reference template was written for).
-pub const TEMPLATE_OCI_VERSION: &str = "1.0.2-dev";
+use crate::SpecOptions;
 
-/// The default spec: a read-only `rootfs`, `sh` on a terminal, a minimal capability set,
-/// the usual pseudo-filesystems and masked paths.
+/// The `ociVersion` the template carries (the spec version the reference template was written for).
+const TEMPLATE_OCI_VERSION: &str = "1.0.2-dev";
+
+/// The starter config, as `casulo spec` writes it: a read-only `rootfs`, `sh` on a terminal,
+/// a minimal capability set, the usual pseudo-filesystems and masked paths; the same document
+/// as the reference runtime's.
 ///
-/// With `rootless`, the template is adapted for an unprivileged user: a user namespace mapping
-/// root in the container to the caller's effective uid and gid, no network namespace, `/sys`
-/// bind-mounted from the host instead of a new sysfs, no `gid=5` on devpts (that group is not
-/// mapped) and no device cgroup rules.
-pub fn default_spec(rootless: bool) -> Spec {
+/// With [`SpecOptions::rootless`], the template is adapted for an unprivileged user: a user
+/// namespace mapping root in the container to the caller's effective uid and gid, no network
+/// namespace, `/sys` bind-mounted from the host instead of a new sysfs, no `gid=5` on devpts
+/// (that group is not mapped) and no device cgroup rules.
+///
+/// ```
+/// use casulo::{default_spec, SpecOptions};
+///
+/// let spec = default_spec(SpecOptions::default());
+/// assert_eq!(spec.root().as_ref().unwrap().path().to_str(), Some("rootfs"));
+/// assert_eq!(spec.process().as_ref().unwrap().args().as_deref(), Some(&["sh".to_string()][..]));
+/// ```
+pub fn default_spec(opts: SpecOptions) -> Spec {
     // The document is a constant apart from two integers, and the unit tests deserialize it;
     // a failure here would be a bug in the literal below, not a runtime condition.
-    serde_json::from_value(default_spec_json(rootless))
+    serde_json::from_value(default_spec_json(opts))
         .expect("the built-in spec template is a valid runtime spec")
 }
 
 /// The same template as a JSON document. Prefer this for writing `config.json`: `Spec` keeps
 /// capabilities in hash sets, so serializing it does not keep the reference order of the
 /// capability lists, while this document does.
-pub fn default_spec_json(rootless: bool) -> Value {
+///
+/// ```no_run
+/// let doc = casulo::default_spec_json(casulo::SpecOptions::default());
+/// let text = serde_json::to_string_pretty(&doc).unwrap();
+/// std::fs::write("/srv/bundles/web/config.json", text + "\n").unwrap();
+/// ```
+pub fn default_spec_json(opts: SpecOptions) -> Value {
     default_spec_value(
-        rootless,
+        opts.rootless,
         nix::unistd::geteuid().as_raw(),
         nix::unistd::getegid().as_raw(),
     )
@@ -198,19 +215,25 @@ mod tests {
 
     #[test]
     fn template_json_matches_reference_output() {
-        assert_eq!(default_spec_json(false), fixture(FIXTURE));
-        assert_eq!(default_spec_json(true), rootless_fixture_for_caller());
+        assert_eq!(
+            default_spec_json(SpecOptions { rootless: false }),
+            fixture(FIXTURE)
+        );
+        assert_eq!(
+            default_spec_json(SpecOptions { rootless: true }),
+            rootless_fixture_for_caller()
+        );
     }
 
     #[test]
     fn template_spec_matches_reference_output() {
-        let ours = serde_json::to_value(default_spec(false)).unwrap();
+        let ours = serde_json::to_value(default_spec(SpecOptions { rootless: false })).unwrap();
         assert_eq!(sort_capabilities(ours), sort_capabilities(fixture(FIXTURE)));
     }
 
     #[test]
     fn template_spec_rootless_matches_reference_output() {
-        let ours = serde_json::to_value(default_spec(true)).unwrap();
+        let ours = serde_json::to_value(default_spec(SpecOptions { rootless: true })).unwrap();
         assert_eq!(
             sort_capabilities(ours),
             sort_capabilities(rootless_fixture_for_caller())
@@ -229,7 +252,7 @@ mod tests {
 
     #[test]
     fn template_oci_version_is_the_reference_value() {
-        let spec = default_spec(false);
+        let spec = default_spec(SpecOptions { rootless: false });
         assert_eq!(spec.version(), TEMPLATE_OCI_VERSION);
         assert_eq!(fixture(FIXTURE)["ociVersion"], json!(TEMPLATE_OCI_VERSION));
     }

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 mod cgroup_common;
 use cgroup_common::*;
 
-use casulo::cgroups::{self, host_mode, CgroupError, Mode};
+use casulo::__private::cgroups::{self, host_mode, CgroupError, Mode};
 use oci_spec::runtime::{LinuxDeviceType, LinuxResources};
 
 fn v2() -> bool {

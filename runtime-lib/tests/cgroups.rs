@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 mod cgroup_common;
 use cgroup_common::*;
 
-use casulo::cgroups::{self, default_allowed_devices, host_mode, CgroupError, Mode};
+use casulo::__private::cgroups::{self, default_allowed_devices, host_mode, CgroupError, Mode};
 use nix::sys::signal::Signal;
 use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxHugepageLimitBuilder,

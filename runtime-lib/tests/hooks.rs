@@ -3,7 +3,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use casulo::hooks::{run_hooks, run_hooks_with_env, HookError, STDERR_TAIL};
+use casulo::__private::hooks::{run_hooks, run_hooks_with_env, HookError, STDERR_TAIL};
 use oci_spec::runtime::{Hook, HookBuilder};
 
 /// A private scratch directory removed on drop, even when the test fails.

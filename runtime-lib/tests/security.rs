@@ -4,7 +4,7 @@
 //!
 //! Needs root (CAP_SETPCAP, CAP_SETUID, CAP_SETGID); without it the tests say so and skip.
 
-use casulo::security::{
+use casulo::__private::security::{
     set_no_new_privs, switch_user, CapsPlan, RlimitsPlan, SeccompPlan, SecurityError,
 };
 use nix::sys::resource::{getrlimit, Resource};
@@ -705,7 +705,7 @@ fn seccomp_notify_listener_reaches_the_agent() {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
     let agent = std::thread::spawn(move || {
         use std::os::fd::{AsFd, AsRawFd};
-        let (listener, state) = casulo::tty::recv_fd(ours.as_fd()).expect("listener");
+        let (listener, state) = casulo::__private::tty::recv_fd(ours.as_fd()).expect("listener");
         let req = libseccomp::ScmpNotifReq::receive(listener.as_raw_fd()).expect("notification");
         assert_eq!(
             req.data.syscall,
@@ -725,7 +725,7 @@ fn seccomp_notify_listener_reaches_the_agent() {
             return 2;
         };
         let socket = theirs.take().expect("socket");
-        if casulo::security::seccomp_notify::hand_over(socket, b"{\"pid\":1}", listener).is_err() {
+        if casulo::__private::security::hand_over(socket, b"{\"pid\":1}", listener).is_err() {
             return 3;
         }
         if raw_syscall(libc::SYS_getppid, 0, 0) != 4242 {

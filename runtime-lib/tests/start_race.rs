@@ -25,7 +25,7 @@ fn true_bundle(dir: &Path, cpu: usize) {
     }
     std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
     std::os::unix::fs::symlink("busybox", rootfs.join("bin/true")).unwrap();
-    let mut spec = casulo::template::default_spec_json(false);
+    let mut spec = casulo::default_spec_json(casulo::SpecOptions::default());
     spec["process"]["terminal"] = false.into();
     spec["process"]["args"] = serde_json::json!(["/bin/true"]);
     spec["linux"]["resources"]["cpu"] = serde_json::json!({"cpus": cpu.to_string()});
@@ -101,7 +101,7 @@ fn start_succeeds_when_the_program_exits_and_is_reaped_at_once() {
         );
         Container::load(&root, &id)
             .unwrap()
-            .delete(true)
+            .force_delete()
             .expect("delete");
     }
     assert!(

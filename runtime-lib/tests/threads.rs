@@ -44,7 +44,7 @@ fn busybox_bundle(dir: &Path, args: &[&str]) -> bool {
     for applet in ["sh", "true", "echo"] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
-    let mut spec = casulo::template::default_spec_json(false);
+    let mut spec = casulo::default_spec_json(casulo::SpecOptions::default());
     spec["process"]["terminal"] = false.into();
     spec["process"]["args"] = serde_json::json!(args);
     std::fs::write(
@@ -100,7 +100,7 @@ fn create_while_other_threads_allocate() {
         assert_eq!(c.status().unwrap(), Status::Stopped);
         Container::load(&root, &id)
             .unwrap()
-            .delete(false)
+            .delete()
             .expect("delete");
         assert!(Instant::now() < deadline, "creating containers got stuck");
     }

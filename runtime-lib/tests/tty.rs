@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use casulo::tty::{
+use casulo::__private::tty::{
     copy_window_size, mount_console, open_pty, proxy_fds, recv_fd, send_fd, set_controlling,
     setup_console_at, ConsoleListener, TtyError,
 };
@@ -271,7 +271,7 @@ fn tty_setup_console_on_private_devpts() {
         .unwrap();
         let slave = setup_console_at(dev_fd.as_fd(), ours.as_fd()).map_err(|e| e.to_string())?;
         let (master, name) = recv_fd(theirs.as_fd()).map_err(|e| e.to_string())?;
-        assert_eq!(name, casulo::tty::MASTER_MESSAGE);
+        assert_eq!(name, casulo::__private::tty::MASTER_MESSAGE);
 
         // /dev/console is now the pty slave.
         let console_meta = fs::metadata(dev.join("console")).unwrap();

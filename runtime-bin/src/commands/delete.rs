@@ -11,12 +11,10 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
     match super::load(ctx, &a.id, casulo::Step::Delete) {
-        Ok(c) => c.delete(a.force).map_err(|e| e.to_string())?,
+        Ok(c) if a.force => c.force_delete().map_err(|e| e.to_string())?,
+        Ok(c) => c.delete().map_err(|e| e.to_string())?,
         // As runc: deleting a container that does not exist is not an error with --force.
-        Err(casulo::Error {
-            kind: casulo::ErrorKind::State(casulo::state::StateError::NotFound),
-            ..
-        }) if a.force => {}
+        Err(e) if a.force && e.kind() == casulo::ErrorKind::NotFound => {}
         Err(e) => return Err(e.to_string()),
     }
     Ok(0)

@@ -1,5 +1,4 @@
 use std::path::PathBuf;
-use std::time::Duration;
 
 use oci_spec::runtime::{Capability, Process};
 
@@ -83,7 +82,7 @@ fn parse_user(s: &str) -> Result<(u32, Option<u32>), String> {
 fn build_process(a: &Args, base: Option<&Process>) -> Result<Process, String> {
     if let Some(path) = &a.process {
         let text = std::fs::read(path).map_err(|e| format!("--process {}: {e}", path.display()))?;
-        return casulo::bundle::parse_process(&text)
+        return casulo::parse_process(&text)
             .map_err(|e| format!("--process {}: invalid JSON: {e}", path.display()));
     }
     if a.command.is_empty() {
@@ -146,7 +145,11 @@ fn build_process(a: &Args, base: Option<&Process>) -> Result<Process, String> {
         }
         p.set_capabilities(Some(caps));
         if !unknown.is_empty() {
-            casulo::security::warn_ignored_capabilities(unknown);
+            // runc's words, as the library's for a capability the kernel lacks.
+            tracing::warn!(
+                "ignoring unknown or unavailable capabilities: [{}]",
+                unknown.join(" ")
+            );
         }
     }
     if let Some(l) = &a.process_label {
@@ -162,9 +165,8 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
     let c = super::load(ctx, &a.id, casulo::Step::Exec).map_err(|e| e.to_string())?;
     let process = build_process(&a, c.process_config())
         .map_err(|e| format!("container {:?}: exec: {e}", a.id))?;
-    let terminal = process.terminal().unwrap_or(false);
     let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
-    let mut opts = casulo::ExecOptions {
+    let opts = casulo::ExecOptions {
         console_socket: a.console_socket.as_ref().map(abs),
         pid_file: a.pid_file.as_ref().map(abs),
         preserve_fds: a.preserve_fds,
@@ -175,40 +177,25 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
             .flat_map(|s| match s.split_once(':') {
                 Some((c, p)) => c
                     .split(',')
-                    .map(|c| (Some(c.to_string()), PathBuf::from(p)))
+                    .map(|c| casulo::SubCgroup {
+                        controller: Some(c.to_string()),
+                        path: PathBuf::from(p),
+                    })
                     .collect::<Vec<_>>(),
-                None => vec![(None, PathBuf::from(s))],
+                None => vec![casulo::SubCgroup {
+                    controller: None,
+                    path: PathBuf::from(s),
+                }],
             })
             .collect(),
-        relayed_terminal: false,
-    };
-    let listener = if terminal && opts.console_socket.is_none() && !a.detach {
-        let l = casulo::tty::ConsoleListener::new()
-            .map_err(|e| format!("container {:?}: exec: {e}", a.id))?;
-        opts.console_socket = Some(l.path().to_path_buf());
-        // We relay it to our own terminal: `\n` must reach it as `\n`.
-        opts.relayed_terminal = true;
-        Some(l)
-    } else {
-        None
     };
     if a.detach {
         c.exec(&process, &opts).map_err(|e| e.to_string())?;
         return Ok(0);
     }
-    nix::sys::prctl::set_child_subreaper(true)
-        .map_err(|e| format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"))?;
-    casulo::lifecycle::foreground::block_signals().map_err(|e| e.to_string())?;
-    let pid = c.exec(&process, &opts).map_err(|e| e.to_string())?;
-    let master = match listener {
-        Some(l) => Some(
-            l.recv_master(Duration::from_secs(10))
-                .map_err(|e| format!("container {:?}: exec: {e}", a.id))?,
-        ),
-        None => None,
-    };
-    let code = super::wait_foreground(pid, master);
-    let code = code.map_err(|e| format!("container {:?}: exec: {e}", a.id))?;
+    let code = c
+        .exec_foreground(&process, &opts)
+        .map_err(|e| e.to_string())?;
     Ok(u8::try_from(code).unwrap_or(255))
 }
 

@@ -5,6 +5,6 @@ pub struct Args {}
 
 /// `features`: the runtime-spec features document of this runtime on this kernel.
 pub fn run(_ctx: &Ctx, _a: Args) -> CmdResult {
-    print_json(&casulo::features::features())?;
+    print_json(&casulo::features())?;
     Ok(0)
 }

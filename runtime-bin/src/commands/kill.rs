@@ -66,7 +66,7 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
 pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
     let sig = parse_signal(&a.signal)?;
     super::load(ctx, &a.id, casulo::Step::Kill)
-        .and_then(|c| c.kill(sig, a.all))
+        .and_then(|c| if a.all { c.kill_all(sig) } else { c.kill(sig) })
         .map_err(|e| e.to_string())?;
     Ok(0)
 }

@@ -113,29 +113,3 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> Result<(), String> {
     outln!("{s}");
     Ok(())
 }
-
-/// Wait for `pid` in the foreground, forwarding signals; with a pty `master`, proxy it to our
-/// stdio meanwhile and resize it on SIGWINCH instead of forwarding that signal.
-pub fn wait_foreground(
-    pid: i32,
-    master: Option<std::os::fd::OwnedFd>,
-) -> Result<i32, casulo::process::ProcessError> {
-    use std::os::fd::AsFd;
-    let Some(master) = master else {
-        return casulo::lifecycle::foreground::wait_with(pid, true, None);
-    };
-    let winch_master = master
-        .try_clone()
-        .map_err(|source| casulo::process::ProcessError::Io {
-            what: "duplicate the pty master".into(),
-            source,
-        })?;
-    let resize = move || {
-        let _ = casulo::tty::copy_window_size(std::io::stdin().as_fd(), winch_master.as_fd());
-    };
-    resize();
-    let proxy = std::thread::spawn(move || casulo::tty::proxy(master));
-    let code = casulo::lifecycle::foreground::wait_with(pid, true, Some(&resize));
-    let _ = proxy.join();
-    code
-}

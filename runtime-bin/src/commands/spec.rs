@@ -21,7 +21,9 @@ pub fn run(_ctx: &Ctx, a: Args) -> CmdResult {
         ));
     }
     // The JSON form keeps runc's order of capability lists.
-    let spec = casulo::template::default_spec_json(a.rootless);
+    let spec = casulo::default_spec_json(casulo::SpecOptions {
+        rootless: a.rootless,
+    });
     let json = serde_json::to_string_pretty(&spec).map_err(|e| e.to_string())?;
     std::fs::write(&path, json + "\n")
         .map_err(|e| format!("spec: write {}: {e}", path.display()))?;

@@ -25,7 +25,7 @@ mod systemd;
 
 pub(crate) use fs::join;
 pub use fs::FsCgroup;
-pub use oom::{OomNotice, OomWatcher};
+pub use oom::OomWatcher;
 pub use stats::Stats;
 pub use systemd::SystemdCgroup;
 

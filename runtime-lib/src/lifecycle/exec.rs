@@ -166,7 +166,7 @@ pub fn exec(
     status: Status,
     process: &Process,
     opts: &ExecOptions,
-) -> Result<i32, crate::ErrorKind> {
+) -> Result<i32, crate::error::Cause> {
     let process =
         crate::process::scheduling::with_container_defaults(process, saved.process.as_ref());
     let mut plan_process = ProcessPlan::from_spec(&process, opts.console_socket.is_some())?;
@@ -263,7 +263,7 @@ pub fn exec(
     drop(console);
     // Only the process holds the agent's connection: it closes it once the listener is sent.
     drop(agent);
-    let kill_stage = |e: crate::ErrorKind| {
+    let kill_stage = |e: crate::error::Cause| {
         crate::sys::kill(stage, libc::SIGKILL);
         let _ = waitpid(Pid::from_raw(stage), None);
         e

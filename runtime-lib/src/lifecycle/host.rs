@@ -128,7 +128,7 @@ impl<'a> Host<'a> {
         );
     }
 
-    fn fail(&self, e: impl Into<crate::ErrorKind>) -> crate::Error {
+    fn fail(&self, e: impl Into<crate::error::Cause>) -> crate::Error {
         crate::Error::new(self.id(), STEP, e)
     }
 

@@ -54,10 +54,10 @@ pub(crate) fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> Process
 #[derive(Debug, Clone)]
 pub struct ProcessPlan {
     pub args: Vec<CString>,
-    /// process.env checked and deduplicated ([`env::prepare`]).
+    /// process.env checked and deduplicated (`env::prepare`).
     pub env: Vec<CString>,
     /// `HOME` is unset or empty in `env`: the child takes it from the container's
-    /// `/etc/passwd` ([`env::home_of`]).
+    /// `/etc/passwd` (`env::home_of`).
     pub needs_home: bool,
     /// PATH from the process env, to find `args[0]`.
     pub path_dirs: Vec<PathBuf>,
@@ -127,7 +127,7 @@ impl ProcessPlan {
     pub fn from_spec(
         process: &oci_spec::runtime::Process,
         console_socket: bool,
-    ) -> Result<ProcessPlan, crate::ErrorKind> {
+    ) -> Result<ProcessPlan, crate::error::Cause> {
         let args = process
             .args()
             .iter()

@@ -26,8 +26,8 @@ use oci_spec::runtime::Spec;
 
 pub use cgroupfs::HostCgroups;
 pub use devices::Device;
-pub use idmap::{IdmapPlan, IdmapUserns, MappingNamespaces};
-pub use mounts::{parse_options, MountOptions, MountPlan, SourceRequest};
+pub use idmap::MappingNamespaces;
+pub use mounts::{parse_options, MountPlan, SourceRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {

@@ -31,10 +31,8 @@ pub mod seccomp_notify;
 mod user;
 
 pub(crate) use self::caps::drop_unknown_json as drop_unknown_capabilities;
-pub use self::caps::{
-    known_names as known_capabilities, warn_ignored as warn_ignored_capabilities, CapsPlan,
-};
-pub use self::rlimits::{rlimit_resource, RlimitsPlan};
+pub use self::caps::{known_names as known_capabilities, CapsPlan};
+pub use self::rlimits::RlimitsPlan;
 pub use self::seccomp::SeccompPlan;
 pub use self::user::{give_stdio_to, set_no_new_privs, switch_user};
 

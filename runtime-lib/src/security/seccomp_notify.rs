@@ -69,7 +69,7 @@ pub fn connect(path: &Path) -> Result<OwnedFd, SecurityError> {
 }
 
 /// In the container process, right after the filter is loaded: send `state` (from
-/// [`process_state`]) with `listener` attached over `socket`, then close both.
+/// `process_state`) with `listener` attached over `socket`, then close both.
 pub fn hand_over(socket: OwnedFd, state: &[u8], listener: OwnedFd) -> Result<(), SecurityError> {
     crate::sys::fdpass::send_with_fd(socket.as_fd(), state, listener.as_fd()).map_err(|errno| {
         SecurityError::Apply {

@@ -35,7 +35,7 @@ pub fn setup_console(socket: BorrowedFd<'_>) -> Result<OwnedFd, TtyError> {
     setup_console_at(dev.as_fd(), socket)
 }
 
-/// [`setup_console`] with `/dev` given as a directory fd.
+/// `setup_console` with `/dev` given as a directory fd.
 pub fn setup_console_at(dev: BorrowedFd<'_>, socket: BorrowedFd<'_>) -> Result<OwnedFd, TtyError> {
     let pty = open_pty(dev)?;
     mount_console(dev, pty.slave.as_fd())?;

@@ -194,7 +194,7 @@ pub fn proxy(master: OwnedFd) -> Result<(), TtyError> {
     )
 }
 
-/// [`proxy`] with explicit ends: `input` (if any) is copied to the master, the master's output
+/// `proxy` with explicit ends: `input` (if any) is copied to the master, the master's output
 /// to `output`, and the window size follows the terminal `winsize_from` (if any).
 pub fn proxy_fds(
     master: OwnedFd,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use casulo::cgroups::{self, CgroupConfig, CgroupManager};
+use casulo::__private::cgroups::{self, CgroupConfig, CgroupManager};
 use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
 
 /// Whether the test can run here; prints why not.

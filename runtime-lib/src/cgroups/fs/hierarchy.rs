@@ -222,11 +222,6 @@ impl FsCgroup {
         Ok(Self { mode, hiers })
     }
 
-    /// The host layout this manager works on.
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     /// The directory of the cgroup in the hierarchy of v1 controller `ctrl`, or in the cgroup2
     /// tree when that controller is available there (v2, or a hybrid host that delegates it).
     pub(super) fn ctrl_dir(&self, ctrl: &str) -> Option<(&Path, bool)> {

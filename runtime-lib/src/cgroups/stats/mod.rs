@@ -35,7 +35,16 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
-/// The `data` of a stats event.
+/// A container's resource usage: the `data` of a stats [`Event`](crate::Event), from
+/// [`Container::stats`](crate::Container::stats). The fields and their JSON names are those of
+/// runc's stats event; CPU times are in nanoseconds, memory in bytes.
+///
+/// ```no_run
+/// let stats = casulo::Container::load("/run/casulo", "web")?.stats()?;
+/// let mem = &stats.memory.usage;
+/// println!("memory {} of {} bytes (peak {})", mem.usage, mem.limit, mem.max);
+/// # Ok::<(), casulo::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     #[serde(default)]
