@@ -4,8 +4,8 @@
 //! honest status, `list` shows what `state` knows, and `delete --force` leaves nothing: no state
 //! dir, cgroup, mount or process.
 //!
-//! One test function, run serially: it makes itself a child subreaper so that the processes a
-//! killed runtime leaves are reparented to it and can be counted.
+//! The tests of this file run one at a time ([`SERIAL`]): the process makes itself a child
+//! subreaper so that the processes a killed runtime leaves are reparented to it and counted.
 mod common;
 
 use std::process::Command;
@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use common::{can_run, is_casulo, output_within, Bundle, Run};
 use serde_json::json;
+
+/// One test at a time: they count this process's children.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The children of this process that are not zombies (processes a killed runtime left).
 fn live_children() -> Vec<String> {
@@ -122,6 +125,7 @@ fn killed_mid_create_leaves_nothing_after_delete_force() {
     if !can_run("killed_mid_create_leaves_nothing_after_delete_force") {
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     nix::sys::prctl::set_child_subreaper(true).unwrap();
     reap();
     if is_casulo() {
@@ -172,5 +176,137 @@ fn killed_mid_create_leaves_nothing_after_delete_force() {
         let _ = child.wait();
         check_after_kill(&b, &format!("killed from outside, try {i}"));
     }
-    let _ = Command::new("true").status();
+}
+
+/// A state dir damaged on disk: every command names the file and the cause and exits 1,
+/// nothing panics or hangs, `list` names it and goes on, and `delete --force` removes it.
+#[test]
+fn damaged_state_on_disk() {
+    if !can_run("damaged_state_on_disk") {
+        return;
+    }
+    if !is_casulo() {
+        eprintln!("SKIP damaged_state_on_disk: checks casulo's messages");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let cases: [(&str, Option<&[u8]>); 4] = [
+        ("empty", Some(b"")),
+        ("truncated", Some(b"{\"ociVersion\":\"1.0.2\",\"id\":")),
+        ("garbage", Some(b"\x00\xff not json")),
+        ("missing", None),
+    ];
+    for (what, content) in cases {
+        let b = Bundle::new("rbdamaged", &["sleep", "100"]);
+        assert!(b.create().ok());
+        // The init of the created container, for the cleanup after the damage.
+        let state: serde_json::Value =
+            serde_json::from_str(&b.rt(&["state", &b.id]).stdout).unwrap();
+        let pid = state["pid"].as_i64().unwrap() as i32;
+        let file = b.root.join(&b.id).join("state.json");
+        match content {
+            Some(c) => std::fs::write(&file, c).unwrap(),
+            None => std::fs::remove_file(&file).unwrap(),
+        }
+        for args in [
+            vec!["state", &b.id],
+            vec!["start", &b.id],
+            vec!["kill", &b.id, "KILL"],
+            vec!["delete", &b.id],
+            vec!["exec", &b.id, "true"],
+            vec!["ps", &b.id],
+        ] {
+            let r = b.rt(&args);
+            // A failed exec exits 255, as runc's does.
+            let want = if args[0] == "exec" { 255 } else { 1 };
+            assert_eq!(r.status, Some(want), "{what}: {args:?}: {}", r.stderr);
+            assert!(
+                r.stderr.contains(file.to_str().unwrap()) && r.stderr.contains(&b.id),
+                "{what}: {args:?} names the file and the container: {}",
+                r.stderr
+            );
+        }
+        let l = b.rt(&["list"]);
+        assert!(l.ok(), "{what}: list: {}", l.stderr);
+        assert!(
+            l.stderr.contains(file.to_str().unwrap()),
+            "{what}: {}",
+            l.stderr
+        );
+        let d = b.rt(&["delete", "--force", &b.id]);
+        assert!(d.ok(), "{what}: delete --force: {}", d.stderr);
+        assert!(!b.root.join(&b.id).exists(), "{what}: the state dir stays");
+        // Without its state the runtime cannot find the init: the test cleans it up, and
+        // Drop checks that nothing else is left (the cgroup is named after the id).
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        for _ in 0..100 {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                break;
+            }
+            reap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Its cgroups, wherever the hierarchies put them (under the runtime's own cgroup in
+        // some v1 hierarchies).
+        let _ = Command::new("find")
+            .args(["/sys/fs/cgroup", "-depth", "-type", "d", "-name", &b.id])
+            .args(["-exec", "rmdir", "{}", "+"])
+            .status();
+    }
+}
+
+/// A state root on a full filesystem or a read-only one: create fails naming the path and the
+/// cause, and leaves nothing (not even a temporary state dir).
+#[test]
+fn state_root_full_or_read_only() {
+    if !can_run("state_root_full_or_read_only") {
+        return;
+    }
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    for (what, flags, cause) in [
+        ("full", MsFlags::empty(), "No space left on device"),
+        ("read-only", MsFlags::MS_RDONLY, "Read-only file system"),
+    ] {
+        let mut b = Bundle::new("rbroot", &["true"]);
+        let root = b.dir.join("small-root");
+        std::fs::create_dir_all(&root).unwrap();
+        mount(
+            Some("tmpfs"),
+            &root,
+            Some("tmpfs"),
+            flags,
+            Some("size=64k,nr_inodes=16"),
+        )
+        .unwrap();
+        if what == "full" {
+            // Fill it: bytes first, then every inode left.
+            let _ = std::fs::write(root.join("fill"), vec![0u8; 64 * 1024]);
+            for i in 0..32 {
+                let _ = std::fs::create_dir(root.join(format!("d{i}")));
+            }
+        }
+        let original = std::mem::replace(&mut b.root, root.clone());
+        let r = b.create();
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "fill" && !n.starts_with('d'))
+            .collect();
+        b.root = original;
+        umount2(&root, MntFlags::MNT_DETACH).unwrap();
+        assert_eq!(r.status, Some(1), "{what}: {}", r.stderr);
+        if is_casulo() {
+            assert!(
+                r.stderr.contains(cause) && r.stderr.contains(root.to_str().unwrap()),
+                "{what}: names the path and the cause: {}",
+                r.stderr
+            );
+        }
+        assert!(left.is_empty(), "{what}: left in the root: {left:?}");
+    }
 }

@@ -585,9 +585,40 @@ pub fn list(root: impl AsRef<Path>) -> Result<Vec<State>> {
     for id in ids {
         match Container::load(root, &id).and_then(|c| c.state()) {
             Ok(s) => out.push(s),
+            // Deleted meanwhile.
             Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => tracing::debug!("list: {e}"),
+            // As runc: a container whose state cannot be read is named and skipped.
+            Err(e) => tracing::warn!("list: {e}"),
         }
     }
     Ok(out)
+}
+
+/// `delete --force` of `id` whatever is left of it: a container is force-deleted
+/// ([`Container::force_delete`]); a state directory whose `state.json` is missing or
+/// unreadable is removed with a warning that names the cause (its cgroup and processes cannot
+/// be found without it); what a create killed before its state directory was in place left is
+/// removed; a container that does not exist is not an error, as with runc.
+///
+/// ```no_run
+/// casulo::force_delete("/run/casulo", "web")?;
+/// # Ok::<(), casulo::Error>(())
+/// ```
+pub fn force_delete(root: impl AsRef<Path>, id: &str) -> Result<()> {
+    let root = root.as_ref();
+    validate_id(id).ctx(id, Step::Delete)?;
+    state::remove_stale(root, id);
+    match Container::load(root, id) {
+        Ok(c) => c.force_delete(),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == ErrorKind::State => {
+            let dir = StateDir::open(root, id).ctx(id, Step::Delete)?;
+            tracing::warn!("{e}: removing the state directory without it");
+            dir.remove().ctx(id, Step::Delete)
+        }
+        Err(mut e) => {
+            e.step = Step::Delete;
+            Err(e)
+        }
+    }
 }

@@ -97,7 +97,7 @@ mod tty;
 /// version of `oci-spec` this crate is built with.
 pub use oci_spec;
 
-pub use container::{default_root, list, Container, ContainerBuilder};
+pub use container::{default_root, force_delete, list, Container, ContainerBuilder};
 pub use error::{Error, ErrorKind, Result, Step};
 pub use events::{Event, EventKind};
 pub use exe::{prepare_process, PrepareError};

@@ -314,8 +314,15 @@ impl StateDir {
     pub fn load(&self) -> Result<Saved, StateError> {
         let path = self.path.join(STATE_FILE);
         let text = fs::read(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
+            if e.kind() == std::io::ErrorKind::NotFound && !self.path.is_dir() {
                 StateError::NotFound
+            } else if e.kind() == std::io::ErrorKind::NotFound {
+                // The directory is there without its state: not something create leaves
+                // (it puts a whole state dir in place), so someone else's doing.
+                StateError::Corrupt {
+                    path: path.clone(),
+                    msg: "missing".into(),
+                }
             } else {
                 io("read", &path)(e)
             }
@@ -390,9 +397,10 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>, StateError> {
     };
     let mut ids: Vec<String> = entries
         .filter_map(|e| e.ok())
-        // Not the temporary directory of a create at work (see StateDir::create).
+        // Not the temporary directory of a create at work (see StateDir::create); a directory
+        // without a state.json is listed, for `list` to say what is wrong with it.
         .filter(|e| !e.file_name().to_string_lossy().contains(STALE_MARK))
-        .filter(|e| e.path().join(STATE_FILE).exists())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
     ids.sort();

@@ -10,12 +10,13 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
-    match super::load(ctx, &a.id, casulo::Step::Delete) {
-        Ok(c) if a.force => c.force_delete().map_err(|e| e.to_string())?,
-        Ok(c) => c.delete().map_err(|e| e.to_string())?,
-        // As runc: deleting a container that does not exist is not an error with --force.
-        Err(e) if a.force && e.kind() == casulo::ErrorKind::NotFound => {}
-        Err(e) => return Err(e.to_string()),
+    if a.force {
+        // Whatever is left of it; a container that does not exist is not an error (runc).
+        casulo::force_delete(&ctx.root, &a.id).map_err(|e| e.to_string())?;
+        return Ok(0);
     }
+    super::load(ctx, &a.id, casulo::Step::Delete)
+        .and_then(|c| c.delete())
+        .map_err(|e| e.to_string())?;
     Ok(0)
 }
