@@ -53,8 +53,8 @@ fn reap() {
     }
 }
 
-/// What the runtime says of a container a kill left half made: `state` exits 0 with an honest
-/// status or says it does not exist, `list` agrees, `delete --force` succeeds.
+/// What the runtime says of a container a kill left behind: `state` exits 0 with an honest
+/// status (`running` only where a started container may be) or says it does not exist, `list` agrees, `delete --force` succeeds.
 fn check_after_kill(b: &Bundle, what: &str) {
     let st = b.rt(&["state", &b.id]);
     // As runc, `list` with a --root that does not exist is an error: the kill came first.
@@ -68,7 +68,7 @@ fn check_after_kill(b: &Bundle, what: &str) {
             let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
             let status = v["status"].as_str().unwrap_or("");
             assert!(
-                ["creating", "created", "stopped"].contains(&status),
+                ["creating", "created", "running", "stopped"].contains(&status),
                 "{what}: state says {status}"
             );
             assert!(in_list, "{what}: state knows it, list does not");
@@ -308,5 +308,48 @@ fn state_root_full_or_read_only() {
             );
         }
         assert!(left.is_empty(), "{what}: left in the root: {left:?}");
+    }
+}
+
+/// Kill `cmd` after `delay`.
+fn kill_after(mut cmd: Command, delay: Duration) {
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `run`, `exec` and `delete` killed at random moments, then `delete --force`.
+#[test]
+fn killed_mid_run_exec_or_delete_leaves_nothing_after_delete_force() {
+    if !can_run("killed_mid_run_exec_or_delete_leaves_nothing_after_delete_force") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    reap();
+    let spread = |i: u64, max_us: u64| {
+        Duration::from_micros((i * 7919 + std::process::id() as u64) % max_us)
+    };
+    for i in 0..8u64 {
+        let b = full_bundle("rbrun");
+        let run = b.cmd(&["run", "--bundle", b.dir.to_str().unwrap(), &b.id]);
+        kill_after(run, spread(i, 20_000));
+        check_after_kill(&b, &format!("run killed, try {i}"));
+
+        let b = Bundle::new("rbexec", &["sleep", "100"]);
+        assert!(b.run_detached().ok());
+        kill_after(b.cmd(&["exec", &b.id, "sleep", "100"]), spread(i, 12_000));
+        check_after_kill(&b, &format!("exec killed, try {i}"));
+
+        let b = full_bundle("rbdel");
+        assert!(b.run_detached().ok());
+        kill_after(b.cmd(&["delete", "--force", &b.id]), spread(i, 8_000));
+        check_after_kill(&b, &format!("delete --force killed, try {i}"));
     }
 }
