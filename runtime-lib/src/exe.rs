@@ -55,8 +55,7 @@ fn err(step: &'static str) -> impl FnOnce(nix::Error) -> PrepareError {
 
 /// Prepare this process to run containers. A program that creates containers or execs
 /// processes into them calls it first thing in `main`, before any other thread exists; the
-/// `casulo` command does it for `create`, `run` and `exec`. It does two things, once for the
-/// whole process:
+/// `casulo` command does it for `create`, `run` and `exec`. Once for the whole process:
 ///
 /// - It re-executes the program from an image that a container cannot write, unless it runs
 ///   from one already (then it returns). Every process the library puts into a container is a
@@ -64,12 +63,10 @@ fn err(step: &'static str) -> impl FnOnce(nix::Error) -> PrepareError {
 ///   could reopen the program's binary through `/proc/PID/exe` and overwrite it on the host
 ///   (runc CVE-2019-5736). On success of the re-execution it does not return: `main` starts
 ///   again, with the same arguments and environment, and this call then returns at once.
-/// - It makes this process a child subreaper. A container's init is forked after it entered
-///   its pid namespace, so it is a grandchild of this process; as subreaper, this process
-///   inherits it and can [wait](crate::Container::wait) for it.
 ///
-/// Without it containers still run, but unprotected, and waiting for an init forked in its
-/// own pid namespace fails.
+/// Without it containers still run, but unprotected. (No child subreaper is needed: a
+/// container's init, and an exec'd process, is this process's own child even where it is
+/// forked after entering the container's pid namespace; see [`wait`](crate::Container::wait).)
 ///
 /// ```no_run
 /// fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -80,17 +77,7 @@ fn err(step: &'static str) -> impl FnOnce(nix::Error) -> PrepareError {
 /// }
 /// ```
 pub fn prepare_process() -> Result<(), PrepareError> {
-    protect_runtime_binary()?;
-    become_subreaper()
-}
-
-/// Make this process the reaper of its orphaned descendants, the containers' inits among them.
-pub(crate) fn become_subreaper() -> Result<(), PrepareError> {
-    nix::sys::prctl::set_child_subreaper(true).map_err(|source| PrepareError {
-        duty: "become a child subreaper",
-        step: "prctl(PR_SET_CHILD_SUBREAPER)",
-        source,
-    })
+    protect_runtime_binary()
 }
 
 /// Whether the running image can no longer be written through `/proc/self/exe`: it lives on a

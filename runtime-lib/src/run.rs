@@ -43,9 +43,8 @@ impl ContainerBuilder {
     /// Meanwhile every signal this process receives is forwarded to the container's process
     /// (all that can be caught but those about this process's own faults), and a terminal
     /// (`process.terminal`) without a console socket of the caller's is relayed to this
-    /// process's stdin and stdout, resized with it. To that end this call makes the process a
-    /// child subreaper (as [`prepare_process`](crate::prepare_process) does) and blocks those
-    /// signals in the calling thread, for good.
+    /// process's stdin and stdout, resized with it. To that end this call blocks those signals
+    /// in the calling thread, for good.
     ///
     /// ```no_run
     /// use casulo::{ContainerBuilder, RunOptions};
@@ -110,8 +109,8 @@ impl Container {
     /// its exit status as a shell reports it (128+N when killed by signal N) (runc's `exec`).
     ///
     /// As [`ContainerBuilder::run_foreground`], it forwards this process's signals to it and
-    /// relays its terminal when it has one and `opts` names no console socket; it makes this
-    /// process a child subreaper and blocks the forwarded signals in the calling thread.
+    /// relays its terminal when it has one and `opts` names no console socket; it blocks the
+    /// forwarded signals in the calling thread.
     ///
     /// ```no_run
     /// use casulo::{Container, ExecOptions};
@@ -147,8 +146,8 @@ impl Container {
     }
 
     /// Wait for the container's init to exit and return its exit status as a shell reports it
-    /// (128+N when killed by signal N). This process must be the init's reaper: call
-    /// [`prepare_process`](crate::prepare_process) before creating the container.
+    /// (128+N when killed by signal N). The init is this process's child (also where it was
+    /// forked in its own pid namespace), so no process-wide setting is needed.
     ///
     /// ```no_run
     /// casulo::prepare_process().expect("prepare");
@@ -164,11 +163,8 @@ impl Container {
     }
 }
 
-/// Become the reaper of the process waited for (the init, or an exec'd process, may be forked
-/// after entering the container's pid namespace: a grandchild) and hold every forwarded signal
-/// until the wait forwards it, so that none is lost.
+/// Hold every forwarded signal until the wait forwards it, so that none is lost.
 fn prepare_wait(id: &str, step: Step) -> Result<()> {
-    crate::exe::become_subreaper().ctx(id, step)?;
     foreground::block_signals().ctx(id, step)
 }
 

@@ -67,10 +67,8 @@ fn start_succeeds_when_the_program_exits_and_is_reaped_at_once() {
     let bundle = tmp.0.join("bundle");
     true_bundle(&bundle, cpu);
     let root = tmp.0.join("state");
-    // Like the shim: the container's init becomes our child when its parent exits, and a
-    // thread reaps it the moment it exits.
-    nix::sys::prctl::set_child_subreaper(true).unwrap();
-
+    // Like the shim: the container's init is our child (casulo's stage forks it as our
+    // child), and a thread reaps it the moment it exits.
     let mut failures = Vec::new();
     for i in 0..40 {
         let id = format!("race-{}-{i}", std::process::id());

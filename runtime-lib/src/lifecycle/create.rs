@@ -50,8 +50,8 @@ pub(super) trait CreateSteps {
     fn save_state(&mut self) -> Result<()>;
     fn write_pid_file(&mut self) -> Result<()>;
 
-    /// SIGKILL the init and wait for it (`our_child`: reap it).
-    fn undo_init(&mut self, pid: i32, our_child: bool);
+    /// SIGKILL the init and reap it (it is the runtime's child, see `stage::fork_if_needed`).
+    fn undo_init(&mut self, pid: i32);
     fn undo_stage(&mut self, pid: i32);
     /// SIGKILL whatever else is in the cgroup.
     fn undo_cgroup_members(&mut self);
@@ -178,7 +178,7 @@ pub(super) fn run<S: CreateSteps>(s: &mut S, plan: &InitPlan, begun: &mut Begun)
 /// runs on), the devices back to the host, the rootfs's host mount, the cgroup, the state dir.
 pub(super) fn undo<S: CreateSteps>(s: &mut S, begun: &Begun) {
     if let Some(init) = begun.init {
-        s.undo_init(init, begun.stage == Some(init));
+        s.undo_init(init);
     }
     if let Some(stage) = begun.stage.filter(|&p| begun.init != Some(p)) {
         s.undo_stage(stage);

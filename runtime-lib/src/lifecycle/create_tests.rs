@@ -113,8 +113,8 @@ impl CreateSteps for Recorder {
     fn write_pid_file(&mut self) -> Result<()> {
         self.step("write_pid_file")
     }
-    fn undo_init(&mut self, pid: i32, our_child: bool) {
-        self.steps.push(format!("undo_init {pid} {our_child}"));
+    fn undo_init(&mut self, pid: i32) {
+        self.steps.push(format!("undo_init {pid}"));
     }
     fn undo_stage(&mut self, pid: i32) {
         self.steps.push(format!("undo_stage {pid}"));
@@ -216,9 +216,8 @@ fn every_failure_undoes_what_was_begun_newest_first() {
         let done = |name: &str| full.steps[..k].iter().any(|s| s == name);
         let mut want = Vec::new();
         if done("recv Pid(20)") {
-            // The stage forked the init (a pid namespace) and was reaped: the init is not
-            // ours to reap.
-            want.push("undo_init 20 false");
+            // The stage forked the init (a pid namespace) and was reaped.
+            want.push("undo_init 20");
         } else if done("fork_stage") {
             want.push("undo_stage 10");
         }
@@ -237,11 +236,11 @@ fn an_init_that_reports_an_error_or_dies_is_undone() {
     let mut r = Recorder::new([Msg::Pid(STAGE), Msg::Error("rootfs: no".into())]);
     let e = create_with(&mut r, &plan).unwrap_err();
     assert!(e.to_string().contains("rootfs: no"), "{e}");
-    // No pid namespace fork: the init is the stage, our child.
+    // No pid namespace fork: the init is the stage.
     assert_eq!(
         r.undone(),
         [
-            "undo_init 10 true",
+            "undo_init 10",
             "undo_cgroup_members",
             "undo_cgroup",
             "undo_state_dir"

@@ -325,7 +325,7 @@ pub fn exec(
     }
     match chan.recv() {
         Err(ChannelError::Closed) if !state_sent => {
-            super::pidfd::kill_and_wait(pid, pid != stage);
+            super::pidfd::kill_and_reap(pid);
             return Err(ProcessError::Init(
                 "exited before it got the seccomp agent's state".into(),
             )
@@ -337,7 +337,7 @@ pub fn exec(
             );
         }
         Ok(Msg::Error(e)) => {
-            super::pidfd::kill_and_wait(pid, pid != stage);
+            super::pidfd::kill_and_reap(pid);
             return Err(ProcessError::Init(e).into());
         }
         Ok(other) => return Err(ProcessError::Init(format!("unexpected message {other:?}")).into()),

@@ -92,8 +92,8 @@ impl<S: CreateSteps> CreateSteps for Faulty<S> {
         self.tick();
         self.inner.write_pid_file()
     }
-    fn undo_init(&mut self, pid: i32, our_child: bool) {
-        self.inner.undo_init(pid, our_child)
+    fn undo_init(&mut self, pid: i32) {
+        self.inner.undo_init(pid)
     }
     fn undo_stage(&mut self, pid: i32) {
         self.inner.undo_stage(pid)

@@ -43,7 +43,7 @@ pub fn exit_code(status: WaitStatus) -> Option<i32> {
     }
 }
 
-/// Wait for `pid` (our child, or reparented to us as subreaper). With `forward`, every
+/// Wait for `pid` (our child: see `stage::fork_if_needed`). With `forward`, every
 /// blocked signal received meanwhile is sent to it; other children that end are reaped.
 pub fn wait(pid: i32, forward: bool) -> Result<i32, ProcessError> {
     wait_with(pid, forward, None)
@@ -85,7 +85,7 @@ pub fn wait_with(
                 Err(nix::Error::EINTR) => continue,
                 Err(nix::Error::ECHILD) => {
                     return Err(ProcessError::Invalid(format!(
-                        "pid {pid} is not a child of this process (not a subreaper?)"
+                        "pid {pid} is not a child of this process"
                     )))
                 }
                 Err(e) => return Err(sys("wait")(e)),

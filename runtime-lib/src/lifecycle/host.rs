@@ -370,8 +370,8 @@ impl CreateSteps for Host<'_> {
             .ctx(self.id(), STEP)
     }
 
-    fn undo_init(&mut self, pid: i32, our_child: bool) {
-        super::pidfd::kill_and_wait(pid, !our_child);
+    fn undo_init(&mut self, pid: i32) {
+        super::pidfd::kill_and_reap(pid);
     }
 
     fn undo_stage(&mut self, pid: i32) {

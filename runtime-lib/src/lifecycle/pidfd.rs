@@ -7,21 +7,12 @@ use std::time::{Duration, Instant};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-/// SIGKILL `pid` and wait until it is gone (reaping it if it is our child).
-pub(crate) fn kill_and_wait(pid: i32, not_our_child: bool) {
-    let pidfd = crate::sys::pidfd_open(pid).ok();
-    match &pidfd {
-        Some(fd) => {
-            let _ = crate::sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
-        }
-        None => return,
-    }
-    if !not_our_child {
+/// SIGKILL our child `pid` (through a pidfd: never another process that reused the pid) and
+/// reap it.
+pub(crate) fn kill_and_reap(pid: i32) {
+    if let Ok(fd) = crate::sys::pidfd_open(pid) {
+        let _ = crate::sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
         let _ = waitpid(Pid::from_raw(pid), None);
-        return;
-    }
-    if let Some(fd) = pidfd {
-        wait_pidfd(&fd, Duration::from_secs(10));
     }
 }
 

@@ -12,7 +12,7 @@ use oci_spec::runtime::LinuxNamespaceType;
 use super::protocol::{Channel, Msg};
 use super::WithStep;
 use crate::plan::InitPlan;
-use crate::sys::{exit_now, fork, Fork};
+use crate::sys::{exit_now, fork_sibling, Fork};
 
 /// What the runtime hands to the forked child besides the plan.
 pub struct ChildIo {
@@ -73,11 +73,12 @@ fn stage(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
 }
 
 /// Where a new or joined pid or time namespace needs it (it applies to children only), fork:
-/// the stage reports the child's pid and exits, and the child goes on. Otherwise report our
-/// own pid. Shared by create and exec.
+/// the stage reports the child's pid and exits, and the child goes on. The child is the
+/// runtime's (CLONE_PARENT): the runtime reaps the stage and waits for the child directly.
+/// Otherwise report our own pid. Shared by create and exec.
 pub(super) fn fork_if_needed(needs_fork: bool, chan: &Channel) -> Result<(), String> {
     if needs_fork {
-        match fork().step("fork")? {
+        match fork_sibling().step("fork")? {
             Fork::Parent(pid) => {
                 let _ = chan.send(&Msg::Pid(pid));
                 exit_now(0)

@@ -37,6 +37,23 @@ pub fn fork() -> nix::Result<Fork> {
     }
 }
 
+/// A fork whose child is our parent's child, not ours (clone with CLONE_PARENT): the stage
+/// forks the init (and exec's stage the process) this way, so that the runtime that forked the
+/// stage is their parent and can wait for them without being a child subreaper. Only for a
+/// process with one thread (the stage): it bypasses the C library's fork handlers, which have
+/// nothing to do there.
+pub fn fork_sibling() -> nix::Result<Fork> {
+    let flags = (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: with a null stack the child goes on on a copy-on-write copy of our stack, as after
+    // fork(2); the other arguments (parent_tid, child_tid, tls) are unused without their flags.
+    let r = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    match r {
+        -1 => Err(Errno::last()),
+        0 => Ok(Fork::Child),
+        pid => Ok(Fork::Parent(pid as i32)),
+    }
+}
+
 /// Leave the process at once, without running atexit handlers or flushing stdio buffers that
 /// belong to the parent's image.
 pub fn exit_now(code: i32) -> ! {
