@@ -14,7 +14,8 @@
 //! # A program that runs containers
 //!
 //! Call [`prepare_process`] first thing in `main`: it protects the program's binary from the
-//! containers and makes the process able to wait for them (its docs say why).
+//! containers (its docs say why). The containers' processes are the program's own children;
+//! the library may be used from many threads at once.
 //!
 //! # Create, start, signal, delete
 //!
