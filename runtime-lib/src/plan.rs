@@ -3,16 +3,18 @@
 //! rlimits, C strings for execve, hooks by phase). Everything unsupported or invalid is
 //! refused here, by name.
 
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use oci_spec::runtime::LinuxNamespaceType;
 
 use crate::bundle::Bundle;
 use crate::hooks::PreparedHook;
-use crate::namespaces::NamespacePlan;
+use crate::namespaces::{Join, NamespacePlan};
 use crate::process::mempolicy::MemPolicyPlan;
 use crate::process::personality::PersonalityPlan;
-use crate::process::{ProcessError, ProcessPlan};
+use crate::process::{sys, ProcessError, ProcessPlan};
 use crate::rootfs::RootfsPlan;
 use crate::security::SeccompPlan;
 
@@ -182,6 +184,127 @@ fn personality_plan(
         .and_then(|l| l.personality().as_ref())
         .map(PersonalityPlan::from_spec)
         .transpose()
+}
+
+/// Everything the exec'd process does, decided before the fork.
+pub(crate) struct ExecPlan {
+    pub process: ProcessPlan,
+    pub seccomp: Option<SeccompPlan>,
+    pub joins: Vec<Join>,
+    /// The init's root, for a container that shares our mount namespace (joining a mount
+    /// namespace sets the root; without one we chroot there).
+    pub root: Option<OwnedFd>,
+    pub needs_fork: bool,
+    pub preserve_fds: u32,
+    pub relayed_terminal: bool,
+}
+
+/// The namespaces of the init, in join order, and the name of their file under /proc/PID/ns.
+const NAMESPACES: [(LinuxNamespaceType, &str); 8] = [
+    (LinuxNamespaceType::User, "user"),
+    (LinuxNamespaceType::Ipc, "ipc"),
+    (LinuxNamespaceType::Uts, "uts"),
+    (LinuxNamespaceType::Network, "net"),
+    (LinuxNamespaceType::Pid, "pid"),
+    (LinuxNamespaceType::Cgroup, "cgroup"),
+    (LinuxNamespaceType::Time, "time"),
+    (LinuxNamespaceType::Mount, "mnt"),
+];
+
+/// Open the init's namespaces that differ from ours (joining one's own user namespace is an
+/// error, and joining the others is pointless).
+fn init_namespaces(pid: i32) -> Result<Vec<Join>, ProcessError> {
+    let mut joins = Vec::new();
+    for (typ, name) in NAMESPACES {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let ours = format!("/proc/self/ns/{name}");
+        let (Ok(t), Ok(o)) = (std::fs::metadata(&theirs), std::fs::metadata(&ours)) else {
+            continue;
+        };
+        if t.ino() == o.ino() && t.dev() == o.dev() {
+            continue;
+        }
+        let fd = nix::fcntl::open(
+            theirs.as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(sys(format!("open {theirs}")))?;
+        joins.push(Join { typ, fd });
+    }
+    Ok(joins)
+}
+
+impl ExecPlan {
+    /// Plan `process` for the container described by `saved`: its process config with the
+    /// container's defaults, its seccomp filter, the init's namespaces opened (the init pinned
+    /// by a pidfd first, so that a reused pid cannot lend its namespaces).
+    pub(crate) fn build(
+        saved: &crate::state::Saved,
+        process: &oci_spec::runtime::Process,
+        opts: &crate::lifecycle::exec::ExecOptions,
+    ) -> Result<ExecPlan, crate::error::Cause> {
+        let process =
+            crate::process::scheduling::with_container_defaults(process, saved.process.as_ref());
+        let mut plan_process = ProcessPlan::from_spec(&process, opts.console_socket.is_some())?;
+        plan_process.personality = saved
+            .personality
+            .as_ref()
+            .map(crate::process::personality::PersonalityPlan::from_spec)
+            .transpose()?;
+        plan_process.memory_policy = saved
+            .memory_policy
+            .as_ref()
+            .map(crate::process::mempolicy::MemPolicyPlan::from_spec)
+            .transpose()?;
+        // The process's own execCPUAffinity, else the container's (config.json's process).
+        if plan_process.affinity.is_empty() {
+            if let Some(container) = saved.process.as_ref() {
+                plan_process.affinity = crate::process::affinity::AffinityPlan::from_spec(
+                    container.exec_cpu_affinity().as_ref(),
+                )?;
+            }
+        }
+        let seccomp = match &saved.seccomp {
+            Some(s) => Some(SeccompPlan::from_spec(s)?),
+            None => None,
+        };
+        // Pin the init first, then check it is still the container's: the namespace files opened
+        // afterwards are then the container's, not those of a process that reused the pid.
+        let _pidfd =
+            crate::sys::pidfd_open(saved.pid).map_err(sys(format!("pidfd_open {}", saved.pid)))?;
+        let joins = init_namespaces(saved.pid)?;
+        if !saved.init_alive() {
+            return Err(ProcessError::Invalid("the container's init exited".into()).into());
+        }
+        let root = if joins.iter().any(|j| j.typ == LinuxNamespaceType::Mount) {
+            None
+        } else {
+            let path = format!("/proc/{}/root", saved.pid);
+            Some(
+                nix::fcntl::open(
+                    path.as_str(),
+                    nix::fcntl::OFlag::O_PATH
+                        | nix::fcntl::OFlag::O_DIRECTORY
+                        | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(sys(format!("open {path}")))?,
+            )
+        };
+        let needs_fork = joins
+            .iter()
+            .any(|j| matches!(j.typ, LinuxNamespaceType::Pid | LinuxNamespaceType::Time));
+        Ok(ExecPlan {
+            process: plan_process,
+            seccomp,
+            joins,
+            root,
+            needs_fork,
+            preserve_fds: opts.preserve_fds,
+            relayed_terminal: opts.relayed_terminal,
+        })
+    }
 }
 
 /// Connect to the console socket that will receive the pty master (the path is the caller's:

@@ -5,23 +5,23 @@
 //! rlimits, scheduling, user, capabilities, no_new_privs and seccomp, exactly as an init does,
 //! and execs. A process without its own scheduler or I/O priority gets the container's (as
 //! with runc), and every process gets the container's personality and NUMA memory policy.
-//! The sync channel is close-on-exec: the runtime reads "closed" as a successful exec.
+//! The sync channel is close-on-exec: the runtime reads "closed" as a successful exec. What
+//! the process will be is planned first (`plan::ExecPlan`), before any side effect.
 
 use std::convert::Infallible;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxNamespaceType, Process};
+use oci_spec::runtime::Process;
 
 use super::protocol::{self, Channel, ChannelError, Msg};
 use super::setup::AgentHandoff;
 use super::WithStep;
-use crate::namespaces::{clone_flag, Join};
-use crate::process::{sys, ProcessError, ProcessPlan};
-use crate::security::SeccompPlan;
+use crate::namespaces::clone_flag;
+use crate::plan::ExecPlan;
+use crate::process::{sys, ProcessError};
 use crate::state::{Saved, Status};
 use crate::sys::{exit_now, fork, Fork};
 
@@ -110,55 +110,6 @@ fn below(p: &std::path::Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Everything the exec'd process does, decided before the fork.
-struct ExecPlan {
-    process: ProcessPlan,
-    seccomp: Option<SeccompPlan>,
-    joins: Vec<Join>,
-    /// The init's root, for a container that shares our mount namespace (joining a mount
-    /// namespace sets the root; without one we chroot there).
-    root: Option<OwnedFd>,
-    needs_fork: bool,
-    preserve_fds: u32,
-    relayed_terminal: bool,
-}
-
-/// The namespaces of the init, in join order, and the name of their file under /proc/PID/ns.
-const NAMESPACES: [(LinuxNamespaceType, &str); 8] = [
-    (LinuxNamespaceType::User, "user"),
-    (LinuxNamespaceType::Ipc, "ipc"),
-    (LinuxNamespaceType::Uts, "uts"),
-    (LinuxNamespaceType::Network, "net"),
-    (LinuxNamespaceType::Pid, "pid"),
-    (LinuxNamespaceType::Cgroup, "cgroup"),
-    (LinuxNamespaceType::Time, "time"),
-    (LinuxNamespaceType::Mount, "mnt"),
-];
-
-/// Open the init's namespaces that differ from ours (joining one's own user namespace is an
-/// error, and joining the others is pointless).
-fn init_namespaces(pid: i32) -> Result<Vec<Join>, ProcessError> {
-    let mut joins = Vec::new();
-    for (typ, name) in NAMESPACES {
-        let theirs = format!("/proc/{pid}/ns/{name}");
-        let ours = format!("/proc/self/ns/{name}");
-        let (Ok(t), Ok(o)) = (std::fs::metadata(&theirs), std::fs::metadata(&ours)) else {
-            continue;
-        };
-        if t.ino() == o.ino() && t.dev() == o.dev() {
-            continue;
-        }
-        let fd = nix::fcntl::open(
-            theirs.as_str(),
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(sys(format!("open {theirs}")))?;
-        joins.push(Join { typ, fd });
-    }
-    Ok(joins)
-}
-
 /// Start `process` in the container described by `saved` (whose init must be alive and whose
 /// status is `status`). Returns the new process's pid once it has exec'd.
 pub fn exec(
@@ -167,66 +118,7 @@ pub fn exec(
     process: &Process,
     opts: &ExecOptions,
 ) -> Result<i32, crate::error::Cause> {
-    let process =
-        crate::process::scheduling::with_container_defaults(process, saved.process.as_ref());
-    let mut plan_process = ProcessPlan::from_spec(&process, opts.console_socket.is_some())?;
-    plan_process.personality = saved
-        .personality
-        .as_ref()
-        .map(crate::process::personality::PersonalityPlan::from_spec)
-        .transpose()?;
-    plan_process.memory_policy = saved
-        .memory_policy
-        .as_ref()
-        .map(crate::process::mempolicy::MemPolicyPlan::from_spec)
-        .transpose()?;
-    // The process's own execCPUAffinity, else the container's (config.json's process).
-    if plan_process.affinity.is_empty() {
-        if let Some(container) = saved.process.as_ref() {
-            plan_process.affinity = crate::process::affinity::AffinityPlan::from_spec(
-                container.exec_cpu_affinity().as_ref(),
-            )?;
-        }
-    }
-    let seccomp = match &saved.seccomp {
-        Some(s) => Some(SeccompPlan::from_spec(s)?),
-        None => None,
-    };
-    // Pin the init first, then check it is still the container's: the namespace files opened
-    // afterwards are then the container's, not those of a process that reused the pid.
-    let _pidfd =
-        crate::sys::pidfd_open(saved.pid).map_err(sys(format!("pidfd_open {}", saved.pid)))?;
-    let joins = init_namespaces(saved.pid)?;
-    if !saved.init_alive() {
-        return Err(ProcessError::Invalid("the container's init exited".into()).into());
-    }
-    let root = if joins.iter().any(|j| j.typ == LinuxNamespaceType::Mount) {
-        None
-    } else {
-        let path = format!("/proc/{}/root", saved.pid);
-        Some(
-            nix::fcntl::open(
-                path.as_str(),
-                nix::fcntl::OFlag::O_PATH
-                    | nix::fcntl::OFlag::O_DIRECTORY
-                    | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(sys(format!("open {path}")))?,
-        )
-    };
-    let needs_fork = joins
-        .iter()
-        .any(|j| matches!(j.typ, LinuxNamespaceType::Pid | LinuxNamespaceType::Time));
-    let plan = ExecPlan {
-        process: plan_process,
-        seccomp,
-        joins,
-        root,
-        needs_fork,
-        preserve_fds: opts.preserve_fds,
-        relayed_terminal: opts.relayed_terminal,
-    };
+    let plan = ExecPlan::build(saved, process, opts)?;
     let console = crate::plan::connect_console(opts.console_socket.as_deref())?;
     // The process cannot reach a host path once inside the container: connect for it.
     let listener = plan.seccomp.as_ref().and_then(|s| s.listener());
