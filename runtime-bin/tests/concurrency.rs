@@ -508,7 +508,15 @@ fn two_creates_of_one_id() {
             describe(loser)
         );
         // The winner is intact: its state, its init, its cgroup.
-        let st = b.state().expect("the winner's state");
+        let r = b.rt(&["state", &b.id]);
+        assert!(
+            r.ok(),
+            "trial {trial}: the winner's state: {}; the creates: {} / {}",
+            describe(&r),
+            describe(&r0),
+            describe(&r1)
+        );
+        let st: Value = serde_json::from_str(&r.stdout).unwrap();
         assert_eq!(st["status"], "created", "trial {trial}: {st}");
         let pid = st["pid"].as_i64().unwrap() as i32;
         assert!(alive(pid), "trial {trial}: the winner's init {pid} lives");
