@@ -69,34 +69,39 @@ pub fn remove_cgroup_trees(name: &str) {
         let _ = std::fs::remove_dir_all(stray);
     }
     for top in cgroup_trees(name) {
-        let mut dirs = vec![top.clone()];
-        let mut i = 0;
-        while i < dirs.len() {
-            if let Ok(sub) = std::fs::read_dir(&dirs[i]) {
-                for e in sub.flatten() {
-                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                        dirs.push(e.path());
-                    }
+        remove_cgroup_tree(&top);
+    }
+}
+
+/// Kill every process in the cgroup tree at `top`, then remove the tree bottom up.
+pub fn remove_cgroup_tree(top: &Path) {
+    let mut dirs = vec![top.to_path_buf()];
+    let mut i = 0;
+    while i < dirs.len() {
+        if let Ok(sub) = std::fs::read_dir(&dirs[i]) {
+            for e in sub.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    dirs.push(e.path());
                 }
             }
-            i += 1;
         }
-        for d in &dirs {
-            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-            for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+        i += 1;
+    }
+    for d in &dirs {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
-        for d in dirs.iter().rev() {
-            for _ in 0..50 {
-                if std::fs::remove_dir(d).is_ok() || !d.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+    }
+    for d in dirs.iter().rev() {
+        for _ in 0..50 {
+            if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                break;
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
