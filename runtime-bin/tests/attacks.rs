@@ -1179,7 +1179,8 @@ echo stopped >> /out/log
 fn hostile_init_windows(name: &str) -> (Vec<String>, String) {
     let mut b = Bundle::new(name, &["sh", "-c", HOSTILE_INIT]);
     let out = b.with_out_dir();
-    assert!(b.run_detached().ok());
+    let r = b.run_detached();
+    assert!(r.ok(), "run -d: {}", r.stderr);
     assert!(wait_for_file(&out.join("ready"), Duration::from_secs(10)).is_some());
     let secret = format!("host-secret-{}", b.id);
     for _ in 0..40 {
