@@ -123,7 +123,16 @@ impl Run {
 /// Run `cmd` to its end, killing it after `limit` so that a hang fails the test instead of
 /// hanging the suite. Its stdout and stderr go to files, not pipes: a created container's init
 /// inherits them and keeps them open after the runtime has exited.
-pub fn output_within(mut cmd: Command, limit: Duration) -> Run {
+pub fn output_within(cmd: Command, limit: Duration) -> Run {
+    match try_output_within(cmd, limit) {
+        Ok(run) => run,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`output_within`] that reports a command past its limit as an error instead of panicking
+/// (for cleanups, which run while a failed test unwinds: a second panic would abort).
+pub fn try_output_within(mut cmd: Command, limit: Duration) -> Result<Run, String> {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let out_path = scratch().join(format!("out-{n}"));
     let err_path = scratch().join(format!("err-{n}"));
@@ -141,10 +150,13 @@ pub fn output_within(mut cmd: Command, limit: Duration) -> Run {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
+            let e = format!(
                 "{cmd:?} did not finish within {limit:?}; stderr: {}",
                 std::fs::read_to_string(&err_path).unwrap_or_default()
             );
+            let _ = std::fs::remove_file(&out_path);
+            let _ = std::fs::remove_file(&err_path);
+            return Err(e);
         }
         std::thread::sleep(Duration::from_millis(2));
     };
@@ -155,7 +167,7 @@ pub fn output_within(mut cmd: Command, limit: Duration) -> Run {
     };
     let _ = std::fs::remove_file(&out_path);
     let _ = std::fs::remove_file(&err_path);
-    run
+    Ok(run)
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -403,7 +415,7 @@ pub fn leftovers_of(id: &str, root: &Path, dir: &Path) -> Vec<String> {
 
 impl Drop for Bundle {
     fn drop(&mut self) {
-        let _ = output_within(
+        let deleted = try_output_within(
             self.cmd(&["delete", "--force", &self.id]),
             Duration::from_secs(20),
         );
@@ -413,7 +425,13 @@ impl Drop for Bundle {
             engine::remove_cgroup_tree(Path::new(cgroup));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-        if !left.is_empty() && !std::thread::panicking() {
+        if std::thread::panicking() {
+            return;
+        }
+        if let Err(e) = deleted {
+            panic!("container {}: cleanup: {e}", self.id);
+        }
+        if !left.is_empty() {
             panic!("container {} left behind: {left:#?}", self.id);
         }
     }
