@@ -295,6 +295,17 @@ impl StateDir {
             path: path.clone(),
             source: e.into(),
         })?;
+        // While we waited for the lock, the holder may have deleted the container, and another
+        // command made a new one of the same id: the lock is then on a removed directory, and
+        // what we would read or remove by path is the new container's.
+        use std::os::unix::fs::MetadataExt;
+        let locked = lock.metadata().map_err(io("stat state dir", &path))?;
+        match fs::metadata(&path) {
+            Ok(now) if now.dev() == locked.dev() && now.ino() == locked.ino() => {}
+            Ok(_) => return Err(StateError::NotFound),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StateError::NotFound),
+            Err(e) => return Err(io("stat state dir", &path)(e)),
+        }
         Ok(StateDir { path, _lock: lock })
     }
 

@@ -23,7 +23,8 @@ use crate::state::Saved;
 /// One method per step of create on the runtime's side. The `undo_*` methods are best effort
 /// and may be called for a step that failed half-way.
 pub(super) trait CreateSteps {
-    /// The state dir, the exec fifo in it, and a first state.json.
+    /// The state dir, the exec fifo in it, and a first state.json: the id is then claimed;
+    /// then the check that the container's cgroup holds nothing of another's.
     fn make_state_dir(&mut self) -> Result<()>;
     /// Fork the stage; returns its pid.
     fn fork_stage(&mut self) -> Result<i32>;
@@ -87,13 +88,6 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         .map(|p| p.to_string_lossy().into_owned());
     let cgroup_cfg =
         cgroups::resolve(cgroup_path.as_deref(), id, opts.systemd_cgroup).ctx(id, step)?;
-    // The cgroup of a container that already exists is its own: the state dir's creation
-    // reports that. The manager is made again after the fork, so that the forked child holds
-    // nothing of it.
-    if !root.join(id).exists() {
-        let cg = cgroups::manager(&cgroup_cfg).ctx(id, step)?;
-        cgroups::check_unused(cg.as_ref()).ctx(id, step)?;
-    }
     let mut host = Host::new(root, &bundle, &plan, opts, cgroup_cfg)?;
     #[cfg(debug_assertions)]
     if let Some(kill_at) = super::fault::Faulty::<Host>::from_env() {

@@ -167,7 +167,11 @@ impl CreateSteps for Host<'_> {
     fn make_state_dir(&mut self) -> Result<()> {
         let dir = StateDir::create(&self.root, self.id(), &self.saved).ctx(self.id(), STEP)?;
         self.dir = Some(dir);
-        Ok(())
+        // The id is ours now (a create racing ours for it fails above with "already exists"):
+        // its cgroup must not hold anything of someone else's. The manager is made again
+        // after the fork, so that the forked child holds nothing of it.
+        let cg = cgroups::manager(&self.cgroup_cfg).ctx(&self.plan.id, STEP)?;
+        cgroups::check_unused(cg.as_ref()).ctx(&self.plan.id, STEP)
     }
 
     fn fork_stage(&mut self) -> Result<i32> {
