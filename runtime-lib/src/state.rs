@@ -199,18 +199,22 @@ pub const FIFO: &str = "exec.fifo";
 const STALE_MARK: &str = "~creating-";
 
 /// Remove what a create of `id` killed before its state dir was in place left: temporary
-/// directories that no live create holds locked.
+/// directories whose creator (the pid in the name) is gone and that nobody holds locked. (The
+/// lock alone would not do: a create makes its directory an instant before it locks it.)
 pub fn remove_stale(root: &Path, id: &str) {
     let prefix = format!(".{id}{STALE_MARK}");
     let Ok(entries) = fs::read_dir(root) else {
         return;
     };
     for e in entries.flatten() {
-        if !e.file_name().to_string_lossy().starts_with(&prefix) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if pid.parse::<i32>().is_ok_and(crate::sys::pid_exists) {
             continue;
         }
         let path = e.path();
-        // A create still at work holds its lock.
         let Ok(dir) = File::open(&path) else { continue };
         if Flock::lock(dir, FlockArg::LockExclusiveNonblock).is_ok() {
             let _ = fs::remove_dir_all(&path);

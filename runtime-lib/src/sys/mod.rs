@@ -298,6 +298,15 @@ pub fn reset_signals() {
     );
 }
 
+/// Whether a process `pid` exists (kill with signal 0; EPERM means it exists).
+pub fn pid_exists(pid: i32) -> bool {
+    pid > 0
+        && !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(Errno::ESRCH)
+        )
+}
+
 /// The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat) and
 /// its state letter; None if the process does not exist.
 pub fn proc_start_time(pid: i32) -> Option<(u64, char)> {
