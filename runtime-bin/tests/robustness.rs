@@ -121,15 +121,15 @@ fn create_killed_at(b: &Bundle, step: usize) -> Run {
 }
 
 #[test]
-fn killed_mid_create_leaves_nothing_after_delete_force() {
-    if !can_run("killed_mid_create_leaves_nothing_after_delete_force") {
+fn killed_at_every_step_of_create_leaves_nothing_after_delete_force() {
+    if !can_run("killed_at_every_step_of_create_leaves_nothing_after_delete_force") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     nix::sys::prctl::set_child_subreaper(true).unwrap();
     reap();
     if is_casulo() {
-        // At every step of create, for a plain config and for one with every kind of step.
+        // For a plain config and for one with every kind of step.
         for (kind, make) in [
             (
                 "plain",
@@ -157,9 +157,18 @@ fn killed_mid_create_leaves_nothing_after_delete_force() {
             eprintln!("{kind}: killed at each of {steps} steps of create: nothing left");
         }
     } else {
-        eprintln!("SKIP the killed-at-every-step part: it is casulo's fault injection");
+        eprintln!("SKIP killed_at_every_step_of_create: it is casulo's fault injection");
     }
-    // At random moments, from outside.
+}
+
+#[test]
+fn killed_at_random_moments_of_create_leaves_nothing_after_delete_force() {
+    if !can_run("killed_at_random_moments_of_create_leaves_nothing_after_delete_force") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    reap();
     for i in 0..30u64 {
         let b = full_bundle("rbrand");
         let mut child = b
