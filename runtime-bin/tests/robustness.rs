@@ -5,7 +5,8 @@
 //! dir, cgroup, mount or process.
 //!
 //! The tests of this file run one at a time ([`SERIAL`]): the process makes itself a child
-//! subreaper so that the processes a killed runtime leaves are reparented to it and counted.
+//! subreaper so that the processes a killed runtime leaves are reparented to it and counted,
+//! and reaps every child it has, which would take another test's commands from under it.
 mod common;
 
 use std::process::Command;
@@ -275,6 +276,8 @@ fn state_root_full_or_read_only() {
     if !can_run("state_root_full_or_read_only") {
         return;
     }
+    // The other tests reap every child of this process: not this one's commands meanwhile.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use nix::mount::{mount, umount2, MntFlags, MsFlags};
     for (what, flags, cause) in [
         ("full", MsFlags::empty(), "No space left on device"),

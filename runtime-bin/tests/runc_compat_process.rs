@@ -580,11 +580,14 @@ fn execve_failure_after_start_is_the_process_failure() {
     }
     use std::os::unix::fs::PermissionsExt;
     let want = "exec /run.sh: no such file or directory";
+    // A rootfs of its own with /run.sh, a script whose interpreter does not exist.
+    let with_bad_script = |b: &mut Bundle| {
+        let script = b.own_rootfs().join("run.sh");
+        std::fs::write(&script, "#!/mmnnttbb foo bar\nsh\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
     let mut b = Bundle::new("prcexecve", &["/run.sh"]);
-    let rootfs = b.own_rootfs();
-    let script = rootfs.join("run.sh");
-    std::fs::write(&script, "#!/mmnnttbb foo bar\nsh\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    with_bad_script(&mut b);
     let r = b.run();
     assert_eq!(r.status, Some(255), "{}", r.stderr);
     assert_eq!(r.stderr.lines().collect::<Vec<_>>(), [want], "{}", r.stderr);
@@ -602,10 +605,7 @@ fn execve_failure_after_start_is_the_process_failure() {
     assert!(b.rt(&["delete", &b.id]).ok());
 
     let mut b = Bundle::new("prcexecvex", &["sleep", "100"]);
-    let rootfs = b.own_rootfs();
-    let script = rootfs.join("run.sh");
-    std::fs::write(&script, "#!/mmnnttbb foo bar\nsh\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    with_bad_script(&mut b);
     assert!(b.run_detached().ok());
     let r = b.rt(&["exec", &b.id, "/run.sh"]);
     assert!(!r.ok());

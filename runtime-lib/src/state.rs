@@ -195,10 +195,16 @@ pub struct StateDir {
 
 pub const STATE_FILE: &str = "state.json";
 pub const FIFO: &str = "exec.fifo";
-/// In the temporary name of a state dir being made: `~` is in no container id.
-const STALE_MARK: &str = "~creating-";
+/// In the temporary name of a state dir being made or removed: `~` is in no container id.
+const STALE_MARK: &str = "~partial-";
 
-/// Remove what a create of `id` killed before its state dir was in place left: temporary
+/// `<root>/.<id>~partial-<our pid>`, where a state dir is filled before it is put in place
+/// and moved before it is removed.
+fn temporary_dir(root: &Path, id: &str) -> PathBuf {
+    root.join(format!(".{id}{STALE_MARK}{}", std::process::id()))
+}
+
+/// Remove what a create or a delete of `id` killed half-way left: temporary
 /// directories whose creator (the pid in the name) is gone and that nobody holds locked. (The
 /// lock alone would not do: a create makes its directory an instant before it locks it.)
 pub fn remove_stale(root: &Path, id: &str) {
@@ -245,7 +251,8 @@ impl StateDir {
     /// it exists, and lock it. The directory is filled under a temporary name that no container
     /// id can have and renamed into place without replacing anything: a runtime killed at any
     /// moment leaves either no state dir or a whole one. The temporary directory of a killed
-    /// create is removed by the next create or delete of the id ([`remove_stale`]).
+    /// create (whose name is its own, so it never stands in a later create's way) is removed by
+    /// `delete --force` of the id ([`remove_stale`]).
     pub fn create(root: &Path, id: &str, saved: &Saved) -> Result<StateDir, StateError> {
         fs::DirBuilder::new()
             .recursive(true)
@@ -256,8 +263,7 @@ impl StateDir {
         if path.exists() {
             return Err(StateError::Exists);
         }
-        remove_stale(root, id);
-        let tmp = root.join(format!(".{id}{STALE_MARK}{}", std::process::id()));
+        let tmp = temporary_dir(root, id);
         fs::DirBuilder::new()
             .mode(0o700)
             .create(&tmp)
@@ -364,10 +370,23 @@ impl StateDir {
 
     /// Remove the state directory and everything in it.
     pub fn remove(self) -> Result<(), StateError> {
-        match fs::remove_dir_all(&self.path) {
+        // Out of the way first, in one step, as create puts it in place: a runtime killed
+        // while removing the files leaves a temporary directory (which `delete --force` of the
+        // id sweeps, see `remove_stale`), never a container without its state.
+        let (root, id) = (
+            self.path.parent().unwrap_or(Path::new(".")),
+            self.path.file_name().unwrap_or_default().to_string_lossy(),
+        );
+        let gone = temporary_dir(root, &id);
+        let path = match fs::rename(&self.path, &gone) {
+            Ok(()) => gone,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) => self.path.clone(),
+        };
+        match fs::remove_dir_all(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io("remove state dir", &self.path)(e)),
+            Err(e) => Err(io("remove state dir", &path)(e)),
         }
     }
 }
