@@ -11,6 +11,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
+pub mod alloc_check;
 pub(crate) mod bpf;
 pub(crate) mod exe;
 pub(crate) mod fdpass;
