@@ -77,6 +77,20 @@ fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
 }
 
 impl InitPlan {
+    /// The room the init's execs need (arguments, environment entries): the user program's,
+    /// with the `HOME` it may add, and its hooks', which default to that environment.
+    pub fn exec_room(&self) -> (usize, usize) {
+        let p = &self.process;
+        let envc = p.env.len() + 1;
+        self.create_container_hooks
+            .iter()
+            .chain(&self.start_container_hooks)
+            .map(|h| h.exec_room(envc))
+            .fold((p.args.len(), envc), |(a, e), (ha, he)| {
+                (a.max(ha), e.max(he))
+            })
+    }
+
     /// Validate and prepare everything. No side effects.
     pub fn build(
         id: &str,
@@ -132,7 +146,9 @@ impl InitPlan {
                         .into())
                     }
                 }
-                sysctl.push((PathBuf::from(key.replace('.', "/")), value.clone()));
+                // Relative to the host's procfs, where the init writes it.
+                let rel = std::path::Path::new("sys").join(key.replace('.', "/"));
+                sysctl.push((rel, value.clone()));
             }
         }
         if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())

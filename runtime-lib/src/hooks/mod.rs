@@ -8,6 +8,10 @@
 //! once written, and its stdout discarded. Its stderr is captured (the last
 //! [`STDERR_TAIL`] bytes) and put in the error when it fails. Starting a hook (`spawn.rs`) and
 //! watching it (`supervise.rs`) work the same in the runtime and in a forked child.
+// A failure keeps the hook's stderr tail in a fixed buffer on purpose: in a forked child,
+// boxing it would allocate.
+#![allow(clippy::result_large_err)]
+
 mod spawn;
 mod supervise;
 
@@ -18,10 +22,8 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use oci_spec::runtime::Hook;
 
-pub use spawn::PreparedHook;
-#[cfg(test)]
-use supervise::Tail;
-use supervise::{supervise, ChildGuard, Supervised};
+pub use spawn::{DefaultEnv, PreparedHook};
+use supervise::{supervise, ChildGuard, Supervised, Tail};
 
 /// A point of the lifecycle where hooks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,12 +162,8 @@ pub enum HookError {
     },
 }
 
-fn stderr_suffix(stderr: &str) -> String {
-    if stderr.is_empty() {
-        String::new()
-    } else {
-        format!(": stderr: {stderr}")
-    }
+fn stderr_suffix(stderr: &str) -> StderrSuffix<'_> {
+    StderrSuffix(stderr.as_bytes())
 }
 
 /// Run `hooks` in order, each with `state_json` on its stdin. Stops at the first failure.
@@ -183,24 +181,33 @@ pub fn run_hooks_with_env(
     state_json: &[u8],
     default_env: Option<&[std::ffi::CString]>,
 ) -> Result<(), HookError> {
-    run_prepared(
-        kind,
-        &PreparedHook::all(kind, hooks)?,
-        state_json,
-        default_env,
-    )
+    let prepared = PreparedHook::all(kind, hooks)?;
+    let default_env = default_env.map(|env| DefaultEnv { env, extra: None });
+    let mut scratch = exec_scratch(&prepared, default_env.map_or(0, |d| d.env.len()));
+    run_prepared(kind, &prepared, state_json, default_env, &mut scratch).map_err(HookError::from)
 }
 
-/// [`run_hooks_with_env`] of hooks prepared beforehand: what a forked child runs (nothing to
-/// parse or check, no `std::process::Command`: see `spawn.rs`).
-pub fn run_prepared(
+/// Room for the execve of any of `hooks` (see [`PreparedHook::exec_room`]).
+pub fn exec_scratch(hooks: &[PreparedHook], default_envc: usize) -> crate::sys::ExecScratch {
+    let (argc, envc) = hooks
+        .iter()
+        .map(|h| h.exec_room(default_envc))
+        .fold((0, 0), |(a, e), (ha, he)| (a.max(ha), e.max(he)));
+    crate::sys::ExecScratch::with_room(argc, envc)
+}
+
+/// [`run_hooks_with_env`] of hooks prepared beforehand: what a forked child runs. Nothing to
+/// parse or check, no `std::process::Command` (see `spawn.rs`), no allocation: the execve's
+/// arrays go in `scratch`, and a failure borrows from the hook.
+pub fn run_prepared<'a>(
     kind: &'static str,
-    hooks: &[PreparedHook],
+    hooks: &'a [PreparedHook],
     state_json: &[u8],
-    default_env: Option<&[std::ffi::CString]>,
-) -> Result<(), HookError> {
+    default_env: Option<DefaultEnv<'_>>,
+    scratch: &mut crate::sys::ExecScratch,
+) -> Result<(), HookFailure<'a>> {
     for (index, hook) in hooks.iter().enumerate() {
-        run_one(kind, index, hook, state_json, default_env)?;
+        run_one(kind, index, hook, state_json, default_env, scratch)?;
     }
     Ok(())
 }
@@ -213,31 +220,99 @@ pub fn run_hook(
     state_json: &[u8],
     default_env: Option<&[std::ffi::CString]>,
 ) -> Result<(), HookError> {
+    let prepared = PreparedHook::new(kind, index, hook)?;
+    let default_env = default_env.map(|env| DefaultEnv { env, extra: None });
+    let mut scratch = exec_scratch(
+        std::slice::from_ref(&prepared),
+        default_env.map_or(0, |d| d.env.len()),
+    );
     run_one(
         kind,
         index,
-        &PreparedHook::new(kind, index, hook)?,
+        &prepared,
         state_json,
         default_env,
+        &mut scratch,
     )
+    .map_err(HookError::from)
 }
 
-fn run_one(
+/// How a hook failed, borrowing from it: made without allocating, in a forked child too.
+/// [`HookError`] is its owned form; both read the same.
+pub struct HookFailure<'a> {
     kind: &'static str,
     index: usize,
-    hook: &PreparedHook,
+    path: &'a str,
+    cause: FailureCause,
+}
+
+enum FailureCause {
+    Sys(&'static str, Errno),
+    Timeout(i64, Tail),
+    Exit(ExitStatus, Tail),
+}
+
+impl std::fmt::Display for HookFailure<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, index, path) = (self.kind, self.index, self.path);
+        write!(f, "error running {kind} hook #{index}: {path}: ")?;
+        match &self.cause {
+            FailureCause::Sys(step, errno) => write!(f, "{step}: {errno}"),
+            FailureCause::Timeout(secs, tail) => {
+                write!(f, "timed out after {secs}s{}", StderrSuffix(tail.bytes()))
+            }
+            FailureCause::Exit(status, tail) => {
+                write!(f, "{}{}", Status(*status), StderrSuffix(tail.bytes()))
+            }
+        }
+    }
+}
+
+impl From<HookFailure<'_>> for HookError {
+    fn from(f: HookFailure<'_>) -> HookError {
+        let (kind, index, path) = (f.kind, f.index, f.path.into());
+        match f.cause {
+            FailureCause::Sys(step, source) => HookError::Sys {
+                kind,
+                index,
+                path,
+                step,
+                source,
+            },
+            FailureCause::Timeout(secs, tail) => HookError::Timeout {
+                kind,
+                index,
+                path,
+                secs,
+                stderr: Lossy(trimmed(tail.bytes())).to_string(),
+            },
+            FailureCause::Exit(status, tail) => HookError::Exit {
+                kind,
+                index,
+                path,
+                status: Status(status).to_string(),
+                stderr: Lossy(trimmed(tail.bytes())).to_string(),
+            },
+        }
+    }
+}
+
+fn run_one<'a>(
+    kind: &'static str,
+    index: usize,
+    hook: &'a PreparedHook,
     state_json: &[u8],
-    default_env: Option<&[std::ffi::CString]>,
-) -> Result<(), HookError> {
-    let path = hook.path.clone();
-    let sys = |step: &'static str, source: Errno| HookError::Sys {
+    default_env: Option<DefaultEnv<'_>>,
+    scratch: &mut crate::sys::ExecScratch,
+) -> Result<(), HookFailure<'a>> {
+    let failed = |cause| HookFailure {
         kind,
         index,
-        path: path.clone(),
-        step,
-        source,
+        path: &hook.path,
+        cause,
     };
-    let child = spawn::spawn(hook, hook.env(default_env)).map_err(|(step, e)| sys(step, e))?;
+    let child = spawn::spawn(hook, hook.env(default_env), scratch)
+        .map_err(|(step, e)| failed(FailureCause::Sys(step, e)))?;
     // From here on the child must not outlive a failure of ours.
     let mut guard = ChildGuard(Some(child));
     let outcome = supervise(guard.child(), state_json, hook.timeout);
@@ -248,44 +323,39 @@ fn run_one(
         }
         Ok(Supervised::TimedOut(stderr)) => {
             drop(guard); // kills and reaps
-            return Err(HookError::Timeout {
-                kind,
-                index,
-                path,
-                secs: hook.timeout.unwrap_or_default(),
-                stderr: tail_text(&stderr),
-            });
+            let secs = hook.timeout.unwrap_or_default();
+            return Err(failed(FailureCause::Timeout(secs, stderr)));
         }
         Err((step, errno)) => {
             drop(guard);
-            return Err(sys(step, errno));
+            return Err(failed(FailureCause::Sys(step, errno)));
         }
     };
     if status.success() {
         return Ok(());
     }
-    Err(HookError::Exit {
-        kind,
-        index,
-        path,
-        status: describe_status(status),
-        stderr: tail_text(&stderr),
-    })
+    Err(failed(FailureCause::Exit(status, stderr)))
 }
 
-fn describe_status(status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        format!("exited with status {code}")
-    } else if let Some(sig) = status.signal() {
-        match Signal::try_from(sig) {
-            Ok(s) => match signal_text(s) {
-                Some(text) => format!("killed by signal {} ({text})", s.as_str()),
-                None => format!("killed by signal {}", s.as_str()),
-            },
-            Err(_) => format!("killed by signal {sig}"),
+/// "exited with status N", "killed by signal SIGX (meaning)".
+struct Status(ExitStatus);
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.0;
+        if let Some(code) = status.code() {
+            write!(f, "exited with status {code}")
+        } else if let Some(sig) = status.signal() {
+            match Signal::try_from(sig) {
+                Ok(s) => match signal_text(s) {
+                    Some(text) => write!(f, "killed by signal {} ({text})", s.as_str()),
+                    None => write!(f, "killed by signal {}", s.as_str()),
+                },
+                Err(_) => write!(f, "killed by signal {sig}"),
+            }
+        } else {
+            write!(f, "ended with wait status {:#x}", status.into_raw())
         }
-    } else {
-        format!("ended with wait status {:#x}", status.into_raw())
     }
 }
 
@@ -303,9 +373,36 @@ fn signal_text(s: Signal) -> Option<&'static str> {
     })
 }
 
-fn tail_text(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    text.trim().to_string()
+/// The hook's stderr without the whitespace around it.
+fn trimmed(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+/// Bytes shown as text, invalid UTF-8 as U+FFFD, without allocating.
+struct Lossy<'a>(&'a [u8]);
+
+impl std::fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{FFFD}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// ": stderr: TEXT" after a failing hook's message, nothing when it wrote nothing.
+struct StderrSuffix<'a>(&'a [u8]);
+
+impl std::fmt::Display for StderrSuffix<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match trimmed(self.0) {
+            [] => Ok(()),
+            text => write!(f, ": stderr: {}", Lossy(text)),
+        }
+    }
 }
 
 /// Run every hook of `hooks`, as the spec wants for poststart and poststop: a failure is
@@ -328,9 +425,17 @@ mod tests {
         let mut t = Tail::default();
         t.push(&vec![b'a'; STDERR_TAIL]);
         t.push(b"xyz");
-        let bytes = t.into_bytes();
+        let bytes = t.bytes();
         assert_eq!(bytes.len(), STDERR_TAIL);
         assert!(bytes.ends_with(b"axyz"));
+        let mut t = Tail::default();
+        t.push(b"abc");
+        t.push(&[b'b'; STDERR_TAIL + 5]);
+        assert_eq!(t.bytes(), &[b'b'; STDERR_TAIL][..]);
+        let mut t = Tail::default();
+        t.push(b"abc");
+        t.push(b"de");
+        assert_eq!(t.bytes(), b"abcde");
     }
 
     #[test]
@@ -345,17 +450,14 @@ mod tests {
 
     #[test]
     fn hooks_status_descriptions() {
+        let text = |raw| Status(ExitStatus::from_raw(raw)).to_string();
+        assert_eq!(text(3 << 8), "exited with status 3");
+        assert_eq!(text(libc::SIGKILL), "killed by signal SIGKILL");
         assert_eq!(
-            describe_status(ExitStatus::from_raw(3 << 8)),
-            "exited with status 3"
-        );
-        assert_eq!(
-            describe_status(ExitStatus::from_raw(libc::SIGKILL)),
-            "killed by signal SIGKILL"
-        );
-        assert_eq!(
-            describe_status(ExitStatus::from_raw(libc::SIGSYS)),
+            text(libc::SIGSYS),
             "killed by signal SIGSYS (bad system call)"
         );
+        assert_eq!(Lossy(b"a\xffb").to_string(), "a\u{FFFD}b");
+        assert_eq!(StderrSuffix(b" \n").to_string(), "");
     }
 }

@@ -2,8 +2,8 @@
 //! startContainer hooks from a forked copy of the runtime, which may have had other threads:
 //! std's process spawning takes its environment lock, which one of those threads may have held
 //! at the fork, and would never get it. Here the hook's argv and envp are C strings prepared
-//! beforehand, and starting it takes pipe2, fork, dup2, sigprocmask, signal and execve only.
-//! (The C library's fork keeps malloc usable in the child; nothing here takes another lock.)
+//! beforehand (their pointer arrays laid out in room reserved beforehand), and starting it takes
+//! pipe2, fork, dup2, sigprocmask, signal and execve only: no allocation, no lock.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
@@ -98,9 +98,34 @@ impl PreparedHook {
     }
 
     /// The environment the hook gets: its own `env`, else `default` (else nothing).
-    pub fn env<'a>(&'a self, default: Option<&'a [CString]>) -> &'a [CString] {
-        self.env.as_deref().or(default).unwrap_or(&[])
+    pub fn env<'a>(&'a self, default: Option<DefaultEnv<'a>>) -> DefaultEnv<'a> {
+        match (&self.env, default) {
+            (Some(own), _) => DefaultEnv {
+                env: own,
+                extra: None,
+            },
+            (None, Some(d)) => d,
+            (None, None) => DefaultEnv {
+                env: &[],
+                extra: None,
+            },
+        }
     }
+
+    /// The room its execve needs: (arguments, environment entries) with `default_envc`
+    /// entries for a hook without an `env` of its own.
+    pub fn exec_room(&self, default_envc: usize) -> (usize, usize) {
+        let envc = self.env.as_ref().map_or(default_envc, Vec::len);
+        (self.argv.len(), envc)
+    }
+}
+
+/// The environment of a hook whose config has no `env`: prepared entries and one made in the
+/// child (the container process's `HOME`).
+#[derive(Debug, Clone, Copy)]
+pub struct DefaultEnv<'a> {
+    pub env: &'a [CString],
+    pub extra: Option<&'a std::ffi::CStr>,
 }
 
 /// A relative path without a slash would be searched in `PATH`; the hook's path is a file path.
@@ -143,10 +168,12 @@ impl HookChild {
 }
 
 /// Start `hook` with `envp`: stdin and stderr on pipes, stdout on /dev/null, the signal
-/// dispositions and mask reset. An exec that fails comes back as `("spawn", errno)`.
+/// dispositions and mask reset. An exec that fails comes back as `("spawn", errno)`. The
+/// child lays its execve's arrays out in `scratch`, reserved by the caller.
 pub(super) fn spawn(
     hook: &PreparedHook,
-    envp: &[CString],
+    envp: DefaultEnv<'_>,
+    scratch: &mut crate::sys::ExecScratch,
 ) -> Result<HookChild, (&'static str, Errno)> {
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ("pipe", e));
     let (in_r, in_w) = pipe()?;
@@ -167,7 +194,7 @@ pub(super) fn spawn(
             let errno = match ready {
                 Ok(()) => {
                     crate::sys::reset_signals();
-                    crate::sys::execve(&hook.exe, &hook.argv, envp, None)
+                    crate::sys::execve(&hook.exe, &hook.argv, envp.env, envp.extra, scratch)
                 }
                 Err(e) => e,
             };

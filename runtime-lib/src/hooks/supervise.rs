@@ -39,8 +39,8 @@ impl Drop for ChildGuard {
 }
 
 pub(super) enum Supervised {
-    Exited(ExitStatus, Vec<u8>),
-    TimedOut(Vec<u8>),
+    Exited(ExitStatus, Tail),
+    TimedOut(Tail),
 }
 
 /// Feed stdin, collect the stderr tail and wait for the exit, all within the timeout.
@@ -71,7 +71,7 @@ pub(super) fn supervise(
             if let Some(fd) = &stderr {
                 tail.drain(fd);
             }
-            return Ok(Supervised::Exited(status, tail.into_bytes()));
+            return Ok(Supervised::Exited(status, tail));
         }
 
         let mut wait = match deadline {
@@ -81,7 +81,7 @@ pub(super) fn supervise(
                     if let Some(fd) = &stderr {
                         tail.drain(fd);
                     }
-                    return Ok(Supervised::TimedOut(tail.into_bytes()));
+                    return Ok(Supervised::TimedOut(tail));
                 }
                 Some(d - now)
             }
@@ -99,7 +99,8 @@ pub(super) fn supervise(
             None => PollTimeout::NONE,
         };
 
-        let mut fds = Vec::with_capacity(3);
+        // On the stack: this runs in forked children, which must not allocate.
+        let mut fds = arrayvec::ArrayVec::<PollFd, 3>::new();
         let mut idx_stdin = None;
         let mut idx_stderr = None;
         if let Some(fd) = &pidfd {
@@ -185,19 +186,31 @@ fn sigpipe_pending() -> bool {
     crate::sys::signal_pending(libc::SIGPIPE)
 }
 
-/// The last [`STDERR_TAIL`] bytes of a stream.
-#[derive(Default)]
-pub(super) struct Tail {
-    buf: Vec<u8>,
+/// The last [`STDERR_TAIL`] bytes of a stream, in a fixed buffer.
+pub(crate) struct Tail {
+    len: usize,
+    buf: [u8; STDERR_TAIL],
+}
+
+impl Default for Tail {
+    fn default() -> Self {
+        Tail {
+            len: 0,
+            buf: [0; STDERR_TAIL],
+        }
+    }
 }
 
 impl Tail {
     pub fn push(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() > STDERR_TAIL {
-            let excess = self.buf.len() - STDERR_TAIL;
-            self.buf.drain(..excess);
+        let data = &data[data.len().saturating_sub(STDERR_TAIL)..];
+        let excess = (self.len + data.len()).saturating_sub(STDERR_TAIL);
+        if excess > 0 {
+            self.buf.copy_within(excess..self.len, 0);
+            self.len -= excess;
         }
+        self.buf[self.len..self.len + data.len()].copy_from_slice(data);
+        self.len += data.len();
     }
 
     /// Read what is available now; `Ok(true)` at end of stream.
@@ -220,7 +233,7 @@ impl Tail {
         let _ = self.read_some(fd);
     }
 
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.buf
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }

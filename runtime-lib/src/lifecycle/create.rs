@@ -28,9 +28,9 @@ pub(super) trait CreateSteps {
     fn make_state_dir(&mut self) -> Result<()>;
     /// Fork the stage; returns its pid.
     fn fork_stage(&mut self) -> Result<i32>;
-    fn send(&mut self, msg: Msg, fd: Option<OwnedFd>) -> Result<()>;
+    fn send(&mut self, msg: Msg<'static>, fd: Option<OwnedFd>) -> Result<()>;
     /// The child's next message, and the fd that came with it.
-    fn recv(&mut self) -> Result<(Msg, Option<OwnedFd>)>;
+    fn recv(&mut self) -> Result<(Msg<'static>, Option<OwnedFd>)>;
     /// The container's cgroup (empty: the init is not in it yet).
     fn make_cgroup(&mut self) -> Result<()>;
     /// uid/gid maps and time offsets of the stage's new user namespace.
@@ -43,7 +43,7 @@ pub(super) trait CreateSteps {
     fn move_net_devices(&mut self, init: i32) -> Result<()>;
     /// The documents the init waits for once in its cgroup: the state (created), then the
     /// seccomp agent's, if its filter notifies one.
-    fn states(&mut self) -> Vec<Msg>;
+    fn states(&mut self) -> Vec<Msg<'static>>;
     fn run_hooks(&mut self, point: HookPoint) -> Result<()>;
     /// The source of bind mount `n` (opened as the runtime), or, with `idmapped`, its idmapped
     /// tree (from `fd`, a source the init opened in the rootfs, if any).
@@ -160,7 +160,7 @@ pub(super) fn run<S: CreateSteps>(s: &mut S, plan: &InitPlan, begun: &mut Begun)
                 s.send(Msg::MountSource, Some(tree))?;
             }
             Msg::Ready => break,
-            Msg::Error(e) => return Err(init_error(plan, e)),
+            Msg::Error(e) => return Err(init_error(plan, e.into_owned())),
             other => return Err(init_error(plan, format!("unexpected message {other:?}"))),
         }
     }

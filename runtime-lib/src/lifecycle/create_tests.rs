@@ -12,13 +12,13 @@ const INIT: i32 = 20;
 #[derive(Default)]
 struct Recorder {
     /// What the child sends, in order; an empty script is a closed channel.
-    script: VecDeque<Msg>,
+    script: VecDeque<Msg<'static>>,
     steps: Vec<String>,
     fail_at: Option<String>,
 }
 
 impl Recorder {
-    fn new(script: impl IntoIterator<Item = Msg>) -> Recorder {
+    fn new(script: impl IntoIterator<Item = Msg<'static>>) -> Recorder {
         Recorder {
             script: script.into_iter().collect(),
             ..Recorder::default()
@@ -63,14 +63,14 @@ impl CreateSteps for Recorder {
     fn fork_stage(&mut self) -> Result<i32> {
         self.step("fork_stage").map(|()| STAGE)
     }
-    fn send(&mut self, msg: Msg, _fd: Option<OwnedFd>) -> Result<()> {
+    fn send(&mut self, msg: Msg<'static>, _fd: Option<OwnedFd>) -> Result<()> {
         let name = match msg {
             Msg::State(_) => "send State".to_string(),
             other => format!("send {other:?}"),
         };
         self.step(name)
     }
-    fn recv(&mut self) -> Result<(Msg, Option<OwnedFd>)> {
+    fn recv(&mut self) -> Result<(Msg<'static>, Option<OwnedFd>)> {
         match self.script.pop_front() {
             Some(m) => self.step(format!("recv {m:?}")).map(|()| (m, None)),
             None => self.step("recv closed").and_then(|()| {
@@ -97,8 +97,8 @@ impl CreateSteps for Recorder {
     fn move_net_devices(&mut self, init: i32) -> Result<()> {
         self.step(format!("move_net_devices {init}"))
     }
-    fn states(&mut self) -> Vec<Msg> {
-        vec![Msg::State(b"{}".to_vec())]
+    fn states(&mut self) -> Vec<Msg<'static>> {
+        vec![Msg::State(b"{}".as_slice().into())]
     }
     fn run_hooks(&mut self, point: HookPoint) -> Result<()> {
         self.step(format!("hooks {}", point.name()))
@@ -138,7 +138,7 @@ impl CreateSteps for Recorder {
 
 /// The child's side of a create with a new user namespace, a pid namespace (the stage forks
 /// the init), the runtime's hooks and a mount source to open.
-fn script() -> Vec<Msg> {
+fn script() -> Vec<Msg<'static>> {
     vec![
         Msg::NeedMaps,
         Msg::Pid(INIT),

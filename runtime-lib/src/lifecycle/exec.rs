@@ -18,6 +18,8 @@ use oci_spec::runtime::Process;
 
 use super::protocol::{self, Channel, ChannelError, Msg};
 use super::setup::AgentHandoff;
+use super::stage::ChildMemory;
+use super::text::{child_err, ChildError};
 use super::WithStep;
 use crate::namespaces::clone_flag;
 use crate::plan::ExecPlan;
@@ -143,14 +145,19 @@ pub fn exec(
         }
     })?;
     let (chan, child_chan) = protocol::pair().map_err(sys("socketpair"))?;
-    let stage = match fork().map_err(sys("fork"))? {
-        Fork::Child => {
+    let p = &plan.process;
+    let mut mem = ChildMemory::new(p.args.len(), p.env.len() + 1);
+    // Matched directly: the child must not even drop an error-mapping closure (a free).
+    let stage = match fork() {
+        Err(e) => return Err(sys("fork")(e).into()),
+        Ok(Fork::Child) => {
             crate::sys::close_fds(&inherited);
             crate::sys::close_inherited(chan.as_raw());
-            child(&plan, child_chan, console, agent)
+            child(&plan, child_chan, console, agent, &mut mem)
         }
-        Fork::Parent(pid) => pid,
+        Ok(Fork::Parent(pid)) => pid,
     };
+    drop(mem);
     drop(child_chan);
     drop(console);
     // Only the process holds the agent's connection: it closes it once the listener is sent.
@@ -191,7 +198,7 @@ pub fn exec(
             tracing::debug!("container {id:?}: exec: child process in init(): pid {pid}");
             pid
         }
-        Ok(Msg::Error(e)) => return Err(kill_stage(ProcessError::Init(e).into())),
+        Ok(Msg::Error(e)) => return Err(kill_stage(ProcessError::Init(e.into_owned()).into())),
         Ok(other) => {
             return Err(kill_stage(
                 ProcessError::Init(format!("unexpected message {other:?}")).into(),
@@ -213,7 +220,7 @@ pub fn exec(
             l.metadata.as_deref(),
             &saved.oci_state(status),
         );
-        state_sent = chan.send(&Msg::AgentState(doc)).is_ok();
+        state_sent = chan.send(&Msg::AgentState(doc.into())).is_ok();
     }
     match chan.recv() {
         Err(ChannelError::Closed) if !state_sent => {
@@ -230,7 +237,7 @@ pub fn exec(
         }
         Ok(Msg::Error(e)) => {
             super::pidfd::kill_and_reap(pid);
-            return Err(ProcessError::Init(e).into());
+            return Err(ProcessError::Init(e.into_owned()).into());
         }
         Ok(other) => return Err(ProcessError::Init(format!("unexpected message {other:?}")).into()),
         Err(e) => return Err(ProcessError::from(e).into()),
@@ -246,12 +253,18 @@ pub fn exec(
     Ok(pid)
 }
 
-fn child(plan: &ExecPlan, chan: Channel, console: Option<OwnedFd>, agent: Option<OwnedFd>) -> ! {
-    let msg = match child_steps(plan, &chan, console, agent) {
+fn child(
+    plan: &ExecPlan,
+    chan: Channel,
+    console: Option<OwnedFd>,
+    agent: Option<OwnedFd>,
+    mem: &mut ChildMemory,
+) -> ! {
+    let msg = match child_steps(plan, &chan, console, agent, mem) {
         Ok(never) => match never {},
         Err(msg) => msg,
     };
-    let _ = chan.send(&Msg::Error(msg));
+    let _ = chan.send(&Msg::Error(msg.as_str().into()));
     exit_now(1)
 }
 
@@ -260,17 +273,15 @@ fn child_steps(
     chan: &Channel,
     console: Option<OwnedFd>,
     agent: Option<OwnedFd>,
-) -> Result<Infallible, String> {
+    mem: &mut ChildMemory,
+) -> Result<Infallible, ChildError> {
     nix::sys::prctl::set_dumpable(false).step("prctl(PR_SET_DUMPABLE)")?;
-    crate::sys::hide_cmdline(b"casulo init");
-    match chan.recv().step("wait for runtime")? {
-        Msg::Go => {}
-        other => return Err(format!("sync: expected Go, got {other:?}")),
-    }
+    crate::sys::hide_cmdline(mem.args, b"casulo init");
+    super::stage::expect(chan, &mut mem.rx, Msg::Go)?;
     // The host's procfs, before the container's mounts are ours: label writes go through it.
-    let proc = super::hostproc::open_proc().step("open /proc")?;
+    let proc = super::hostproc::open_proc()?;
     for j in &plan.joins {
-        nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ)).step(&format!(
+        nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ)).step(format_args!(
             "join {} namespace",
             crate::namespaces::ns_name(j.typ)
         ))?;
@@ -281,15 +292,17 @@ fn child_steps(
         nix::unistd::chdir("/").step("chdir /")?;
     }
     super::stage::fork_if_needed(plan.needs_fork, chan)?;
-    let agent_state = match &agent {
-        Some(_) => Some(super::setup::recv_agent_state(chan)?),
-        None => None,
-    };
-    let agent = AgentHandoff::pair(agent, agent_state)?;
+    if agent.is_some() {
+        super::setup::recv_agent_state(chan, mem)?;
+    }
+    let state = agent.is_some().then_some(&mem.agent_state[..]);
+    let agent = AgentHandoff::pair(agent, state)?;
     let p = &plan.process;
     nix::unistd::setsid().step("setsid")?;
     if p.terminal {
-        let sock = console.as_ref().ok_or("terminal: no console socket")?;
+        let sock = console
+            .as_ref()
+            .ok_or_else(|| child_err!("terminal: no console socket"))?;
         let slave = crate::tty::open_terminal(sock.as_fd(), p.console_size, plan.relayed_terminal)
             .step("terminal")?;
         crate::tty::set_controlling(slave).step("terminal")?;
@@ -304,12 +317,14 @@ fn child_steps(
     {
         s.load().step("seccomp")?;
     }
-    let errno = crate::sys::execve(&launch.exe, &p.args, &p.env, launch.home.as_deref());
+    let exe = launch.exe();
+    let errno = crate::sys::execve(exe, &p.args, &p.env, launch.home(), &mut mem.exec);
     let mut text = [0u8; 64];
-    Err(format!(
+    let why = crate::sys::errno_text(errno, &mut text);
+    Err(child_err!(
         "exec {}: {}",
-        launch.exe.to_string_lossy(),
-        String::from_utf8_lossy(crate::sys::errno_text(errno, &mut text))
+        exe.to_string_lossy(),
+        String::from_utf8_lossy(why)
     ))
 }
 

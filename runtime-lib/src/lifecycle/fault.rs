@@ -44,11 +44,11 @@ impl<S: CreateSteps> CreateSteps for Faulty<S> {
         self.tick();
         self.inner.fork_stage()
     }
-    fn send(&mut self, msg: Msg, fd: Option<OwnedFd>) -> Result<()> {
+    fn send(&mut self, msg: Msg<'static>, fd: Option<OwnedFd>) -> Result<()> {
         self.tick();
         self.inner.send(msg, fd)
     }
-    fn recv(&mut self) -> Result<(Msg, Option<OwnedFd>)> {
+    fn recv(&mut self) -> Result<(Msg<'static>, Option<OwnedFd>)> {
         self.tick();
         self.inner.recv()
     }
@@ -72,7 +72,7 @@ impl<S: CreateSteps> CreateSteps for Faulty<S> {
         self.tick();
         self.inner.move_net_devices(init)
     }
-    fn states(&mut self) -> Vec<Msg> {
+    fn states(&mut self) -> Vec<Msg<'static>> {
         self.tick();
         self.inner.states()
     }

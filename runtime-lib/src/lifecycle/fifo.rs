@@ -24,7 +24,8 @@ pub fn open_path(path: &Path) -> Result<OwnedFd, ProcessError> {
 /// In the init: block until `start` opens the fifo, through `proc` (an fd of the host's
 /// /proc opened before pivot_root, so that this works whatever the container mounts).
 pub fn wait_for_start(proc: BorrowedFd<'_>, fifo: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
-    let path = format!("self/fd/{}", fifo.as_raw_fd());
+    // On the stack: the init must not allocate.
+    let path = super::text::Text::<32>::of(format_args!("self/fd/{}", fifo.as_raw_fd()));
     loop {
         match nix::fcntl::openat(
             proc,

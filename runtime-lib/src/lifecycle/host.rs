@@ -195,8 +195,12 @@ impl CreateSteps for Host<'_> {
         // Only the container holds the agent's connection: it closes it once the listener is
         // sent.
         let agent = self.agent.take();
-        let stage = match fork().map_err(sys("fork")).ctx(&id, STEP)? {
-            Fork::Child => {
+        let (argc, envc) = self.plan.exec_room();
+        let mem = stage::ChildMemory::new(argc, envc);
+        // Matched directly: the child must not even drop an error-mapping closure (a free).
+        let stage = match fork() {
+            Err(e) => return Err(sys("fork")(e)).ctx(&id, STEP),
+            Ok(Fork::Child) => {
                 crate::sys::close_fds(&inherited);
                 crate::sys::close_inherited(lock_fd);
                 crate::sys::close_inherited(chan.as_raw());
@@ -207,17 +211,18 @@ impl CreateSteps for Host<'_> {
                         fifo: fifo_fd,
                         console,
                         agent,
+                        mem,
                     },
                 )
             }
-            Fork::Parent(pid) => pid,
+            Ok(Fork::Parent(pid)) => pid,
         };
         self.chan = Some(chan);
         self.stage = Some(stage);
         Ok(stage)
     }
 
-    fn send(&mut self, msg: Msg, fd: Option<OwnedFd>) -> Result<()> {
+    fn send(&mut self, msg: Msg<'static>, fd: Option<OwnedFd>) -> Result<()> {
         let chan = self.chan()?;
         let sent = match &fd {
             Some(fd) => chan.send_fd(&msg, fd.as_fd()),
@@ -233,7 +238,7 @@ impl CreateSteps for Host<'_> {
         sent.map_err(|e| self.prefer_init(self.fail(ProcessError::from(e))))
     }
 
-    fn recv(&mut self) -> Result<(Msg, Option<OwnedFd>)> {
+    fn recv(&mut self) -> Result<(Msg<'static>, Option<OwnedFd>)> {
         let got = self.chan()?.recv_fd();
         match got {
             Ok((Msg::Ready, fd)) => {
@@ -320,10 +325,10 @@ impl CreateSteps for Host<'_> {
         Ok(())
     }
 
-    fn states(&mut self) -> Vec<Msg> {
+    fn states(&mut self) -> Vec<Msg<'static>> {
         let created =
             serde_json::to_vec(&self.saved.oci_state(Status::Created)).unwrap_or_default();
-        let mut out = vec![Msg::State(created)];
+        let mut out = vec![Msg::State(created.into())];
         if let Some(l) = self.plan.seccomp.as_ref().and_then(|s| s.listener()) {
             // As the spec's example and the reference runtime: the init is the process, and
             // the container is still being created.
@@ -332,7 +337,8 @@ impl CreateSteps for Host<'_> {
                     self.saved.pid,
                     l.metadata.as_deref(),
                     &self.saved.oci_state(Status::Creating),
-                ),
+                )
+                .into(),
             ));
         }
         out

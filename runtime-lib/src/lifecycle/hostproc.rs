@@ -8,26 +8,27 @@ use std::path::Path;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 
-use crate::process::{sys, ProcessError};
+use super::text::{child_err, ChildError};
+use super::WithStep;
 
 /// An fd of the host's /proc, checked to be a real procfs.
-pub(super) fn open_proc() -> Result<OwnedFd, ProcessError> {
+pub(super) fn open_proc() -> Result<OwnedFd, ChildError> {
     let fd = open(
         "/proc",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(sys("open /proc"))?;
-    let fs = nix::sys::statfs::fstatfs(fd.as_fd()).map_err(sys("statfs /proc"))?;
+    .step("open /proc")?;
+    let fs = nix::sys::statfs::fstatfs(fd.as_fd()).step("statfs /proc")?;
     if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(ProcessError::Invalid("/proc is not a procfs".into()));
+        return Err(child_err!("open /proc: /proc is not a procfs"));
     }
     Ok(fd)
 }
 
 /// Write `value` to a file of the host's /proc (opened before pivot_root and checked to be
 /// procfs), so that nothing the container mounts can redirect the write.
-pub(super) fn write_proc(proc: &OwnedFd, rel: &Path, value: &str) -> Result<(), nix::Error> {
+pub(super) fn write_proc(proc: &OwnedFd, rel: &Path, value: &[u8]) -> Result<(), nix::Error> {
     let fd = nix::fcntl::openat(
         proc.as_fd(),
         rel,
@@ -38,5 +39,5 @@ pub(super) fn write_proc(proc: &OwnedFd, rel: &Path, value: &str) -> Result<(), 
     if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
         return Err(nix::Error::EXDEV);
     }
-    nix::unistd::write(&fd, value.as_bytes()).map(drop)
+    nix::unistd::write(&fd, value).map(drop)
 }

@@ -16,49 +16,50 @@ use super::fifo;
 use super::hostproc::{open_proc, write_proc};
 use super::protocol::Msg;
 use super::setup::{finish_process, recv_agent_state, AgentHandoff, Launch};
-use super::stage::{expect, ChildIo};
+use super::stage::{expect, keep, unexpected, ChildIo, ChildMemory};
+use super::text::{child_err, ChildError};
 use super::WithStep;
 use crate::hooks::HookPoint;
 use crate::plan::InitPlan;
 use crate::rootfs::SourceRequest;
 
 /// One method per step of the init, in the words of [`build`]. Errors are the text the runtime
-/// shows ("step: cause").
+/// shows ("step: cause"), made without allocating.
 pub(super) trait InitSteps {
     /// Propagation and the bind mount of the rootfs.
-    fn bind_root(&mut self) -> Result<(), String>;
+    fn bind_root(&mut self) -> Result<(), ChildError>;
     /// Mount number `n` of the plan.
-    fn mount(&mut self, n: usize) -> Result<(), String>;
+    fn mount(&mut self, n: usize) -> Result<(), ChildError>;
     /// Wait until the runtime has put the init in its cgroup (it then sends the state).
-    fn wait_in_cgroup(&mut self) -> Result<(), String>;
+    fn wait_in_cgroup(&mut self) -> Result<(), ChildError>;
     /// A new cgroup namespace, rooted at the init's cgroup.
-    fn unshare_cgroup(&mut self) -> Result<(), String>;
+    fn unshare_cgroup(&mut self) -> Result<(), ChildError>;
     /// Device nodes (mknod) and the `/dev` symlinks.
-    fn make_devices(&mut self) -> Result<(), String>;
+    fn make_devices(&mut self) -> Result<(), ChildError>;
     /// Let the runtime run the prestart and createRuntime hooks, and wait for them.
-    fn runtime_hooks(&mut self) -> Result<(), String>;
+    fn runtime_hooks(&mut self) -> Result<(), ChildError>;
     /// The hooks of `point` that run in the container.
-    fn run_hooks(&mut self, point: HookPoint) -> Result<(), String>;
+    fn run_hooks(&mut self, point: HookPoint) -> Result<(), ChildError>;
     /// hostname, domainname, sysctl, oom_score_adj.
-    fn set_kernel_settings(&mut self) -> Result<(), String>;
+    fn set_kernel_settings(&mut self) -> Result<(), ChildError>;
     /// pivot_root (or chroot).
-    fn pivot_root(&mut self) -> Result<(), String>;
+    fn pivot_root(&mut self) -> Result<(), ChildError>;
     /// The console: a pty whose master goes to the console socket.
-    fn terminal(&mut self) -> Result<(), String>;
+    fn terminal(&mut self) -> Result<(), ChildError>;
     /// Read-only mounts and paths, masked paths, read-only root, propagation of `/`.
-    fn finalize_rootfs(&mut self) -> Result<(), String>;
+    fn finalize_rootfs(&mut self) -> Result<(), ChildError>;
     /// A new session keyring.
-    fn join_keyring(&mut self) -> Result<(), String>;
+    fn join_keyring(&mut self) -> Result<(), ChildError>;
     /// The process setup (see `setup::finish_process`): rlimits to seccomp.
-    fn process_setup(&mut self) -> Result<(), String>;
+    fn process_setup(&mut self) -> Result<(), ChildError>;
     /// Tell the runtime the container is created.
-    fn ready(&mut self) -> Result<(), String>;
+    fn ready(&mut self) -> Result<(), ChildError>;
     /// Block until `start` opens the exec fifo.
-    fn wait_for_start(&mut self) -> Result<(), String>;
+    fn wait_for_start(&mut self) -> Result<(), ChildError>;
     /// A seccomp filter that had to wait for no_new_privs and the last syscalls before it.
-    fn late_seccomp(&mut self) -> Result<(), String>;
+    fn late_seccomp(&mut self) -> Result<(), ChildError>;
     /// execve the user program: returns only on failure.
-    fn exec(&mut self) -> Result<(), String>;
+    fn exec(&mut self) -> Result<(), ChildError>;
 }
 
 /// The init up to start, in the order that matters:
@@ -70,7 +71,7 @@ pub(super) trait InitSteps {
 /// - kernel settings before pivot_root (through the host's procfs), the console after it (the
 ///   container's devpts), masked and read-only paths after the console (`/dev/console` is
 ///   a mount), the process setup last, then ready.
-pub(super) fn build<S: InitSteps>(s: &mut S, plan: &InitPlan) -> Result<(), String> {
+pub(super) fn build<S: InitSteps>(s: &mut S, plan: &InitPlan) -> Result<(), ChildError> {
     s.bind_root()?;
     let mounts = plan.rootfs.mounts.len();
     let split = plan.rootfs.mounts_before_cgroup();
@@ -105,7 +106,7 @@ pub(super) fn build<S: InitSteps>(s: &mut S, plan: &InitPlan) -> Result<(), Stri
 
 /// After start, as with runc: a late seccomp filter, then the startContainer hooks under it
 /// (they run in the container, like its program), then the exec. Returns only on failure.
-pub(super) fn after_start<S: InitSteps>(s: &mut S, plan: &InitPlan) -> Result<(), String> {
+pub(super) fn after_start<S: InitSteps>(s: &mut S, plan: &InitPlan) -> Result<(), ChildError> {
     s.late_seccomp()?;
     if !plan.hooks.start_container.is_empty() {
         s.run_hooks(HookPoint::StartContainer)?;
@@ -114,9 +115,9 @@ pub(super) fn after_start<S: InitSteps>(s: &mut S, plan: &InitPlan) -> Result<()
 }
 
 /// The init: the container itself, up to the exec of the user program.
-pub(super) fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
+pub(super) fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, ChildError> {
     nix::unistd::setsid().step("setsid")?;
-    let proc = open_proc().step("open /proc")?;
+    let proc = open_proc()?;
     // The rootfs code names fds to mount(2) as `self/fd/N` relative to this verified procfs,
     // never through a /proc the container's config controls.
     nix::unistd::fchdir(proc.as_fd()).step("enter /proc")?;
@@ -130,9 +131,7 @@ pub(super) fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, Stri
         proc: Some(proc),
         notifies,
         root: None,
-        states: None,
-        state: Vec::new(),
-        agent: None,
+        states: false,
         launch: None,
         fifo: None,
     };
@@ -142,17 +141,9 @@ pub(super) fn init(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, Stri
     // runc's exit status 255, and `start` itself succeeds.
     let e = match after_start(&mut k, plan) {
         Err(e) => e,
-        Ok(()) => "exec: returned".into(),
+        Ok(()) => child_err!("exec: returned"),
     };
-    crate::sys::die_on_stderr(&[e.as_bytes(), b"\n"], 255)
-}
-
-/// The documents the runtime sends once the init is in its cgroup.
-struct States {
-    /// The state (status created), for the hooks that run in the container.
-    state: Vec<u8>,
-    /// The container process state for the seccomp agent, when the filter notifies one.
-    agent: Option<Vec<u8>>,
+    crate::sys::die_on_stderr(&[e.as_str().as_bytes(), b"\n"], 255)
 }
 
 /// The init's steps for real.
@@ -165,41 +156,41 @@ struct Kernel<'a> {
     notifies: bool,
     /// The rootfs, between its bind mount and the hooks that run in it.
     root: Option<OwnedFd>,
-    /// The states, when they arrived while the init waited for a mount source.
-    states: Option<States>,
-    /// The state document (status created) for the hooks.
-    state: Vec<u8>,
-    agent: Option<AgentHandoff>,
+    /// The documents the runtime sends once the init is in its cgroup have arrived (maybe
+    /// while the init waited for a mount source): the state (status created) for the hooks in
+    /// `io.mem.state`, the seccomp agent's in `io.mem.agent_state`.
+    states: bool,
     launch: Option<Launch>,
     /// The write end of the exec fifo, once start opened it.
     fifo: Option<OwnedFd>,
 }
 
 impl Kernel<'_> {
-    fn proc(&self) -> Result<&OwnedFd, String> {
-        self.proc.as_ref().ok_or_else(|| "/proc: closed".into())
+    fn proc(&self) -> Result<&OwnedFd, ChildError> {
+        self.proc
+            .as_ref()
+            .ok_or_else(|| child_err!("/proc: closed"))
     }
 
-    fn root(&self) -> Result<std::os::fd::BorrowedFd<'_>, String> {
+    fn root(&self) -> Result<std::os::fd::BorrowedFd<'_>, ChildError> {
         self.root
             .as_ref()
             .map(|r| r.as_fd())
-            .ok_or_else(|| "rootfs: not bound".into())
+            .ok_or_else(|| child_err!("rootfs: not bound"))
     }
 
-    fn keep_states(&mut self, state: Vec<u8>) -> Result<(), String> {
-        let agent = if self.notifies {
-            Some(recv_agent_state(&self.io.chan)?)
-        } else {
-            None
-        };
-        self.states = Some(States { state, agent });
+    /// The state arrived (in `io.mem.state`); the seccomp agent's follows when there is one.
+    fn keep_states(&mut self) -> Result<(), ChildError> {
+        if self.notifies {
+            recv_agent_state(&self.io.chan, &mut self.io.mem)?;
+        }
+        self.states = true;
         Ok(())
     }
 
     /// Ask the runtime for the source of bind mount number `n` (see `RootfsPlan::mount_range`).
     /// The states may arrive first: they are kept until the init asks for them.
-    fn host_source(&mut self, n: u32, req: SourceRequest<'_>) -> Result<OwnedFd, String> {
+    fn host_source(&mut self, n: u32, req: SourceRequest<'_>) -> Result<OwnedFd, ChildError> {
         let chan = &self.io.chan;
         match req {
             SourceRequest::Open => chan.send(&Msg::NeedMountSource(n)),
@@ -208,58 +199,65 @@ impl Kernel<'_> {
         }
         .step("sync")?;
         loop {
-            match self.io.chan.recv_fd().step("wait for runtime")? {
+            let mem = &mut self.io.mem;
+            match self.io.chan.recv_in(&mut mem.rx).step("wait for runtime")? {
                 (Msg::MountSource, Some(fd)) => return Ok(fd),
-                (Msg::State(doc), _) if self.states.is_none() => self.keep_states(doc)?,
-                (Msg::Error(e), _) => return Err(e),
-                (other, _) => return Err(format!("sync: expected a mount source, got {other:?}")),
+                (Msg::State(doc), _) if !self.states => {
+                    keep(&mut mem.state, &doc);
+                    self.keep_states()?
+                }
+                (other, _) => return Err(unexpected(&"a mount source", other)),
             }
         }
     }
 }
 
 impl InitSteps for Kernel<'_> {
-    fn bind_root(&mut self) -> Result<(), String> {
+    fn bind_root(&mut self) -> Result<(), ChildError> {
         self.root = Some(self.plan.rootfs.bind_root().step("rootfs")?);
         Ok(())
     }
 
-    fn mount(&mut self, n: usize) -> Result<(), String> {
+    fn mount(&mut self, n: usize) -> Result<(), ChildError> {
         let plan = self.plan;
         let root = self
             .root
             .take()
-            .ok_or_else(|| "rootfs: not bound".to_string())?;
+            .ok_or_else(|| child_err!("rootfs: not bound"))?;
         let new_cgroupns = plan.ns.creates(LinuxNamespaceType::Cgroup);
         let result = plan
             .rootfs
             .mount_range(root.as_fd(), n..n + 1, new_cgroupns, &mut |n, req| {
-                self.host_source(n, req)
+                // Text only on failure: the rootfs error that carries it ends the init.
+                self.host_source(n, req).map_err(|e| e.as_str().to_owned())
             })
             .step("rootfs");
         self.root = Some(root);
         result
     }
 
-    fn wait_in_cgroup(&mut self) -> Result<(), String> {
-        if self.states.is_none() {
-            match self.io.chan.recv().step("wait for runtime")? {
-                Msg::State(doc) => self.keep_states(doc)?,
-                Msg::Error(e) => return Err(e),
-                other => return Err(format!("sync: expected the state, got {other:?}")),
+    fn wait_in_cgroup(&mut self) -> Result<(), ChildError> {
+        if !self.states {
+            let mem = &mut self.io.mem;
+            match ChildMemory::recv(&mut mem.rx, &self.io.chan)? {
+                Msg::State(doc) => keep(&mut mem.state, &doc),
+                other => return Err(unexpected(&"the state", other)),
             }
+            self.keep_states()?;
         }
-        let States { state, agent } = self.states.take().ok_or("sync: no state")?;
-        self.state = state;
-        self.agent = AgentHandoff::pair(self.io.agent.take(), agent)?;
+        if self.io.agent.is_some() != self.notifies {
+            return Err(child_err!(
+                "seccomp agent: the connection and the process state do not match"
+            ));
+        }
         Ok(())
     }
 
-    fn unshare_cgroup(&mut self) -> Result<(), String> {
+    fn unshare_cgroup(&mut self) -> Result<(), ChildError> {
         self.plan.ns.unshare_cgroup().step("namespaces")
     }
 
-    fn make_devices(&mut self) -> Result<(), String> {
+    fn make_devices(&mut self) -> Result<(), ChildError> {
         let in_userns = self.plan.ns.has(LinuxNamespaceType::User);
         self.plan
             .rootfs
@@ -267,35 +265,52 @@ impl InitSteps for Kernel<'_> {
             .step("rootfs")
     }
 
-    fn runtime_hooks(&mut self) -> Result<(), String> {
+    fn runtime_hooks(&mut self) -> Result<(), ChildError> {
         self.io.chan.send(&Msg::RunHooks).step("sync")?;
-        expect(&self.io.chan, Msg::HooksDone)
+        expect(&self.io.chan, &mut self.io.mem.rx, Msg::HooksDone)
     }
 
-    fn run_hooks(&mut self, point: HookPoint) -> Result<(), String> {
+    fn run_hooks(&mut self, point: HookPoint) -> Result<(), ChildError> {
         let result = match point {
             // In the container's rootfs, as with runc (hooks that name files relative to it,
             // `./lib/...`, rely on that).
             HookPoint::CreateContainer => {
                 nix::unistd::fchdir(self.root()?).step("enter the rootfs")?;
                 let hooks = &self.plan.create_container_hooks;
-                let r = crate::hooks::run_prepared(point.name(), hooks, &self.state, None);
+                let mem = &mut self.io.mem;
+                let r = crate::hooks::run_prepared(
+                    point.name(),
+                    hooks,
+                    &mem.state,
+                    None,
+                    &mut mem.exec,
+                );
                 nix::unistd::fchdir(self.proc()?.as_fd()).step("enter /proc")?;
                 r
             }
             // With the process's environment when their config has no `env`, as with runc.
             _ => {
                 let p = &self.plan.process;
-                let home = self.launch.as_ref().and_then(|l| l.home.clone());
-                let env: Vec<_> = p.env.iter().cloned().chain(home).collect();
+                let home = self.launch.as_ref().and_then(|l| l.home());
+                let env = crate::hooks::DefaultEnv {
+                    env: &p.env,
+                    extra: home,
+                };
                 let hooks = &self.plan.start_container_hooks;
-                crate::hooks::run_prepared(point.name(), hooks, &self.state, Some(&env))
+                let mem = &mut self.io.mem;
+                crate::hooks::run_prepared(
+                    point.name(),
+                    hooks,
+                    &mem.state,
+                    Some(env),
+                    &mut mem.exec,
+                )
             }
         };
-        result.map_err(|e| e.to_string())
+        result.map_err(|e| child_err!("{e}"))
     }
 
-    fn set_kernel_settings(&mut self) -> Result<(), String> {
+    fn set_kernel_settings(&mut self) -> Result<(), ChildError> {
         let plan = self.plan;
         if let Some(h) = &plan.hostname {
             nix::unistd::sethostname(h).step("sethostname")?;
@@ -305,30 +320,37 @@ impl InitSteps for Kernel<'_> {
         }
         let proc = self.proc()?;
         for (key, value) in &plan.sysctl {
-            write_proc(proc, &Path::new("sys").join(key), value)
-                .step(&format!("sysctl {}", key.display()))?;
+            write_proc(proc, key, value.as_bytes()).step(format_args!(
+                "sysctl {}",
+                key.strip_prefix("sys").unwrap_or(key).display()
+            ))?;
         }
         if let Some(adj) = plan.process.oom_score_adj {
-            write_proc(proc, Path::new("self/oom_score_adj"), &adj.to_string())
-                .step("oom_score_adj")?;
+            let text = super::text::Text::<16>::of(format_args!("{adj}"));
+            write_proc(
+                proc,
+                Path::new("self/oom_score_adj"),
+                text.as_str().as_bytes(),
+            )
+            .step("oom_score_adj")?;
         }
         Ok(())
     }
 
-    fn pivot_root(&mut self) -> Result<(), String> {
+    fn pivot_root(&mut self) -> Result<(), ChildError> {
         let r = &self.plan.rootfs;
         self.root = None;
         crate::rootfs::pivot(&r.rootfs, r.no_pivot, r.host_mount_ns).step("rootfs")?;
         nix::unistd::fchdir(self.proc()?.as_fd()).step("enter /proc")
     }
 
-    fn terminal(&mut self) -> Result<(), String> {
+    fn terminal(&mut self) -> Result<(), ChildError> {
         let p = &self.plan.process;
         let sock = self
             .io
             .console
             .as_ref()
-            .ok_or("terminal: no console socket")?;
+            .ok_or_else(|| child_err!("terminal: no console socket"))?;
         let slave = crate::tty::setup_console(sock.as_fd()).step("terminal")?;
         if let Some((rows, cols)) = p.console_size {
             crate::tty::set_window_size(slave.as_fd(), rows, cols).step("terminal")?;
@@ -336,25 +358,27 @@ impl InitSteps for Kernel<'_> {
         crate::tty::set_controlling(slave).step("terminal")
     }
 
-    fn finalize_rootfs(&mut self) -> Result<(), String> {
+    fn finalize_rootfs(&mut self) -> Result<(), ChildError> {
         self.plan.rootfs.finalize().step("rootfs")
     }
 
-    fn join_keyring(&mut self) -> Result<(), String> {
-        let name = std::ffi::CString::new(format!("_ses.{}", self.plan.id)).step("keyring")?;
+    fn join_keyring(&mut self) -> Result<(), ChildError> {
+        let name = super::text::CPath::<512>::concat(&[b"_ses.", self.plan.id.as_bytes()])
+            .ok_or_else(|| child_err!("keyring: the container id does not fit a key name"))?;
         // Kernels without keyrings (or with them restricted by seccomp) are not an error,
         // as for runc: the session keyring is a hardening, not part of the spec.
-        match crate::sys::join_session_keyring(&name) {
+        match crate::sys::join_session_keyring(name.as_cstr()) {
             Ok(()) | Err(nix::Error::ENOSYS) | Err(nix::Error::EPERM) | Err(nix::Error::EACCES) => {
                 Ok(())
             }
-            Err(e) => Err(format!("join session keyring: {e}")),
+            Err(e) => Err(child_err!("join session keyring: {e}")),
         }
     }
 
-    fn process_setup(&mut self) -> Result<(), String> {
+    fn process_setup(&mut self) -> Result<(), ChildError> {
         let plan = self.plan;
-        let agent = self.agent.take();
+        let state = self.notifies.then_some(&self.io.mem.agent_state[..]);
+        let agent = AgentHandoff::pair(self.io.agent.take(), state)?;
         let launch = finish_process(
             &plan.process,
             self.proc()?,
@@ -366,11 +390,11 @@ impl InitSteps for Kernel<'_> {
         Ok(())
     }
 
-    fn ready(&mut self) -> Result<(), String> {
+    fn ready(&mut self) -> Result<(), ChildError> {
         self.io.chan.send(&Msg::Ready).step("sync")
     }
 
-    fn wait_for_start(&mut self) -> Result<(), String> {
+    fn wait_for_start(&mut self) -> Result<(), ChildError> {
         let w = fifo::wait_for_start(self.proc()?.as_fd(), self.io.fifo.as_fd())
             .step("open exec fifo")?;
         self.proc = None;
@@ -382,7 +406,7 @@ impl InitSteps for Kernel<'_> {
         Ok(())
     }
 
-    fn late_seccomp(&mut self) -> Result<(), String> {
+    fn late_seccomp(&mut self) -> Result<(), ChildError> {
         let p = &self.plan.process;
         match self
             .plan
@@ -395,16 +419,20 @@ impl InitSteps for Kernel<'_> {
         }
     }
 
-    fn exec(&mut self) -> Result<(), String> {
+    fn exec(&mut self) -> Result<(), ChildError> {
         let p = &self.plan.process;
-        let launch = self.launch.as_ref().ok_or("exec: no process setup")?;
-        let errno = crate::sys::execve(&launch.exe, &p.args, &p.env, launch.home.as_deref());
+        let launch = self
+            .launch
+            .as_ref()
+            .ok_or_else(|| child_err!("exec: no process setup"))?;
+        let exe = launch.exe();
+        let errno = crate::sys::execve(exe, &p.args, &p.env, launch.home(), &mut self.io.mem.exec);
         // Written from prepared pieces: nothing to allocate once the exec failed.
         let mut text = [0u8; 64];
         crate::sys::die_on_stderr(
             &[
                 b"exec ",
-                launch.exe.as_bytes(),
+                exe.to_bytes(),
                 b": ",
                 crate::sys::errno_text(errno, &mut text),
                 b"\n",

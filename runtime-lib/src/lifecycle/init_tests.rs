@@ -13,12 +13,12 @@ struct Recorder<'p> {
 }
 
 impl Recorder<'_> {
-    fn step(&mut self, name: impl Into<String>) -> Result<(), String> {
+    fn step(&mut self, name: impl Into<String>) -> Result<(), ChildError> {
         let name = name.into();
         let fail = self.fail_at.is_some_and(|f| name.starts_with(f));
         self.steps.push(name.clone());
         if fail {
-            Err(format!("{name}: injected failure"))
+            Err(child_err!("{name}: injected failure"))
         } else {
             Ok(())
         }
@@ -33,57 +33,57 @@ impl Recorder<'_> {
 }
 
 impl InitSteps for Recorder<'_> {
-    fn bind_root(&mut self) -> Result<(), String> {
+    fn bind_root(&mut self) -> Result<(), ChildError> {
         self.step("bind_root")
     }
-    fn mount(&mut self, n: usize) -> Result<(), String> {
+    fn mount(&mut self, n: usize) -> Result<(), ChildError> {
         let m = &self.plan.expect("plan").rootfs.mounts[n];
         let name = format!("mount {} {}", m.fstype, m.destination.display());
         self.step(name)
     }
-    fn wait_in_cgroup(&mut self) -> Result<(), String> {
+    fn wait_in_cgroup(&mut self) -> Result<(), ChildError> {
         self.step("wait_in_cgroup")
     }
-    fn unshare_cgroup(&mut self) -> Result<(), String> {
+    fn unshare_cgroup(&mut self) -> Result<(), ChildError> {
         self.step("unshare_cgroup")
     }
-    fn make_devices(&mut self) -> Result<(), String> {
+    fn make_devices(&mut self) -> Result<(), ChildError> {
         self.step("make_devices")
     }
-    fn runtime_hooks(&mut self) -> Result<(), String> {
+    fn runtime_hooks(&mut self) -> Result<(), ChildError> {
         self.step("runtime_hooks")
     }
-    fn run_hooks(&mut self, point: HookPoint) -> Result<(), String> {
+    fn run_hooks(&mut self, point: HookPoint) -> Result<(), ChildError> {
         self.step(format!("hooks {}", point.name()))
     }
-    fn set_kernel_settings(&mut self) -> Result<(), String> {
+    fn set_kernel_settings(&mut self) -> Result<(), ChildError> {
         self.step("set_kernel_settings")
     }
-    fn pivot_root(&mut self) -> Result<(), String> {
+    fn pivot_root(&mut self) -> Result<(), ChildError> {
         self.step("pivot_root")
     }
-    fn terminal(&mut self) -> Result<(), String> {
+    fn terminal(&mut self) -> Result<(), ChildError> {
         self.step("terminal")
     }
-    fn finalize_rootfs(&mut self) -> Result<(), String> {
+    fn finalize_rootfs(&mut self) -> Result<(), ChildError> {
         self.step("finalize_rootfs")
     }
-    fn join_keyring(&mut self) -> Result<(), String> {
+    fn join_keyring(&mut self) -> Result<(), ChildError> {
         self.step("join_keyring")
     }
-    fn process_setup(&mut self) -> Result<(), String> {
+    fn process_setup(&mut self) -> Result<(), ChildError> {
         self.step("process_setup")
     }
-    fn ready(&mut self) -> Result<(), String> {
+    fn ready(&mut self) -> Result<(), ChildError> {
         self.step("ready")
     }
-    fn wait_for_start(&mut self) -> Result<(), String> {
+    fn wait_for_start(&mut self) -> Result<(), ChildError> {
         self.step("wait_for_start")
     }
-    fn late_seccomp(&mut self) -> Result<(), String> {
+    fn late_seccomp(&mut self) -> Result<(), ChildError> {
         self.step("late_seccomp")
     }
-    fn exec(&mut self) -> Result<(), String> {
+    fn exec(&mut self) -> Result<(), ChildError> {
         self.step("exec")
     }
 }
@@ -91,7 +91,7 @@ impl InitSteps for Recorder<'_> {
 fn run<'p>(
     plan: &'p InitPlan,
     fail_at: Option<&'static str>,
-) -> (Recorder<'p>, Result<(), String>) {
+) -> (Recorder<'p>, Result<(), ChildError>) {
     let mut r = Recorder {
         plan: Some(plan),
         fail_at,
@@ -176,7 +176,7 @@ fn a_failing_step_is_the_last() {
     ] {
         let (r, result) = run(&plan, Some(fail_at));
         let e = result.unwrap_err();
-        assert!(e.contains("injected failure"), "{e}");
+        assert!(e.as_str().contains("injected failure"), "{e}");
         assert!(
             r.steps.last().unwrap().starts_with(fail_at),
             "{:?}",

@@ -42,9 +42,15 @@
 //! the stage joins the namespaces, forks if needed and sends `Pid`; [`AgentState`]; the process
 //! applies its setup and execs; the channel closing on exec is success, `Error` is failure.
 //!
-//! Code in a forked child (the stage, the init, the exec'd process) works on prepared data.
+//! Code in a forked child (the stage, the init, the exec'd process) works on prepared data and
+//! allocates nothing: the program that forked may have other threads, one of which may have
+//! held the allocator's lock at the fork. Its errors are fixed-size text ([`text`]), messages
+//! are received into buffers reserved before the fork ([`stage::ChildIo`]).
 //!
 //! [`AgentState`]: protocol::Msg::AgentState
+
+// A forked child's errors are fixed buffers on purpose: boxing them would allocate.
+#![allow(clippy::result_large_err)]
 
 pub mod create;
 pub mod exec;
@@ -61,14 +67,18 @@ mod setup;
 mod stage;
 #[cfg(test)]
 mod test_plan;
+pub(crate) mod text;
 
-/// In a forked child, errors are text for the runtime: "step: cause".
+use text::{child_err, ChildError};
+
+/// In a forked child, errors are text for the runtime: "step: cause". `what` is formatted
+/// only on failure (pass `format_args!` for a step with a variable name).
 trait WithStep<T> {
-    fn step(self, what: &str) -> Result<T, String>;
+    fn step(self, what: impl std::fmt::Display) -> Result<T, ChildError>;
 }
 
 impl<T, E: std::fmt::Display> WithStep<T> for Result<T, E> {
-    fn step(self, what: &str) -> Result<T, String> {
-        self.map_err(|e| format!("{what}: {e}"))
+    fn step(self, what: impl std::fmt::Display) -> Result<T, ChildError> {
+        self.map_err(|e| child_err!("{what}: {e}"))
     }
 }

@@ -1,16 +1,14 @@
 //! The sync channel between the runtime and its forked child (stage, init, exec'd process): a SOCK_SEQPACKET
 //! socketpair carrying small binary messages (a tag byte and a payload), no JSON.
 
-use std::io::IoSlice;
+use std::borrow::Cow;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use nix::sys::socket::{
-    recv, send, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 
 /// A message of the create protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Msg {
+pub enum Msg<'a> {
     /// runtime → stage: begin. For create it is sent at once (the runtime makes the cgroup
     /// while the stage makes the namespaces); for exec once the stage is in the cgroup.
     Go,
@@ -22,10 +20,10 @@ pub enum Msg {
     Pid(i32),
     /// runtime → init: the state documents for the hooks that run inside the container:
     /// (status created) — also the sign that the init is in its cgroup.
-    State(Vec<u8>),
+    State(Cow<'a, [u8]>),
     /// runtime → child: the container process state for the seccomp agent (JSON), sent after
     /// the child's pid is known when its filter notifies an agent.
-    AgentState(Vec<u8>),
+    AgentState(Cow<'a, [u8]>),
     /// init → runtime: mounts are done, run the prestart and createRuntime hooks.
     RunHooks,
     /// runtime → init: the hooks ran.
@@ -33,7 +31,7 @@ pub enum Msg {
     /// init → runtime: set up and about to wait for start.
     Ready,
     /// either way: this failed; the message says what.
-    Error(String),
+    Error(Cow<'a, str>),
     /// init → runtime: open the source of bind mount number N of the config (which the
     /// init, in its user namespace, cannot reach) in my mount namespace, and send it.
     NeedMountSource(u32),
@@ -45,65 +43,78 @@ pub enum Msg {
     NeedIdmappedTree(u32),
 }
 
-const MAX: usize = 256 * 1024;
+/// The largest message: a state document with its annotations.
+pub const MAX: usize = 256 * 1024;
 
-impl Msg {
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        match self {
-            Msg::Go => out.push(1),
-            Msg::NeedMaps => out.push(2),
-            Msg::MapsDone => out.push(3),
-            Msg::Pid(p) => {
-                out.push(4);
-                out.extend_from_slice(&p.to_le_bytes());
+impl<'a> Msg<'a> {
+    /// The tag and fixed-size fields (`head`, the first `n` bytes of it) and the payload: sent
+    /// as two pieces, so that a forked child encodes without allocating.
+    fn wire(&self) -> ([u8; 5], usize, &[u8]) {
+        let (tag, num, payload): (u8, Option<[u8; 4]>, &[u8]) = match self {
+            Msg::Go => (1, None, &[]),
+            Msg::NeedMaps => (2, None, &[]),
+            Msg::MapsDone => (3, None, &[]),
+            Msg::Pid(p) => (4, Some(p.to_le_bytes()), &[]),
+            Msg::State(doc) => (5, None, doc),
+            Msg::RunHooks => (6, None, &[]),
+            Msg::HooksDone => (7, None, &[]),
+            Msg::Ready => (8, None, &[]),
+            Msg::Error(s) => (9, None, s.as_bytes()),
+            Msg::AgentState(doc) => (10, None, doc),
+            Msg::NeedMountSource(n) => (11, Some(n.to_le_bytes()), &[]),
+            Msg::MountSource => (12, None, &[]),
+            Msg::NeedIdmappedTree(n) => (13, Some(n.to_le_bytes()), &[]),
+        };
+        let mut head = [tag, 0, 0, 0, 0];
+        let n = match num {
+            Some(b) => {
+                head[1..].copy_from_slice(&b);
+                5
             }
-            Msg::State(doc) => {
-                out.push(5);
-                out.extend_from_slice(doc);
-            }
-            Msg::RunHooks => out.push(6),
-            Msg::HooksDone => out.push(7),
-            Msg::Ready => out.push(8),
-            Msg::Error(s) => {
-                out.push(9);
-                out.extend_from_slice(s.as_bytes());
-            }
-            Msg::AgentState(doc) => {
-                out.push(10);
-                out.extend_from_slice(doc);
-            }
-            Msg::NeedMountSource(n) => {
-                out.push(11);
-                out.extend_from_slice(&n.to_le_bytes());
-            }
-            Msg::MountSource => out.push(12),
-            Msg::NeedIdmappedTree(n) => {
-                out.push(13);
-                out.extend_from_slice(&n.to_le_bytes());
-            }
-        }
-        out
+            None => 1,
+        };
+        (head, n, payload)
     }
 
-    fn decode(b: &[u8]) -> Option<Msg> {
+    /// The message in `b`, borrowing its payload.
+    fn decode(b: &'a [u8]) -> Option<Msg<'a>> {
         let (&tag, rest) = b.split_first()?;
+        let num = || <[u8; 4]>::try_from(rest.get(..4)?).ok();
         Some(match tag {
             1 => Msg::Go,
             2 => Msg::NeedMaps,
             3 => Msg::MapsDone,
-            4 => Msg::Pid(i32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
-            5 => Msg::State(rest.to_vec()),
+            4 => Msg::Pid(i32::from_le_bytes(num()?)),
+            5 => Msg::State(Cow::Borrowed(rest)),
             6 => Msg::RunHooks,
             7 => Msg::HooksDone,
             8 => Msg::Ready,
-            9 => Msg::Error(String::from_utf8_lossy(rest).into_owned()),
-            10 => Msg::AgentState(rest.to_vec()),
-            11 => Msg::NeedMountSource(u32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
+            9 => Msg::Error(String::from_utf8_lossy(rest)),
+            10 => Msg::AgentState(Cow::Borrowed(rest)),
+            11 => Msg::NeedMountSource(u32::from_le_bytes(num()?)),
             12 => Msg::MountSource,
-            13 => Msg::NeedIdmappedTree(u32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
+            13 => Msg::NeedIdmappedTree(u32::from_le_bytes(num()?)),
             _ => return None,
         })
+    }
+
+    /// The message with a payload of its own, for the runtime to keep.
+    pub fn into_owned(self) -> Msg<'static> {
+        match self {
+            Msg::Go => Msg::Go,
+            Msg::NeedMaps => Msg::NeedMaps,
+            Msg::MapsDone => Msg::MapsDone,
+            Msg::Pid(p) => Msg::Pid(p),
+            Msg::State(d) => Msg::State(Cow::Owned(d.into_owned())),
+            Msg::RunHooks => Msg::RunHooks,
+            Msg::HooksDone => Msg::HooksDone,
+            Msg::Ready => Msg::Ready,
+            Msg::Error(e) => Msg::Error(Cow::Owned(e.into_owned())),
+            Msg::AgentState(d) => Msg::AgentState(Cow::Owned(d.into_owned())),
+            Msg::NeedMountSource(n) => Msg::NeedMountSource(n),
+            Msg::MountSource => Msg::MountSource,
+            Msg::NeedIdmappedTree(n) => Msg::NeedIdmappedTree(n),
+        }
     }
 }
 
@@ -141,47 +152,21 @@ impl Channel {
         self.fd.as_raw_fd()
     }
 
-    pub fn send(&self, msg: &Msg) -> Result<(), ChannelError> {
-        let bytes = msg.encode();
-        loop {
-            match send(self.fd.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL) {
-                Ok(_) => return Ok(()),
-                Err(nix::Error::EINTR) => continue,
-                Err(nix::Error::EPIPE) | Err(nix::Error::ECONNRESET) => {
-                    return Err(ChannelError::Closed)
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    pub fn recv(&self) -> Result<Msg, ChannelError> {
-        let mut buf = vec![0u8; MAX];
-        loop {
-            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(0) => return Err(ChannelError::Closed),
-                Ok(n) => return Msg::decode(&buf[..n]).ok_or(ChannelError::Malformed),
-                Err(nix::Error::EINTR) => continue,
-                Err(nix::Error::ECONNRESET) => return Err(ChannelError::Closed),
-                Err(e) => return Err(e.into()),
-            }
-        }
+    /// Send `msg`. Allocates nothing: forked children send with it.
+    pub fn send(&self, msg: &Msg<'_>) -> Result<(), ChannelError> {
+        self.send_with(msg, None)
     }
 
     /// Send `msg` with `fd` attached (SCM_RIGHTS).
-    pub fn send_fd(&self, msg: &Msg, fd: BorrowedFd<'_>) -> Result<(), ChannelError> {
-        let bytes = msg.encode();
-        let fds = [fd.as_raw_fd()];
-        let cmsg = [ControlMessage::ScmRights(&fds)];
+    pub fn send_fd(&self, msg: &Msg<'_>, fd: BorrowedFd<'_>) -> Result<(), ChannelError> {
+        self.send_with(msg, Some(fd))
+    }
+
+    fn send_with(&self, msg: &Msg<'_>, fd: Option<BorrowedFd<'_>>) -> Result<(), ChannelError> {
+        let (head, n, payload) = msg.wire();
         loop {
-            match sendmsg::<()>(
-                self.fd.as_raw_fd(),
-                &[IoSlice::new(&bytes)],
-                &cmsg,
-                MsgFlags::MSG_NOSIGNAL,
-                None,
-            ) {
-                Ok(_) => return Ok(()),
+            match crate::sys::send_parts(self.fd.as_fd(), &[&head[..n], payload], fd) {
+                Ok(()) => return Ok(()),
                 Err(nix::Error::EINTR) => continue,
                 Err(nix::Error::EPIPE) | Err(nix::Error::ECONNRESET) => {
                     return Err(ChannelError::Closed)
@@ -191,16 +176,32 @@ impl Channel {
         }
     }
 
+    /// The next message, with a payload of its own.
+    pub fn recv(&self) -> Result<Msg<'static>, ChannelError> {
+        self.recv_fd().map(|(msg, _)| msg)
+    }
+
     /// Receive a message and the fd attached to it, if any (close-on-exec).
-    pub fn recv_fd(&self) -> Result<(Msg, Option<OwnedFd>), ChannelError> {
+    pub fn recv_fd(&self) -> Result<(Msg<'static>, Option<OwnedFd>), ChannelError> {
         let mut buf = vec![0u8; MAX];
+        let (msg, fd) = self.recv_in(&mut buf)?;
+        Ok((msg.into_owned(), fd))
+    }
+
+    /// Receive a message into `buf` (of [`MAX`] bytes), which its payload borrows, and the fd
+    /// attached to it, if any. Allocates nothing: forked children receive with it.
+    pub fn recv_in<'b>(
+        &self,
+        buf: &'b mut [u8],
+    ) -> Result<(Msg<'b>, Option<OwnedFd>), ChannelError> {
         loop {
-            match crate::sys::recv_with_fd(self.fd.as_fd(), &mut buf) {
+            match crate::sys::recv_with_fd(self.fd.as_fd(), buf) {
                 Ok((0, _)) => return Err(ChannelError::Closed),
                 Ok((n, fd)) => {
+                    let buf: &'b [u8] = buf;
                     return Msg::decode(&buf[..n])
                         .map(|msg| (msg, fd))
-                        .ok_or(ChannelError::Malformed)
+                        .ok_or(ChannelError::Malformed);
                 }
                 Err(nix::Error::EINTR) => continue,
                 Err(nix::Error::ECONNRESET) => return Err(ChannelError::Closed),
@@ -217,7 +218,7 @@ impl Channel {
         loop {
             match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
                 Ok(n) if n > 0 => match Msg::decode(&buf[..n]) {
-                    Some(Msg::Error(e)) => return Some(e),
+                    Some(Msg::Error(e)) => return Some(e.into_owned()),
                     Some(_) => continue,
                     None => return None,
                 },
@@ -256,12 +257,12 @@ mod tests {
             Msg::NeedMaps,
             Msg::MapsDone,
             Msg::Pid(4242),
-            Msg::State(b"{\"a\":1}".to_vec()),
+            Msg::State(b"{\"a\":1}".as_slice().into()),
             Msg::RunHooks,
             Msg::HooksDone,
             Msg::Ready,
             Msg::Error("mount proc on /proc: EPERM".into()),
-            Msg::AgentState(b"{\"pid\":1}".to_vec()),
+            Msg::AgentState(b"{\"pid\":1}".as_slice().into()),
             Msg::NeedMountSource(3),
             Msg::MountSource,
             Msg::NeedIdmappedTree(7),

@@ -9,37 +9,42 @@ use nix::sys::stat::Mode;
 
 use super::hostproc::write_proc;
 use super::protocol::{Channel, Msg};
+use super::stage::{keep, unexpected, ChildMemory};
+use super::text::{child_err, CPath, ChildError};
 use super::WithStep;
+use crate::process::env::HOME_MAX;
 
 /// What the container process sends its seccomp agent once the filter is loaded: the
 /// connection the runtime made and the container process state it sent.
-pub(super) struct AgentHandoff {
+pub(super) struct AgentHandoff<'a> {
     pub socket: OwnedFd,
-    pub state: Vec<u8>,
+    pub state: &'a [u8],
 }
 
-impl AgentHandoff {
+impl<'a> AgentHandoff<'a> {
     /// Pair the runtime's connection with the state document; both or neither must be there.
     pub(super) fn pair(
         socket: Option<OwnedFd>,
-        state: Option<Vec<u8>>,
-    ) -> Result<Option<AgentHandoff>, String> {
+        state: Option<&'a [u8]>,
+    ) -> Result<Option<AgentHandoff<'a>>, ChildError> {
         match (socket, state) {
             (Some(socket), Some(state)) => Ok(Some(AgentHandoff { socket, state })),
             (None, None) => Ok(None),
-            _ => Err("seccomp agent: the connection and the process state do not match".into()),
+            _ => Err(child_err!(
+                "seccomp agent: the connection and the process state do not match"
+            )),
         }
     }
 }
 
-/// Receive the container process state for the seccomp agent.
-pub(super) fn recv_agent_state(chan: &Channel) -> Result<Vec<u8>, String> {
-    match chan.recv().step("wait for runtime")? {
-        Msg::AgentState(doc) => Ok(doc),
-        Msg::Error(e) => Err(e),
-        other => Err(format!(
-            "sync: expected the seccomp agent's state, got {other:?}"
-        )),
+/// Receive the container process state for the seccomp agent into `mem.agent_state`.
+pub(super) fn recv_agent_state(chan: &Channel, mem: &mut ChildMemory) -> Result<(), ChildError> {
+    match ChildMemory::recv(&mut mem.rx, chan)? {
+        Msg::AgentState(doc) => {
+            keep(&mut mem.agent_state, &doc);
+            Ok(())
+        }
+        other => Err(unexpected(&"the seccomp agent's state", other)),
     }
 }
 
@@ -53,13 +58,26 @@ fn open_inside(cwd: &Path) -> Result<OwnedFd, nix::Error> {
     crate::rootfs::paths::open_in_root(root.as_fd(), cwd, OFlag::O_PATH | OFlag::O_DIRECTORY)
 }
 
+/// `HOME=` and a home directory.
+const HOME_ENTRY: usize = HOME_MAX + 8;
+
 /// What [`finish_process`] leaves for the execve.
 pub(super) struct Launch {
     /// The executable's path, found with the process's PATH.
-    pub exe: std::ffi::CString,
+    exe: CPath<{ crate::process::EXE_MAX }>,
     /// `HOME=...` from the container's /etc/passwd (`HOME=/` without an entry), where
     /// process.env has no non-empty HOME of its own.
-    pub home: Option<std::ffi::CString>,
+    home: Option<CPath<HOME_ENTRY>>,
+}
+
+impl Launch {
+    pub fn exe(&self) -> &std::ffi::CStr {
+        self.exe.as_cstr()
+    }
+
+    pub fn home(&self) -> Option<&std::ffi::CStr> {
+        self.home.as_ref().map(|h| h.as_cstr())
+    }
 }
 
 /// Enter the process cwd, resolved inside the container.
@@ -69,18 +87,12 @@ fn enter_cwd(cwd: &Path) -> Result<(), nix::Error> {
 }
 
 /// `HOME=<home of uid>` from the container's /etc/passwd, `HOME=/` without an entry.
-fn home_env(uid: u32) -> std::ffi::CString {
-    let mut home = [0u8; crate::process::env::HOME_MAX];
-    let found =
-        crate::process::env::home_of(uid, &mut home).filter(|&len| !home[..len].contains(&0));
-    let value: &[u8] = match found {
-        Some(len) => &home[..len],
-        None => b"/",
-    };
-    let mut entry = Vec::with_capacity(b"HOME=".len() + value.len() + 1);
-    entry.extend_from_slice(b"HOME=");
-    entry.extend_from_slice(value);
-    std::ffi::CString::new(entry).unwrap_or_else(|_| c"HOME=/".to_owned())
+fn home_env(uid: u32) -> Option<CPath<HOME_ENTRY>> {
+    let mut home = [0u8; HOME_MAX];
+    let found = crate::process::env::home_of(uid, &mut home);
+    found
+        .and_then(|len| CPath::concat(&[b"HOME=", &home[..len]]))
+        .or_else(|| CPath::concat(&[b"HOME=/"]))
 }
 
 /// The part of the process setup that an init and an exec'd process share, in the order that
@@ -102,19 +114,20 @@ pub(super) fn finish_process(
     proc: &OwnedFd,
     seccomp: Option<&crate::security::SeccompPlan>,
     preserve_fds: u32,
-    agent: Option<AgentHandoff>,
-) -> Result<Launch, String> {
+    agent: Option<AgentHandoff<'_>>,
+) -> Result<Launch, ChildError> {
     let mut agent = agent;
     p.rlimits.apply().step("rlimits")?;
-    p.scheduling.apply().map_err(|e| e.to_string())?;
+    p.scheduling.apply().map_err(|e| child_err!("{e}"))?;
     if let Some(persona) = &p.personality {
-        persona.apply().map_err(|e| e.to_string())?;
+        persona.apply().map_err(|e| child_err!("{e}"))?;
     }
     if let Some(policy) = &p.memory_policy {
-        policy.apply().map_err(|e| e.to_string())?;
+        policy.apply().map_err(|e| child_err!("{e}"))?;
     }
     if let Some(l) = &p.label {
-        write_proc(proc, &l.rel, &l.value).step(&format!("LSM label {}", l.rel.display()))?;
+        write_proc(proc, &l.rel, l.value.as_bytes())
+            .step(format_args!("LSM label {}", l.rel.display()))?;
     }
     if let Some(mask) = p.umask {
         nix::sys::stat::umask(Mode::from_bits_truncate(mask));
@@ -122,15 +135,15 @@ pub(super) fn finish_process(
     let cwd_as_user = match enter_cwd(&p.cwd) {
         Ok(()) => false,
         Err(nix::Error::EACCES | nix::Error::EPERM) => true,
-        Err(e) => return Err(format!("cwd {}: {e}", p.cwd.display())),
+        Err(e) => return Err(child_err!("cwd {}: {e}", p.cwd.display())),
     };
     let exe = crate::process::find_executable(&p.args[0], &p.path_dirs)?;
-    let home = p.needs_home.then(|| home_env(p.uid));
+    let home = if p.needs_home { home_env(p.uid) } else { None };
     crate::security::give_stdio_to(p.uid).step("user")?;
     // Only stdio and the preserved fds reach the user program.
     let first_closed = 3 + preserve_fds;
     for fd in 3..first_closed {
-        crate::sys::clear_cloexec(fd as i32).step(&format!("preserve fd {fd}"))?;
+        crate::sys::clear_cloexec(fd as i32).step(format_args!("preserve fd {fd}"))?;
     }
     crate::sys::cloexec_from(first_closed).step("close_range")?;
     crate::sys::reset_signals();
@@ -143,7 +156,7 @@ pub(super) fn finish_process(
     crate::security::switch_user(p.uid, p.gid, &p.additional_gids, true).step("user")?;
     p.caps.apply().step("capabilities")?;
     if cwd_as_user {
-        enter_cwd(&p.cwd).step(&format!("cwd {}", p.cwd.display()))?;
+        enter_cwd(&p.cwd).step(format_args!("cwd {}", p.cwd.display()))?;
     }
     if p.no_new_privileges {
         crate::security::set_no_new_privs().step("no_new_privileges")?;
@@ -157,17 +170,17 @@ pub(super) fn finish_process(
 /// Load the filter; hand its listener, if it has one, to the seccomp agent at once.
 fn load_seccomp(
     s: &crate::security::SeccompPlan,
-    agent: Option<AgentHandoff>,
-) -> Result<(), String> {
+    agent: Option<AgentHandoff<'_>>,
+) -> Result<(), ChildError> {
     let listener = s.load().step("seccomp")?;
     match (listener, agent) {
         (None, _) => Ok(()),
         (Some(listener), Some(a)) => {
-            crate::security::seccomp_notify::hand_over(a.socket, &a.state, listener)
+            crate::security::seccomp_notify::hand_over(a.socket, a.state, listener)
                 .step("seccomp agent")
         }
-        (Some(_), None) => {
-            Err("seccomp agent: the filter has a listener but no agent connection".into())
-        }
+        (Some(_), None) => Err(child_err!(
+            "seccomp agent: the filter has a listener but no agent connection"
+        )),
     }
 }

@@ -9,10 +9,11 @@ use std::os::fd::OwnedFd;
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::LinuxNamespaceType;
 
-use super::protocol::{Channel, Msg};
+use super::protocol::{Channel, Msg, MAX};
+use super::text::{child_err, ChildError};
 use super::WithStep;
 use crate::plan::InitPlan;
-use crate::sys::{exit_now, fork_sibling, Fork};
+use crate::sys::{exit_now, fork_sibling, ArgArea, ExecScratch, Fork};
 
 /// What the runtime hands to the forked child besides the plan.
 pub struct ChildIo {
@@ -23,6 +24,48 @@ pub struct ChildIo {
     pub console: Option<OwnedFd>,
     /// The connection to the seccomp agent, when the filter notifies one.
     pub agent: Option<OwnedFd>,
+    pub mem: ChildMemory,
+}
+
+/// The memory a forked child works in, reserved by the runtime before the fork: the child
+/// allocates nothing (see the module above).
+pub struct ChildMemory {
+    /// One message of the channel as it arrives ([`MAX`] bytes).
+    pub rx: Vec<u8>,
+    /// The state document for the hooks that run in the container.
+    pub state: Vec<u8>,
+    /// The container process state for the seccomp agent.
+    pub agent_state: Vec<u8>,
+    /// The argv and envp arrays of the execve of the user program and of the hooks.
+    pub exec: ExecScratch,
+    /// The runtime's argument area, which the child overwrites (`sys::hide_cmdline`).
+    pub args: Option<ArgArea>,
+}
+
+impl ChildMemory {
+    /// Room for the messages, and for execs of up to `argc` arguments and `envc` environment
+    /// entries. Large buffers come from the allocator as untouched pages: they cost address
+    /// space, not memory, until used.
+    pub fn new(argc: usize, envc: usize) -> ChildMemory {
+        ChildMemory {
+            rx: vec![0; MAX],
+            state: Vec::with_capacity(MAX),
+            agent_state: Vec::with_capacity(MAX),
+            exec: ExecScratch::with_room(argc, envc),
+            args: ArgArea::of_self(),
+        }
+    }
+
+    /// The next message, borrowing `rx`.
+    pub fn recv<'b>(rx: &'b mut [u8], chan: &Channel) -> Result<Msg<'b>, ChildError> {
+        chan.recv_in(rx).map(|(m, _)| m).step("wait for runtime")
+    }
+}
+
+/// Copy `doc` into `into`, whose capacity was reserved for the largest message.
+pub(super) fn keep(into: &mut Vec<u8>, doc: &[u8]) {
+    into.clear();
+    into.extend_from_slice(&doc[..doc.len().min(into.capacity())]);
 }
 
 /// Entry point of the forked child. Never returns.
@@ -32,28 +75,36 @@ pub fn run(plan: &InitPlan, mut io: ChildIo) -> ! {
         Ok(never) => match never {},
         Err(msg) => msg,
     };
-    let _ = io.chan.send(&Msg::Error(msg));
+    let _ = io.chan.send(&Msg::Error(msg.as_str().into()));
     exit_now(1)
 }
 
-pub(super) fn expect(chan: &Channel, want: Msg) -> Result<(), String> {
-    match chan.recv().step("wait for runtime")? {
+/// Wait for `want`; an error from the runtime is ours.
+pub(super) fn expect(chan: &Channel, rx: &mut [u8], want: Msg<'_>) -> Result<(), ChildError> {
+    match ChildMemory::recv(rx, chan)? {
         m if m == want => Ok(()),
-        Msg::Error(e) => Err(e),
-        other => Err(format!("sync: expected {want:?}, got {other:?}")),
+        other => Err(unexpected(&want, other)),
+    }
+}
+
+/// The error for `got` where `want` was due: the runtime's own error, if that is what came.
+pub(super) fn unexpected(want: &dyn std::fmt::Debug, got: Msg<'_>) -> ChildError {
+    match got {
+        Msg::Error(e) => child_err!("{e}"),
+        other => child_err!("sync: expected {want:?}, got {other:?}"),
     }
 }
 
 /// The stage: namespaces, then (for a pid or time namespace) the fork of the init.
-fn stage(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
+fn stage(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, ChildError> {
     nix::sys::prctl::set_dumpable(false).step("prctl(PR_SET_DUMPABLE)")?;
-    crate::sys::hide_cmdline(b"casulo init");
-    expect(&io.chan, Msg::Go)?;
+    crate::sys::hide_cmdline(io.mem.args, b"casulo init");
+    expect(&io.chan, &mut io.mem.rx, Msg::Go)?;
     plan.ns.join_all().step("namespaces")?;
     plan.ns.unshare_all().step("namespaces")?;
     if plan.ns.creates(LinuxNamespaceType::User) {
         io.chan.send(&Msg::NeedMaps).step("sync")?;
-        expect(&io.chan, Msg::MapsDone)?;
+        expect(&io.chan, &mut io.mem.rx, Msg::MapsDone)?;
     }
     // In a user namespace, new or joined, the init is its root: files it makes (mount points
     // in a tmpfs of the namespace) need owners that the namespace maps.
@@ -76,7 +127,7 @@ fn stage(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, String> {
 /// the stage reports the child's pid and exits, and the child goes on. The child is the
 /// runtime's (CLONE_PARENT): the runtime reaps the stage and waits for the child directly.
 /// Otherwise report our own pid. Shared by create and exec.
-pub(super) fn fork_if_needed(needs_fork: bool, chan: &Channel) -> Result<(), String> {
+pub(super) fn fork_if_needed(needs_fork: bool, chan: &Channel) -> Result<(), ChildError> {
     if needs_fork {
         match fork_sibling().step("fork")? {
             Fork::Parent(pid) => {

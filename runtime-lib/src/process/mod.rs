@@ -10,9 +10,11 @@ pub mod mempolicy;
 pub mod personality;
 pub mod scheduling;
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+
+use crate::lifecycle::text::{child_err, CPath, ChildError};
 
 use crate::security::{CapsPlan, RlimitsPlan};
 use mempolicy::MemPolicyPlan;
@@ -206,46 +208,63 @@ impl ProcessPlan {
     }
 }
 
+/// The longest executable path the init looks up (PATH_MAX).
+pub(crate) const EXE_MAX: usize = 4096;
+
 /// Find the executable the way execvp does, but with the container's PATH, inside the
 /// container (called after pivot_root). The errors read as runc's, which engines match on to
 /// choose their exit status: a name with a `/` that does not exist is a "no such file or
 /// directory" (podman: 127), one that is not an executable file is a "permission denied" (126),
-/// a name found in no PATH directory is "executable file not found in $PATH" (127).
-pub(crate) fn find_executable(arg0: &CString, path_dirs: &[PathBuf]) -> Result<CString, String> {
+/// a name found in no PATH directory is "executable file not found in $PATH" (127). The init
+/// calls it: the result and the error are fixed buffers, nothing is allocated.
+#[allow(clippy::result_large_err)]
+pub(crate) fn find_executable(
+    arg0: &CString,
+    path_dirs: &[PathBuf],
+) -> Result<CPath<EXE_MAX>, ChildError> {
     let name = std::path::Path::new(std::ffi::OsStr::from_bytes(arg0.as_bytes()));
-    let executable = |c: &std::path::Path| -> std::io::Result<bool> {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(c)?;
-        Ok(meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    let executable = |c: &CStr| -> nix::Result<bool> {
+        use nix::sys::stat::SFlag;
+        let st = nix::sys::stat::stat(c)?;
+        let is_file = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
+        Ok(is_file && st.st_mode & 0o111 != 0)
     };
     if arg0.as_bytes().contains(&b'/') {
-        return match executable(name) {
-            Ok(true) => Ok(arg0.clone()),
-            Ok(false) => Err(format!("exec: {name:?}: permission denied")),
-            Err(e) => Err(format!(
-                "exec: {name:?}: stat {}: {}",
-                name.display(),
-                errno_text(&e)
-            )),
+        let path = CPath::concat(&[arg0.as_bytes()])
+            .ok_or_else(|| child_err!("exec: {name:?}: file name too long"))?;
+        return match executable(path.as_cstr()) {
+            Ok(true) => Ok(path),
+            Ok(false) => Err(child_err!("exec: {name:?}: permission denied")),
+            Err(e) => {
+                let mut text = [0u8; 64];
+                let why = crate::sys::errno_text(e, &mut text);
+                Err(child_err!(
+                    "exec: {name:?}: stat {}: {}",
+                    name.display(),
+                    String::from_utf8_lossy(why)
+                ))
+            }
         };
     }
-    for c in path_dirs.iter().map(|d| d.join(name)) {
-        if let Ok(true) = executable(&c) {
-            return CString::new(c.as_os_str().as_bytes()).map_err(|e| e.to_string());
+    for dir in path_dirs {
+        // As Path::join: an empty entry is the cwd, a trailing slash is not doubled.
+        let d = dir.as_os_str().as_bytes();
+        let d = d.strip_suffix(b"/").unwrap_or(d);
+        let found = match d {
+            [] if !dir.as_os_str().is_empty() => CPath::concat(&[b"/", arg0.as_bytes()]),
+            [] => CPath::concat(&[arg0.as_bytes()]),
+            d => CPath::concat(&[d, b"/", arg0.as_bytes()]),
+        };
+        let Some(c) = found else {
+            continue;
+        };
+        if let Ok(true) = executable(c.as_cstr()) {
+            return Ok(c);
         }
     }
-    Err(format!(
+    Err(child_err!(
         "exec: {name:?}: executable file not found in $PATH"
     ))
-}
-
-/// The C library's text of an I/O error's errno, in lower case as Go prints it ("no such file
-/// or directory").
-fn errno_text(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
-        None => e.to_string(),
-    }
 }
 
 #[cfg(test)]

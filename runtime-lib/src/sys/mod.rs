@@ -214,30 +214,98 @@ pub fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64, clear: u64) -> nix:
     mount_api::mount_setattr(fd.as_raw_fd(), &attr, true)
 }
 
-/// recvmsg(2) of one message into `buf`, with the first fd passed along (SCM_RIGHTS) owned
-/// by the caller and close-on-exec; any further fds are closed.
-pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<(usize, Option<OwnedFd>)> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let mut iov = [std::io::IoSliceMut::new(buf)];
-    let m = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    let mut fd = None;
-    for c in m.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for raw in fds {
-                // SAFETY: the kernel installed this fd in our table for this message; nothing
-                // else knows of it.
-                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                fd.get_or_insert(owned);
-            }
+/// Room for one control message carrying one fd, aligned as `cmsghdr` wants.
+#[repr(C, align(8))]
+struct CmsgBuf([u8; 64]);
+
+/// sendmsg(2) of one message made of `parts` (at most 4), with `fd` passed along
+/// (SCM_RIGHTS) if given. Allocates nothing: forked children send with it.
+pub fn send_parts(
+    sock: BorrowedFd<'_>,
+    parts: &[&[u8]],
+    fd: Option<BorrowedFd<'_>>,
+) -> nix::Result<()> {
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 4];
+    if parts.len() > iov.len() {
+        return Err(Errno::E2BIG);
+    }
+    for (slot, part) in iov.iter_mut().zip(parts) {
+        slot.iov_base = part.as_ptr() as *mut libc::c_void;
+        slot.iov_len = part.len();
+    }
+    let mut cmsg = CmsgBuf([0; 64]);
+    // SAFETY: an all-zero msghdr is valid (no name, no iov, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = parts.len();
+    if let Some(fd) = fd {
+        let raw = fd.as_raw_fd();
+        let data_len = std::mem::size_of_val(&raw) as u32;
+        // SAFETY: CMSG_SPACE and CMSG_LEN only compute sizes. The buffer is 64 bytes, more than
+        // CMSG_SPACE(4), and aligned for cmsghdr; CMSG_FIRSTHDR of a msghdr whose control
+        // length covers one header returns a pointer into it, CMSG_DATA one past that header;
+        // the fd is written within CMSG_LEN(4) of it.
+        unsafe {
+            msg.msg_control = cmsg.0.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(data_len) as usize;
+            let hdr = libc::CMSG_FIRSTHDR(&msg);
+            (*hdr).cmsg_level = libc::SOL_SOCKET;
+            (*hdr).cmsg_type = libc::SCM_RIGHTS;
+            (*hdr).cmsg_len = libc::CMSG_LEN(data_len) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(hdr).cast::<RawFd>(), raw);
         }
     }
-    Ok((m.bytes, fd))
+    // SAFETY: msg points at live buffers described by their lengths, for the call's duration.
+    let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// recvmsg(2) of one message into `buf`, with the first fd passed along (SCM_RIGHTS) owned
+/// by the caller and close-on-exec; any further fds are closed. Allocates nothing.
+pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<(usize, Option<OwnedFd>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cmsg = CmsgBuf([0; 64]);
+    // SAFETY: an all-zero msghdr is valid; the iov and the control buffer outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.0.as_mut_ptr().cast();
+    msg.msg_controllen = cmsg.0.len();
+    // SAFETY: as above; the kernel writes at most the lengths given.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(Errno::last());
+    }
+    let mut fd = None;
+    // SAFETY: the kernel filled msg_control up to msg_controllen with well-formed headers;
+    // CMSG_FIRSTHDR/CMSG_NXTHDR walk them and return null past the end. An SCM_RIGHTS
+    // payload is an array of ints, (cmsg_len - CMSG_LEN(0)) / 4 of them, each an fd the kernel
+    // installed in our table for this message, owned by nobody else.
+    unsafe {
+        let mut hdr = libc::CMSG_FIRSTHDR(&msg);
+        while !hdr.is_null() {
+            if (*hdr).cmsg_level == libc::SOL_SOCKET && (*hdr).cmsg_type == libc::SCM_RIGHTS {
+                let count = ((*hdr).cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
+                let data = libc::CMSG_DATA(hdr).cast::<RawFd>();
+                for i in 0..count {
+                    let owned = OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i)));
+                    fd.get_or_insert(owned);
+                }
+            }
+            hdr = libc::CMSG_NXTHDR(&msg, hdr);
+        }
+    }
+    Ok((n as usize, fd))
 }
 
 /// setdomainname(2).
@@ -255,20 +323,45 @@ pub fn join_session_keyring(name: &CStr) -> nix::Result<()> {
     Errno::result(r).map(drop)
 }
 
-/// execve(2) of a prepared argv and envp, with `extra` (an entry made in the child, such as
-/// `HOME`) at the end of the environment. Returns only on failure.
-pub fn execve(path: &CStr, argv: &[CString], envp: &[CString], extra: Option<&CStr>) -> Errno {
-    let result = match extra {
-        None => nix::unistd::execve(path, argv, envp),
-        Some(e) => {
-            let all: Vec<&CStr> = envp.iter().map(|c| c.as_c_str()).chain([e]).collect();
-            nix::unistd::execve(path, argv, &all)
-        }
-    };
-    match result {
-        Ok(never) => match never {},
-        Err(e) => e,
+/// Room for execve's argv and envp pointer arrays, reserved before a fork so that the child
+/// fills them in without allocating (nix's execve builds them on the heap).
+#[derive(Debug, Default)]
+pub struct ExecScratch(Vec<usize>);
+
+impl ExecScratch {
+    /// Room for `argc` arguments and `envc` environment entries, one extra entry and the two
+    /// terminating nulls.
+    pub fn with_room(argc: usize, envc: usize) -> ExecScratch {
+        ExecScratch(Vec::with_capacity(argc + envc + 3))
     }
+}
+
+/// execve(2) of a prepared argv and envp, with `extra` (an entry made in the child, such as
+/// `HOME`) at the end of the environment, the pointer arrays laid out in `scratch`. Returns
+/// only on failure (E2BIG, without trying, if `scratch` has too little room).
+pub fn execve(
+    path: &CStr,
+    argv: &[CString],
+    envp: &[CString],
+    extra: Option<&CStr>,
+    scratch: &mut ExecScratch,
+) -> Errno {
+    let ptrs = &mut scratch.0;
+    if ptrs.capacity() < argv.len() + envp.len() + 3 {
+        return Errno::E2BIG;
+    }
+    ptrs.clear();
+    ptrs.extend(argv.iter().map(|a| a.as_ptr() as usize));
+    ptrs.push(0);
+    let env_at = ptrs.len();
+    ptrs.extend(envp.iter().map(|e| e.as_ptr() as usize));
+    ptrs.extend(extra.map(|e| e.as_ptr() as usize));
+    ptrs.push(0);
+    let base = ptrs.as_ptr().cast::<*const libc::c_char>();
+    // SAFETY: both arrays are null-terminated arrays of pointers to NUL-terminated strings
+    // that outlive the call (a usize holds a pointer on Linux); execve only returns on failure.
+    unsafe { libc::execve(path.as_ptr(), base, base.add(env_at)) };
+    Errno::last()
 }
 
 /// Standard fd `fd` (0, 1 or 2) of this process, borrowed, or `None` for another number.
@@ -389,29 +482,40 @@ pub fn signal_pending(sig: i32) -> bool {
     }
 }
 
+/// The bounds of this process's argument area (what `/proc/<pid>/cmdline` shows), for
+/// [`hide_cmdline`] in a fork of it: read before the fork, since the child must not allocate
+/// and a fork has the same addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct ArgArea {
+    start: usize,
+    end: usize,
+}
+
+impl ArgArea {
+    /// The area, from /proc/self/stat; `None` without it (hiding is then skipped).
+    pub fn of_self() -> Option<ArgArea> {
+        use procfs::FromRead;
+        let stat = procfs::process::Stat::from_file("/proc/self/stat").ok()?;
+        let (start, end) = (stat.arg_start? as usize, stat.arg_end? as usize);
+        (start != 0 && end > start).then_some(ArgArea { start, end })
+    }
+}
+
 /// Replace this process's command line, as `/proc/<pid>/cmdline` shows it, with `title`: the
 /// forks of the runtime that enter a container must not show the container the runtime's
 /// arguments (its binary path, state root, flags). The argument area the kernel set up at exec
-/// is overwritten in place (`title`, truncated to fit, then NULs). Best effort: without the
-/// area's bounds from /proc/self/stat nothing changes.
-pub fn hide_cmdline(title: &[u8]) {
-    use procfs::FromRead;
-    // Read by path, not through procfs::process::Process: this runs in a fork of the runtime.
-    let Ok(stat) = procfs::process::Stat::from_file("/proc/self/stat") else {
+/// (`area`, found before the fork) is overwritten in place (`title`, truncated to fit, then
+/// NULs). Best effort: without the area nothing changes.
+pub fn hide_cmdline(area: Option<ArgArea>, title: &[u8]) {
+    let Some(ArgArea { start, end }) = area else {
         return;
     };
-    let (Some(start), Some(end)) = (stat.arg_start, stat.arg_end) else {
-        return;
-    };
-    let (start, end) = (start as usize, end as usize);
-    if start == 0 || end <= start {
-        return;
-    }
     let len = end - start;
     let n = title.len().min(len.saturating_sub(1));
     // SAFETY: [start, end) is this process's argument area, which the kernel mapped writable
-    // at exec (the initial stack); nothing holds a Rust reference to it, and this fork of the
-    // runtime never reads its arguments again.
+    // at exec (the initial stack), read from our own /proc/self/stat (or our parent's, of
+    // which we are a fork); nothing holds a Rust reference to it, and this fork of the runtime
+    // never reads its arguments again.
     unsafe {
         let area = start as *mut u8;
         std::ptr::copy_nonoverlapping(title.as_ptr(), area, n);
