@@ -150,7 +150,7 @@ pub fn mount_cgroup(
             // In its own cgroup namespace a fresh mount shows the container's cgroup as root.
             return mount(
                 Some("cgroup2"),
-                fd_path(&target).as_str(),
+                fd_path(&target).as_c_str(),
                 Some("cgroup2"),
                 flags,
                 None::<&str>,
@@ -168,7 +168,7 @@ pub fn mount_cgroup(
         let source = Path::new(ROOT).join(rel);
         mount(
             Some(&source),
-            fd_path(&target).as_str(),
+            fd_path(&target).as_c_str(),
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
@@ -180,7 +180,7 @@ pub fn mount_cgroup(
     let target = mkdir_all_in_root(root, dest).map_err(err("create mount point", dest))?;
     mount(
         Some("tmpfs"),
-        fd_path(&target).as_str(),
+        fd_path(&target).as_c_str(),
         Some("tmpfs"),
         flags & !MsFlags::MS_RDONLY,
         Some("mode=755"),
@@ -194,7 +194,7 @@ pub fn mount_cgroup(
             let data = (!h.options.is_empty()).then_some(h.options.as_str());
             mount(
                 Some(h.fstype.as_str()),
-                fd_path(&point).as_str(),
+                fd_path(&point).as_c_str(),
                 Some(h.fstype.as_str()),
                 flags,
                 data,
@@ -215,7 +215,7 @@ pub fn mount_cgroup(
             let source = h.mountpoint.join(rel);
             mount(
                 Some(&source),
-                fd_path(&point).as_str(),
+                fd_path(&point).as_c_str(),
                 None::<&str>,
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 None::<&str>,

@@ -1,5 +1,6 @@
 //! Masked and readonly paths, applied after pivot_root.
 
+use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -34,7 +35,7 @@ fn verified_dev_null(root: BorrowedFd<'_>) -> Result<OwnedFd, RootfsError> {
 }
 
 /// A read-only tmpfs that holds nothing, over the directory at `target`.
-fn empty_tmpfs(target: &str) -> nix::Result<()> {
+fn empty_tmpfs(target: &CStr) -> nix::Result<()> {
     let ro_tmpfs = |data: &str| {
         mount(
             Some("tmpfs"),
@@ -70,13 +71,13 @@ pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> 
             Err(nix::Error::ENOENT) => continue,
             Err(e) => return Err(err("open masked path", p)(e)),
         };
-        let meta = std::fs::metadata(fd_path(&fd))
+        let meta = std::fs::metadata(fd_path(&fd).as_path())
             .map_err(|e| RootfsError::Invalid(format!("masked path {}: {e}", p.display())))?;
         let target = fd_path(&fd);
         if !meta.is_dir() {
             mount(
-                Some(fd_path(&null).as_str()),
-                target.as_str(),
+                Some(fd_path(&null).as_c_str()),
+                target.as_c_str(),
                 None::<&str>,
                 MsFlags::MS_BIND,
                 None::<&str>,
@@ -86,8 +87,8 @@ pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> 
         }
         if let (Some(mask), false) = (&shared, bind_failed) {
             let bound = mount(
-                Some(fd_path(mask).as_str()),
-                target.as_str(),
+                Some(fd_path(mask).as_c_str()),
+                target.as_c_str(),
                 None::<&str>,
                 MsFlags::MS_BIND,
                 None::<&str>,
@@ -97,7 +98,7 @@ pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> 
             }
             bind_failed = true;
         }
-        empty_tmpfs(&target).map_err(err("mask", p))?;
+        empty_tmpfs(target.as_c_str()).map_err(err("mask", p))?;
         if shared.is_none() && !bind_failed {
             // The tmpfs just mounted: its root, reached through the path again.
             let mask = open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW)
@@ -118,8 +119,8 @@ pub fn make_readonly(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), Root
         };
         let target = fd_path(&fd);
         mount(
-            Some(target.as_str()),
-            target.as_str(),
+            Some(target.as_c_str()),
+            target.as_c_str(),
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
