@@ -61,6 +61,7 @@ pub struct RootfsPlan {
     pub devices: Vec<Device>,
     /// False when the config bind-mounts `/dev` from elsewhere: then no nodes nor links are made.
     pub setup_dev: bool,
+    /// Each masked path once (see [`masked::distinct`]).
     pub masked: Vec<PathBuf>,
     pub readonly: Vec<PathBuf>,
     pub readonly_root: bool,
@@ -140,12 +141,13 @@ impl RootfsPlan {
             mounts,
             devices,
             setup_dev,
-            masked: linux
-                .and_then(|l| l.masked_paths().clone())
-                .unwrap_or_default()
-                .into_iter()
-                .map(PathBuf::from)
-                .collect(),
+            masked: masked::distinct(
+                linux
+                    .and_then(|l| l.masked_paths().clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(PathBuf::from),
+            ),
             readonly: linux
                 .and_then(|l| l.readonly_paths().clone())
                 .unwrap_or_default()
