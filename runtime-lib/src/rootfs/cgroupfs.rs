@@ -4,16 +4,16 @@
 //! container's directory), as runc lays it out.
 
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
 use procfs::process::MountInfo;
-use procfs::{FromBufRead, ProcessCGroups};
 
 use super::mounts::MountPlan;
-use super::paths::{fd_path, mkdir_all_in_root, open_in_root, parent_in_root};
-use super::remount::remount_bind;
+use super::paths::{fd_path, mkdir_all_in_root, open_in_root, parent_in_root, PathBuffer};
+use super::remount::{remount_bind, RemountError};
 use super::RootfsError;
 
 /// One cgroup hierarchy mounted on the host.
@@ -114,17 +114,91 @@ impl HostCgroups {
     }
 }
 
-/// The container's path in each hierarchy, from the init's own /proc/self/cgroup (it is in its
-/// cgroup before it mounts anything).
-fn own_cgroup_paths() -> Vec<(String, String)> {
-    // Read by path, not through procfs::process::Process: this runs in the init, a forked child.
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    ProcessCGroups::from_buf_read(text.as_bytes())
-        .map(|c| c.0)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| (c.controllers.join(","), c.pathname))
-        .collect()
+/// The init's own /proc/self/cgroup (it is in its cgroup before it mounts anything), read
+/// into `buf`: the text, or "" when it cannot be read (then every path is the root).
+fn read_own_cgroups(buf: &mut [u8]) -> Result<&str, nix::Error> {
+    use std::io::Read;
+    // Read by path, not through procfs::process::Process, and into the caller's buffer: this
+    // runs in the init, a forked child, which must not allocate.
+    let Ok(mut f) = std::fs::File::open("/proc/self/cgroup") else {
+        return Ok("");
+    };
+    let mut len = 0;
+    loop {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Ok(""),
+        }
+        if len == buf.len() {
+            // Cut short: the paths it holds cannot be trusted.
+            return Err(nix::Error::E2BIG);
+        }
+    }
+    Ok(std::str::from_utf8(&buf[..len]).unwrap_or(""))
+}
+
+/// The container's path (without its leading `/`) in the first hierarchy of /proc/self/cgroup
+/// text whose controllers `wanted` accepts ("" for the root: when there is none, or the text
+/// does not parse). `wanted` gets the controllers field as written, e.g. `cpu,cpuacct`.
+fn own_cgroup_path(text: &str, wanted: impl Fn(&str) -> bool) -> &str {
+    let lines = || text.lines().filter(|l| !l.starts_with('#'));
+    // Each line `hierarchy-id:controllers:path`; one that is not makes the whole text unusable.
+    let parses = |line: &str| {
+        let mut f = line.splitn(3, ':');
+        let id = f.next().is_some_and(|id| id.parse::<u32>().is_ok());
+        id && f.next().is_some() && f.next().is_some()
+    };
+    if !lines().all(parses) {
+        return "";
+    }
+    lines()
+        .filter_map(|line| {
+            let mut f = line.splitn(3, ':').skip(1);
+            Some((f.next()?, f.next()?))
+        })
+        .find(|(controllers, _)| wanted(controllers))
+        .map(|(_, path)| path.trim_start_matches('/'))
+        .unwrap_or("")
+}
+
+/// The controllers of a /proc/self/cgroup line, empty parts dropped.
+fn controllers(field: &str) -> impl Iterator<Item = &str> {
+    field.split(',').filter(|c| !c.is_empty())
+}
+
+/// Whether hierarchy `h` is the one of a /proc/self/cgroup line with `field` as controllers.
+fn is_hierarchy(h: &Hierarchy, field: &str) -> bool {
+    if h.fstype == "cgroup2" {
+        controllers(field).next().is_none()
+    } else {
+        controllers(field).next().is_some()
+            && controllers(field).all(|x| h.options.split(',').any(|o| o == x))
+    }
+}
+
+/// The error of `step` on `dest`, made (and `dest` copied) only when there is one.
+fn err<'a>(step: &'static str, dest: &'a Path) -> impl FnOnce(nix::Error) -> RootfsError + 'a {
+    move |source| RootfsError::Mount {
+        step,
+        dest: dest.to_path_buf(),
+        source,
+    }
+}
+
+fn remount_err(dest: &Path) -> impl FnOnce(RemountError) -> RootfsError + '_ {
+    move |source| RootfsError::Remount {
+        dest: dest.to_path_buf(),
+        source,
+    }
+}
+
+/// `base` joined with `name`, as [`Path::join`] would, on the stack.
+fn join(base: &Path, name: &str) -> Result<PathBuffer, nix::Error> {
+    let mut p = PathBuffer::from_bytes(base.as_os_str().as_bytes())?;
+    p.push(name.as_bytes())?;
+    Ok(p)
 }
 
 /// Mount the `cgroup` entry `m` inside `root`.
@@ -136,22 +210,16 @@ pub fn mount_cgroup(
 ) -> Result<(), RootfsError> {
     let dest = &m.destination;
     let flags = m.options.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-    let err = |step: &'static str, dest: &Path| {
-        let dest = dest.to_path_buf();
-        move |source: nix::Error| RootfsError::Mount { step, dest, source }
-    };
-    let remount_err = |dest: &Path| {
-        let dest = dest.to_path_buf();
-        move |source| RootfsError::Remount { dest, source }
-    };
+    let target = mkdir_all_in_root(root, dest).map_err(err("create mount point", dest))?;
+    // /proc/self/cgroup of a v1 or hybrid host: a dozen lines of a controller list and a path.
+    let mut own = [0u8; 16384];
     if host.unified {
-        let target = mkdir_all_in_root(root, dest).map_err(err("create mount point", dest))?;
         if new_cgroupns {
             // In its own cgroup namespace a fresh mount shows the container's cgroup as root.
             return mount(
-                Some("cgroup2"),
-                fd_path(&target).as_str(),
-                Some("cgroup2"),
+                Some(c"cgroup2"),
+                fd_path(&target).as_c_str(),
+                Some(c"cgroup2"),
                 flags,
                 None::<&str>,
             )
@@ -160,15 +228,12 @@ pub fn mount_cgroup(
         // Without one a fresh mount would show the host's whole tree: bind the container's
         // own directory instead (this also works in a user namespace, where mounting cgroup2
         // outside a cgroup namespace of its own is refused).
-        let rel = own_cgroup_paths()
-            .into_iter()
-            .find(|(c, _)| c.is_empty())
-            .map(|(_, p)| p.trim_start_matches('/').to_string())
-            .unwrap_or_default();
-        let source = Path::new(ROOT).join(rel);
+        let own = read_own_cgroups(&mut own).map_err(err("read /proc/self/cgroup", dest))?;
+        let rel = own_cgroup_path(own, |c| controllers(c).next().is_none());
+        let source = join(Path::new(ROOT), rel).map_err(err("bind cgroup2", dest))?;
         mount(
-            Some(&source),
-            fd_path(&target).as_str(),
+            Some(source.as_c_str()),
+            fd_path(&target).as_c_str(),
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
@@ -177,60 +242,29 @@ pub fn mount_cgroup(
         let top = open_in_root(root, dest, OFlag::O_PATH).map_err(err("reopen", dest))?;
         return remount_bind(top.as_fd(), flags, MsFlags::empty()).map_err(remount_err(dest));
     }
-    let target = mkdir_all_in_root(root, dest).map_err(err("create mount point", dest))?;
     mount(
-        Some("tmpfs"),
-        fd_path(&target).as_str(),
-        Some("tmpfs"),
+        Some(c"tmpfs"),
+        fd_path(&target).as_c_str(),
+        Some(c"tmpfs"),
         flags & !MsFlags::MS_RDONLY,
-        Some("mode=755"),
+        Some(c"mode=755"),
     )
     .map_err(err("mount cgroup tmpfs", dest))?;
-    let own = own_cgroup_paths();
+    let own = if new_cgroupns {
+        ""
+    } else {
+        read_own_cgroups(&mut own).map_err(err("read /proc/self/cgroup", dest))?
+    };
     for h in &host.hierarchies {
-        let sub = dest.join(&h.name);
-        let point = mkdir_all_in_root(root, &sub).map_err(err("create mount point", &sub))?;
-        if new_cgroupns {
-            let data = (!h.options.is_empty()).then_some(h.options.as_str());
-            mount(
-                Some(h.fstype.as_str()),
-                fd_path(&point).as_str(),
-                Some(h.fstype.as_str()),
-                flags,
-                data,
-            )
-            .map_err(err("mount cgroup", &sub))?;
-        } else {
-            let rel = own
-                .iter()
-                .find(|(c, _)| {
-                    if h.fstype == "cgroup2" {
-                        c.is_empty()
-                    } else {
-                        !c.is_empty() && c.split(',').all(|x| h.options.split(',').any(|o| o == x))
-                    }
-                })
-                .map(|(_, p)| p.trim_start_matches('/').to_string())
-                .unwrap_or_default();
-            let source = h.mountpoint.join(rel);
-            mount(
-                Some(&source),
-                fd_path(&point).as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .map_err(err("bind cgroup", &sub))?;
-            let top = open_in_root(root, &sub, OFlag::O_PATH).map_err(err("reopen", &sub))?;
-            remount_bind(top.as_fd(), flags, MsFlags::empty()).map_err(remount_err(&sub))?;
-        }
+        mount_hierarchy(root, dest, h, flags, new_cgroupns, own)?;
     }
     for (name, target) in &host.links {
-        let link = dest.join(name);
-        let (parent, name) = parent_in_root(root, &link).map_err(err("symlink", &link))?;
+        let link = join(dest, name).map_err(err("symlink", dest))?;
+        let link = link.as_path();
+        let (parent, name) = parent_in_root(root, link).map_err(err("symlink", link))?;
         match nix::unistd::symlinkat(target.as_path(), parent.as_fd(), name.as_c_str()) {
             Ok(()) | Err(nix::Error::EEXIST) => {}
-            Err(e) => return Err(err("symlink", &link)(e)),
+            Err(e) => return Err(err("symlink", link)(e)),
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
@@ -240,9 +274,119 @@ pub fn mount_cgroup(
     Ok(())
 }
 
+/// On a v1 or hybrid host, hierarchy `h` in the cgroup tmpfs at `dest`: a fresh mount in a
+/// new cgroup namespace, else a bind of the container's directory in it (`own` is the init's
+/// /proc/self/cgroup).
+fn mount_hierarchy(
+    root: BorrowedFd<'_>,
+    dest: &Path,
+    h: &Hierarchy,
+    flags: MsFlags,
+    new_cgroupns: bool,
+    own: &str,
+) -> Result<(), RootfsError> {
+    let sub = join(dest, &h.name).map_err(err("create mount point", dest))?;
+    let sub = sub.as_path();
+    let point = mkdir_all_in_root(root, sub).map_err(err("create mount point", sub))?;
+    if new_cgroupns {
+        let fstype =
+            PathBuffer::from_bytes(h.fstype.as_bytes()).map_err(err("mount cgroup", sub))?;
+        let data =
+            PathBuffer::from_bytes(h.options.as_bytes()).map_err(err("mount cgroup", sub))?;
+        let data = (!data.is_empty()).then_some(data.as_c_str());
+        return mount(
+            Some(fstype.as_c_str()),
+            fd_path(&point).as_c_str(),
+            Some(fstype.as_c_str()),
+            flags,
+            data,
+        )
+        .map_err(err("mount cgroup", sub));
+    }
+    let rel = own_cgroup_path(own, |c| is_hierarchy(h, c));
+    let source = join(&h.mountpoint, rel).map_err(err("bind cgroup", sub))?;
+    mount(
+        Some(source.as_c_str()),
+        fd_path(&point).as_c_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(err("bind cgroup", sub))?;
+    let top = open_in_root(root, sub, OFlag::O_PATH).map_err(err("reopen", sub))?;
+    remount_bind(top.as_fd(), flags, MsFlags::empty()).map_err(remount_err(sub))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use procfs::FromBufRead;
+
+    /// What the parse with procfs's ProcessCGroups (which allocates) gave.
+    fn by_procfs(text: &str, wanted: impl Fn(&str) -> bool) -> String {
+        procfs::ProcessCGroups::from_buf_read(text.as_bytes())
+            .map(|c| c.0)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.controllers.join(","), c.pathname))
+            .find(|(c, _)| wanted(c))
+            .map(|(_, p)| p.trim_start_matches('/').to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn own_paths_as_procfs_parses_them() {
+        let hybrid = "12:cpu,cpuacct:/ctr/a\n4:name=systemd:/sys/ctr\n0::/ctr/u\n";
+        let cases = [
+            hybrid,
+            "# comment\n3:memory:/m\n0::/x:y\n",
+            "3:memory:/m\nbad line\n0::/u\n",
+            "x:memory:/m\n",
+            "3:,memory,:/m\r\n0:,:/u",
+            "",
+        ];
+        let hierarchies = [
+            ("cpu,cpuacct", "cgroup", "cpu,cpuacct"),
+            ("cpu", "cgroup", "cpu"),
+            ("systemd", "cgroup", "name=systemd,xattr"),
+            ("memory", "cgroup", "memory"),
+            ("unified", "cgroup2", ""),
+        ];
+        for text in cases {
+            for (name, fstype, options) in hierarchies {
+                let h = Hierarchy {
+                    name: name.into(),
+                    mountpoint: Path::new(ROOT).join(name),
+                    fstype: fstype.into(),
+                    options: options.into(),
+                };
+                let want = by_procfs(text, |c| {
+                    if h.fstype == "cgroup2" {
+                        c.is_empty()
+                    } else {
+                        !c.is_empty() && c.split(',').all(|x| h.options.split(',').any(|o| o == x))
+                    }
+                });
+                assert_eq!(
+                    own_cgroup_path(text, |c| is_hierarchy(&h, c)),
+                    want,
+                    "{text:?} {name}"
+                );
+            }
+        }
+        assert_eq!(
+            own_cgroup_path(hybrid, |c| is_hierarchy(
+                &Hierarchy {
+                    name: "cpu,cpuacct".into(),
+                    mountpoint: PathBuf::new(),
+                    fstype: "cgroup".into(),
+                    options: "cpu,cpuacct".into(),
+                },
+                c
+            )),
+            "ctr/a"
+        );
+    }
 
     fn mountinfo(text: &str) -> Vec<MountInfo> {
         procfs::process::MountInfos::from_buf_read(text.as_bytes())

@@ -7,18 +7,18 @@
 //! container's files could redirect. Everything is done with `*at` calls relative to those
 //! fds, never following a symlink of the image.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 
-use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
+use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fchmodat, fstatat, mkdirat, mknodat, utimensat, FchmodatFlags};
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, symlinkat, Gid, Uid};
+
+use super::paths::{StackCStr, PATH_MAX};
 
 /// Open the directory `at` (an `O_PATH` fd of the mount point) for reading, before the tmpfs
 /// is mounted over it.
@@ -39,18 +39,34 @@ pub fn copy_tree(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), Errno> 
 }
 
 fn copy_dir_entries(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), Errno> {
-    let mut dir = Dir::from_fd(open_lower(from)?)?;
-    let names: Vec<CString> = dir
-        .iter()
-        .map(|e| e.map(|e| e.file_name().to_owned()))
-        .collect::<Result<_, _>>()?;
-    for name in names
-        .iter()
-        .filter(|n| !matches!(n.to_bytes(), b"." | b".."))
-    {
-        copy_entry(from, to, name)?;
+    // Read with getdents64 into a buffer of our own (an opendir stream allocates, and this runs
+    // in the init); the fd is our own, so its offset is not shared with `from`'s.
+    let dir = open_lower(from)?;
+    let mut buf = [0u8; 2048];
+    loop {
+        let n = crate::sys::dir::getdents64(dir.as_fd(), &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        for name in dirent_names(&buf[..n]) {
+            if !matches!(name.to_bytes(), b"." | b"..") {
+                copy_entry(from, to, name)?;
+            }
+        }
     }
-    Ok(())
+}
+
+/// The names of the `linux_dirent64` records in `buf` (u64 inode, i64 offset, u16 record
+/// length, u8 type, then the NUL-terminated name).
+fn dirent_names(buf: &[u8]) -> impl Iterator<Item = &CStr> {
+    const NAME: usize = 19;
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        let reclen = usize::from(u16::from_ne_bytes([*rest.get(16)?, *rest.get(17)?]));
+        let record = rest.get(..reclen)?;
+        rest = &rest[reclen..];
+        CStr::from_bytes_until_nul(record.get(NAME..)?).ok()
+    })
 }
 
 fn copy_entry(from: BorrowedFd<'_>, to: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
@@ -63,8 +79,10 @@ fn copy_entry(from: BorrowedFd<'_>, to: BorrowedFd<'_>, name: &CStr) -> Result<(
         TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
     ];
     if kind == SFlag::S_IFLNK {
-        let target = readlinkat(from, name)?;
-        symlinkat(target.as_bytes(), to, name)?;
+        // Room for any target symlink(2) accepts (PATH_MAX - 1 bytes).
+        let mut target = StackCStr::<{ PATH_MAX + 2 }>::new();
+        target.push_link(from, name)?;
+        symlinkat(target.as_c_str(), to, name)?;
         fchownat(to, name, Some(uid), Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW)?;
         return utimensat(
             to,
@@ -119,4 +137,48 @@ fn open_dir_at(at: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn copies_a_tree_past_one_buffer_of_entries() {
+        let base = std::env::temp_dir().join(format!("casulo-copyup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (from, to) = (base.join("from"), base.join("to"));
+        std::fs::create_dir_all(from.join("sub/deeper")).unwrap();
+        std::fs::create_dir_all(&to).unwrap();
+        // More entries than one getdents64 buffer holds.
+        let names: Vec<String> = (0..200)
+            .map(|i| format!("file-with-a-long-name-{i:04}"))
+            .collect();
+        for n in &names {
+            std::fs::write(from.join(n), n).unwrap();
+        }
+        std::fs::write(from.join("sub/deeper/f"), "deep").unwrap();
+        let long_target = "t".repeat(PATH_MAX - 1);
+        symlink(&long_target, from.join("sub/long")).unwrap();
+        symlink("/abs", from.join("abs")).unwrap();
+        let open = |p: &std::path::Path| {
+            nix::fcntl::open(p, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap()
+        };
+        copy_tree(open(&from).as_fd(), open(&to).as_fd()).unwrap();
+        for n in &names {
+            assert_eq!(std::fs::read_to_string(to.join(n)).unwrap(), *n);
+        }
+        assert_eq!(
+            std::fs::read_to_string(to.join("sub/deeper/f")).unwrap(),
+            "deep"
+        );
+        let link = std::fs::read_link(to.join("sub/long")).unwrap();
+        assert_eq!(link.as_os_str().len(), long_target.len());
+        assert_eq!(
+            std::fs::read_link(to.join("abs")).unwrap(),
+            std::path::Path::new("/abs")
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

@@ -1,13 +1,14 @@
 //! Device nodes and the standard `/dev` symlinks.
 
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
-use super::paths::{ensure_file_in_root, fd_path, parent_in_root};
+use super::paths::{ensure_file_in_root, fd_path, parent_in_root, PathBuffer};
 use super::RootfsError;
 
 /// A device node to create in the container.
@@ -82,15 +83,20 @@ impl Device {
     /// bind mount of the host's node.
     pub fn create(&self, root: BorrowedFd<'_>, bind: bool) -> Result<(), RootfsError> {
         let err = |step: &'static str| {
-            let dest = self.path.clone();
-            move |source: nix::Error| RootfsError::Mount { step, dest, source }
+            move |source: nix::Error| RootfsError::Mount {
+                step,
+                dest: self.path.clone(),
+                source,
+            }
         };
         if bind {
             let target = ensure_file_in_root(root, &self.path, 0o000)
                 .map_err(err("create device mount point"))?;
+            let host = PathBuffer::from_bytes(self.path.as_os_str().as_bytes())
+                .map_err(err("bind device"))?;
             return mount(
-                Some(&self.path),
-                fd_path(&target).as_str(),
+                Some(host.as_c_str()),
+                fd_path(&target).as_c_str(),
                 None::<&str>,
                 MsFlags::MS_BIND,
                 None::<&str>,
@@ -145,16 +151,16 @@ impl Device {
 /// The `/dev` symlinks (`fd`, `stdin`, `stdout`, `stderr`, `ptmx`, and `core` where the host
 /// has /proc/kcore).
 pub fn create_symlinks(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
-    let mut links = vec![
+    let links = [
         ("/proc/self/fd", "/dev/fd"),
         ("/proc/self/fd/0", "/dev/stdin"),
         ("/proc/self/fd/1", "/dev/stdout"),
         ("/proc/self/fd/2", "/dev/stderr"),
     ];
-    if Path::new("/proc/kcore").exists() {
-        links.push(("/proc/kcore", "/dev/core"));
-    }
-    for (target, link) in links {
+    let core = Path::new("/proc/kcore")
+        .exists()
+        .then_some(("/proc/kcore", "/dev/core"));
+    for (target, link) in links.into_iter().chain(core) {
         symlink(root, target, Path::new(link), false)?;
     }
     // /dev/ptmx must be the devpts instance's ptmx, replacing any node the rootfs has.
@@ -168,8 +174,11 @@ fn symlink(
     replace: bool,
 ) -> Result<(), RootfsError> {
     let err = |step: &'static str| {
-        let dest = link.to_path_buf();
-        move |source: nix::Error| RootfsError::Mount { step, dest, source }
+        move |source: nix::Error| RootfsError::Mount {
+            step,
+            dest: link.to_path_buf(),
+            source,
+        }
     };
     let (parent, name) = parent_in_root(root, link).map_err(err("symlink"))?;
     if replace {

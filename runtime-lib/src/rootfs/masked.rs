@@ -1,20 +1,25 @@
 //! Masked and readonly paths, applied after pivot_root.
 
+use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
-use nix::sys::stat::{fstat, major, minor, SFlag};
+use nix::sys::stat::{fstat, major, minor, stat, SFlag};
 
 use super::mounts::lexical_clean;
 use super::paths::{fd_path, open_in_root};
 use super::remount;
 use super::RootfsError;
 
-fn err(step: &'static str, path: &Path) -> impl FnOnce(nix::Error) -> RootfsError {
-    let dest = path.to_path_buf();
-    move |source| RootfsError::Mount { step, dest, source }
+/// The error of `step` on `path`, made (and `path` copied) only when there is one.
+fn err<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(nix::Error) -> RootfsError + 'a {
+    move |source| RootfsError::Mount {
+        step,
+        dest: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Open the container's /dev/null and check that it really is the null device (1:3): a
@@ -34,7 +39,7 @@ fn verified_dev_null(root: BorrowedFd<'_>) -> Result<OwnedFd, RootfsError> {
 }
 
 /// A read-only tmpfs that holds nothing, over the directory at `target`.
-fn empty_tmpfs(target: &str) -> nix::Result<()> {
+fn empty_tmpfs(target: &CStr) -> nix::Result<()> {
     let ro_tmpfs = |data: &str| {
         mount(
             Some("tmpfs"),
@@ -48,7 +53,22 @@ fn empty_tmpfs(target: &str) -> nix::Result<()> {
     ro_tmpfs("nr_blocks=1,nr_inodes=1").or_else(|_| ro_tmpfs("nr_blocks=1,nr_inodes=2"))
 }
 
-/// Hide each path (once, however often it is listed): /dev/null over anything but a
+/// The masked paths of the config, each once (however often, and in whichever lexical form,
+/// it is listed): decided before the fork, for [`mask`].
+pub fn distinct(paths: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
+    let mut clean: Vec<PathBuf> = Vec::new();
+    let mut out = Vec::new();
+    for p in paths {
+        let c = lexical_clean(&p);
+        if !clean.contains(&c) {
+            clean.push(c);
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Hide each path (listed once each, see [`distinct`]): /dev/null over anything but a
 /// directory; over a directory, a read-only empty tmpfs, one for all of them (the first is
 /// bound over the others; where that fails, each gets its own). Missing paths are skipped.
 pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> {
@@ -56,27 +76,25 @@ pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> 
         return Ok(());
     }
     let null = verified_dev_null(root)?;
-    let mut done: Vec<PathBuf> = Vec::new();
     let mut shared: Option<OwnedFd> = None;
     let mut bind_failed = false;
     for p in paths {
-        let clean = lexical_clean(p);
-        if done.contains(&clean) {
-            continue;
-        }
-        done.push(clean);
         let fd = match open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
             Ok(fd) => fd,
             Err(nix::Error::ENOENT) => continue,
             Err(e) => return Err(err("open masked path", p)(e)),
         };
-        let meta = std::fs::metadata(fd_path(&fd))
-            .map_err(|e| RootfsError::Invalid(format!("masked path {}: {e}", p.display())))?;
         let target = fd_path(&fd);
-        if !meta.is_dir() {
+        // stat(2) through the magic link, as std::fs::metadata did, without its allocation.
+        let st = stat(target.as_c_str()).map_err(|e| {
+            let e = std::io::Error::from_raw_os_error(e as i32);
+            RootfsError::Invalid(format!("masked path {}: {e}", p.display()))
+        })?;
+        let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+        if !is_dir {
             mount(
-                Some(fd_path(&null).as_str()),
-                target.as_str(),
+                Some(fd_path(&null).as_c_str()),
+                target.as_c_str(),
                 None::<&str>,
                 MsFlags::MS_BIND,
                 None::<&str>,
@@ -86,8 +104,8 @@ pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> 
         }
         if let (Some(mask), false) = (&shared, bind_failed) {
             let bound = mount(
-                Some(fd_path(mask).as_str()),
-                target.as_str(),
+                Some(fd_path(mask).as_c_str()),
+                target.as_c_str(),
                 None::<&str>,
                 MsFlags::MS_BIND,
                 None::<&str>,
@@ -97,7 +115,7 @@ pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> 
             }
             bind_failed = true;
         }
-        empty_tmpfs(&target).map_err(err("mask", p))?;
+        empty_tmpfs(target.as_c_str()).map_err(err("mask", p))?;
         if shared.is_none() && !bind_failed {
             // The tmpfs just mounted: its root, reached through the path again.
             let mask = open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW)
@@ -118,8 +136,8 @@ pub fn make_readonly(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), Root
         };
         let target = fd_path(&fd);
         mount(
-            Some(target.as_str()),
-            target.as_str(),
+            Some(target.as_c_str()),
+            target.as_c_str(),
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
@@ -133,4 +151,27 @@ pub fn make_readonly(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), Root
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_masked_path_once_in_its_first_form() {
+        let got = distinct(
+            [
+                "/proc/kcore",
+                "/proc/acpi",
+                "/proc/./kcore",
+                "/proc/x/../acpi",
+                "/proc/keys",
+            ]
+            .map(PathBuf::from),
+        );
+        assert_eq!(
+            got,
+            ["/proc/kcore", "/proc/acpi", "/proc/keys"].map(PathBuf::from)
+        );
+    }
 }

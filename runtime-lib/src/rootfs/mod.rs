@@ -17,6 +17,7 @@ pub mod paths;
 mod remount;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -60,6 +61,7 @@ pub struct RootfsPlan {
     pub devices: Vec<Device>,
     /// False when the config bind-mounts `/dev` from elsewhere: then no nodes nor links are made.
     pub setup_dev: bool,
+    /// Each masked path once (see [`masked::distinct`]).
     pub masked: Vec<PathBuf>,
     pub readonly: Vec<PathBuf>,
     pub readonly_root: bool,
@@ -139,12 +141,13 @@ impl RootfsPlan {
             mounts,
             devices,
             setup_dev,
-            masked: linux
-                .and_then(|l| l.masked_paths().clone())
-                .unwrap_or_default()
-                .into_iter()
-                .map(PathBuf::from)
-                .collect(),
+            masked: masked::distinct(
+                linux
+                    .and_then(|l| l.masked_paths().clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(PathBuf::from),
+            ),
             readonly: linux
                 .and_then(|l| l.readonly_paths().clone())
                 .unwrap_or_default()
@@ -170,10 +173,24 @@ impl RootfsPlan {
     /// bind. Returns an fd of the rootfs, for [`RootfsPlan::mount_range`] and
     /// [`RootfsPlan::make_devices`].
     pub fn bind_root(&self) -> Result<OwnedFd, RootfsError> {
-        let err = |step: &'static str, dest: &Path| {
-            let dest = dest.to_path_buf();
-            move |source: nix::Error| RootfsError::Mount { step, dest, source }
+        let err = |step: &'static str, dest: &'static Path| {
+            move |source: nix::Error| RootfsError::Mount {
+                step,
+                dest: dest.to_path_buf(),
+                source,
+            }
         };
+        let root_err = |step: &'static str| {
+            move |source: nix::Error| RootfsError::Mount {
+                step,
+                dest: self.rootfs.clone(),
+                source,
+            }
+        };
+        // On the stack: nix copies a path of 1024 bytes or more to the heap.
+        let rootfs = paths::PathBuffer::from_bytes(self.rootfs.as_os_str().as_bytes())
+            .map_err(root_err("bind rootfs"))?;
+        let rootfs = rootfs.as_c_str();
         // Nothing we mount may propagate back to the host, and pivot_root refuses a shared
         // parent mount: every mount becomes a slave now; the configured propagation of `/`
         // is applied after pivot_root. In the host's own mount namespace, only the rootfs's
@@ -189,29 +206,29 @@ impl RootfsPlan {
             .map_err(err("set propagation", Path::new("/")))?;
         }
         mount(
-            Some(&self.rootfs),
-            &self.rootfs,
+            Some(rootfs),
+            rootfs,
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
-        .map_err(err("bind rootfs", &self.rootfs))?;
+        .map_err(root_err("bind rootfs"))?;
         if self.host_mount_ns {
             mount(
                 None::<&str>,
-                &self.rootfs,
+                rootfs,
                 None::<&str>,
                 MsFlags::MS_PRIVATE | MsFlags::MS_REC,
                 None::<&str>,
             )
-            .map_err(err("make rootfs private", &self.rootfs))?;
+            .map_err(root_err("make rootfs private"))?;
         }
         let root = nix::fcntl::open(
-            &self.rootfs,
+            rootfs,
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(err("open rootfs", &self.rootfs))?;
+        .map_err(root_err("open rootfs"))?;
         Ok(root)
     }
 
@@ -338,7 +355,8 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), R
             source,
         }
     };
-    nix::unistd::chdir(rootfs).map_err(err("chdir"))?;
+    let dir = paths::PathBuffer::from_bytes(rootfs.as_os_str().as_bytes()).map_err(err("chdir"))?;
+    nix::unistd::chdir(dir.as_c_str()).map_err(err("chdir"))?;
     if host_mount_ns {
         nix::unistd::chroot(".").map_err(err("chroot"))?;
     } else if no_pivot {

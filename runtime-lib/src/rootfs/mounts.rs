@@ -2,6 +2,7 @@
 //! inside the root.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::{AtFlags, OFlag};
@@ -12,7 +13,7 @@ use oci_spec::runtime::Mount;
 use super::copyup;
 use super::idmap::{self, IdmapPlan};
 pub use super::options::{parse_options, MountOptions, KNOWN_OPTIONS};
-use super::paths::{ensure_file_in_root, fd_path, mkdir_all_in_root, open_in_root};
+use super::paths::{ensure_file_in_root, fd_path, mkdir_all_in_root, open_in_root, PathBuffer};
 use super::remount::remount_bind;
 use super::RootfsError;
 
@@ -72,6 +73,28 @@ pub fn lexical_clean(p: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// Whether [`lexical_clean`] makes `p` into `/dev`, told without building the clean path
+/// (this runs in the init). Read backwards, each `..` cancels the nearest name before it
+/// that no other `..` cancelled, as it pops that name going forwards; `/` is never popped.
+fn cleans_to_dev(p: &Path) -> bool {
+    let mut skip = 0usize;
+    let mut kept = p.components().rev().filter(|c| match c {
+        Component::ParentDir => {
+            skip += 1;
+            false
+        }
+        Component::CurDir => false,
+        Component::Normal(_) if skip > 0 => {
+            skip -= 1;
+            false
+        }
+        _ => true,
+    });
+    kept.next() == Some(Component::Normal("dev".as_ref()))
+        && kept.next() == Some(Component::RootDir)
+        && kept.next().is_none()
 }
 
 /// The container path that host path `p` names if it is lexically inside `rootfs`.
@@ -159,7 +182,7 @@ impl MountPlan {
     pub fn read_only_later(&self) -> bool {
         self.kind == Kind::Other
             && self.options.flags.contains(MsFlags::MS_RDONLY)
-            && (self.fstype == "tmpfs" || lexical_clean(&self.destination) == Path::new("/dev"))
+            && (self.fstype == "tmpfs" || cleans_to_dev(&self.destination))
     }
 
     /// Remount read-only what [`Self::read_only_later`] left read-write (`root` is `/` now).
@@ -247,8 +270,11 @@ impl MountPlan {
     ) -> Result<(), RootfsError> {
         let dest = &self.destination;
         let err = |step: &'static str| {
-            let dest = dest.clone();
-            move |source: nix::Error| RootfsError::Mount { step, dest, source }
+            move |source: nix::Error| RootfsError::Mount {
+                step,
+                dest: dest.clone(),
+                source,
+            }
         };
         if self.kind == Kind::Other && matches!(self.fstype.as_str(), "proc" | "sysfs") {
             self.check_ordinary_dir(root)?;
@@ -294,13 +320,15 @@ impl MountPlan {
                         idmap::attach(tree, &target).map_err(err("attach idmapped mount"))?
                     }
                     (_, source_fd) => {
-                        let source = match source_fd {
-                            Some(fd) => PathBuf::from(fd_path(fd)),
-                            None => self.source.clone().unwrap_or_default(),
+                        let fd_source = source_fd.as_ref().map(fd_path);
+                        let source = match &fd_source {
+                            Some(p) => p.as_bytes(),
+                            None => self.source.as_deref().map_or(&[][..], path_bytes),
                         };
+                        let source = PathBuffer::from_bytes(source).map_err(err("bind"))?;
                         mount(
-                            Some(&source),
-                            fd_path(&target).as_str(),
+                            Some(source.as_c_str()),
+                            fd_path(&target).as_c_str(),
                             None::<&str>,
                             o.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
                             None::<&str>,
@@ -334,7 +362,7 @@ impl MountPlan {
             for p in &o.propagation {
                 mount(
                     None::<&str>,
-                    fd_path(&top).as_str(),
+                    fd_path(&top).as_c_str(),
                     None::<&str>,
                     *p,
                     None::<&str>,
@@ -355,21 +383,19 @@ impl MountPlan {
     ) -> Result<(), RootfsError> {
         let dest = &self.destination;
         let err = |step: &'static str| {
-            let dest = dest.clone();
-            move |source: nix::Error| RootfsError::Mount { step, dest, source }
+            move |source: nix::Error| RootfsError::Mount {
+                step,
+                dest: dest.clone(),
+                source,
+            }
         };
         let o = &self.options;
-        let mut data = o.data.clone();
-        if let (Some(mode), "tmpfs") = (old_mode, self.fstype.as_str()) {
-            // Given first, so that a mode= of the options still wins.
-            data = if data.is_empty() {
-                format!("mode={mode:04o}")
-            } else {
-                format!("mode={mode:04o},{data}")
-            };
-        }
-        let data = (!data.is_empty()).then_some(data.as_str());
+        let data = mount_data(&o.data, old_mode.filter(|_| self.fstype == "tmpfs"))
+            .map_err(err("mount"))?;
+        let data = (!data.is_empty()).then_some(data.as_c_str());
         let source = self.source.as_deref().unwrap_or(Path::new(&self.fstype));
+        let source = PathBuffer::from_bytes(path_bytes(source)).map_err(err("mount"))?;
+        let fstype = PathBuffer::from_bytes(self.fstype.as_bytes()).map_err(err("mount"))?;
         // What the tmpfs will cover, opened while it still can be.
         let lower = o
             .copy_up
@@ -381,9 +407,9 @@ impl MountPlan {
             flags.remove(MsFlags::MS_RDONLY);
         }
         mount(
-            Some(source),
-            fd_path(target).as_str(),
-            Some(self.fstype.as_str()),
+            Some(source.as_c_str()),
+            fd_path(target).as_c_str(),
+            Some(fstype.as_c_str()),
             flags,
             data,
         )
@@ -394,5 +420,91 @@ impl MountPlan {
             copyup::copy_tree(lower.as_fd(), top.as_fd()).map_err(err("tmpcopyup"))?;
         }
         Ok(())
+    }
+}
+
+fn path_bytes(p: &Path) -> &[u8] {
+    p.as_os_str().as_bytes()
+}
+
+/// mount(2)'s data for a filesystem mount: the options' `data`, after `mode=` of the
+/// directory the mount covers when that is given (first, so that a mode= of the options still
+/// wins).
+fn mount_data(data: &str, mode: Option<u32>) -> Result<PathBuffer, nix::Error> {
+    let mut out = PathBuffer::new();
+    if let Some(mode) = mode {
+        // "mode=" and four or more octal digits, as format!("{mode:04o}") writes them.
+        out.extend(b"mode=")?;
+        let mut digits = [0u8; 11];
+        let mut n = mode;
+        let mut i = digits.len();
+        while n > 0 || digits.len() - i < 4 {
+            i -= 1;
+            digits[i] = b'0' + (n % 8) as u8;
+            n /= 8;
+        }
+        out.extend(&digits[i..])?;
+        if !data.is_empty() {
+            out.extend(b",")?;
+        }
+    }
+    out.extend(data.as_bytes())?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_told_as_lexical_clean_tells_it() {
+        for p in [
+            "/dev",
+            "/dev/",
+            "/./dev",
+            "/dev/.",
+            "/x/../dev",
+            "/../dev",
+            "/dev/x/..",
+            "/dev/..",
+            "dev",
+            "/devx",
+            "/x/dev",
+            "/dev/../dev",
+            "/a/b/../../dev",
+            "/a/../../dev",
+            "../dev",
+            "/dev/x/../..",
+            "/",
+            "",
+        ] {
+            let p = Path::new(p);
+            assert_eq!(
+                cleans_to_dev(p),
+                lexical_clean(p) == Path::new("/dev"),
+                "{}",
+                p.display()
+            );
+        }
+    }
+
+    #[test]
+    fn tmpfs_data_with_the_covered_mode() {
+        for (data, mode) in [
+            ("", None),
+            ("size=1m", None),
+            ("", Some(0o755)),
+            ("size=1m,mode=700", Some(0o1777)),
+            ("", Some(0)),
+            ("x", Some(0o7)),
+        ] {
+            let want = match (mode, data) {
+                (None, _) => data.to_string(),
+                (Some(m), "") => format!("mode={m:04o}"),
+                (Some(m), _) => format!("mode={m:04o},{data}"),
+            };
+            let got = mount_data(data, mode).unwrap();
+            assert_eq!(got.as_bytes(), want.as_bytes());
+        }
     }
 }

@@ -108,7 +108,7 @@ pub fn remount_bind(
     let remount = |flags: MsFlags| {
         mount(
             None::<&str>,
-            path.as_str(),
+            path.as_c_str(),
             None::<&str>,
             flags,
             None::<&str>,

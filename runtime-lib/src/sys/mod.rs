@@ -13,6 +13,7 @@ use nix::errno::Errno;
 
 pub mod alloc_check;
 pub(crate) mod bpf;
+pub(crate) mod dir;
 pub(crate) mod exe;
 pub(crate) mod fdpass;
 pub(crate) mod mount_api;
