@@ -135,7 +135,7 @@ pub mod stats {
 /// release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::sys::alloc_check::ChildAllocCounter;
+    pub use crate::sys::alloc_check::{ChildAllocCounter, TRACE_VAR};
     pub mod bundle {
         pub use crate::bundle::{parse_spec, validate};
     }

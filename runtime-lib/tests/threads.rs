@@ -1,13 +1,17 @@
 //! The library is linked into multi-threaded programs: creating containers while other threads
-//! allocate must never deadlock the forked child (glibc's fork keeps malloc usable; the child
-//! takes no other lock a thread could hold).
+//! allocate must never deadlock the forked child. The child takes no lock a thread could hold
+//! and allocates nothing: this program's allocator counts what forked children do.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use casulo::__private::ChildAllocCounter;
 use casulo::{Container, ContainerBuilder, Status};
+
+#[global_allocator]
+static ALLOC: ChildAllocCounter = ChildAllocCounter;
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -157,6 +161,8 @@ fn a_tokio_program_runs_500_containers_with_hooks() {
             }
         })
     };
+    ChildAllocCounter::arm();
+    let allocs_before = ChildAllocCounter::count();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(8)
         .enable_time()
@@ -224,6 +230,11 @@ fn a_tokio_program_runs_500_containers_with_hooks() {
         "{} failed: {:?}",
         failures.len(),
         &failures[..failures.len().min(5)]
+    );
+    assert_eq!(
+        ChildAllocCounter::count() - allocs_before,
+        0,
+        "forked children allocated"
     );
     assert_eq!(
         std::fs::read_dir(&root).unwrap().count(),
