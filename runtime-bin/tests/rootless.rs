@@ -305,10 +305,14 @@ fn create_start_exec_kill_delete_as_the_user() {
     let r = b.rt(&["exec", &b.id, "sh", "-c", "echo in-$(id -u); exit 4"]);
     assert_eq!(r.status, Some(4), "exec: {}", r.stderr);
     assert_eq!(r.stdout.trim(), "in-0");
-    let r = b.rt(&["ps", "--format", "json", &b.id]);
-    assert!(r.ok(), "ps: {}", r.stderr);
-    let pids: Vec<i64> = serde_json::from_str(&r.stdout).unwrap();
-    assert!(pids.contains(&pid), "ps lists the init: {pids:?}");
+    // Without a cgroup casulo's ps lists the init; runc's fails ("unable to get all
+    // container pids").
+    if common::is_casulo() {
+        let r = b.rt(&["ps", "--format", "json", &b.id]);
+        assert!(r.ok(), "ps: {}", r.stderr);
+        let pids: Vec<i64> = serde_json::from_str(&r.stdout).unwrap();
+        assert!(pids.contains(&pid), "ps lists the init: {pids:?}");
+    }
     let r = b.rt(&["kill", &b.id, "KILL"]);
     assert!(r.ok(), "kill: {}", r.stderr);
     assert!(b.wait_status("stopped"));
@@ -537,8 +541,17 @@ fn a_delegated_cgroup_is_used_pause_ps_and_limits() {
                 .flatten()
                 .map(|e| e.path()),
         )
-        .find(|p| p.file_name().is_some_and(|n| n == b.id.as_str()))
-        .expect("the container's cgroup in the delegated subtree");
+        .find(|p| p.file_name().is_some_and(|n| n == b.id.as_str()));
+    let Some(cg) = cg else {
+        // runc on a host with v1 controllers (hybrid) leaves the container in its caller's
+        // cgroup: its ps and pause then fail.
+        assert!(!common::is_casulo(), "no cgroup in the delegated subtree");
+        eprintln!(
+            "NOTE: {:?} made no cgroup in the delegated subtree",
+            runtime()
+        );
+        return;
+    };
     let pid = b.state().unwrap()["pid"].as_i64().unwrap();
     let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap();
     assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
