@@ -103,11 +103,15 @@ fn user_runtime(u: TestUser) -> &'static Path {
         if usable {
             return bin;
         }
-        let dir = PathBuf::from(format!("/tmp/casulo-rl-bin-{}", std::process::id()));
+        // One copy at a fixed place, replaced by a rename (a runtime still running from the
+        // old one keeps it), so that runs do not pile copies up.
+        let dir = PathBuf::from("/tmp/casulo-rl-bin");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tmp = dir.join(format!("casulo.{}", std::process::id()));
+        std::fs::copy(&bin, &tmp).unwrap();
         let copy = dir.join("casulo");
-        std::fs::copy(&bin, &copy).unwrap();
+        std::fs::rename(&tmp, &copy).unwrap();
         copy
     })
 }
