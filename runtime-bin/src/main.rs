@@ -33,7 +33,8 @@ pub struct Cli {
     /// Interpret cgroupsPath as systemd's slice:prefix:name.
     #[arg(long, global = true)]
     systemd_cgroup: bool,
-    /// Rootless mode: true, false or auto (before the subcommand, as with runc).
+    /// Ignore cgroup permission errors: true, false or auto (rootless when not root, or in a
+    /// user namespace); before the subcommand, as with runc.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     rootless: Option<String>,
     /// Path to criu (accepted for compatibility; checkpoint is not implemented here).
@@ -193,15 +194,13 @@ fn main() -> ExitCode {
     if cli.criu.is_some() {
         tracing::debug!("--criu is accepted for compatibility and ignored");
     }
-    if let Some(r) = &cli.rootless {
-        if !matches!(r.as_str(), "true" | "false" | "auto") {
-            logger.log(
-                tracing::Level::ERROR,
-                &format!("--rootless: {r:?} is not true, false or auto"),
-            );
+    let rootless = match casulo::parse_rootless(cli.rootless.as_deref().unwrap_or("auto")) {
+        Ok(r) => r,
+        Err(e) => {
+            logger.log(tracing::Level::ERROR, &e);
             return ExitCode::from(1);
         }
-    }
+    };
     // The commands that put a fork of this process into a container first re-execute it from
     // an image the container cannot write (runc CVE-2019-5736) and become the reaper of what
     // they start (the library's process-wide duties).
@@ -218,6 +217,7 @@ fn main() -> ExitCode {
         root: cli.root.clone().unwrap_or_else(casulo::default_root),
         root_given: cli.root.is_some(),
         systemd_cgroup: cli.systemd_cgroup,
+        rootless,
     };
     // As runc: a failed exec exits 255, so that its caller can tell it from the exit status
     // of the process it ran.

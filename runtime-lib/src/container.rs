@@ -15,17 +15,25 @@ use crate::options::ExecOptions;
 use crate::plan::CreateOptions;
 use crate::state::{self, Saved, State, StateDir, Status};
 
-/// The default state root: `/run/casulo`, or `$XDG_RUNTIME_DIR/casulo` when not root.
+/// The default state root: `/run/casulo`, or `$XDG_RUNTIME_DIR/casulo` when not root (as
+/// runc, also for root in a user namespace whose `$USER` is not `root`). A user without
+/// `$XDG_RUNTIME_DIR` gets `/run/user/<uid>/casulo`.
 ///
 /// ```
 /// let root = casulo::default_root();
 /// assert!(root.ends_with("casulo"));
 /// ```
 pub fn default_root() -> PathBuf {
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
     if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/run/casulo");
+        let user_in_userns = crate::rootless::in_user_namespace()
+            && std::env::var("USER").map_or(true, |u| u != "root");
+        return match xdg {
+            Some(d) if user_in_userns => PathBuf::from(d).join("casulo"),
+            _ => PathBuf::from("/run/casulo"),
+        };
     }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
+    match xdg {
         Some(d) => PathBuf::from(d).join("casulo"),
         None => PathBuf::from(format!("/run/user/{}/casulo", nix::unistd::geteuid())),
     }
@@ -121,6 +129,16 @@ impl ContainerBuilder {
     /// Interpret `linux.cgroupsPath` as systemd's `slice:prefix:name`.
     pub fn systemd_cgroup(mut self, yes: bool) -> Self {
         self.opts.systemd_cgroup = yes;
+        self
+    }
+
+    /// runc's `--rootless`: `Some(true)` makes the container's cgroup only in the hierarchies
+    /// delegated to the caller, and none where nothing is (then a config that asks for cgroup
+    /// limits is refused, naming them); `Some(false)` makes it as root does; `None`, the
+    /// default, is runc's `auto`: rootless when the effective uid is not 0, or in a user
+    /// namespace that does not map the host's root (see [`crate::rootless_auto`]).
+    pub fn rootless_cgroups(mut self, mode: Option<bool>) -> Self {
+        self.opts.rootless_cgroups = mode;
         self
     }
 
@@ -460,7 +478,7 @@ impl Container {
         let mut cg = self
             .cgroup()
             .ctx(id, step)?
-            .ok_or_else(|| invalid_state(id, step, "the container has no cgroup".into()))?;
+            .ok_or_else(|| invalid_state(id, step, crate::cgroups::rootless::NO_CGROUP.into()))?;
         // As runc: update changes limits, never the device rules fixed at create.
         let mut resources = resources.clone();
         if resources.devices().is_some() {
@@ -501,7 +519,7 @@ impl Container {
         let mut cg = self
             .cgroup()
             .ctx(id, step)?
-            .ok_or_else(|| invalid_state(id, step, "the container has no cgroup".into()))?;
+            .ok_or_else(|| invalid_state(id, step, crate::cgroups::rootless::NO_CGROUP.into()))?;
         cg.freeze(frozen).ctx(id, step)
     }
 

@@ -105,7 +105,7 @@ impl Container {
         let cg = self
             .cgroup()
             .ctx(id, step)?
-            .ok_or_else(|| invalid_state(id, step, "the container has no cgroup".into()))?;
+            .ok_or_else(|| invalid_state(id, step, crate::cgroups::rootless::NO_CGROUP.into()))?;
         Ok(cg.paths())
     }
 

@@ -31,6 +31,12 @@ pub enum NamespaceError {
         pid: i32,
         source: std::io::Error,
     },
+    #[error("write the id maps of pid {pid} with {helper}: {msg}")]
+    Helper {
+        helper: String,
+        pid: i32,
+        msg: String,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -68,6 +74,9 @@ pub struct NamespacePlan {
     pub time_offsets: String,
     /// Types present in the config (new or joined).
     pub present: Vec<LinuxNamespaceType>,
+    /// The runtime is not root: it writes the maps of a new user namespace through the
+    /// stage's /proc files, which are its own only while the stage is dumpable.
+    pub unprivileged: bool,
 }
 
 pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
@@ -118,13 +127,17 @@ impl Default for NamespacePlan {
             gid_map: String::new(),
             time_offsets: String::new(),
             present: Vec::new(),
+            unprivileged: false,
         }
     }
 }
 
 impl NamespacePlan {
     pub fn from_spec(linux: Option<&Linux>) -> Result<NamespacePlan, NamespaceError> {
-        let mut plan = NamespacePlan::default();
+        let mut plan = NamespacePlan {
+            unprivileged: !nix::unistd::geteuid().is_root(),
+            ..NamespacePlan::default()
+        };
         let Some(linux) = linux else { return Ok(plan) };
         for ns in linux.namespaces().iter().flatten() {
             let t = ns.typ();
@@ -194,6 +207,14 @@ impl NamespacePlan {
         Ok(plan)
     }
 
+    /// The new user namespace will deny setgroups(2): an unprivileged runtime maps its own gid
+    /// alone (see [`write_id_maps`]).
+    pub fn denies_setgroups(&self) -> bool {
+        self.unprivileged
+            && self.creates(LinuxNamespaceType::User)
+            && is_own_id_only(&self.gid_map, nix::unistd::getegid().as_raw())
+    }
+
     pub fn has(&self, t: LinuxNamespaceType) -> bool {
         self.present.contains(&t)
     }
@@ -256,14 +277,94 @@ impl NamespacePlan {
 }
 
 /// In the runtime: write the id maps of process `pid`'s new user namespace.
+///
+/// A runtime that is not root (its effective uid is not 0) may write one mapping of its own
+/// id only, and the gid one only once `setgroups` is denied in the namespace: with a gid map
+/// that is exactly its own gid, `setgroups` is denied first. Any other map it may not write
+/// (EPERM) goes through the setuid helpers `newuidmap` and `newgidmap`, which map the ranges
+/// `/etc/subuid` and `/etc/subgid` give the user, as runc does.
 pub fn write_id_maps(pid: i32, uid_map: &str, gid_map: &str) -> Result<(), NamespaceError> {
-    for (what, text) in [("uid_map", uid_map), ("gid_map", gid_map)] {
+    let unprivileged = !nix::unistd::geteuid().is_root();
+    if unprivileged && is_own_id_only(gid_map, nix::unistd::getegid().as_raw()) {
+        deny_setgroups(pid)?;
+    }
+    for (what, text, helper) in [
+        ("uid_map", uid_map, "newuidmap"),
+        ("gid_map", gid_map, "newgidmap"),
+    ] {
         let path = format!("/proc/{pid}/{what}");
-        std::fs::write(&path, text.as_bytes()).map_err(|source| NamespaceError::Map {
-            what,
+        match std::fs::write(&path, text.as_bytes()) {
+            Ok(()) => {}
+            Err(e) if unprivileged && e.raw_os_error() == Some(libc::EPERM) => {
+                tracing::debug!("write {path}: EPERM: mapping {text:?} with {helper}");
+                map_with_helper(helper, pid, text)?;
+            }
+            Err(source) => return Err(NamespaceError::Map { what, pid, source }),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `map` is a single mapping of host id `id` alone, which its owner may write
+/// without a helper.
+fn is_own_id_only(map: &str, id: u32) -> bool {
+    let lines: Vec<Vec<&str>> = map
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let own = id.to_string();
+    matches!(&lines[..], [l] if l.len() == 3 && l[1] == own && l[2] == "1")
+}
+
+/// Deny setgroups(2) in `pid`'s user namespace (before its gid map is written by a runtime
+/// that is not root, as the kernel requires). A kernel without the file needs nothing.
+fn deny_setgroups(pid: i32) -> Result<(), NamespaceError> {
+    match std::fs::write(format!("/proc/{pid}/setgroups"), b"deny") {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(NamespaceError::Map {
+            what: "setgroups",
             pid,
-            source,
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Run `newuidmap PID ID HOSTID SIZE ...` (or `newgidmap`) for `map` (lines of
+/// "ID HOSTID SIZE"), found in `PATH` as runc does, with an empty environment.
+fn map_with_helper(helper: &str, pid: i32, map: &str) -> Result<(), NamespaceError> {
+    let err = |msg: String| NamespaceError::Helper {
+        helper: helper.to_string(),
+        pid,
+        msg,
+    };
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
+        .to_string_lossy()
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(helper))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            err(format!(
+                "not found in PATH (install it, e.g. Debian's uidmap package): the maps \
+                 {} cannot be written by a user that is not root",
+                map.trim().replace('\n', ", ")
+            ))
         })?;
+    let out = std::process::Command::new(&path)
+        .arg(pid.to_string())
+        .args(map.split_whitespace())
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| err(format!("{}: {e}", path.display())))?;
+    if !out.status.success() {
+        return Err(err(format!(
+            "{} {pid} {}: {}: {}",
+            path.display(),
+            map.split_whitespace().collect::<Vec<_>>().join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }
@@ -314,6 +415,15 @@ mod tests {
         assert!(p.needs_fork());
         assert_eq!(p.uid_map, "0 1000 10\n");
         assert_eq!(p.gid_map, "0 2000 1\n");
+    }
+
+    #[test]
+    fn own_id_only_maps() {
+        assert!(is_own_id_only("0 1000 1\n", 1000));
+        assert!(is_own_id_only("5 1000 1\n", 1000));
+        assert!(!is_own_id_only("0 1000 2\n", 1000));
+        assert!(!is_own_id_only("0 1001 1\n", 1000));
+        assert!(!is_own_id_only("0 1000 1\n1 100000 65536\n", 1000));
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub systemd_cgroup: bool,
+    /// runc's `--rootless`: the cgroup made only where delegated (see `cgroups::rootless`);
+    /// `None` decides as runc's `auto` does ([`crate::rootless::auto`]).
+    pub rootless_cgroups: Option<bool>,
 }
 
 /// Everything the init does, decided before the fork.
@@ -108,6 +111,9 @@ impl InitPlan {
         rootfs.host_mount_ns = !ns.has(LinuxNamespaceType::Mount);
 
         let mut process_plan = ProcessPlan::from_spec(process, opts.console_socket.is_some())?;
+        if ns.denies_setgroups() {
+            process_plan.setgroups_denied()?;
+        }
         process_plan.personality = personality_plan(linux)?;
         process_plan.scheduling.cpus_limited = linux
             .and_then(|l| l.resources().as_ref())
@@ -119,6 +125,31 @@ impl InitPlan {
             .map(MemPolicyPlan::from_spec)
             .transpose()?;
 
+        if ns.unprivileged && !ns.has(LinuxNamespaceType::User) {
+            // runc's words: "rootless container requires user namespaces".
+            return Err(ProcessError::Invalid(
+                "rootless container requires user namespaces: the runtime is not root, and \
+                 linux.namespaces has no user namespace (`spec --rootless` writes one)"
+                    .into(),
+            )
+            .into());
+        }
+        if ns.unprivileged && !ns.has(LinuxNamespaceType::Network) {
+            if let Some(m) = spec
+                .mounts()
+                .iter()
+                .flatten()
+                .find(|m| m.typ().as_deref() == Some("sysfs"))
+            {
+                return Err(ProcessError::Invalid(format!(
+                    "mount {}: a rootless container cannot mount sysfs without a network \
+                     namespace of its own: bind-mount /sys (options rbind, ro), as \
+                     `spec --rootless` writes",
+                    m.destination().display()
+                ))
+                .into());
+            }
+        }
         let mut sysctl = Vec::new();
         if let Some(map) = linux.and_then(|l| l.sysctl().as_ref()) {
             let mut keys: Vec<_> = map.iter().collect();
@@ -290,6 +321,10 @@ impl ExecPlan {
         let _pidfd =
             crate::sys::pidfd_open(saved.pid).map_err(sys(format!("pidfd_open {}", saved.pid)))?;
         let joins = init_namespaces(saved.pid)?;
+        let setgroups = format!("/proc/{}/setgroups", saved.pid);
+        if std::fs::read_to_string(&setgroups).is_ok_and(|s| s.trim() == "deny") {
+            plan_process.setgroups_denied()?;
+        }
         if !saved.init_alive() {
             return Err(ProcessError::Invalid("the container's init exited".into()).into());
         }

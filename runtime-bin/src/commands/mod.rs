@@ -42,6 +42,8 @@ pub struct Ctx {
     /// Whether `root` was given with --root (rather than the default).
     pub root_given: bool,
     pub systemd_cgroup: bool,
+    /// `--rootless`: `None` for auto.
+    pub rootless: Option<bool>,
 }
 
 pub type CmdResult = Result<u8, String>;
@@ -88,7 +90,8 @@ impl CreateFlags {
             .preserve_fds(self.preserve_fds)
             .no_pivot(self.no_pivot)
             .no_new_keyring(self.no_new_keyring)
-            .systemd_cgroup(ctx.systemd_cgroup);
+            .systemd_cgroup(ctx.systemd_cgroup)
+            .rootless_cgroups(ctx.rootless);
         if let Some(p) = &self.pid_file {
             b = b.pid_file(p);
         }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 mod bpf;
 mod fs;
 pub mod oom;
+pub mod rootless;
 pub mod stats;
 mod systemd;
 

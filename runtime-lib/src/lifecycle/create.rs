@@ -88,7 +88,15 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
         .map(|p| p.to_string_lossy().into_owned());
     let cgroup_cfg =
         cgroups::resolve(cgroup_path.as_deref(), id, opts.systemd_cgroup).ctx(id, step)?;
-    let mut host = Host::new(root, &bundle, &plan, opts, cgroup_cfg)?;
+    let rootless = opts
+        .rootless_cgroups
+        .unwrap_or_else(|| crate::rootless_auto(opts.systemd_cgroup));
+    let cgroup = if rootless {
+        rootless_cgroup(cgroup_cfg, linux).ctx(id, step)?
+    } else {
+        Some(cgroup_cfg)
+    };
+    let mut host = Host::new(root, &bundle, &plan, opts, cgroup, rootless)?;
     #[cfg(debug_assertions)]
     if let Some(kill_at) = super::fault::Faulty::<Host>::from_env() {
         let mut faulty = super::fault::Faulty {
@@ -192,6 +200,19 @@ pub(super) fn undo<S: CreateSteps>(s: &mut S, begun: &Begun) {
     if begun.state_dir {
         s.undo_state_dir();
     }
+}
+
+/// A rootless container's cgroup: `cfg` where a cgroup is delegated to the caller; else none,
+/// if the config asks for no limit.
+fn rootless_cgroup(
+    cfg: cgroups::CgroupConfig,
+    linux: Option<&oci_spec::runtime::Linux>,
+) -> std::result::Result<Option<cgroups::CgroupConfig>, cgroups::CgroupError> {
+    if cgroups::rootless::delegated_manager(&cfg)?.is_some() {
+        return Ok(Some(cfg));
+    }
+    cgroups::rootless::check_without_cgroup(linux.and_then(|l| l.resources().as_ref()))?;
+    Ok(None)
 }
 
 fn init_error(plan: &InitPlan, msg: String) -> crate::Error {

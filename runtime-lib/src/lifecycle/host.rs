@@ -30,7 +30,10 @@ pub(super) struct Host<'a> {
     root: PathBuf,
     pid_file: Option<PathBuf>,
     preserve_fds: u32,
-    cgroup_cfg: CgroupConfig,
+    /// None: a rootless container without a delegated cgroup has none.
+    cgroup_cfg: Option<CgroupConfig>,
+    /// The cgroup is made only where delegated (runc's `--rootless`).
+    rootless_cgroups: bool,
     resources: oci_spec::runtime::LinuxResources,
     /// The console socket and the seccomp agent's connection, for the init: it cannot reach
     /// a host path once inside its root. Given to the child at the fork.
@@ -58,7 +61,8 @@ impl<'a> Host<'a> {
         bundle: &Bundle,
         plan: &'a InitPlan,
         opts: &CreateOptions,
-        cgroup_cfg: CgroupConfig,
+        cgroup_cfg: Option<CgroupConfig>,
+        rootless_cgroups: bool,
     ) -> Result<Host<'a>> {
         let id = plan.id.as_str();
         let console = crate::plan::connect_console(opts.console_socket.as_deref()).ctx(id, STEP)?;
@@ -80,7 +84,7 @@ impl<'a> Host<'a> {
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             created: state::now_rfc3339(),
             owner: state::user_name(nix::unistd::geteuid().as_raw()),
-            cgroup: Some(cgroup_cfg.clone()),
+            cgroup: cgroup_cfg.clone(),
             cgroup_paths: Vec::new(),
             hooks: Some(plan.hooks.clone()),
             own_pid_ns: plan.ns.creates(oci_spec::runtime::LinuxNamespaceType::Pid),
@@ -96,7 +100,11 @@ impl<'a> Host<'a> {
             pid_file: opts.pid_file.clone(),
             preserve_fds: opts.preserve_fds,
             cgroup_cfg,
-            resources: cgroups::resources_for_create(linux),
+            rootless_cgroups,
+            resources: match cgroups::resources_for_create(linux) {
+                r if rootless_cgroups => cgroups::rootless::without_devices(r),
+                r => r,
+            },
             console,
             agent,
             saved,
@@ -126,6 +134,25 @@ impl<'a> Host<'a> {
             "container {id:?}: create: {what} after {:?}",
             self.t0.elapsed()
         );
+    }
+
+    /// A new manager of the container's cgroup; none for a rootless container without one.
+    fn cgroup_manager(&self) -> Result<Option<Box<dyn CgroupManager>>> {
+        let Some(cfg) = &self.cgroup_cfg else {
+            return Ok(None);
+        };
+        let made = if self.rootless_cgroups {
+            cgroups::rootless::delegated_manager(cfg).and_then(|m| {
+                m.ok_or_else(|| cgroups::CgroupError::Failed {
+                    path: cfg.path.clone(),
+                    msg: "rootless: the delegated cgroup is no longer writable".into(),
+                })
+                .map(Some)
+            })
+        } else {
+            cgroups::manager(cfg).map(Some)
+        };
+        made.ctx(&self.plan.id, STEP)
     }
 
     fn fail(&self, e: impl Into<crate::error::Cause>) -> crate::Error {
@@ -170,8 +197,10 @@ impl CreateSteps for Host<'_> {
         // The id is ours now (a create racing ours for it fails above with "already exists"):
         // its cgroup must not hold anything of someone else's. The manager is made again
         // after the fork, so that the forked child holds nothing of it.
-        let cg = cgroups::manager(&self.cgroup_cfg).ctx(&self.plan.id, STEP)?;
-        cgroups::check_unused(cg.as_ref()).ctx(&self.plan.id, STEP)
+        match self.cgroup_manager()? {
+            Some(cg) => cgroups::check_unused(cg.as_ref()).ctx(&self.plan.id, STEP),
+            None => Ok(()),
+        }
     }
 
     fn fork_stage(&mut self) -> Result<i32> {
@@ -260,9 +289,10 @@ impl CreateSteps for Host<'_> {
     }
 
     fn make_cgroup(&mut self) -> Result<()> {
-        let cg = self
-            .cgroup
-            .insert(cgroups::manager(&self.cgroup_cfg).ctx(&self.plan.id, STEP)?);
+        self.cgroup = self.cgroup_manager()?;
+        let Some(cg) = self.cgroup.as_mut() else {
+            return Ok(());
+        };
         cg.create().ctx(&self.plan.id, STEP)?;
         self.timing("cgroup made");
         Ok(())
@@ -299,7 +329,11 @@ impl CreateSteps for Host<'_> {
     fn enter_cgroup(&mut self, init: i32) -> Result<()> {
         let id = self.plan.id.as_str();
         let Some(cg) = self.cgroup.as_mut() else {
-            return Err(self.fail(ProcessError::Init("no cgroup".into())));
+            if self.cgroup_cfg.is_some() {
+                return Err(self.fail(ProcessError::Init("no cgroup".into())));
+            }
+            crate::process::affinity::reset(init);
+            return Ok(());
         };
         let placed = cg.apply(init).ctx(id, STEP).and_then(|()| {
             self.saved.cgroup_paths = cg.paths();

@@ -153,7 +153,8 @@ pub(super) fn finish_process(
         load_seccomp(s, agent.take())?;
     }
     p.caps.drop_bounding().step("capabilities")?;
-    crate::security::switch_user(p.uid, p.gid, &p.additional_gids, true).step("user")?;
+    crate::security::switch_user(p.uid, p.gid, &p.additional_gids, !p.setgroups_denied)
+        .step("user")?;
     p.caps.apply().step("capabilities")?;
     if cwd_as_user {
         enter_cwd(&p.cwd).step(format_args!("cwd {}", p.cwd.display()))?;

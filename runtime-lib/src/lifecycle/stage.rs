@@ -103,8 +103,17 @@ fn stage(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, ChildError> {
     plan.ns.join_all().step("namespaces")?;
     plan.ns.unshare_all().step("namespaces")?;
     if plan.ns.creates(LinuxNamespaceType::User) {
+        // A runtime that is not root writes our maps (itself, or newuidmap on its behalf)
+        // through our /proc files, which are its own only while we are dumpable.
+        let dumpable = plan.ns.unprivileged;
+        if dumpable {
+            nix::sys::prctl::set_dumpable(true).step("prctl(PR_SET_DUMPABLE 1)")?;
+        }
         io.chan.send(&Msg::NeedMaps).step("sync")?;
         expect(&io.chan, &mut io.mem.rx, Msg::MapsDone)?;
+        if dumpable {
+            nix::sys::prctl::set_dumpable(false).step("prctl(PR_SET_DUMPABLE 0)")?;
+        }
     }
     // In a user namespace, new or joined, the init is its root: files it makes (mount points
     // in a tmpfs of the namespace) need owners that the namespace maps.

@@ -87,6 +87,27 @@ pub struct ProcessPlan {
     /// process.execCPUAffinity, checked. Only `exec` applies it: the spec says it is not for
     /// the container's init.
     pub affinity: affinity::AffinityPlan,
+    /// The process's user namespace denies setgroups(2) (a rootless container's single gid
+    /// mapping): the groups are left as they are, see [`ProcessPlan::setgroups_denied`].
+    pub setgroups_denied: bool,
+}
+
+impl ProcessPlan {
+    /// The process will be in a user namespace that denies setgroups(2). Its groups are then
+    /// left as the runtime's (as runc does for a rootless container); additional gids, which
+    /// could not be set, are refused by name.
+    pub fn setgroups_denied(&mut self) -> Result<(), ProcessError> {
+        if !self.additional_gids.is_empty() {
+            return Err(ProcessError::Invalid(format!(
+                "process.user.additionalGids {:?}: the user namespace denies setgroups (a \
+                 rootless container mapping its user's own gid alone); map more gids (with \
+                 /etc/subgid ranges) to set them",
+                self.additional_gids
+            )));
+        }
+        self.setgroups_denied = true;
+        Ok(())
+    }
 }
 
 fn cstring(what: &str, s: &[u8]) -> Result<CString, ProcessError> {
@@ -200,6 +221,7 @@ impl ProcessPlan {
                 process.apparmor_profile().as_deref(),
             )?,
             scheduling: SchedulingPlan::from_spec(process)?,
+            setgroups_denied: false,
             personality: None,
             memory_policy: None,
             affinity: affinity::AffinityPlan::from_spec(process.exec_cpu_affinity().as_ref())?,

@@ -141,6 +141,7 @@ impl FsCgroup {
             hiers.push(Hier {
                 controllers,
                 v2: m.v2,
+                base: m.mount_point.clone(),
                 mount: m.mount_point,
                 dir,
             });
@@ -203,6 +204,7 @@ impl FsCgroup {
             hiers.push(Hier {
                 controllers,
                 v2: m.v2,
+                base: m.mount_point.clone(),
                 mount: m.mount_point,
                 dir: dir.clone(),
             });
@@ -220,6 +222,38 @@ impl FsCgroup {
             });
         }
         Ok(Self { mode, hiers })
+    }
+
+    /// Only the hierarchies delegated to this process (a rootless runtime): those where the
+    /// deepest existing directory above the container's cgroup, and its `cgroup.procs`, may
+    /// be written (moving a process needs write access to the `cgroup.procs` of the common
+    /// ancestor of its old and new cgroups, which that directory is). Create writes nothing
+    /// above that directory. `None` when no hierarchy is delegated.
+    pub fn delegated_only(mut self) -> Option<Self> {
+        self.hiers.retain_mut(|h| {
+            let Some(base) = h
+                .dir
+                .ancestors()
+                .skip(1)
+                .take_while(|a| a.starts_with(&h.mount))
+                .find(|a| a.is_dir())
+            else {
+                return false;
+            };
+            let ok = crate::cgroups::rootless::writable(base)
+                && crate::cgroups::rootless::writable(&base.join("cgroup.procs"));
+            if ok {
+                h.base = base.to_path_buf();
+            } else {
+                tracing::debug!(
+                    "rootless: cgroup {} is not delegated to uid {}: not used",
+                    base.display(),
+                    nix::unistd::geteuid()
+                );
+            }
+            ok
+        });
+        (!self.hiers.is_empty()).then_some(self)
     }
 
     /// The directory of the cgroup in the hierarchy of v1 controller `ctrl`, or in the cgroup2
@@ -285,7 +319,7 @@ impl FsCgroup {
             .dir
             .ancestors()
             .skip(1)
-            .take_while(|a| a.starts_with(&h.mount))
+            .take_while(|a| a.starts_with(&h.base))
             .collect();
         ancestors.reverse();
         for a in ancestors {

@@ -27,6 +27,9 @@ struct Hier {
     v2: bool,
     mount: PathBuf,
     dir: PathBuf,
+    /// The topmost directory create may write in: the mount, or for a rootless container the
+    /// delegated cgroup it is made in.
+    base: PathBuf,
 }
 
 /// A container's cgroup on the cgroupfs driver.
