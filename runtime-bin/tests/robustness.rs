@@ -365,3 +365,109 @@ fn killed_mid_run_exec_or_delete_leaves_nothing_after_delete_force() {
         check_after_kill(&b, &format!("delete --force killed, try {i}"));
     }
 }
+
+/// A cgroup v1 freezer cgroup of the test's own, outside the container's: tasks it freezes
+/// ignore SIGKILL until thawed (they show as `D`, as a process stuck in the kernel does). Thawed
+/// and removed when dropped.
+struct ForeignFreezer(std::path::PathBuf);
+
+impl ForeignFreezer {
+    fn freeze(name: &str, pid: &str) -> ForeignFreezer {
+        let dir = std::path::Path::new("/sys/fs/cgroup/freezer").join(name);
+        std::fs::create_dir(&dir).unwrap();
+        let f = ForeignFreezer(dir);
+        std::fs::write(f.0.join("cgroup.procs"), pid).unwrap();
+        std::fs::write(f.0.join("freezer.state"), "FROZEN").unwrap();
+        for _ in 0..200 {
+            if std::fs::read_to_string(f.0.join("freezer.state"))
+                .unwrap()
+                .trim()
+                == "FROZEN"
+            {
+                return f;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the test's freezer cgroup did not freeze");
+    }
+
+    fn thaw(&self) {
+        let _ = std::fs::write(self.0.join("freezer.state"), "THAWED");
+    }
+}
+
+impl Drop for ForeignFreezer {
+    fn drop(&mut self) {
+        self.thaw();
+        for _ in 0..300 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// `delete --force` of a container one of whose processes SIGKILL cannot end returns in bounded
+/// time with an error that names those processes, keeps the state so that the next
+/// `delete --force` can finish, and that one leaves nothing once they could die.
+#[test]
+fn delete_force_with_a_process_that_cannot_die_is_bounded() {
+    let name = "delete_force_with_a_process_that_cannot_die_is_bounded";
+    if !can_run(name) {
+        return;
+    }
+    if !std::path::Path::new("/sys/fs/cgroup/freezer/cgroup.procs").exists() {
+        // The v2 freezer lets SIGKILL through: no way to hold a process here.
+        eprintln!("SKIP {name}: needs a cgroup v1 freezer hierarchy");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Without a pid namespace the init dies at once; the exec'd process is the stuck one.
+    let mut b = Bundle::new("rbstuck", &["sleep", "100"]);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "pid");
+    b.save();
+    assert!(b.run_detached().ok());
+    let pid_file = b.dir.join("exec.pid");
+    let exec = b.rt(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id,
+        "sleep",
+        "100",
+    ]);
+    assert!(exec.ok(), "exec: {}", exec.stderr);
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let freezer = ForeignFreezer::freeze(&format!("{}-freezer", b.id), pid.trim());
+
+    let started = std::time::Instant::now();
+    let del = b.rt(&["delete", "--force", &b.id]);
+    let took = started.elapsed();
+    assert_eq!(del.status, Some(1), "delete --force: {}", del.stderr);
+    assert!(
+        took < Duration::from_secs(15),
+        "delete --force took {took:?}"
+    );
+    for want in [b.id.as_str(), pid.trim(), "did not die on SIGKILL"] {
+        assert!(del.stderr.contains(want), "no {want:?} in: {}", del.stderr);
+    }
+    assert!(b.state().is_some(), "the state went before its cgroup");
+
+    freezer.thaw();
+    let mut del = b.rt(&["delete", "--force", &b.id]);
+    for _ in 0..50 {
+        if del.ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        del = b.rt(&["delete", "--force", &b.id]);
+    }
+    assert!(del.ok(), "delete --force after the thaw: {}", del.stderr);
+    drop(freezer);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}

@@ -568,7 +568,20 @@ impl Container {
             for pid in cg.pids().unwrap_or_default() {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
             }
-            cg.destroy().ctx(&id, step)?;
+            // Bounded: a process that SIGKILL cannot end keeps its cgroup busy; the state stays
+            // for a later delete --force, and the error names the processes.
+            if let Err(e) = cg.destroy() {
+                let stuck = cg.pids().unwrap_or_default();
+                let e = if stuck.is_empty() {
+                    e
+                } else {
+                    crate::cgroups::CgroupError::Stuck {
+                        pids: stuck,
+                        source: Box::new(e),
+                    }
+                };
+                return Err(e).ctx(&id, step);
+            }
         }
         if self.saved.host_mount_ns {
             crate::rootfs::detach_host_mounts(&self.saved.rootfs).ctx(&id, step)?;

@@ -58,6 +58,14 @@ pub enum CgroupError {
         path: String,
         msg: String,
     },
+    /// The cgroup could not be removed because processes in it outlived SIGKILL: stuck in the
+    /// kernel (state D), or frozen by a freezer other than the container's.
+    #[error("{source}: processes {} did not die on SIGKILL (uninterruptible in the kernel, or frozen by another freezer); delete --force again once they have exited", pid_list(.pids))]
+    Stuck {
+        pids: Vec<i32>,
+        #[source]
+        source: Box<CgroupError>,
+    },
     /// The systemd driver failed (D-Bus or unit management).
     #[error("systemd cgroup {unit}: {step}: {msg}")]
     Systemd {
@@ -65,6 +73,11 @@ pub enum CgroupError {
         step: &'static str,
         msg: String,
     },
+}
+
+fn pid_list(pids: &[i32]) -> String {
+    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+    list.join(", ")
 }
 
 /// Where a container's cgroup lives; saved in state.json so that later commands find it.
