@@ -65,6 +65,35 @@ fn exec_into_a_paused_container_is_refused_and_it_stays_paused() {
     assert_eq!(r.stdout, "again\n");
 }
 
+/// Paused before its start, a container is `paused` (not `created`), as with runc: exec is
+/// refused rather than left waiting on the frozen cgroup, resume makes it `created` again, and
+/// start runs it.
+#[test]
+fn a_container_paused_before_start_is_paused() {
+    if !can_run("a_container_paused_before_start_is_paused") {
+        return;
+    }
+    let b = Bundle::new("execpausedcreated", &["true"]);
+    let r = b.create();
+    assert!(r.ok(), "{}", r.stderr);
+    let pause = b.rt(&["pause", &b.id]);
+    assert!(pause.ok(), "{}", pause.stderr);
+    assert_eq!(b.status().as_deref(), Some("paused"));
+    let r = b.rt(&["exec", &b.id, "true"]);
+    assert_refused(&b, &r, "paused");
+    let start = b.rt(&["start", &b.id]);
+    assert!(!start.ok(), "start of a paused container succeeded");
+    let resume = b.rt(&["resume", &b.id]);
+    assert!(resume.ok(), "{}", resume.stderr);
+    assert_eq!(b.status().as_deref(), Some("created"));
+    let start = b.rt(&["start", &b.id]);
+    assert!(start.ok(), "{}", start.stderr);
+    assert!(b.wait_status("stopped"));
+    let del = b.rt(&["delete", &b.id]);
+    assert!(del.ok(), "{}", del.stderr);
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}
+
 #[test]
 fn exec_into_a_stopped_container_is_refused() {
     if !can_run("exec_into_a_stopped_container_is_refused") {

@@ -351,7 +351,9 @@ impl StateDir {
         parse_saved(&text).map_err(|msg| StateError::Corrupt { path, msg })
     }
 
-    /// The status, derived from the process and the fifo.
+    /// The status, derived from the process, its cgroup and the fifo. Frozen comes before
+    /// created, as with runc: a container paused before its start is `paused` (so `resume`
+    /// thaws it and `exec` refuses it rather than waiting on a frozen cgroup).
     pub fn status(&self, saved: &Saved) -> Status {
         if saved.pid == 0 {
             return Status::Creating;
@@ -359,10 +361,10 @@ impl StateDir {
         if !saved.init_alive() {
             return Status::Stopped;
         }
-        if self.fifo().exists() {
-            Status::Created
-        } else if crate::cgroups::is_frozen(&saved.cgroup_paths) {
+        if crate::cgroups::is_frozen(&saved.cgroup_paths) {
             Status::Paused
+        } else if self.fifo().exists() {
+            Status::Created
         } else {
             Status::Running
         }

@@ -11,7 +11,7 @@
 //!   pure cgroup v2 host below the *parent* of that cgroup, because a cgroup with processes
 //!   cannot delegate controllers to children);
 //! * without `cgroupsPath` the container id is used as a relative path.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
@@ -311,10 +311,24 @@ pub fn manager_at(
     dirs: &[PathBuf],
 ) -> Result<Box<dyn CgroupManager>, CgroupError> {
     if cfg.systemd || dirs.is_empty() {
-        manager(cfg)
-    } else {
-        Ok(Box::new(FsCgroup::from_dirs(dirs)?))
+        return manager(cfg);
     }
+    // The directories come from state.json: a damaged one must not point a later kill or
+    // delete at someone else's cgroup. Each ends with the container's own cgroupsPath.
+    let own = Path::new(cfg.path.trim_start_matches('/'));
+    if let Some(d) = dirs
+        .iter()
+        .find(|d| own.as_os_str().is_empty() || !d.ends_with(own))
+    {
+        return Err(CgroupError::InvalidPath {
+            path: d.display().to_string(),
+            reason: format!(
+                "a saved cgroup directory must end with the container's cgroupsPath {:?}",
+                cfg.path
+            ),
+        });
+    }
+    Ok(Box::new(FsCgroup::from_dirs(dirs)?))
 }
 
 /// The devices runc lets every container use, appended after the config's device rules:
