@@ -5,6 +5,14 @@
 //! the init then calls, in order, [`RootfsPlan::bind_root`], [`RootfsPlan::mount_range`] for
 //! the mounts before the first cgroup mount, then (once in its cgroup) for the rest,
 //! [`RootfsPlan::make_devices`], [`pivot`] and [`RootfsPlan::finalize`].
+//!
+//! Those steps run in the init, a fork of a program that may have other threads: they and
+//! everything they call allocate nothing, failures included. Their errors are text in a fixed
+//! buffer ([`ChildError`]), worded as the [`RootfsError`] of the same failure would be; the
+//! parent's steps (the plan, the sources and idmapped trees the runtime serves) keep
+//! [`RootfsError`].
+// A ChildError is a fixed buffer by design: boxing it would allocate in the forked child.
+#![allow(clippy::result_large_err)]
 
 mod cgroupfs;
 mod copyup;
@@ -25,6 +33,8 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
 
+use crate::lifecycle::text::{child_err, ChildError};
+
 pub use cgroupfs::HostCgroups;
 pub use devices::Device;
 pub use idmap::MappingNamespaces;
@@ -38,17 +48,23 @@ pub enum RootfsError {
         dest: PathBuf,
         source: nix::Error,
     },
-    #[error("remount {}: {source}", dest.display())]
-    Remount {
-        dest: PathBuf,
-        source: remount::RemountError,
-    },
     #[error(transparent)]
     Idmap(#[from] idmap::IdmapError),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}: not supported by this runtime")]
     Unsupported(String),
+}
+
+/// In the init: the error of `step` on container path `dest`, worded as
+/// [`RootfsError::Mount`], made (and `dest` written out) only when there is one.
+fn mount_err<'a>(step: &'static str, dest: &'a Path) -> impl FnOnce(nix::Error) -> ChildError + 'a {
+    move |source| child_err!("{step} {}: {source}", dest.display())
+}
+
+/// In the init: a failed remount of `dest`.
+fn remount_err(dest: &Path) -> impl FnOnce(remount::RemountError) -> ChildError + '_ {
+    move |source| child_err!("remount {}: {source}", dest.display())
 }
 
 /// Everything the init needs to build the root filesystem.
@@ -172,21 +188,8 @@ impl RootfsPlan {
     /// In the init, in its new mount namespace, before pivot_root: propagation and the rootfs
     /// bind. Returns an fd of the rootfs, for [`RootfsPlan::mount_range`] and
     /// [`RootfsPlan::make_devices`].
-    pub fn bind_root(&self) -> Result<OwnedFd, RootfsError> {
-        let err = |step: &'static str, dest: &'static Path| {
-            move |source: nix::Error| RootfsError::Mount {
-                step,
-                dest: dest.to_path_buf(),
-                source,
-            }
-        };
-        let root_err = |step: &'static str| {
-            move |source: nix::Error| RootfsError::Mount {
-                step,
-                dest: self.rootfs.clone(),
-                source,
-            }
-        };
+    pub fn bind_root(&self) -> Result<OwnedFd, ChildError> {
+        let root_err = |step| mount_err(step, &self.rootfs);
         // On the stack: nix copies a path of 1024 bytes or more to the heap.
         let rootfs = paths::PathBuffer::from_bytes(self.rootfs.as_os_str().as_bytes())
             .map_err(root_err("bind rootfs"))?;
@@ -203,7 +206,7 @@ impl RootfsPlan {
                 DEFAULT_PROPAGATION,
                 None::<&str>,
             )
-            .map_err(err("set propagation", Path::new("/")))?;
+            .map_err(mount_err("set propagation", Path::new("/")))?;
         }
         mount(
             Some(rootfs),
@@ -252,8 +255,8 @@ impl RootfsPlan {
         root: BorrowedFd<'_>,
         range: std::ops::Range<usize>,
         new_cgroupns: bool,
-        host_source: &mut dyn FnMut(u32, SourceRequest<'_>) -> Result<OwnedFd, String>,
-    ) -> Result<(), RootfsError> {
+        host_source: &mut dyn FnMut(u32, SourceRequest<'_>) -> Result<OwnedFd, ChildError>,
+    ) -> Result<(), ChildError> {
         for (n, m) in (0u32..)
             .zip(&self.mounts)
             .skip(range.start)
@@ -272,7 +275,7 @@ impl RootfsPlan {
     /// The device nodes and `/dev` symlinks, unless `/dev` is a bind mount of the config's. In
     /// the init once it is in its cgroup: mknod is subject to the device cgroup, whose v1 rules
     /// are written one by one after a "deny all".
-    pub fn make_devices(&self, root: BorrowedFd<'_>, in_userns: bool) -> Result<(), RootfsError> {
+    pub fn make_devices(&self, root: BorrowedFd<'_>, in_userns: bool) -> Result<(), ChildError> {
         if self.setup_dev {
             for d in &self.devices {
                 d.create(root, in_userns)?;
@@ -305,27 +308,21 @@ impl RootfsPlan {
     }
 
     /// After pivot_root: masked paths, readonly paths, readonly root.
-    pub fn finalize(&self) -> Result<(), RootfsError> {
+    pub fn finalize(&self) -> Result<(), ChildError> {
+        let slash = Path::new("/");
         let root = nix::fcntl::open(
-            "/",
+            slash,
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|source| RootfsError::Mount {
-            step: "open",
-            dest: "/".into(),
-            source,
-        })?;
+        .map_err(mount_err("open", slash))?;
         for m in self.mounts.iter().filter(|m| m.read_only_later()) {
             m.make_read_only(root.as_fd())?;
         }
         masked::make_readonly(root.as_fd(), &self.readonly)?;
         masked::mask(root.as_fd(), &self.masked)?;
         if self.readonly_root {
-            remount::make_read_only(root.as_fd()).map_err(|source| RootfsError::Remount {
-                dest: "/".into(),
-                source,
-            })?;
+            remount::make_read_only(root.as_fd()).map_err(remount_err(slash))?;
         }
         if self.propagation != DEFAULT_PROPAGATION && !self.host_mount_ns {
             mount(
@@ -335,11 +332,7 @@ impl RootfsPlan {
                 self.propagation,
                 None::<&str>,
             )
-            .map_err(|source| RootfsError::Mount {
-                step: "set propagation",
-                dest: "/".into(),
-                source,
-            })?;
+            .map_err(mount_err("set propagation", slash))?;
         }
         Ok(())
     }
@@ -347,14 +340,8 @@ impl RootfsPlan {
 
 /// Make the rootfs the root: pivot_root(".", ".") and a lazy unmount of the old root, or with
 /// `no_pivot` a move mount onto `/` and chroot, or in the host's mount namespace a plain chroot.
-pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), RootfsError> {
-    let err = |step: &'static str| {
-        move |source: nix::Error| RootfsError::Mount {
-            step,
-            dest: rootfs.to_path_buf(),
-            source,
-        }
-    };
+pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), ChildError> {
+    let err = |step| mount_err(step, rootfs);
     let dir = paths::PathBuffer::from_bytes(rootfs.as_os_str().as_bytes()).map_err(err("chdir"))?;
     nix::unistd::chdir(dir.as_c_str()).map_err(err("chdir"))?;
     if host_mount_ns {
@@ -445,15 +432,12 @@ fn host_pseudo_filesystems(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
 /// mount a fresh procfs or sysfs of its own (in a user namespace of its own), which masked
 /// paths would not cover. Detach them (our open fds of the host's procfs keep working), or
 /// cover them with a tmpfs where they cannot be unmounted.
-fn hide_host_pseudo_filesystems(rootfs: &Path) -> Result<(), RootfsError> {
+fn hide_host_pseudo_filesystems(rootfs: &Path) -> Result<(), ChildError> {
     // Read by path, not through procfs::process::Process: this runs in the init, a forked child.
     let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| RootfsError::Invalid(format!("read /proc/self/mountinfo: {e}")))?;
+        .map_err(|e| child_err!("read /proc/self/mountinfo: {e}"))?;
     for point in host_pseudo_filesystems(&info, rootfs) {
-        let err = |step: &'static str| {
-            let dest = point.clone();
-            move |source: nix::Error| RootfsError::Mount { step, dest, source }
-        };
+        let err = |step| mount_err(step, &point);
         // No unmount may propagate to the host.
         match mount(
             None::<&str>,

@@ -40,18 +40,6 @@ pub enum RemountError {
     WithLocked { flags: MsFlags, source: nix::Error },
 }
 
-impl RemountError {
-    /// The errno behind the refusal.
-    pub fn errno(&self) -> nix::Error {
-        match self {
-            RemountError::Failed(e) => *e,
-            RemountError::ClearLocked { source, .. }
-            | RemountError::AtimeLocked { source, .. }
-            | RemountError::WithLocked { source, .. } => *source,
-        }
-    }
-}
-
 /// The mount(2) names of `flags`, comma-joined, for messages: written out as they are
 /// formatted, without allocating (the init words its remount failures with it).
 #[derive(Debug, Clone, Copy)]
