@@ -20,6 +20,7 @@ mod devices;
 mod idmap;
 mod masked;
 pub mod mounts;
+mod nopivot;
 mod options;
 pub mod paths;
 mod remount;
@@ -347,7 +348,7 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), C
     if host_mount_ns {
         nix::unistd::chroot(".").map_err(err("chroot"))?;
     } else if no_pivot {
-        hide_host_pseudo_filesystems(rootfs)?;
+        nopivot::hide_host_pseudo_filesystems(rootfs)?;
         mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .map_err(err("move mount"))?;
         nix::unistd::chroot(".").map_err(err("chroot"))?;
@@ -411,61 +412,6 @@ fn in_mount_ns<T: Send>(
     })
 }
 
-/// The mount points of whole procfs and sysfs mounts (their root mounted) outside `rootfs`,
-/// from mountinfo text (a line procfs cannot parse names no such mount).
-fn host_pseudo_filesystems(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let m = procfs::process::MountInfo::from_line(line).ok()?;
-            let point = paths::unescape_mountinfo(&m.mount_point.to_string_lossy());
-            (m.root == "/"
-                && matches!(m.fs_type.as_str(), "proc" | "sysfs")
-                && !point.starts_with(rootfs))
-            .then_some(point)
-        })
-        .collect()
-}
-
-/// Before `--no-pivot` moves the rootfs over `/`: the host's procfs and sysfs mounts stay in
-/// the mount namespace under it, and while a whole one is there the kernel lets the container
-/// mount a fresh procfs or sysfs of its own (in a user namespace of its own), which masked
-/// paths would not cover. Detach them (our open fds of the host's procfs keep working), or
-/// cover them with a tmpfs where they cannot be unmounted.
-fn hide_host_pseudo_filesystems(rootfs: &Path) -> Result<(), ChildError> {
-    // Read by path, not through procfs::process::Process: this runs in the init, a forked child.
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| child_err!("read /proc/self/mountinfo: {e}"))?;
-    for point in host_pseudo_filesystems(&info, rootfs) {
-        let err = |step| mount_err(step, &point);
-        // No unmount may propagate to the host.
-        match mount(
-            None::<&str>,
-            &point,
-            None::<&str>,
-            MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            None::<&str>,
-        ) {
-            // Gone with a mount detached before it.
-            Err(nix::Error::ENOENT) => continue,
-            r => r.map_err(err("make host mount slave"))?,
-        }
-        match umount2(&point, MntFlags::MNT_DETACH) {
-            Ok(()) => {}
-            Err(nix::Error::EINVAL) | Err(nix::Error::EPERM) => mount(
-                Some("tmpfs"),
-                &point,
-                Some("tmpfs"),
-                MsFlags::empty(),
-                None::<&str>,
-            )
-            .map_err(err("cover host mount"))?,
-            Err(e) => return Err(err("unmount host mount")(e)),
-        }
-    }
-    Ok(())
-}
-
 /// In the runtime, after a container that shared its mount namespace is gone: detach the
 /// rootfs's bind mount and with it everything mounted for the container.
 pub fn detach_host_mounts(rootfs: &Path) -> Result<(), RootfsError> {
@@ -482,23 +428,6 @@ pub fn detach_host_mounts(rootfs: &Path) -> Result<(), RootfsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn whole_host_procfs_and_sysfs_outside_the_rootfs() {
-        let info = "22 1 0:21 / /proc rw,nosuid - proc proc rw
-23 1 0:22 / /sys rw,nosuid - sysfs sysfs rw
-24 23 0:23 / /sys/kernel/security rw - securityfs securityfs rw
-25 1 0:21 /sys /somewhere/sys ro - proc proc rw
-26 1 0:24 / /run/a\\040b rw - proc proc rw
-27 1 0:21 / /ctr/rootfs/proc rw - proc proc rw
-28 1 0:25 / /ctr/rootfs2 rw - sysfs sysfs rw";
-        let got = host_pseudo_filesystems(info, Path::new("/ctr/rootfs"));
-        let want: Vec<PathBuf> = ["/proc", "/sys", "/run/a b", "/ctr/rootfs2"]
-            .into_iter()
-            .map(PathBuf::from)
-            .collect();
-        assert_eq!(got, want);
-    }
 
     #[test]
     fn host_sources_only_for_binds_of_host_paths() {
