@@ -4,7 +4,8 @@
 //! what every forked child does; a config with what engines send (bind mounts with options,
 //! tmpfs with tmpcopyup, a symlink on the way to a mount point, devices, masked paths, the
 //! cgroup mount of every v1 hierarchy on hybrid hosts, a cgroup namespace, seccomp, hooks at
-//! every point) is created, started, exec'd into and deleted, and the count must stay 0.
+//! every point) is created, started, exec'd into and deleted, and the count must stay 0. So
+//! must it when the init's rootfs steps fail, and for a `--no-pivot` container.
 
 use std::path::{Path, PathBuf};
 
@@ -177,6 +178,170 @@ fn forked_children_allocate_nothing() {
         (plain, cgroupns),
         (0, 0),
         "forked children allocated (run with {}=1 to see where)",
+        casulo::__private::TRACE_VAR
+    );
+}
+
+/// A bundle of busybox whose default config has `edit` applied to it.
+fn small_bundle(dir: &Path, id: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let bundle = dir.join(format!("bundle-{id}"));
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "proc", "dev", "tmp", "etc"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    // procfs must not land on a symlink's target.
+    std::os::unix::fs::symlink("/tmp", rootfs.join("link")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for a in ["sh", "test", "grep"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+    }
+    let mut spec = casulo::default_spec_json(casulo::SpecOptions::default());
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", "exit 0"]);
+    edit(&mut spec);
+    std::fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec_pretty(&spec).unwrap(),
+    )
+    .unwrap();
+    bundle
+}
+
+fn add_mount(spec: &mut serde_json::Value, m: serde_json::Value) {
+    spec["mounts"].as_array_mut().unwrap().push(m);
+}
+
+/// The failures of the init's rootfs steps: each create fails with its usual message, leaves
+/// no state dir, and the init that failed (its error made, sent and dropped) allocated
+/// nothing. Then a `--no-pivot` container, whose init reads mountinfo, runs.
+#[test]
+fn init_failures_allocate_nothing() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP init_failures_allocate_nothing: needs root");
+        return;
+    }
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("SKIP init_failures_allocate_nothing: /bin/busybox (busybox-static) is missing");
+        return;
+    }
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("casulo-failallocs-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let root = dir.0.join("state");
+    ChildAllocCounter::arm();
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit, &str); 7] = [
+        (
+            "bind-source",
+            |s| {
+                add_mount(
+                    s,
+                    serde_json::json!({"destination": "/mnt", "type": "bind",
+                    "source": "rootfs/nonexistent", "options": ["bind"]}),
+                )
+            },
+            "rootfs: open bind source in the rootfs /mnt: ENOENT",
+        ),
+        (
+            "through-file",
+            |s| {
+                add_mount(
+                    s,
+                    serde_json::json!({"destination": "/etc/passwd/x",
+                    "type": "tmpfs", "source": "tmpfs"}),
+                )
+            },
+            "rootfs: create mount point /etc/passwd/x: ENOTDIR",
+        ),
+        (
+            "tmpfs-option",
+            |s| {
+                add_mount(
+                    s,
+                    serde_json::json!({"destination": "/mnt", "type": "tmpfs",
+                    "source": "tmpfs", "options": ["size=nonsense"]}),
+                )
+            },
+            "rootfs: mount /mnt: EINVAL",
+        ),
+        (
+            "proc-on-link",
+            |s| {
+                add_mount(
+                    s,
+                    serde_json::json!({"destination": "/link", "type": "proc",
+                    "source": "proc"}),
+                )
+            },
+            "rootfs: mount /link: filesystem \"proc\" must be mounted on ordinary directory",
+        ),
+        (
+            "device",
+            |s| {
+                s["linux"]["devices"] = serde_json::json!([{"path": "/dev/null/x",
+                    "type": "c", "major": 1, "minor": 3}])
+            },
+            "rootfs: create device directory /dev/null/x: ENOTDIR",
+        ),
+        (
+            "readonly",
+            |s| s["linux"]["readonlyPaths"] = serde_json::json!(["/etc/passwd/x"]),
+            "rootfs: open readonly path /etc/passwd/x: ENOTDIR",
+        ),
+        (
+            "masked",
+            |s| s["linux"]["maskedPaths"] = serde_json::json!(["/etc/passwd/x"]),
+            "rootfs: open masked path /etc/passwd/x: ENOTDIR",
+        ),
+    ];
+    let tag = std::process::id();
+    let mut counts = Vec::new();
+    for (name, edit, want) in cases {
+        let id = format!("failallocs-{tag}-{name}");
+        let bundle = small_bundle(&dir.0, &id, edit);
+        let _cleanup = Cleanup(&root, &id);
+        let before = ChildAllocCounter::count();
+        let e = ContainerBuilder::new(&id, &bundle)
+            .root(&root)
+            .create()
+            .map(|_| ())
+            .expect_err(name)
+            .to_string();
+        assert!(e.contains(want), "{name}: {e}");
+        assert!(!root.join(&id).exists(), "{name}: the state dir is left");
+        counts.push((name, ChildAllocCounter::count() - before));
+    }
+    let id = format!("failallocs-{tag}-nopivot");
+    // It runs, with its own procfs the one whole procfs it sees.
+    let bundle = small_bundle(&dir.0, &id, |s| {
+        s["process"]["args"] = serde_json::json!([
+            "/bin/sh",
+            "-c",
+            "test \"$(grep -c '^[0-9]* [0-9]* [0-9:]* / .* - proc ' /proc/self/mountinfo)\" = 1"
+        ]);
+    });
+    let _cleanup = Cleanup(&root, &id);
+    let before = ChildAllocCounter::count();
+    let c = ContainerBuilder::new(&id, &bundle)
+        .root(&root)
+        .no_pivot(true)
+        .create()
+        .expect("create with no_pivot");
+    c.start().expect("start");
+    assert_eq!(
+        c.wait().expect("wait"),
+        0,
+        "the no-pivot container's check failed"
+    );
+    Container::load(&root, &id)
+        .unwrap()
+        .delete()
+        .expect("delete");
+    counts.push(("nopivot", ChildAllocCounter::count() - before));
+    assert!(
+        counts.iter().all(|(_, n)| *n == 0),
+        "forked children allocated: {counts:?} (run with {}=1 to see where)",
         casulo::__private::TRACE_VAR
     );
 }

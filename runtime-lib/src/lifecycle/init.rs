@@ -228,8 +228,7 @@ impl InitSteps for Kernel<'_> {
         let result = plan
             .rootfs
             .mount_range(root.as_fd(), n..n + 1, new_cgroupns, &mut |n, req| {
-                // Text only on failure: the rootfs error that carries it ends the init.
-                self.host_source(n, req).map_err(|e| e.as_str().to_owned())
+                self.host_source(n, req)
             })
             .step("rootfs");
         self.root = Some(root);

@@ -13,8 +13,9 @@ use procfs::process::MountInfo;
 
 use super::mounts::MountPlan;
 use super::paths::{fd_path, mkdir_all_in_root, open_in_root, parent_in_root, PathBuffer};
-use super::remount::{remount_bind, RemountError};
-use super::RootfsError;
+use super::remount::remount_bind;
+use super::{mount_err as err, remount_err};
+use crate::lifecycle::text::ChildError;
 
 /// One cgroup hierarchy mounted on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,22 +179,6 @@ fn is_hierarchy(h: &Hierarchy, field: &str) -> bool {
     }
 }
 
-/// The error of `step` on `dest`, made (and `dest` copied) only when there is one.
-fn err<'a>(step: &'static str, dest: &'a Path) -> impl FnOnce(nix::Error) -> RootfsError + 'a {
-    move |source| RootfsError::Mount {
-        step,
-        dest: dest.to_path_buf(),
-        source,
-    }
-}
-
-fn remount_err(dest: &Path) -> impl FnOnce(RemountError) -> RootfsError + '_ {
-    move |source| RootfsError::Remount {
-        dest: dest.to_path_buf(),
-        source,
-    }
-}
-
 /// `base` joined with `name`, as [`Path::join`] would, on the stack.
 fn join(base: &Path, name: &str) -> Result<PathBuffer, nix::Error> {
     let mut p = PathBuffer::from_bytes(base.as_os_str().as_bytes())?;
@@ -207,7 +192,7 @@ pub fn mount_cgroup(
     m: &MountPlan,
     host: &HostCgroups,
     new_cgroupns: bool,
-) -> Result<(), RootfsError> {
+) -> Result<(), ChildError> {
     let dest = &m.destination;
     let flags = m.options.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     let target = mkdir_all_in_root(root, dest).map_err(err("create mount point", dest))?;
@@ -284,7 +269,7 @@ fn mount_hierarchy(
     flags: MsFlags,
     new_cgroupns: bool,
     own: &str,
-) -> Result<(), RootfsError> {
+) -> Result<(), ChildError> {
     let sub = join(dest, &h.name).map_err(err("create mount point", dest))?;
     let sub = sub.as_path();
     let point = mkdir_all_in_root(root, sub).map_err(err("create mount point", sub))?;

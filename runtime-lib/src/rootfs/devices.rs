@@ -9,7 +9,8 @@ use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
 use super::paths::{ensure_file_in_root, fd_path, parent_in_root, PathBuffer};
-use super::RootfsError;
+use super::{mount_err, RootfsError};
+use crate::lifecycle::text::ChildError;
 
 /// A device node to create in the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,14 +82,8 @@ impl Device {
 
     /// Create the node inside `root`: mknod, or in a user namespace (where mknod is denied) a
     /// bind mount of the host's node.
-    pub fn create(&self, root: BorrowedFd<'_>, bind: bool) -> Result<(), RootfsError> {
-        let err = |step: &'static str| {
-            move |source: nix::Error| RootfsError::Mount {
-                step,
-                dest: self.path.clone(),
-                source,
-            }
-        };
+    pub fn create(&self, root: BorrowedFd<'_>, bind: bool) -> Result<(), ChildError> {
+        let err = |step| mount_err(step, &self.path);
         if bind {
             let target = ensure_file_in_root(root, &self.path, 0o000)
                 .map_err(err("create device mount point"))?;
@@ -150,7 +145,7 @@ impl Device {
 
 /// The `/dev` symlinks (`fd`, `stdin`, `stdout`, `stderr`, `ptmx`, and `core` where the host
 /// has /proc/kcore).
-pub fn create_symlinks(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
+pub fn create_symlinks(root: BorrowedFd<'_>) -> Result<(), ChildError> {
     let links = [
         ("/proc/self/fd", "/dev/fd"),
         ("/proc/self/fd/0", "/dev/stdin"),
@@ -172,14 +167,8 @@ fn symlink(
     target: &str,
     link: &Path,
     replace: bool,
-) -> Result<(), RootfsError> {
-    let err = |step: &'static str| {
-        move |source: nix::Error| RootfsError::Mount {
-            step,
-            dest: link.to_path_buf(),
-            source,
-        }
-    };
+) -> Result<(), ChildError> {
+    let err = |step| mount_err(step, link);
     let (parent, name) = parent_in_root(root, link).map_err(err("symlink"))?;
     if replace {
         match nix::unistd::unlinkat(

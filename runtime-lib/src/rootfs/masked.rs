@@ -10,29 +10,21 @@ use nix::sys::stat::{fstat, major, minor, stat, SFlag};
 
 use super::mounts::lexical_clean;
 use super::paths::{fd_path, open_in_root};
-use super::remount;
-use super::RootfsError;
-
-/// The error of `step` on `path`, made (and `path` copied) only when there is one.
-fn err<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(nix::Error) -> RootfsError + 'a {
-    move |source| RootfsError::Mount {
-        step,
-        dest: path.to_path_buf(),
-        source,
-    }
-}
+use super::{mount_err as err, remount, remount_err};
+use crate::lifecycle::text::{child_err, ChildError};
+use crate::sys::oserror::OsError;
 
 /// Open the container's /dev/null and check that it really is the null device (1:3): a
 /// container must not be able to make us bind a file of its choosing over a masked path.
-fn verified_dev_null(root: BorrowedFd<'_>) -> Result<OwnedFd, RootfsError> {
+fn verified_dev_null(root: BorrowedFd<'_>) -> Result<OwnedFd, ChildError> {
     let path = Path::new("/dev/null");
     let fd =
         open_in_root(root, path, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(err("open", path))?;
     let st = fstat(fd.as_fd()).map_err(err("stat", path))?;
     let is_chr = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
     if !is_chr || major(st.st_rdev) != 1 || minor(st.st_rdev) != 3 {
-        return Err(RootfsError::Invalid(
-            "/dev/null in the container is not the null device".into(),
+        return Err(child_err!(
+            "/dev/null in the container is not the null device"
         ));
     }
     Ok(fd)
@@ -71,7 +63,7 @@ pub fn distinct(paths: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
 /// Hide each path (listed once each, see [`distinct`]): /dev/null over anything but a
 /// directory; over a directory, a read-only empty tmpfs, one for all of them (the first is
 /// bound over the others; where that fails, each gets its own). Missing paths are skipped.
-pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> {
+pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), ChildError> {
     if paths.is_empty() {
         return Ok(());
     }
@@ -85,11 +77,10 @@ pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> 
             Err(e) => return Err(err("open masked path", p)(e)),
         };
         let target = fd_path(&fd);
-        // stat(2) through the magic link, as std::fs::metadata did, without its allocation.
-        let st = stat(target.as_c_str()).map_err(|e| {
-            let e = std::io::Error::from_raw_os_error(e as i32);
-            RootfsError::Invalid(format!("masked path {}: {e}", p.display()))
-        })?;
+        // stat(2) through the magic link, as std::fs::metadata did (and its error worded as
+        // std words it), without its allocation.
+        let st = stat(target.as_c_str())
+            .map_err(|e| child_err!("masked path {}: {}", p.display(), OsError(e)))?;
         let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
         if !is_dir {
             mount(
@@ -127,7 +118,7 @@ pub fn mask(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> 
 }
 
 /// Make each path read-only with a bind mount onto itself. Missing paths are skipped.
-pub fn make_readonly(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> {
+pub fn make_readonly(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), ChildError> {
     for p in paths {
         let fd = match open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
             Ok(fd) => fd,
@@ -145,10 +136,7 @@ pub fn make_readonly(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), Root
         .map_err(err("bind readonly path", p))?;
         let top =
             open_in_root(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(err("reopen", p))?;
-        remount::make_read_only(top.as_fd()).map_err(|source| RootfsError::Remount {
-            dest: p.clone(),
-            source,
-        })?;
+        remount::make_read_only(top.as_fd()).map_err(remount_err(p))?;
     }
     Ok(())
 }

@@ -5,6 +5,14 @@
 //! the init then calls, in order, [`RootfsPlan::bind_root`], [`RootfsPlan::mount_range`] for
 //! the mounts before the first cgroup mount, then (once in its cgroup) for the rest,
 //! [`RootfsPlan::make_devices`], [`pivot`] and [`RootfsPlan::finalize`].
+//!
+//! Those steps run in the init, a fork of a program that may have other threads: they and
+//! everything they call allocate nothing, failures included. Their errors are text in a fixed
+//! buffer ([`ChildError`]), worded as the [`RootfsError`] of the same failure would be; the
+//! parent's steps (the plan, the sources and idmapped trees the runtime serves) keep
+//! [`RootfsError`].
+// A ChildError is a fixed buffer by design: boxing it would allocate in the forked child.
+#![allow(clippy::result_large_err)]
 
 mod cgroupfs;
 mod copyup;
@@ -12,6 +20,7 @@ mod devices;
 mod idmap;
 mod masked;
 pub mod mounts;
+mod nopivot;
 mod options;
 pub mod paths;
 mod remount;
@@ -24,6 +33,8 @@ use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
+
+use crate::lifecycle::text::{child_err, ChildError};
 
 pub use cgroupfs::HostCgroups;
 pub use devices::Device;
@@ -38,17 +49,23 @@ pub enum RootfsError {
         dest: PathBuf,
         source: nix::Error,
     },
-    #[error("remount {}: {source}", dest.display())]
-    Remount {
-        dest: PathBuf,
-        source: remount::RemountError,
-    },
     #[error(transparent)]
     Idmap(#[from] idmap::IdmapError),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}: not supported by this runtime")]
     Unsupported(String),
+}
+
+/// In the init: the error of `step` on container path `dest`, worded as
+/// [`RootfsError::Mount`], made (and `dest` written out) only when there is one.
+fn mount_err<'a>(step: &'static str, dest: &'a Path) -> impl FnOnce(nix::Error) -> ChildError + 'a {
+    move |source| child_err!("{step} {}: {source}", dest.display())
+}
+
+/// In the init: a failed remount of `dest`.
+fn remount_err(dest: &Path) -> impl FnOnce(remount::RemountError) -> ChildError + '_ {
+    move |source| child_err!("remount {}: {source}", dest.display())
 }
 
 /// Everything the init needs to build the root filesystem.
@@ -172,21 +189,8 @@ impl RootfsPlan {
     /// In the init, in its new mount namespace, before pivot_root: propagation and the rootfs
     /// bind. Returns an fd of the rootfs, for [`RootfsPlan::mount_range`] and
     /// [`RootfsPlan::make_devices`].
-    pub fn bind_root(&self) -> Result<OwnedFd, RootfsError> {
-        let err = |step: &'static str, dest: &'static Path| {
-            move |source: nix::Error| RootfsError::Mount {
-                step,
-                dest: dest.to_path_buf(),
-                source,
-            }
-        };
-        let root_err = |step: &'static str| {
-            move |source: nix::Error| RootfsError::Mount {
-                step,
-                dest: self.rootfs.clone(),
-                source,
-            }
-        };
+    pub fn bind_root(&self) -> Result<OwnedFd, ChildError> {
+        let root_err = |step| mount_err(step, &self.rootfs);
         // On the stack: nix copies a path of 1024 bytes or more to the heap.
         let rootfs = paths::PathBuffer::from_bytes(self.rootfs.as_os_str().as_bytes())
             .map_err(root_err("bind rootfs"))?;
@@ -203,7 +207,7 @@ impl RootfsPlan {
                 DEFAULT_PROPAGATION,
                 None::<&str>,
             )
-            .map_err(err("set propagation", Path::new("/")))?;
+            .map_err(mount_err("set propagation", Path::new("/")))?;
         }
         mount(
             Some(rootfs),
@@ -252,8 +256,8 @@ impl RootfsPlan {
         root: BorrowedFd<'_>,
         range: std::ops::Range<usize>,
         new_cgroupns: bool,
-        host_source: &mut dyn FnMut(u32, SourceRequest<'_>) -> Result<OwnedFd, String>,
-    ) -> Result<(), RootfsError> {
+        host_source: &mut dyn FnMut(u32, SourceRequest<'_>) -> Result<OwnedFd, ChildError>,
+    ) -> Result<(), ChildError> {
         for (n, m) in (0u32..)
             .zip(&self.mounts)
             .skip(range.start)
@@ -272,7 +276,7 @@ impl RootfsPlan {
     /// The device nodes and `/dev` symlinks, unless `/dev` is a bind mount of the config's. In
     /// the init once it is in its cgroup: mknod is subject to the device cgroup, whose v1 rules
     /// are written one by one after a "deny all".
-    pub fn make_devices(&self, root: BorrowedFd<'_>, in_userns: bool) -> Result<(), RootfsError> {
+    pub fn make_devices(&self, root: BorrowedFd<'_>, in_userns: bool) -> Result<(), ChildError> {
         if self.setup_dev {
             for d in &self.devices {
                 d.create(root, in_userns)?;
@@ -305,27 +309,21 @@ impl RootfsPlan {
     }
 
     /// After pivot_root: masked paths, readonly paths, readonly root.
-    pub fn finalize(&self) -> Result<(), RootfsError> {
+    pub fn finalize(&self) -> Result<(), ChildError> {
+        let slash = Path::new("/");
         let root = nix::fcntl::open(
-            "/",
+            slash,
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|source| RootfsError::Mount {
-            step: "open",
-            dest: "/".into(),
-            source,
-        })?;
+        .map_err(mount_err("open", slash))?;
         for m in self.mounts.iter().filter(|m| m.read_only_later()) {
             m.make_read_only(root.as_fd())?;
         }
         masked::make_readonly(root.as_fd(), &self.readonly)?;
         masked::mask(root.as_fd(), &self.masked)?;
         if self.readonly_root {
-            remount::make_read_only(root.as_fd()).map_err(|source| RootfsError::Remount {
-                dest: "/".into(),
-                source,
-            })?;
+            remount::make_read_only(root.as_fd()).map_err(remount_err(slash))?;
         }
         if self.propagation != DEFAULT_PROPAGATION && !self.host_mount_ns {
             mount(
@@ -335,11 +333,7 @@ impl RootfsPlan {
                 self.propagation,
                 None::<&str>,
             )
-            .map_err(|source| RootfsError::Mount {
-                step: "set propagation",
-                dest: "/".into(),
-                source,
-            })?;
+            .map_err(mount_err("set propagation", slash))?;
         }
         Ok(())
     }
@@ -347,20 +341,14 @@ impl RootfsPlan {
 
 /// Make the rootfs the root: pivot_root(".", ".") and a lazy unmount of the old root, or with
 /// `no_pivot` a move mount onto `/` and chroot, or in the host's mount namespace a plain chroot.
-pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), RootfsError> {
-    let err = |step: &'static str| {
-        move |source: nix::Error| RootfsError::Mount {
-            step,
-            dest: rootfs.to_path_buf(),
-            source,
-        }
-    };
+pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), ChildError> {
+    let err = |step| mount_err(step, rootfs);
     let dir = paths::PathBuffer::from_bytes(rootfs.as_os_str().as_bytes()).map_err(err("chdir"))?;
     nix::unistd::chdir(dir.as_c_str()).map_err(err("chdir"))?;
     if host_mount_ns {
         nix::unistd::chroot(".").map_err(err("chroot"))?;
     } else if no_pivot {
-        hide_host_pseudo_filesystems(rootfs)?;
+        nopivot::hide_host_pseudo_filesystems(rootfs)?;
         mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .map_err(err("move mount"))?;
         nix::unistd::chroot(".").map_err(err("chroot"))?;
@@ -424,64 +412,6 @@ fn in_mount_ns<T: Send>(
     })
 }
 
-/// The mount points of whole procfs and sysfs mounts (their root mounted) outside `rootfs`,
-/// from mountinfo text (a line procfs cannot parse names no such mount).
-fn host_pseudo_filesystems(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let m = procfs::process::MountInfo::from_line(line).ok()?;
-            let point = paths::unescape_mountinfo(&m.mount_point.to_string_lossy());
-            (m.root == "/"
-                && matches!(m.fs_type.as_str(), "proc" | "sysfs")
-                && !point.starts_with(rootfs))
-            .then_some(point)
-        })
-        .collect()
-}
-
-/// Before `--no-pivot` moves the rootfs over `/`: the host's procfs and sysfs mounts stay in
-/// the mount namespace under it, and while a whole one is there the kernel lets the container
-/// mount a fresh procfs or sysfs of its own (in a user namespace of its own), which masked
-/// paths would not cover. Detach them (our open fds of the host's procfs keep working), or
-/// cover them with a tmpfs where they cannot be unmounted.
-fn hide_host_pseudo_filesystems(rootfs: &Path) -> Result<(), RootfsError> {
-    // Read by path, not through procfs::process::Process: this runs in the init, a forked child.
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| RootfsError::Invalid(format!("read /proc/self/mountinfo: {e}")))?;
-    for point in host_pseudo_filesystems(&info, rootfs) {
-        let err = |step: &'static str| {
-            let dest = point.clone();
-            move |source: nix::Error| RootfsError::Mount { step, dest, source }
-        };
-        // No unmount may propagate to the host.
-        match mount(
-            None::<&str>,
-            &point,
-            None::<&str>,
-            MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            None::<&str>,
-        ) {
-            // Gone with a mount detached before it.
-            Err(nix::Error::ENOENT) => continue,
-            r => r.map_err(err("make host mount slave"))?,
-        }
-        match umount2(&point, MntFlags::MNT_DETACH) {
-            Ok(()) => {}
-            Err(nix::Error::EINVAL) | Err(nix::Error::EPERM) => mount(
-                Some("tmpfs"),
-                &point,
-                Some("tmpfs"),
-                MsFlags::empty(),
-                None::<&str>,
-            )
-            .map_err(err("cover host mount"))?,
-            Err(e) => return Err(err("unmount host mount")(e)),
-        }
-    }
-    Ok(())
-}
-
 /// In the runtime, after a container that shared its mount namespace is gone: detach the
 /// rootfs's bind mount and with it everything mounted for the container.
 pub fn detach_host_mounts(rootfs: &Path) -> Result<(), RootfsError> {
@@ -498,23 +428,6 @@ pub fn detach_host_mounts(rootfs: &Path) -> Result<(), RootfsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn whole_host_procfs_and_sysfs_outside_the_rootfs() {
-        let info = "22 1 0:21 / /proc rw,nosuid - proc proc rw
-23 1 0:22 / /sys rw,nosuid - sysfs sysfs rw
-24 23 0:23 / /sys/kernel/security rw - securityfs securityfs rw
-25 1 0:21 /sys /somewhere/sys ro - proc proc rw
-26 1 0:24 / /run/a\\040b rw - proc proc rw
-27 1 0:21 / /ctr/rootfs/proc rw - proc proc rw
-28 1 0:25 / /ctr/rootfs2 rw - sysfs sysfs rw";
-        let got = host_pseudo_filesystems(info, Path::new("/ctr/rootfs"));
-        let want: Vec<PathBuf> = ["/proc", "/sys", "/run/a b", "/ctr/rootfs2"]
-            .into_iter()
-            .map(PathBuf::from)
-            .collect();
-        assert_eq!(got, want);
-    }
 
     #[test]
     fn host_sources_only_for_binds_of_host_paths() {

@@ -15,7 +15,8 @@ use super::idmap::{self, IdmapPlan};
 pub use super::options::{parse_options, MountOptions, KNOWN_OPTIONS};
 use super::paths::{ensure_file_in_root, fd_path, mkdir_all_in_root, open_in_root, PathBuffer};
 use super::remount::remount_bind;
-use super::RootfsError;
+use super::{mount_err, remount_err, RootfsError};
+use crate::lifecycle::text::{child_err, ChildError};
 
 /// Option flags that say how to mount, not what the mount's own flags are.
 const NOT_PER_MOUNT: MsFlags = MsFlags::MS_BIND
@@ -186,26 +187,16 @@ impl MountPlan {
     }
 
     /// Remount read-only what [`Self::read_only_later`] left read-write (`root` is `/` now).
-    pub fn make_read_only(&self, root: BorrowedFd<'_>) -> Result<(), RootfsError> {
-        let top = open_in_root(root, &self.destination, OFlag::O_PATH).map_err(|source| {
-            RootfsError::Mount {
-                step: "reopen",
-                dest: self.destination.clone(),
-                source,
-            }
-        })?;
+    pub fn make_read_only(&self, root: BorrowedFd<'_>) -> Result<(), ChildError> {
+        let dest = &self.destination;
+        let top = open_in_root(root, dest, OFlag::O_PATH).map_err(mount_err("reopen", dest))?;
         let set = self.options.flags & !NOT_PER_MOUNT;
-        remount_bind(top.as_fd(), set, self.options.cleared).map_err(|source| {
-            RootfsError::Remount {
-                dest: self.destination.clone(),
-                source,
-            }
-        })
+        remount_bind(top.as_fd(), set, self.options.cleared).map_err(remount_err(dest))
     }
 
     /// procfs and sysfs go on a directory only: never through a symlink, whose target the
     /// image chooses (CVE-2019-19921), nor on a file. A missing destination is made later.
-    fn check_ordinary_dir(&self, root: BorrowedFd<'_>) -> Result<(), RootfsError> {
+    fn check_ordinary_dir(&self, root: BorrowedFd<'_>) -> Result<(), ChildError> {
         let dest = &self.destination;
         let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
             return Ok(());
@@ -213,29 +204,19 @@ impl MountPlan {
         let dir = match open_in_root(root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY) {
             Ok(dir) => dir,
             Err(nix::Error::ENOENT) => return Ok(()),
-            Err(source) => {
-                return Err(RootfsError::Mount {
-                    step: "open mount point",
-                    dest: dest.clone(),
-                    source,
-                })
-            }
+            Err(source) => return Err(mount_err("open mount point", dest)(source)),
         };
         match fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Err(nix::Error::ENOENT) => Ok(()),
-            Err(source) => Err(RootfsError::Mount {
-                step: "stat mount point",
-                dest: dest.clone(),
-                source,
-            }),
+            Err(source) => Err(mount_err("stat mount point", dest)(source)),
             Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR => {
                 Ok(())
             }
-            Ok(_) => Err(RootfsError::Invalid(format!(
+            Ok(_) => Err(child_err!(
                 "mount {}: filesystem {:?} must be mounted on ordinary directory",
                 dest.display(),
                 self.fstype
-            ))),
+            )),
         }
     }
 
@@ -266,16 +247,10 @@ impl MountPlan {
     pub fn mount(
         &self,
         root: BorrowedFd<'_>,
-        host_source: &mut dyn FnMut(SourceRequest<'_>) -> Result<OwnedFd, String>,
-    ) -> Result<(), RootfsError> {
+        host_source: &mut dyn FnMut(SourceRequest<'_>) -> Result<OwnedFd, ChildError>,
+    ) -> Result<(), ChildError> {
         let dest = &self.destination;
-        let err = |step: &'static str| {
-            move |source: nix::Error| RootfsError::Mount {
-                step,
-                dest: dest.clone(),
-                source,
-            }
-        };
+        let err = |step| mount_err(step, dest);
         if self.kind == Kind::Other && matches!(self.fstype.as_str(), "proc" | "sysfs") {
             self.check_ordinary_dir(root)?;
         }
@@ -286,19 +261,16 @@ impl MountPlan {
             ),
             (Kind::Bind, None, Some(_)) if self.idmap.is_some() => None,
             (Kind::Bind, None, Some(src)) if nix::sys::stat::stat(src).is_err() => {
-                Some(host_source(SourceRequest::Open).map_err(RootfsError::Invalid)?)
+                Some(host_source(SourceRequest::Open)?)
             }
             _ => None,
         };
         // An idmapped bind: the runtime makes the tree (see rootfs/idmap.rs) and it is
         // attached instead of a bind of the source.
         let tree = match &self.idmap {
-            Some(_) => Some(
-                host_source(SourceRequest::Idmapped(
-                    source_fd.as_ref().map(|fd| fd.as_fd()),
-                ))
-                .map_err(RootfsError::Invalid)?,
-            ),
+            Some(_) => Some(host_source(SourceRequest::Idmapped(
+                source_fd.as_ref().map(|fd| fd.as_fd()),
+            ))?),
             None => None,
         };
         let source_fd = tree.or(source_fd);
@@ -342,12 +314,7 @@ impl MountPlan {
                 let set = o.flags & !NOT_PER_MOUNT;
                 if !set.is_empty() || !o.cleared.is_empty() {
                     let top = open_in_root(root, dest, OFlag::O_PATH).map_err(err("reopen"))?;
-                    remount_bind(top.as_fd(), set, o.cleared).map_err(|source| {
-                        RootfsError::Remount {
-                            dest: dest.clone(),
-                            source,
-                        }
-                    })?;
+                    remount_bind(top.as_fd(), set, o.cleared).map_err(remount_err(dest))?;
                 }
             }
             Kind::Cgroup | Kind::Other => self.mount_fs(root, &target, old_mode)?,
@@ -380,15 +347,9 @@ impl MountPlan {
         root: BorrowedFd<'_>,
         target: &OwnedFd,
         old_mode: Option<u32>,
-    ) -> Result<(), RootfsError> {
+    ) -> Result<(), ChildError> {
         let dest = &self.destination;
-        let err = |step: &'static str| {
-            move |source: nix::Error| RootfsError::Mount {
-                step,
-                dest: dest.clone(),
-                source,
-            }
-        };
+        let err = |step| mount_err(step, dest);
         let o = &self.options;
         let data = mount_data(&o.data, old_mode.filter(|_| self.fstype == "tmpfs"))
             .map_err(err("mount"))?;

@@ -323,29 +323,43 @@ pub fn parent_in_root(root: BorrowedFd<'_>, path: &Path) -> Result<(OwnedFd, Nam
     ))
 }
 
-/// A mountinfo path field: the kernel writes space, tab, newline and backslash as `\ooo` octal
-/// escapes, which procfs's parser leaves as they are.
-pub(crate) fn unescape_mountinfo(field: &str) -> std::path::PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
+/// The bytes of a mountinfo path field: the kernel writes space, tab, newline and backslash as
+/// `\ooo` octal escapes, which procfs's parser leaves as they are.
+fn unescaped(field: &[u8]) -> impl Iterator<Item = u8> + '_ {
     let mut i = 0;
-    while i < b.len() {
-        let octal = b
+    std::iter::from_fn(move || {
+        let c = *field.get(i)?;
+        let octal = field
             .get(i + 1..i + 4)
             .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], octal) {
+        Some(match (c, octal) {
             (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
                 i += 4;
+                (d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0')
             }
             (c, _) => {
-                out.push(c);
                 i += 1;
+                c
             }
-        }
+        })
+    })
+}
+
+/// A mountinfo path field, unescaped (see [`unescaped`]).
+pub(crate) fn unescape_mountinfo(field: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    std::path::PathBuf::from(std::ffi::OsString::from_vec(
+        unescaped(field.as_bytes()).collect(),
+    ))
+}
+
+/// A mountinfo path field, unescaped on the stack (for the init).
+pub(crate) fn unescape_mountinfo_into(field: &[u8]) -> Result<PathBuffer, Errno> {
+    let mut out = PathBuffer::new();
+    for b in unescaped(field) {
+        out.extend(&[b])?;
     }
-    std::path::PathBuf::from(std::ffi::OsString::from_vec(out))
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -367,6 +381,8 @@ mod tests {
         assert_eq!(un("/a\\040"), "/a ");
         assert_eq!(un("/plain"), "/plain");
         assert_eq!(un("/end\\04"), "/end\\04");
+        let into = unescape_mountinfo_into(b"/run/a\\040b\\134").unwrap();
+        assert_eq!(into.as_bytes(), b"/run/a b\\");
     }
 
     fn tmp(name: &str) -> PathBuf {

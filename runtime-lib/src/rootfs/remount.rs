@@ -32,43 +32,38 @@ pub const LOCKABLE: MsFlags = MsFlags::MS_RDONLY
 pub enum RemountError {
     #[error("{0}")]
     Failed(nix::Error),
-    #[error("cannot clear locked flags {}: {source}", flag_names(*.flags))]
+    #[error("cannot clear locked flags {}: {source}", FlagNames(*.flags))]
     ClearLocked { flags: MsFlags, source: nix::Error },
-    #[error("cannot change locked atime flags {}: {source}", flag_names(*.flags))]
+    #[error("cannot change locked atime flags {}: {source}", FlagNames(*.flags))]
     AtimeLocked { flags: MsFlags, source: nix::Error },
-    #[error("remount with locked flags {} kept: {source}", flag_names(*.flags))]
+    #[error("remount with locked flags {} kept: {source}", FlagNames(*.flags))]
     WithLocked { flags: MsFlags, source: nix::Error },
 }
 
-impl RemountError {
-    /// The errno behind the refusal.
-    pub fn errno(&self) -> nix::Error {
-        match self {
-            RemountError::Failed(e) => *e,
-            RemountError::ClearLocked { source, .. }
-            | RemountError::AtimeLocked { source, .. }
-            | RemountError::WithLocked { source, .. } => *source,
-        }
-    }
-}
+/// The mount(2) names of `flags`, comma-joined, for messages: written out as they are
+/// formatted, without allocating (the init words its remount failures with it).
+#[derive(Debug, Clone, Copy)]
+pub struct FlagNames(pub MsFlags);
 
-/// The mount(2) names of `flags`, comma-joined, for messages.
-pub fn flag_names(flags: MsFlags) -> String {
-    [
-        (MsFlags::MS_RDONLY, "ro"),
-        (MsFlags::MS_NOSUID, "nosuid"),
-        (MsFlags::MS_NODEV, "nodev"),
-        (MsFlags::MS_NOEXEC, "noexec"),
-        (MsFlags::MS_NOATIME, "noatime"),
-        (MsFlags::MS_NODIRATIME, "nodiratime"),
-        (MsFlags::MS_RELATIME, "relatime"),
-        (MsFlags::MS_STRICTATIME, "strictatime"),
-    ]
-    .into_iter()
-    .filter(|(f, _)| flags.contains(*f))
-    .map(|(_, n)| n)
-    .collect::<Vec<_>>()
-    .join(",")
+impl std::fmt::Display for FlagNames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = [
+            (MsFlags::MS_RDONLY, "ro"),
+            (MsFlags::MS_NOSUID, "nosuid"),
+            (MsFlags::MS_NODEV, "nodev"),
+            (MsFlags::MS_NOEXEC, "noexec"),
+            (MsFlags::MS_NOATIME, "noatime"),
+            (MsFlags::MS_NODIRATIME, "nodiratime"),
+            (MsFlags::MS_RELATIME, "relatime"),
+            (MsFlags::MS_STRICTATIME, "strictatime"),
+        ];
+        let mut sep = "";
+        for (_, name) in names.iter().filter(|(flag, _)| self.0.contains(*flag)) {
+            write!(f, "{sep}{name}")?;
+            sep = ",";
+        }
+        Ok(())
+    }
 }
 
 /// The per-mount flags of the mount at `fd`, as mount(2) flags. statvfs has no "strictatime":
@@ -155,10 +150,18 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(
-            flag_names(MsFlags::MS_RDONLY | MsFlags::MS_NOATIME | MsFlags::MS_BIND),
+            FlagNames(MsFlags::MS_RDONLY | MsFlags::MS_NOATIME | MsFlags::MS_BIND).to_string(),
             "ro,noatime"
         );
-        assert_eq!(flag_names(MsFlags::empty()), "");
+        assert_eq!(FlagNames(MsFlags::empty()).to_string(), "");
+        let e = RemountError::ClearLocked {
+            flags: MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
+            source: nix::Error::EPERM,
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot clear locked flags ro,nodev: EPERM: Operation not permitted"
+        );
     }
 
     #[test]

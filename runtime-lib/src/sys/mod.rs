@@ -17,6 +17,7 @@ pub(crate) mod dir;
 pub(crate) mod exe;
 pub(crate) mod fdpass;
 pub(crate) mod mount_api;
+pub(crate) mod oserror;
 pub(crate) mod sched;
 pub(crate) mod security;
 pub(crate) mod tty;
