@@ -492,3 +492,45 @@ fn a_delegated_cgroup_is_used_pause_ps_and_limits() {
     }
 }
 
+/// As root of a user namespace of its own, on a config without a user namespace (as rootless
+/// podman runs the runtime): mknod is denied there too, so the device nodes are bind mounts
+/// of the host's.
+#[test]
+fn root_of_the_users_namespace_binds_devices() {
+    let script = "set -e; test -c /dev/null; echo x > /dev/null; head -c 3 /dev/zero | wc -c; \
+                  grep -c ' /dev/null ' /proc/self/mountinfo; cat /proc/self/uid_map";
+    let Some(mut b) = Rootless::new("userns", &["sh", "-c", script]) else {
+        return;
+    };
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "user");
+    b.config["linux"]["uidMappings"] = Value::Null;
+    b.config["linux"]["gidMappings"] = Value::Null;
+    b.save();
+    // `unshare --map-root-user`: the user's own uid is root of the new namespace.
+    let mut c = Command::new("setpriv");
+    c.args(as_user_args(b.user))
+        .args(["unshare", "--user", "--map-root-user", "--"])
+        .arg(user_runtime(b.user))
+        .args(["run", &b.id])
+        .current_dir(&b.dir)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("XDG_RUNTIME_DIR", &b.xdg);
+    let r = output_within(c, Duration::from_secs(20));
+    assert!(r.ok(), "run: {} {}", r.stdout, r.stderr);
+    let lines: Vec<Vec<&str>> = r
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let uid = b.user.uid.to_string();
+    assert_eq!(
+        lines,
+        [vec!["3"], vec!["1"], vec!["0", uid.as_str(), "1"]],
+        "{}",
+        r.stdout
+    );
+}
