@@ -9,120 +9,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::rootless::{self, as_user_args, user_runtime, TestUser};
 use common::{copy_rootfs, output_within, runtime, try_output_within, Run};
 use serde_json::{json, Value};
 
 const USER: &str = "casulo-rl-test";
 
-/// The test user: (uid, gid, first subordinate uid and gid, if any).
-#[derive(Clone, Copy)]
-struct TestUser {
-    uid: u32,
-    gid: u32,
-    subid: Option<(u32, u32)>,
-}
-
-fn id_of(flag: &str) -> Option<u32> {
-    let out = Command::new("id").args([flag, USER]).output().ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-}
-
-/// The first range of `user` in /etc/subuid or /etc/subgid, if it has one of 65536 ids.
-fn subid(file: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(file).ok()?;
-    text.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.len() == 3 && f[0] == USER && f[2].parse::<u32>().ok()? >= 65536)
-            .then(|| f[1].parse().ok())?
-    })
-}
-
-/// The test user, made once under a lock that every test binary shares; None (after a SKIP
-/// line saying why) where it cannot be.
 fn test_user(test: &str) -> Option<TestUser> {
-    static USER_MADE: OnceLock<Result<TestUser, String>> = OnceLock::new();
-    let made = USER_MADE.get_or_init(|| {
-        if !nix::unistd::geteuid().is_root() {
-            return Err("needs root (to make the test user)".into());
-        }
-        if !Path::new("/bin/busybox").exists() {
-            return Err("needs /bin/busybox (apt-get install busybox-static)".into());
-        }
-        if Command::new("setpriv").arg("--version").output().is_err() {
-            return Err("needs setpriv (util-linux)".into());
-        }
-        let lock = std::fs::File::create("/tmp/casulo-rl-test-user.lock")
-            .map_err(|e| format!("lock file: {e}"))?;
-        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| format!("flock: {e}"))?;
-        if id_of("-u").is_none() {
-            let out = Command::new("useradd")
-                .args(["-M", "-s", "/usr/sbin/nologin", USER])
-                .output()
-                .map_err(|e| format!("needs useradd: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "useradd {USER}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-        let (uid, gid) = id_of("-u")
-            .zip(id_of("-g"))
-            .ok_or_else(|| format!("no user {USER} after useradd"))?;
-        Ok(TestUser {
-            uid,
-            gid,
-            subid: subid("/etc/subuid").zip(subid("/etc/subgid")),
-        })
-    });
-    match made {
-        Ok(u) => Some(*u),
-        Err(why) => {
-            eprintln!("SKIP {test}: {why}");
-            None
-        }
-    }
-}
-
-/// The runtime binary, where the test user can run it: a copy in /tmp when the build's
-/// directory is closed to other users.
-fn user_runtime(u: TestUser) -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let bin = runtime();
-        let usable = Command::new("setpriv")
-            .args(as_user_args(u))
-            .args(["test", "-x"])
-            .arg(&bin)
-            .status()
-            .is_ok_and(|s| s.success());
-        if usable {
-            return bin;
-        }
-        // One copy at a fixed place, replaced by a rename (a runtime still running from the
-        // old one keeps it), so that runs do not pile copies up.
-        let dir = PathBuf::from("/tmp/casulo-rl-bin");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let tmp = dir.join(format!("casulo.{}", std::process::id()));
-        std::fs::copy(&bin, &tmp).unwrap();
-        let copy = dir.join("casulo");
-        std::fs::rename(&tmp, &copy).unwrap();
-        copy
-    })
-}
-
-fn as_user_args(u: TestUser) -> Vec<String> {
-    vec![
-        format!("--reuid={}", u.uid),
-        format!("--regid={}", u.gid),
-        "--clear-groups".into(),
-        "--".into(),
-    ]
+    rootless::test_user(USER, test)
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -334,7 +230,7 @@ fn several_ranges_through_newuidmap_with_a_user_inside() {
         eprintln!("SKIP several_ranges_through_newuidmap_with_a_user_inside: {USER} has no /etc/subuid and /etc/subgid range");
         return;
     };
-    if !Path::new("/usr/bin/newuidmap").exists() && !Path::new("/bin/newuidmap").exists() {
+    if !rootless::has_newuidmap() {
         eprintln!("SKIP several_ranges_through_newuidmap_with_a_user_inside: needs newuidmap and newgidmap (apt-get install uidmap)");
         return;
     }
@@ -594,4 +490,47 @@ fn a_delegated_cgroup_is_used_pause_ps_and_limits() {
         assert!(b2.leftovers().is_empty(), "{:#?}", b2.leftovers());
         assert!(!cg.exists(), "no cgroup left");
     }
+}
+
+/// As root of a user namespace of its own, on a config without a user namespace (as rootless
+/// podman runs the runtime): mknod is denied there too, so the device nodes are bind mounts
+/// of the host's.
+#[test]
+fn root_of_the_users_namespace_binds_devices() {
+    let script = "set -e; test -c /dev/null; echo x > /dev/null; head -c 3 /dev/zero | wc -c; \
+                  grep -c ' /dev/null ' /proc/self/mountinfo; cat /proc/self/uid_map";
+    let Some(mut b) = Rootless::new("userns", &["sh", "-c", script]) else {
+        return;
+    };
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "user");
+    b.config["linux"]["uidMappings"] = Value::Null;
+    b.config["linux"]["gidMappings"] = Value::Null;
+    b.save();
+    // `unshare --map-root-user`: the user's own uid is root of the new namespace.
+    let mut c = Command::new("setpriv");
+    c.args(as_user_args(b.user))
+        .args(["unshare", "--user", "--map-root-user", "--"])
+        .arg(user_runtime(b.user))
+        .args(["run", &b.id])
+        .current_dir(&b.dir)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("XDG_RUNTIME_DIR", &b.xdg);
+    let r = output_within(c, Duration::from_secs(20));
+    assert!(r.ok(), "run: {} {}", r.stdout, r.stderr);
+    let lines: Vec<Vec<&str>> = r
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let uid = b.user.uid.to_string();
+    assert_eq!(
+        lines,
+        [vec!["3"], vec!["1"], vec!["0", uid.as_str(), "1"]],
+        "{}",
+        r.stdout
+    );
 }

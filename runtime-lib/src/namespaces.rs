@@ -77,6 +77,12 @@ pub struct NamespacePlan {
     /// The runtime is not root: it writes the maps of a new user namespace through the
     /// stage's /proc files, which are its own only while the stage is dumpable.
     pub unprivileged: bool,
+    /// The runtime itself runs in a user namespace that is not the host's (as rootless
+    /// podman runs it, as root of the user's namespace): mknod is denied there too.
+    pub runtime_in_userns: bool,
+    /// The runtime's own user namespace denies setgroups(2) (`unshare --map-root-user` makes
+    /// one such), and so will the container's, which is that one or a child of it.
+    pub runtime_setgroups_denied: bool,
 }
 
 pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
@@ -128,6 +134,8 @@ impl Default for NamespacePlan {
             time_offsets: String::new(),
             present: Vec::new(),
             unprivileged: false,
+            runtime_in_userns: false,
+            runtime_setgroups_denied: false,
         }
     }
 }
@@ -136,6 +144,9 @@ impl NamespacePlan {
     pub fn from_spec(linux: Option<&Linux>) -> Result<NamespacePlan, NamespaceError> {
         let mut plan = NamespacePlan {
             unprivileged: !nix::unistd::geteuid().is_root(),
+            runtime_in_userns: crate::rootless::in_user_namespace(),
+            runtime_setgroups_denied: std::fs::read_to_string("/proc/self/setgroups")
+                .is_ok_and(|s| s.trim() == "deny"),
             ..NamespacePlan::default()
         };
         let Some(linux) = linux else { return Ok(plan) };
@@ -207,12 +218,21 @@ impl NamespacePlan {
         Ok(plan)
     }
 
-    /// The new user namespace will deny setgroups(2): an unprivileged runtime maps its own gid
-    /// alone (see [`write_id_maps`]).
+    /// The container's user namespace will deny setgroups(2): an unprivileged runtime maps its
+    /// own gid alone (see [`write_id_maps`]), or the runtime's own namespace denies it and the
+    /// container's is that one or a new child of it (a child inherits the denial).
     pub fn denies_setgroups(&self) -> bool {
-        self.unprivileged
+        let own_id_only = self.unprivileged
             && self.creates(LinuxNamespaceType::User)
-            && is_own_id_only(&self.gid_map, nix::unistd::getegid().as_raw())
+            && is_own_id_only(&self.gid_map, nix::unistd::getegid().as_raw());
+        let joins_user = self.joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
+        own_id_only || (self.runtime_setgroups_denied && !joins_user)
+    }
+
+    /// Device nodes are bind mounts of the host's, not mknod: in a user namespace, the
+    /// container's own or the one the runtime runs in, mknod is denied (runc decides the same).
+    pub fn binds_devices(&self) -> bool {
+        self.runtime_in_userns || self.has(LinuxNamespaceType::User)
     }
 
     pub fn has(&self, t: LinuxNamespaceType) -> bool {

@@ -171,7 +171,12 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) -> Result<(), String>
 /// `calls` (one line each) and then runs the runtime under test with `prefix` before them
 /// (e.g. a private `--root`).
 pub fn write_wrapper(path: &Path, calls: &Path, prefix: &[&str]) {
-    let mut exec = sh_quote(runtime().to_str().unwrap());
+    write_wrapper_for(path, calls, &runtime(), prefix)
+}
+
+/// [`write_wrapper`] in front of `program` (e.g. a copy of the runtime another user can run).
+pub fn write_wrapper_for(path: &Path, calls: &Path, program: &Path, prefix: &[&str]) {
+    let mut exec = sh_quote(program.to_str().unwrap());
     for a in prefix {
         exec.push(' ');
         exec.push_str(&sh_quote(a));

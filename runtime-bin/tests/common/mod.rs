@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod engine;
+pub mod rootless;
 
 /// The runtime under test: `CASULO_TEST_RUNTIME` (e.g. `runc`, to check the tests themselves)
 /// or the casulo binary cargo built.

@@ -257,7 +257,7 @@ impl InitSteps for Kernel<'_> {
     }
 
     fn make_devices(&mut self) -> Result<(), ChildError> {
-        let in_userns = self.plan.ns.has(LinuxNamespaceType::User);
+        let in_userns = self.plan.ns.binds_devices();
         self.plan
             .rootfs
             .make_devices(self.root()?, in_userns)

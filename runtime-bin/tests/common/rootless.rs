@@ -1,0 +1,138 @@
+//! Users made for the rootless tests: made once with `useradd` (which gives them /etc/subuid
+//! and /etc/subgid ranges) under a lock that every test binary shares, and the runtime binary
+//! where such a user can run it.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use super::runtime;
+
+/// A test user: its name, uid, gid, and first subordinate uid and gid, if it has ranges.
+#[derive(Clone, Copy)]
+pub struct TestUser {
+    pub name: &'static str,
+    pub uid: u32,
+    pub gid: u32,
+    pub subid: Option<(u32, u32)>,
+}
+
+fn id_of(user: &str, flag: &str) -> Option<u32> {
+    let out = Command::new("id").args([flag, user]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// The first range of `user` in /etc/subuid or /etc/subgid, if it has one of 65536 ids.
+fn subid(user: &str, file: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() == 3 && f[0] == user && f[2].parse::<u32>().ok()? >= 65536)
+            .then(|| f[1].parse().ok())?
+    })
+}
+
+fn make_user(name: &'static str) -> Result<TestUser, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("needs root (to make the test user)".into());
+    }
+    if !Path::new("/bin/busybox").exists() {
+        return Err("needs /bin/busybox (apt-get install busybox-static)".into());
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        return Err("needs setpriv (util-linux)".into());
+    }
+    let lock = std::fs::File::create("/tmp/casulo-rl-test-user.lock")
+        .map_err(|e| format!("lock file: {e}"))?;
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("flock: {e}"))?;
+    if id_of(name, "-u").is_none() {
+        let out = Command::new("useradd")
+            .args(["-M", "-s", "/usr/sbin/nologin", name])
+            .output()
+            .map_err(|e| format!("needs useradd: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "useradd {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    let (uid, gid) = id_of(name, "-u")
+        .zip(id_of(name, "-g"))
+        .ok_or_else(|| format!("no user {name} after useradd"))?;
+    Ok(TestUser {
+        name,
+        uid,
+        gid,
+        subid: subid(name, "/etc/subuid").zip(subid(name, "/etc/subgid")),
+    })
+}
+
+/// The test user `name`, made once; None (after a SKIP line naming `test` and why) where it
+/// cannot be.
+pub fn test_user(name: &'static str, test: &str) -> Option<TestUser> {
+    static MADE: OnceLock<Mutex<HashMap<&'static str, Result<TestUser, String>>>> = OnceLock::new();
+    let made = MADE.get_or_init(Default::default);
+    let result = made
+        .lock()
+        .unwrap()
+        .entry(name)
+        .or_insert_with(|| make_user(name))
+        .clone();
+    match result {
+        Ok(u) => Some(u),
+        Err(why) => {
+            eprintln!("SKIP {test}: {why}");
+            None
+        }
+    }
+}
+
+/// `setpriv` arguments that run the rest of its command line as `u`, without supplementary
+/// groups.
+pub fn as_user_args(u: TestUser) -> Vec<String> {
+    vec![
+        format!("--reuid={}", u.uid),
+        format!("--regid={}", u.gid),
+        "--clear-groups".into(),
+        "--".into(),
+    ]
+}
+
+/// The runtime binary, where the test user can run it: a copy in /tmp when the build's
+/// directory is closed to other users.
+pub fn user_runtime(u: TestUser) -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = runtime();
+        let usable = Command::new("setpriv")
+            .args(as_user_args(u))
+            .args(["test", "-x"])
+            .arg(&bin)
+            .status()
+            .is_ok_and(|s| s.success());
+        if usable {
+            return bin;
+        }
+        // One copy at a fixed place, replaced by a rename (a runtime still running from the
+        // old one keeps it), so that runs do not pile copies up.
+        let dir = PathBuf::from("/tmp/casulo-rl-bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tmp = dir.join(format!("casulo.{}", std::process::id()));
+        std::fs::copy(&bin, &tmp).unwrap();
+        let copy = dir.join("casulo");
+        std::fs::rename(&tmp, &copy).unwrap();
+        copy
+    })
+}
+
+/// Whether the setuid helpers that write several id ranges are installed.
+pub fn has_newuidmap() -> bool {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .any(|d| Path::new(d).join("newuidmap").exists() && Path::new(d).join("newgidmap").exists())
+}
