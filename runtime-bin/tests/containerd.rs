@@ -13,29 +13,11 @@ mod common;
 use common::engine::*;
 use common::*;
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-/// The lowercase hex SHA-256 of `data`, from coreutils' `sha256sum`.
-fn sha256_hex(data: &[u8]) -> String {
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn sha256sum");
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "sha256sum failed");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
 
 /// containerd 1.6 puts every shim's socket in this fixed directory, whatever its own state
 /// directory is.
@@ -512,7 +494,11 @@ fn run_rm(s: &Suite, id: &str) -> Result<(), String> {
 /// containerd's snapshotter (no `--rootfs`).
 fn run_image(s: &Suite, id: &str) -> Result<(), String> {
     let image = "casulo.test/busybox:latest";
-    let archive = build_oci_archive(&s.rootfs, &s.dir.join("oci"))?;
+    let archive = build_oci_archive(
+        &s.rootfs,
+        &s.dir.join("oci"),
+        serde_json::json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}),
+    )?;
     let r = s.ctr(&[
         "images",
         "import",
@@ -539,67 +525,6 @@ fn run_image(s: &Suite, id: &str) -> Result<(), String> {
     s.wait_no_leftovers(id)?;
     let r = s.ctr(&["images", "rm", image]);
     check(r.ok(), || format!("ctr images rm: {}", describe(&r)))
-}
-
-/// An OCI image archive (oci-layout, index, manifest, config, one uncompressed layer) of
-/// `rootfs`, with `PATH=/bin` in its config.
-fn build_oci_archive(rootfs: &Path, dir: &Path) -> Result<PathBuf, String> {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).map_err(|e| e.to_string())?;
-    let layer_tmp = dir.join("layer.tar");
-    let st = Command::new("tar")
-        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
-        .arg(rootfs)
-        .arg("-cf")
-        .arg(&layer_tmp)
-        .arg(".")
-        .status()
-        .map_err(|e| format!("tar: {e}"))?;
-    check(st.success(), || "tar of the rootfs failed".into())?;
-    let layer = std::fs::read(&layer_tmp).map_err(|e| e.to_string())?;
-    std::fs::remove_file(&layer_tmp).map_err(|e| e.to_string())?;
-    let put = |data: &[u8]| -> Result<(String, usize), String> {
-        let d = sha256_hex(data);
-        std::fs::write(blobs.join(&d), data).map_err(|e| e.to_string())?;
-        Ok((format!("sha256:{d}"), data.len()))
-    };
-    let (layer_digest, layer_size) = put(&layer)?;
-    let config = serde_json::json!({
-        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
-        "os": "linux",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-    });
-    let (config_digest, config_size) = put(config.to_string().as_bytes())?;
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": config_digest, "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": layer_digest, "size": layer_size}],
-    });
-    let (manifest_digest, manifest_size) = put(manifest.to_string().as_bytes())?;
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                       "digest": manifest_digest, "size": manifest_size,
-                       "annotations": {"org.opencontainers.image.ref.name": "latest"}}],
-    });
-    std::fs::write(dir.join("index.json"), index.to_string()).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
-        .map_err(|e| e.to_string())?;
-    let archive = dir.with_extension("tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(dir)
-        .arg("-cf")
-        .arg(&archive)
-        .args(["oci-layout", "index.json", "blobs"])
-        .status()
-        .map_err(|e| format!("tar: {e}"))?;
-    check(st.success(), || "tar of the OCI layout failed".into())?;
-    Ok(archive)
 }
 
 /// A detached task, then `ctr task exec` without and with a terminal, and an exec that fails.
