@@ -21,7 +21,10 @@
 #[path = "../../../runtime-bin/tests/common/mod.rs"]
 mod common;
 mod pods;
+mod resources;
 mod scenarios;
+mod security;
+mod stream;
 mod suite;
 
 use std::time::Instant;
