@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -13,12 +13,10 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use crate::common::containerd::*;
 use crate::common::engine::*;
 use crate::common::*;
 
-/// containerd 1.6 puts every shim's socket in this fixed directory, whatever its own state
-/// directory is.
-pub const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
 /// The containerd namespace of the CRI plugin.
 pub const NS: &str = "k8s.io";
 /// The images the suite builds and imports.
@@ -63,11 +61,9 @@ pub struct Suite {
     pub kubepods: String,
     /// The CNI bridge of the pods that have a network of their own.
     pub bridge: String,
-    daemon: Mutex<Option<Child>>,
+    daemon: Mutex<Option<Daemon>>,
     tokio: tokio::runtime::Runtime,
     channel: Channel,
-    /// Whether /run/containerd existed before: if not, it is removed at the end when empty.
-    had_run_containerd: bool,
     made: Mutex<HashMap<String, Made>>,
 }
 
@@ -112,31 +108,21 @@ impl Suite {
             daemon: Mutex::new(None),
             tokio,
             channel,
-            had_run_containerd: Path::new("/run/containerd").exists(),
             made: Default::default(),
             address,
             dir,
         };
         // From here on, Drop cleans up whatever happens.
         write_wrapper(&s.wrapper, &s.calls, &[]);
-        s.write_config(pid);
-        let log = std::fs::File::create(s.dir.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(s.dir.join("config.toml"))
-            .current_dir(&s.dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn containerd");
-        *s.daemon.lock().unwrap() = Some(child);
+        let config = s.write_config(pid);
+        *s.daemon.lock().unwrap() = Some(Daemon::spawn(&s.dir, &s.address, &config));
         s.wait_ready()?;
         s.import_images();
         Ok(s)
     }
 
-    fn write_config(&self, pid: u32) {
+    /// containerd's configuration, returned; the CNI configuration, written.
+    fn write_config(&self, pid: u32) -> String {
         let dir = self.dir.display();
         let config = format!(
             r#"version = 2
@@ -183,7 +169,6 @@ state = "{dir}/state"
 "#,
             wrapper = self.wrapper.display(),
         );
-        std::fs::write(self.dir.join("config.toml"), config).unwrap();
         // A bridge without an address on the host (no gateway, no masquerade): the pods reach
         // each other and nothing else, and the host's routes stay as they are.
         let cni = serde_json::json!({
@@ -203,6 +188,7 @@ state = "{dir}/state"
         });
         std::fs::create_dir_all(self.dir.join("cni")).unwrap();
         std::fs::write(self.dir.join("cni/10-cri.conflist"), cni.to_string()).unwrap();
+        config
     }
 
     /// Wait until containerd answers the CRI's `Status` with the runtime and the network
@@ -211,15 +197,13 @@ state = "{dir}/state"
     fn wait_ready(&self) -> Result<(), Skip> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(st) = self
+            let exited = self
                 .daemon
                 .lock()
                 .unwrap()
                 .as_mut()
-                .unwrap()
-                .try_wait()
-                .unwrap()
-            {
+                .and_then(|d| d.exited());
+            if let Some(st) = exited {
                 panic!(
                     "containerd exited at start ({st}): {}",
                     self.daemon_log_tail()
@@ -237,8 +221,7 @@ state = "{dir}/state"
                         }
                     }
                     Err(e) if e.contains("Unimplemented") => {
-                        let log = std::fs::read_to_string(self.dir.join("containerd.log"))
-                            .unwrap_or_default();
+                        let log = self.daemon_log();
                         let why = log
                             .lines()
                             .find(|l| {
@@ -316,10 +299,14 @@ state = "{dir}/state"
             .map(|r| r.image)
     }
 
+    fn daemon_log(&self) -> String {
+        let daemon = self.daemon.lock().unwrap();
+        daemon.as_ref().map(|d| d.log()).unwrap_or_default()
+    }
+
     pub fn daemon_log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        let daemon = self.daemon.lock().unwrap();
+        daemon.as_ref().map(|d| d.log_tail(40)).unwrap_or_default()
     }
 
     /// `ctr --address ... --namespace k8s.io ARGS`.
@@ -390,10 +377,9 @@ state = "{dir}/state"
         })
     }
 
-    /// The shim's socket for sandbox `id`, as containerd 1.6 names it.
+    /// The shim's socket for sandbox `id`.
     fn shim_socket(&self, id: &str) -> PathBuf {
-        let key = format!("{}/{NS}/{id}", self.address.display());
-        Path::new(SHIM_SOCKET_DIR).join(sha256_hex(key.as_bytes()))
+        shim_socket(&self.address, NS, id)
     }
 
     /// The runtime invocations so far, for the check that the runtime under test ran them.
@@ -579,7 +565,12 @@ state = "{dir}/state"
 impl Drop for Suite {
     fn drop(&mut self) {
         // Pods first, through the CRI, while the daemon is up.
-        let daemon_up = self.daemon.lock().unwrap().is_some() && self.address.exists();
+        let daemon_up = self
+            .daemon
+            .lock()
+            .unwrap()
+            .as_mut()
+            .is_some_and(|d| d.is_up());
         if daemon_up {
             let scenarios: Vec<String> = self.made.lock().unwrap().keys().cloned().collect();
             for s in scenarios {
@@ -598,20 +589,10 @@ impl Drop for Suite {
                 let _ = try_output_within(c, Duration::from_secs(20));
             }
         }
-        // The daemon: SIGTERM, then SIGKILL.
-        if let Some(mut d) = self.daemon.lock().unwrap().take() {
-            let pid = nix::unistd::Pid::from_raw(d.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while d.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = d.kill();
-            let _ = d.wait();
+        // The daemon, then its shims.
+        if let Some(d) = self.daemon.lock().unwrap().as_mut() {
+            d.stop();
         }
-        // Shims of this daemon (they outlive it), each by its pid.
-        let address = self.address.to_str().unwrap().to_string();
-        kill_processes_where(|args| args[0].contains("containerd-shim") && args.contains(&address));
         remove_cgroup_trees(&self.kubepods);
         umount_all_under(&self.dir);
         let sandboxes: Vec<String> = self
@@ -629,11 +610,6 @@ impl Drop for Suite {
             let _ = Command::new("ip")
                 .args(["link", "delete", &self.bridge])
                 .status();
-        }
-        if !self.had_run_containerd {
-            // Only if empty: containerd 1.6 made them for its shims' sockets.
-            let _ = std::fs::remove_dir(SHIM_SOCKET_DIR);
-            let _ = std::fs::remove_dir("/run/containerd");
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod containerd;
 pub mod engine;
 
 /// The runtime under test: `CASULO_TEST_RUNTIME` (e.g. `runc`, to check the tests themselves)
