@@ -50,6 +50,12 @@ pub fn update_resources(s: &Suite, id: &str) -> Result<(), String> {
     cfg.linux.as_mut().unwrap().resources = Some(resources(64 << 20, 20_000));
     let c = pod.run(s, cfg)?;
     let pid = pid_of(s, &c)?;
+    // The kubelet's layout: the container's cgroup in its pod's, named by its id.
+    let want = format!("{}/{c}", pod.config.linux.as_ref().unwrap().cgroup_parent);
+    let got = cgroup_of(pid, "memory").or_else(|| cgroup_of(pid, ""));
+    check(got.as_deref() == Some(want.as_str()), || {
+        format!("the container's cgroup: want {want}, got {got:?}")
+    })?;
     let (mem, cpu) = host_limits(pid)?;
     check(mem == (64u64 << 20).to_string() && cpu == "20000", || {
         format!("limits at start: memory {mem}, CPU quota {cpu}")
