@@ -218,7 +218,15 @@ fn share_pid(s: &Suite, id: &str) -> Result<(), String> {
     let init = sh(s, &b, "tr '\\0' ' ' < /proc/1/cmdline")?;
     check(init.contains("trap"), || {
         format!("pid 1 of the pod is not the pause process: {init:?}")
+    })?;
+    // An orphan goes to the pause, which reaps it: no zombie stays.
+    let _ = sh(s, &b, "(sleep 0.1 &); true")?;
+    let mut zombies = String::new();
+    wait_until("the pause reaps an orphan", || {
+        zombies = sh(s, &b, "grep -l 'State:.*Z' /proc/[0-9]*/status || true").unwrap_or_default();
+        zombies.is_empty()
     })
+    .map_err(|e| format!("{e}: {zombies}"))
 }
 
 fn exec_sync_scenario(s: &Suite, id: &str) -> Result<(), String> {

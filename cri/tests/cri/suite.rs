@@ -24,6 +24,8 @@ pub const BUSYBOX: &str = "casulo.test/busybox:latest";
 pub const PAUSE: &str = "casulo.test/pause:latest";
 /// The label that ties a pod and its containers to their scenario.
 pub const SCENARIO: &str = "casulo.test/scenario";
+/// Where the CNI library keeps each attachment's result until it is deleted.
+const CNI_CACHE: &str = "/var/lib/cni";
 /// The longest any one CRI call may take before the scenario fails.
 const CALL_LIMIT: Duration = Duration::from_secs(60);
 
@@ -62,6 +64,9 @@ pub struct Suite {
     /// The CNI bridge of the pods that have a network of their own.
     pub bridge: String,
     daemon: Mutex<Option<Daemon>>,
+    /// Whether the CNI library's cache directory existed before: if not, it is removed at the
+    /// end when empty (containerd 1.6 has no setting for it).
+    had_cni_cache: bool,
     tokio: tokio::runtime::Runtime,
     channel: Channel,
     made: Mutex<HashMap<String, Made>>,
@@ -106,6 +111,7 @@ impl Suite {
             kubepods: format!("cri{pid}-kubepods"),
             bridge: format!("cri{pid}br"),
             daemon: Mutex::new(None),
+            had_cni_cache: Path::new(CNI_CACHE).exists(),
             tokio,
             channel,
             made: Default::default(),
@@ -552,6 +558,19 @@ state = "{dir}/state"
         {
             left.push(format!("network bridge cri{pid}br"));
         }
+        let results = std::fs::read_dir(Path::new(CNI_CACHE).join("results"));
+        left.extend(
+            results
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("cri{pid}-"))
+                })
+                .map(|e| format!("CNI result {}", e.path().display())),
+        );
         let dir = dir.to_str().unwrap().to_string();
         left.extend(
             processes_where(|a| a.iter().any(|x| x.contains(&dir)))
@@ -610,6 +629,10 @@ impl Drop for Suite {
             let _ = Command::new("ip")
                 .args(["link", "delete", &self.bridge])
                 .status();
+        }
+        if !self.had_cni_cache {
+            let _ = std::fs::remove_dir(Path::new(CNI_CACHE).join("results"));
+            let _ = std::fs::remove_dir(CNI_CACHE);
         }
     }
 }
