@@ -40,6 +40,8 @@ pub struct PodOpts {
     pub share_pid: bool,
     pub privileged: bool,
     pub sysctls: Vec<(&'static str, &'static str)>,
+    /// The runtime handler (a RuntimeClass's `handler`); empty for containerd's default.
+    pub handler: &'static str,
 }
 
 /// A running pod sandbox.
@@ -109,7 +111,7 @@ pub fn run_pod(s: &Suite, scenario: &str, name: &str, opts: &PodOpts) -> Result<
     };
     let req = cri::RunPodSandboxRequest {
         config: Some(config.clone()),
-        runtime_handler: String::new(),
+        runtime_handler: opts.handler.into(),
     };
     let id = s
         .cri(|mut c| async move { c.run_pod_sandbox(req).await })

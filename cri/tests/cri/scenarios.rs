@@ -8,6 +8,7 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::{ContainerState, PodSandboxState};
 
 use crate::common::engine::*;
+use crate::common::*;
 use crate::pods::*;
 use crate::resources::*;
 use crate::security::*;
@@ -26,6 +27,10 @@ pub fn all() -> Vec<(&'static str, Scenario<Suite>)> {
         (
             "RunPodSandbox / StopPodSandbox / RemovePodSandbox",
             pod_lifecycle,
+        ),
+        (
+            "RuntimeClass: a pod on runc beside one on the default handler",
+            runtime_class,
         ),
         (
             "two containers share the pod's network, IPC and UTS namespaces",
@@ -627,4 +632,47 @@ fn streams(s: &Suite, id: &str) -> Result<(), String> {
     check(state(s, &a)? == ContainerState::ContainerRunning, || {
         "the attached container is not running".into()
     })
+}
+
+/// Whether runtime `bin` with state root `root` knows container `id`.
+fn known_to(bin: &Path, root: &Path, id: &str) -> bool {
+    let mut c = std::process::Command::new(bin);
+    c.arg("--root").arg(root).args(["state", id]);
+    output_within(c, std::time::Duration::from_secs(20)).ok()
+}
+
+/// The RuntimeClass example of docs/kubernetes.md: the default handler (the runtime under
+/// test) and a second one, runc, in one containerd, each pod on the one it names.
+fn runtime_class(s: &Suite, id: &str) -> Result<(), String> {
+    let Some((runc, runc_root)) = s.reference.clone() else {
+        say(&format!("SKIP {id}: no runc for the second handler"));
+        return Ok(());
+    };
+    let default = run_pod(s, id, "default", &PodOpts::default())?;
+    let on_runc = PodOpts {
+        handler: REF_HANDLER,
+        ..Default::default()
+    };
+    let other = run_pod(s, id, "runc", &on_runc)?;
+    let c0 = sleeper(s, &default, "c")?;
+    let c1 = sleeper(s, &other, "c")?;
+    let handler = other.status(s)?.status.map(|st| st.runtime_handler);
+    check(handler.as_deref() == Some(REF_HANDLER), || {
+        format!("the sandbox's handler: {handler:?}")
+    })?;
+    let (ours, theirs) = (s.runc_root.join(NS), runc_root.join(NS));
+    for (what, c, bin, root, other_root) in [
+        ("default", &c0, runtime(), &ours, &theirs),
+        (REF_HANDLER, &c1, runc, &theirs, &ours),
+    ] {
+        check(
+            known_to(&bin, root, c) && !other_root.join(c).exists(),
+            || format!("the {what} pod's container is not where its handler keeps it"),
+        )?;
+    }
+    let calls = s.calls();
+    check(
+        calls.iter().any(|l| l.contains(&c0)) && !calls.iter().any(|l| l.contains(&c1)),
+        || "the wrapper of the default handler ran the other handler's container".into(),
+    )
 }

@@ -22,6 +22,9 @@ pub const NS: &str = "k8s.io";
 /// The images the suite builds and imports.
 pub const BUSYBOX: &str = "casulo.test/busybox:latest";
 pub const PAUSE: &str = "casulo.test/pause:latest";
+/// The second runtime handler, runc, selected by a pod's `runtimeClassName` (the CRI's
+/// `runtime_handler`), beside casulo, the default.
+pub const REF_HANDLER: &str = "runc-ref";
 /// The label that ties a pod and its containers to their scenario.
 pub const SCENARIO: &str = "casulo.test/scenario";
 /// Where the CNI library keeps each attachment's result until it is deleted.
@@ -59,6 +62,8 @@ pub struct Suite {
     calls: PathBuf,
     /// The shim's `Root` option: the runtime's `--root` is `<runc_root>/k8s.io`.
     pub runc_root: PathBuf,
+    /// The runc binary of [`REF_HANDLER`] and its shim's `Root`, when runc is installed.
+    pub reference: Option<(PathBuf, PathBuf)>,
     /// The top cgroup of the pods, named like the kubelet's `kubepods` with this run's prefix.
     pub kubepods: String,
     /// The CNI bridge of the pods that have a network of their own.
@@ -108,6 +113,11 @@ impl Suite {
             wrapper: dir.join("runtime-wrapper"),
             calls: dir.join("runtime-calls.log"),
             runc_root: dir.join("runc-root"),
+            reference: ["/usr/sbin/runc", "/usr/bin/runc"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+                .map(|p| (p, dir.join("runc-ref-root"))),
             kubepods: format!("cri{pid}-kubepods"),
             bridge: format!("cri{pid}br"),
             daemon: Mutex::new(None),
@@ -168,12 +178,28 @@ state = "{dir}/state"
   Root = "{dir}/runc-root"
   SystemdCgroup = false
 
+{reference}
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = "/usr/lib/cni"
   conf_dir = "{dir}/cni"
   max_conf_num = 1
 "#,
             wrapper = self.wrapper.display(),
+            reference = self
+                .reference
+                .as_ref()
+                .map(|(bin, root)| format!(
+                    r#"[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{REF_HANDLER}]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{REF_HANDLER}.options]
+  BinaryName = "{}"
+  Root = "{}"
+"#,
+                    bin.display(),
+                    root.display()
+                ))
+                .unwrap_or_default(),
         );
         // A bridge without an address on the host (no gateway, no masquerade): the pods reach
         // each other and nothing else, and the host's routes stay as they are.
@@ -488,6 +514,12 @@ state = "{dir}/state"
                 .join(NS)
                 .join(id);
             left.extend(leftovers_of(id, &self.runc_root.join(NS), &bundle));
+            if let Some((_, root)) = &self.reference {
+                let state = root.join(NS).join(id);
+                if state.exists() {
+                    left.push(format!("state dir {}", state.display()));
+                }
+            }
             if bundle.exists() {
                 left.push(format!("bundle {}", bundle.display()));
             }
@@ -596,12 +628,14 @@ impl Drop for Suite {
                 self.remove(&s);
             }
         }
-        // Whatever the runtime still holds.
-        if let Ok(entries) = std::fs::read_dir(self.runc_root.join(NS)) {
-            for e in entries.flatten() {
-                let mut c = Command::new(runtime());
+        // Whatever the runtimes still hold.
+        let mut runtimes = vec![(runtime(), self.runc_root.join(NS))];
+        runtimes.extend(self.reference.iter().map(|(b, r)| (b.clone(), r.join(NS))));
+        for (bin, root) in runtimes {
+            for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+                let mut c = Command::new(&bin);
                 c.arg("--root")
-                    .arg(self.runc_root.join(NS))
+                    .arg(&root)
                     .arg("delete")
                     .arg("--force")
                     .arg(e.file_name());
