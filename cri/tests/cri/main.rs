@@ -20,6 +20,7 @@
 
 #[path = "../../../runtime-bin/tests/common/mod.rs"]
 mod common;
+mod exec;
 mod pods;
 mod resources;
 mod scenarios;
