@@ -10,36 +10,15 @@
 //! mount, shim, shim socket or process). At the end the daemon is stopped and everything it
 //! made is removed, also when the test panics. Without containerd the test prints `SKIPPED`.
 mod common;
+use common::containerd::*;
 use common::engine::*;
 use common::*;
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-/// The lowercase hex SHA-256 of `data`, from coreutils' `sha256sum`.
-fn sha256_hex(data: &[u8]) -> String {
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn sha256sum");
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "sha256sum failed");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-/// containerd 1.6 puts every shim's socket in this fixed directory, whatever its own state
-/// directory is.
-const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
 
 /// The private daemon and everything the scenarios need to drive it. Dropping it stops the
 /// daemon and removes all it made.
@@ -57,9 +36,7 @@ struct Suite {
     /// A private copy of the busybox rootfs for `ctr run --rootfs` (the runtime may create
     /// mount points in it).
     rootfs: PathBuf,
-    daemon: Option<Child>,
-    /// Whether /run/containerd existed before: if not, it is removed at the end when empty.
-    had_run_containerd: bool,
+    daemon: Option<Daemon>,
     /// Every container id a scenario used, for the leftover checks.
     ids: std::cell::RefCell<Vec<String>>,
 }
@@ -80,7 +57,6 @@ impl Suite {
             fifo_dir: dir.join("fifo"),
             rootfs: dir.join("rootfs"),
             daemon: None,
-            had_run_containerd: Path::new("/run/containerd").exists(),
             ids: Default::default(),
             dir,
         };
@@ -113,40 +89,17 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 "#,
             dir = s.dir.display()
         );
-        std::fs::write(s.dir.join("config.toml"), config).unwrap();
-        let log = std::fs::File::create(s.dir.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(s.dir.join("config.toml"))
-            .current_dir(&s.dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn containerd");
-        s.daemon = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(st) = s.daemon.as_mut().unwrap().try_wait().unwrap() {
-                panic!("containerd exited at start ({st}): {}", s.daemon_log_tail());
-            }
-            if s.address.exists() && s.ctr(&["version"]).ok() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not answer within 60 s: {}",
-                s.daemon_log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut daemon = Daemon::spawn(&s.dir, &s.address, &config);
+        daemon.wait_until("answer ctr version", || s.ctr(&["version"]).ok());
+        s.daemon = Some(daemon);
         s
     }
 
     fn daemon_log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        self.daemon
+            .as_ref()
+            .map(|d| d.log_tail(30))
+            .unwrap_or_default()
     }
 
     /// `ctr --address ... --namespace ... ARGS`.
@@ -308,8 +261,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     /// The shim's socket for container `id`, as containerd 1.6 names it.
     fn shim_socket(&self, id: &str) -> PathBuf {
-        let key = format!("{}/{}/{}", self.address.display(), self.ns, id);
-        Path::new(SHIM_SOCKET_DIR).join(sha256_hex(key.as_bytes()))
+        shim_socket(&self.address, &self.ns, id)
     }
 
     /// What container `id` left behind: containerd's record of it, the runtime's state, its
@@ -413,7 +365,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 impl Drop for Suite {
     fn drop(&mut self) {
         // Containers first, through containerd, while it is up.
-        if self.daemon.is_some() && self.address.exists() {
+        if self.daemon.as_mut().is_some_and(|d| d.is_up()) {
             let ls = self.ctr(&["containers", "ls", "--quiet"]);
             for id in ls.stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
                 self.remove(id);
@@ -440,20 +392,10 @@ impl Drop for Suite {
                 let _ = output_within(c, Duration::from_secs(20));
             }
         }
-        // The daemon: SIGTERM, then SIGKILL.
-        if let Some(mut d) = self.daemon.take() {
-            let pid = nix::unistd::Pid::from_raw(d.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while d.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = d.kill();
-            let _ = d.wait();
+        // The daemon, then its shims.
+        if let Some(d) = self.daemon.as_mut() {
+            d.stop();
         }
-        // Shims of this daemon (they outlive it), each by its pid.
-        let address = self.address.to_str().unwrap().to_string();
-        kill_processes_where(|args| args[0].contains("containerd-shim") && args.contains(&address));
         // Container processes still in this namespace's cgroups, then the cgroups themselves
         // (ctr's default cgroupsPath is /<namespace>/<id>).
         remove_cgroup_trees(&self.ns);
@@ -463,11 +405,6 @@ impl Drop for Suite {
             let _ = std::fs::remove_file(self.shim_socket(id));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-        if !self.had_run_containerd {
-            // Only if empty: containerd 1.6 made them for its shims' sockets.
-            let _ = std::fs::remove_dir(SHIM_SOCKET_DIR);
-            let _ = std::fs::remove_dir("/run/containerd");
-        }
     }
 }
 
@@ -512,7 +449,11 @@ fn run_rm(s: &Suite, id: &str) -> Result<(), String> {
 /// containerd's snapshotter (no `--rootfs`).
 fn run_image(s: &Suite, id: &str) -> Result<(), String> {
     let image = "casulo.test/busybox:latest";
-    let archive = build_oci_archive(&s.rootfs, &s.dir.join("oci"))?;
+    let archive = build_oci_archive(
+        &s.rootfs,
+        &s.dir.join("oci"),
+        serde_json::json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}),
+    )?;
     let r = s.ctr(&[
         "images",
         "import",
@@ -539,67 +480,6 @@ fn run_image(s: &Suite, id: &str) -> Result<(), String> {
     s.wait_no_leftovers(id)?;
     let r = s.ctr(&["images", "rm", image]);
     check(r.ok(), || format!("ctr images rm: {}", describe(&r)))
-}
-
-/// An OCI image archive (oci-layout, index, manifest, config, one uncompressed layer) of
-/// `rootfs`, with `PATH=/bin` in its config.
-fn build_oci_archive(rootfs: &Path, dir: &Path) -> Result<PathBuf, String> {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).map_err(|e| e.to_string())?;
-    let layer_tmp = dir.join("layer.tar");
-    let st = Command::new("tar")
-        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
-        .arg(rootfs)
-        .arg("-cf")
-        .arg(&layer_tmp)
-        .arg(".")
-        .status()
-        .map_err(|e| format!("tar: {e}"))?;
-    check(st.success(), || "tar of the rootfs failed".into())?;
-    let layer = std::fs::read(&layer_tmp).map_err(|e| e.to_string())?;
-    std::fs::remove_file(&layer_tmp).map_err(|e| e.to_string())?;
-    let put = |data: &[u8]| -> Result<(String, usize), String> {
-        let d = sha256_hex(data);
-        std::fs::write(blobs.join(&d), data).map_err(|e| e.to_string())?;
-        Ok((format!("sha256:{d}"), data.len()))
-    };
-    let (layer_digest, layer_size) = put(&layer)?;
-    let config = serde_json::json!({
-        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
-        "os": "linux",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-    });
-    let (config_digest, config_size) = put(config.to_string().as_bytes())?;
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": config_digest, "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": layer_digest, "size": layer_size}],
-    });
-    let (manifest_digest, manifest_size) = put(manifest.to_string().as_bytes())?;
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                       "digest": manifest_digest, "size": manifest_size,
-                       "annotations": {"org.opencontainers.image.ref.name": "latest"}}],
-    });
-    std::fs::write(dir.join("index.json"), index.to_string()).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
-        .map_err(|e| e.to_string())?;
-    let archive = dir.with_extension("tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(dir)
-        .arg("-cf")
-        .arg(&archive)
-        .args(["oci-layout", "index.json", "blobs"])
-        .status()
-        .map_err(|e| format!("tar: {e}"))?;
-    check(st.success(), || "tar of the OCI layout failed".into())?;
-    Ok(archive)
 }
 
 /// A detached task, then `ctr task exec` without and with a terminal, and an exec that fails.

@@ -497,3 +497,63 @@ fn bind_sources_the_user_namespace_cannot_reach() {
     assert!(out.ok(), "{}", out.stderr);
     assert_eq!(out.stdout, "source 1\nsource 2\n");
 }
+
+/// Whether `point` is a mount point in this mount namespace.
+fn is_mount_point(point: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == point.to_str())
+}
+
+#[test]
+fn a_mount_under_a_shared_bind_reaches_the_host_only_with_rshared_root() {
+    if !can_run("a_mount_under_a_shared_bind_reaches_the_host_only_with_rshared_root") {
+        return;
+    }
+    // Kubernetes' Bidirectional mount propagation: containerd's CRI gives the bind of a shared
+    // host path `rshared` and the rootfs `rootfsPropagation: rshared`, and a mount the
+    // container makes under it must show on the host. With the default propagation (rslave)
+    // nothing the container mounts reaches the host.
+    for (shared_root, id) in [(true, "mnt-bidir"), (false, "mnt-slave")] {
+        let mut b = Bundle::new(
+            id,
+            &[
+                "sh",
+                "-c",
+                "mkdir -p /mnt/sub && mount -t tmpfs bidir /mnt/sub",
+            ],
+        );
+        let host = HostTmpfs::new(b.dir.join("shared-src"), MsFlags::empty());
+        mount(
+            None::<&str>,
+            &host.0,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .unwrap();
+        // Unmounted first, when it is there.
+        let sub = HostTmpfs(host.0.join("sub"));
+        if shared_root {
+            b.config["linux"]["rootfsPropagation"] = "rshared".into();
+        }
+        for set in ["bounding", "effective", "permitted"] {
+            b.config["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push("CAP_SYS_ADMIN".into());
+        }
+        b.add_mount(
+            json!({"source": host.0, "destination": "/mnt", "type": "bind",
+                           "options": ["rbind", "rshared"]}),
+        );
+        let out = b.run();
+        assert!(out.ok(), "{}", out.stderr);
+        assert_eq!(
+            is_mount_point(&sub.0),
+            shared_root,
+            "rootfsPropagation rshared: {shared_root}: the container's mount on the host"
+        );
+    }
+}

@@ -5,8 +5,11 @@
 
 use std::io::Write as _;
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use super::{can_run, runtime, Run};
 
@@ -214,46 +217,128 @@ pub fn run_scenarios<S>(
     remove: impl Fn(&S, &str),
     settled: impl Fn(&S, &str) -> Result<(), String>,
 ) -> (usize, Vec<&'static str>, Vec<&'static str>) {
-    let run_once = |f: &Scenario<S>, id: &str| {
-        let result =
-            std::panic::catch_unwind(AssertUnwindSafe(|| f(suite, id))).unwrap_or_else(|p| {
-                Err(p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panicked".into()))
+    let outcomes: Vec<Outcome> = scenarios
+        .iter()
+        .enumerate()
+        .map(|(n, (what, f))| {
+            run_with_retry(
+                suite,
+                what,
+                f,
+                &format!("{prefix}-{n:02}"),
+                &remove,
+                &settled,
+            )
+        })
+        .collect();
+    summarize(&outcomes)
+}
+
+/// [`run_scenarios`] with up to `workers` scenarios at a time, for a suite whose scenarios
+/// are independent of each other (each makes and removes its own containers) and mostly wait
+/// on the engine: the lines are printed as scenarios end, the results are in `scenarios`'
+/// order.
+pub fn run_scenarios_in_parallel<S: Sync>(
+    suite: &S,
+    prefix: &str,
+    scenarios: &[(&'static str, Scenario<S>)],
+    workers: usize,
+    remove: impl Fn(&S, &str) + Sync,
+    settled: impl Fn(&S, &str) -> Result<(), String> + Sync,
+) -> (usize, Vec<&'static str>, Vec<&'static str>) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let outcomes = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.max(1) {
+            scope.spawn(|| loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some((what, f)) = scenarios.get(n) else {
+                    break;
+                };
+                let id = format!("{prefix}-{n:02}");
+                let o = run_with_retry(suite, what, f, &id, &remove, &settled);
+                outcomes.lock().unwrap().push((n, o));
             });
-        remove(suite, id);
-        let result = result.and_then(|()| settled(suite, id));
-        if result.is_err() {
-            let _ = settled(suite, id);
         }
-        result
-    };
-    let mut failed = Vec::new();
-    let mut retried = Vec::new();
-    let mut passed = 0;
-    for (n, (what, f)) in scenarios.iter().enumerate() {
-        let id = format!("{prefix}-{n:02}");
-        let t = Instant::now();
-        let mut result = run_once(f, &id);
-        if let Err(e) = &result {
-            say(&format!("RETRY {what}: first run failed: {e}"));
-            retried.push(*what);
-            result = run_once(f, &format!("{id}r"));
-        }
-        let secs = t.elapsed().as_secs_f64();
-        match &result {
-            Err(e) => {
-                say(&format!("FAIL {what} ({secs:.1} s): {e}"));
-                failed.push(*what);
-            }
-            Ok(()) => {
-                say(&format!("PASS {what} ({secs:.1} s)"));
-                passed += 1;
-            }
-        }
+    });
+    let mut outcomes = outcomes.into_inner().unwrap();
+    outcomes.sort_by_key(|(n, _)| *n);
+    summarize(&outcomes.into_iter().map(|(_, o)| o).collect::<Vec<_>>())
+}
+
+/// What became of one scenario: its description, whether it passed, whether it needed a
+/// second run.
+struct Outcome {
+    what: &'static str,
+    passed: bool,
+    retried: bool,
+}
+
+/// Run scenario `f` as `id`, and once more as `<id>r` if it fails; print its result line.
+fn run_with_retry<S>(
+    suite: &S,
+    what: &'static str,
+    f: &Scenario<S>,
+    id: &str,
+    remove: &impl Fn(&S, &str),
+    settled: &impl Fn(&S, &str) -> Result<(), String>,
+) -> Outcome {
+    let t = Instant::now();
+    let mut result = run_once(suite, f, id, remove, settled);
+    let retried = result.is_err();
+    if let Err(e) = &result {
+        say(&format!("RETRY {what}: first run failed: {e}"));
+        result = run_once(suite, f, &format!("{id}r"), remove, settled);
     }
+    let secs = t.elapsed().as_secs_f64();
+    match &result {
+        Err(e) => say(&format!("FAIL {what} ({secs:.1} s): {e}")),
+        Ok(()) => say(&format!("PASS {what} ({secs:.1} s)")),
+    }
+    Outcome {
+        what,
+        passed: result.is_ok(),
+        retried,
+    }
+}
+
+/// Run scenario `f` as `id`, catching a panic; then `remove` its containers and check with
+/// `settled` that nothing is left (also after a failure, whose message wins).
+fn run_once<S>(
+    suite: &S,
+    f: &Scenario<S>,
+    id: &str,
+    remove: &impl Fn(&S, &str),
+    settled: &impl Fn(&S, &str) -> Result<(), String>,
+) -> Result<(), String> {
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(suite, id))).unwrap_or_else(|p| {
+        Err(p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panicked".into()))
+    });
+    remove(suite, id);
+    let result = result.and_then(|()| settled(suite, id));
+    if result.is_err() {
+        let _ = settled(suite, id);
+    }
+    result
+}
+
+/// The counts of [`run_scenarios`], and the summary line of the retries.
+fn summarize(outcomes: &[Outcome]) -> (usize, Vec<&'static str>, Vec<&'static str>) {
+    let passed = outcomes.iter().filter(|o| o.passed).count();
+    let failed: Vec<&'static str> = outcomes
+        .iter()
+        .filter(|o| !o.passed)
+        .map(|o| o.what)
+        .collect();
+    let retried: Vec<&'static str> = outcomes
+        .iter()
+        .filter(|o| o.retried)
+        .map(|o| o.what)
+        .collect();
     if !retried.is_empty() {
         say(&format!(
             "{} scenario(s) needed a second run: {retried:?}",
@@ -382,4 +467,83 @@ fn on_cgroupfs(dir: &Path) -> bool {
     statfs(dir).is_ok_and(|s| {
         s.filesystem_type() == CGROUP_SUPER_MAGIC || s.filesystem_type() == CGROUP2_SUPER_MAGIC
     })
+}
+
+/// The lowercase hex SHA-256 of `data`, from coreutils' `sha256sum`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn sha256sum");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "sha256sum failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// An OCI image archive (oci-layout, index, manifest, config, one uncompressed layer) of
+/// `rootfs`, with `config` (`Env`, `Cmd`, `Entrypoint`, ...) as its image config's `config`,
+/// tagged `latest`; `dir` is where it is laid out, and the archive is `dir` with `.tar`.
+pub fn build_oci_archive(rootfs: &Path, dir: &Path, config: Value) -> Result<PathBuf, String> {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).map_err(|e| e.to_string())?;
+    let layer_tmp = dir.join("layer.tar");
+    let st = Command::new("tar")
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .arg(rootfs)
+        .arg("-cf")
+        .arg(&layer_tmp)
+        .arg(".")
+        .status()
+        .map_err(|e| format!("tar: {e}"))?;
+    check(st.success(), || "tar of the rootfs failed".into())?;
+    let layer = std::fs::read(&layer_tmp).map_err(|e| e.to_string())?;
+    std::fs::remove_file(&layer_tmp).map_err(|e| e.to_string())?;
+    let put = |data: &[u8]| -> Result<(String, usize), String> {
+        let d = sha256_hex(data);
+        std::fs::write(blobs.join(&d), data).map_err(|e| e.to_string())?;
+        Ok((format!("sha256:{d}"), data.len()))
+    };
+    let (layer_digest, layer_size) = put(&layer)?;
+    let config = serde_json::json!({
+        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        "os": "linux",
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    });
+    let (config_digest, config_size) = put(config.to_string().as_bytes())?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer_size}],
+    });
+    let (manifest_digest, manifest_size) = put(manifest.to_string().as_bytes())?;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": manifest_digest, "size": manifest_size,
+                       "annotations": {"org.opencontainers.image.ref.name": "latest"}}],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+        .map_err(|e| e.to_string())?;
+    let archive = dir.with_extension("tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(&archive)
+        .args(["oci-layout", "index.json", "blobs"])
+        .status()
+        .map_err(|e| format!("tar: {e}"))?;
+    check(st.success(), || "tar of the OCI layout failed".into())?;
+    Ok(archive)
 }

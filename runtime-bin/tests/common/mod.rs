@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod containerd;
 pub mod engine;
 pub mod rootless;
 
@@ -19,7 +20,22 @@ pub mod rootless;
 pub fn runtime() -> PathBuf {
     std::env::var_os("CASULO_TEST_RUNTIME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_casulo")))
+        .unwrap_or_else(casulo_binary)
+}
+
+/// The casulo binary cargo built. The tests of `casulo-cli` know its path at compile time; those
+/// of other workspace members (which share this harness) find it in their own profile's
+/// directory, `target/<profile>/casulo` beside `target/<profile>/deps/<test>`, where
+/// `cargo test --workspace` builds it (run alone, they need `cargo build -p casulo-cli` first).
+pub fn casulo_binary() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_casulo") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let exe = std::env::current_exe().expect("the test's own path");
+            let deps = exe.parent().expect("the test's directory");
+            deps.parent().unwrap_or(deps).join("casulo")
+        }
+    }
 }
 
 pub fn is_casulo() -> bool {

@@ -74,6 +74,9 @@ pub struct RootfsPlan {
     pub rootfs: PathBuf,
     /// Propagation of `/` in the container's mount namespace (default rslave).
     pub propagation: MsFlags,
+    /// With a shared `propagation` (`rshared`, `shared`): the mount point holding the rootfs,
+    /// which the init makes private (see [`RootfsPlan::bind_root`]).
+    pub shared_root_parent: Option<PathBuf>,
     pub mounts: Vec<MountPlan>,
     pub devices: Vec<Device>,
     /// False when the config bind-mounts `/dev` from elsewhere: then no nodes nor links are made.
@@ -148,13 +151,20 @@ impl RootfsPlan {
             devices.push(d);
         }
         let needs_cgroups = mounts.iter().any(|m| m.kind == mounts::Kind::Cgroup);
+        let propagation = propagation(
+            linux
+                .and_then(|l| l.rootfs_propagation().as_deref())
+                .unwrap_or(""),
+        )?;
+        let shared_root_parent = if propagation.contains(MsFlags::MS_SHARED) {
+            Some(mount_point_holding(rootfs)?)
+        } else {
+            None
+        };
         Ok(RootfsPlan {
             rootfs: rootfs.to_path_buf(),
-            propagation: propagation(
-                linux
-                    .and_then(|l| l.rootfs_propagation().as_deref())
-                    .unwrap_or(""),
-            )?,
+            propagation,
+            shared_root_parent,
             mounts,
             devices,
             setup_dev,
@@ -199,15 +209,36 @@ impl RootfsPlan {
         // parent mount: every mount becomes a slave now; the configured propagation of `/`
         // is applied after pivot_root. In the host's own mount namespace, only the rootfs's
         // bind mount is touched: it is made private so that nothing under it propagates.
+        //
+        // A shared propagation (`rshared`, which containerd's CRI asks for with Kubernetes'
+        // Bidirectional mounts) is applied now instead, as runc does: the namespace's copies of
+        // the host's shared mounts must stay their peers, for a bind of one of them to send
+        // the container's mounts back (a slave copy, bound, would only receive). The mount
+        // holding the rootfs is then made private, so that the rootfs's bind and what is
+        // mounted under it stay in the container, and pivot_root accepts the new root.
         if !self.host_mount_ns {
+            let root_propagation = match self.shared_root_parent {
+                Some(_) => self.propagation,
+                None => DEFAULT_PROPAGATION,
+            };
             mount(
                 None::<&str>,
                 "/",
                 None::<&str>,
-                DEFAULT_PROPAGATION,
+                root_propagation,
                 None::<&str>,
             )
             .map_err(mount_err("set propagation", Path::new("/")))?;
+            if let Some(parent) = &self.shared_root_parent {
+                mount(
+                    None::<&str>,
+                    parent,
+                    None::<&str>,
+                    MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .map_err(mount_err("make the rootfs's mount private", parent))?;
+            }
         }
         mount(
             Some(rootfs),
@@ -339,6 +370,30 @@ impl RootfsPlan {
     }
 }
 
+/// The mount point of the mount that holds `rootfs` (the rootfs itself when it is one), from
+/// /proc/self/mountinfo; in the runtime, before the fork (the init's new mount namespace is a
+/// copy of ours).
+fn mount_point_holding(rootfs: &Path) -> Result<PathBuf, RootfsError> {
+    let real = std::fs::canonicalize(rootfs)
+        .map_err(|e| RootfsError::Invalid(format!("rootfs {}: {e}", rootfs.display())))?;
+    let infos = procfs::process::Process::myself()
+        .and_then(|p| p.mountinfo())
+        .map_err(|e| RootfsError::Invalid(format!("read /proc/self/mountinfo: {e}")))?;
+    let points: Vec<PathBuf> = infos.into_iter().map(|m| m.mount_point).collect();
+    Ok(mount_point_holding_in(&points, &real))
+}
+
+/// [`mount_point_holding`] among `points` for an absolute, symlink-free `path`: the longest
+/// mount point that is `path` or one of its ancestors (`/` at worst).
+fn mount_point_holding_in(points: &[PathBuf], path: &Path) -> PathBuf {
+    points
+        .iter()
+        .filter(|point| path.starts_with(point))
+        .max_by_key(|point| point.components().count())
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
 /// Make the rootfs the root: pivot_root(".", ".") and a lazy unmount of the old root, or with
 /// `no_pivot` a move mount onto `/` and chroot, or in the host's mount namespace a plain chroot.
 pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), ChildError> {
@@ -428,6 +483,27 @@ pub fn detach_host_mounts(rootfs: &Path) -> Result<(), RootfsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mount_point_holding_a_path() {
+        let points: Vec<PathBuf> = ["/", "/run", "/run/ctr/rootfs", "/srv/a b", "/srv/ab"]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        for (path, want) in [
+            ("/run/ctr/rootfs", "/run/ctr/rootfs"),
+            ("/run/ctr/rootfs2", "/run"),
+            ("/srv/a b/rootfs", "/srv/a b"),
+            ("/srv/abc/rootfs", "/"),
+            ("/home/rootfs", "/"),
+        ] {
+            assert_eq!(
+                mount_point_holding_in(&points, Path::new(path)),
+                Path::new(want),
+                "{path}"
+            );
+        }
+    }
 
     #[test]
     fn host_sources_only_for_binds_of_host_paths() {

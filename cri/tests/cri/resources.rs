@@ -1,0 +1,176 @@
+//! Resources: limits and their update in the container's cgroup, the status and stats the
+//! kubelet reads, and the OOM killer's verdict.
+
+use std::path::Path;
+
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::ContainerState;
+
+use crate::common::engine::*;
+use crate::pods::*;
+use crate::scenarios::pid_of;
+use crate::suite::*;
+
+/// The memory limit and the CPU quota of `pid`'s cgroup, read on the host.
+fn host_limits(pid: i32) -> Result<(String, String), String> {
+    let read = |p: String| {
+        std::fs::read_to_string(&p)
+            .map(|v| v.trim().to_string())
+            .map_err(|e| format!("{p}: {e}"))
+    };
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        let cg = cgroup_of(pid, "").ok_or("no cgroup")?;
+        let mem = read(format!("/sys/fs/cgroup{cg}/memory.max"))?;
+        let cpu = read(format!("/sys/fs/cgroup{cg}/cpu.max"))?;
+        Ok((mem, cpu.split(' ').next().unwrap_or("").to_string()))
+    } else {
+        let mem = cgroup_of(pid, "memory").ok_or("no memory cgroup")?;
+        let cpu = cgroup_of(pid, "cpu").ok_or("no cpu cgroup")?;
+        Ok((
+            read(format!("/sys/fs/cgroup/memory{mem}/memory.limit_in_bytes"))?,
+            read(format!("/sys/fs/cgroup/cpu{cpu}/cpu.cfs_quota_us"))?,
+        ))
+    }
+}
+
+fn resources(memory: i64, quota: i64) -> cri::LinuxContainerResources {
+    cri::LinuxContainerResources {
+        cpu_period: 100_000,
+        cpu_quota: quota,
+        cpu_shares: 256,
+        memory_limit_in_bytes: memory,
+        oom_score_adj: 1000,
+        ..Default::default()
+    }
+}
+
+pub fn update_resources(s: &Suite, id: &str) -> Result<(), String> {
+    let pod = run_pod(s, id, "update", &PodOpts::default())?;
+    let mut cfg = pod.container("c", &["sleep", "1000"]);
+    cfg.linux.as_mut().unwrap().resources = Some(resources(64 << 20, 20_000));
+    let c = pod.run(s, cfg)?;
+    let pid = pid_of(s, &c)?;
+    // The kubelet's layout: the container's cgroup in its pod's, named by its id.
+    let want = format!("{}/{c}", pod.config.linux.as_ref().unwrap().cgroup_parent);
+    let got = cgroup_of(pid, "memory").or_else(|| cgroup_of(pid, ""));
+    check(got.as_deref() == Some(want.as_str()), || {
+        format!("the container's cgroup: want {want}, got {got:?}")
+    })?;
+    let (mem, cpu) = host_limits(pid)?;
+    check(mem == (64u64 << 20).to_string() && cpu == "20000", || {
+        format!("limits at start: memory {mem}, CPU quota {cpu}")
+    })?;
+    let req = cri::UpdateContainerResourcesRequest {
+        container_id: c.clone(),
+        linux: Some(resources(96 << 20, 50_000)),
+        ..Default::default()
+    };
+    s.cri(|mut cl| async move { cl.update_container_resources(req).await })
+        .map_err(|e| format!("UpdateContainerResources: {e}"))?;
+    let (mem, cpu) = host_limits(pid)?;
+    check(mem == (96u64 << 20).to_string() && cpu == "50000", || {
+        format!("limits after the update: memory {mem}, CPU quota {cpu}")
+    })?;
+    // What the container itself reads.
+    let inside = sh(s, &c, SHOW_LIMITS)?;
+    let inside: Vec<&str> = inside.lines().collect();
+    check(
+        inside.first() == Some(&(96u64 << 20).to_string().as_str())
+            && inside.get(1) == Some(&"50000"),
+        || format!("limits seen in the container: {inside:?}"),
+    )
+}
+
+pub fn status_and_stats(s: &Suite, id: &str) -> Result<(), String> {
+    let pod = run_pod(s, id, "stats", &PodOpts::default())?;
+    let c = pod.run(
+        s,
+        pod.container(
+            "c",
+            &[
+                "sh",
+                "-c",
+                "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 1000",
+            ],
+        ),
+    )?;
+    let (st, pid) = status(s, &c)?;
+    check(
+        st.state == ContainerState::ContainerRunning as i32
+            && st.started_at >= st.created_at
+            && st.created_at > 0
+            && st.finished_at == 0
+            && pid > 0,
+        || format!("status of the running container: {st:?}"),
+    )?;
+    check(
+        st.image.as_ref().map(|i| i.image.as_str()) == Some(BUSYBOX)
+            && st.image_ref.starts_with("sha256:")
+            && st.metadata.as_ref().map(|m| m.name.as_str()) == Some("c")
+            && st.labels.get(SCENARIO).map(String::as_str) == Some(id),
+        || format!("image, metadata and labels: {st:?}"),
+    )?;
+    let filter = cri::ContainerStatsFilter {
+        pod_sandbox_id: pod.id.clone(),
+        ..Default::default()
+    };
+    let mut stats = None;
+    wait_until("ListContainerStats reports CPU and memory use", || {
+        let f = filter.clone();
+        let r = s.cri(|mut cl| async move {
+            cl.list_container_stats(cri::ListContainerStatsRequest { filter: Some(f) })
+                .await
+        });
+        stats = r.ok().and_then(|r| {
+            r.stats
+                .into_iter()
+                .find(|x| x.attributes.as_ref().is_some_and(|a| a.id == c))
+        });
+        stats.as_ref().is_some_and(used_cpu_and_memory)
+    })
+    .map_err(|e| format!("{e}: {stats:?}"))?;
+    let cid = c.clone();
+    let one = s
+        .cri(|mut cl| async move {
+            cl.container_stats(cri::ContainerStatsRequest { container_id: cid })
+                .await
+        })?
+        .stats;
+    check(one.as_ref().is_some_and(used_cpu_and_memory), || {
+        format!("ContainerStats: {one:?}")
+    })?;
+    stop(s, &c, 0)?;
+    let st = wait_exited(s, &c)?;
+    check(
+        st.exit_code == 137 && st.finished_at >= st.started_at,
+        || format!("status of the stopped container: {st:?}"),
+    )
+}
+
+fn used_cpu_and_memory(x: &cri::ContainerStats) -> bool {
+    let cpu = x
+        .cpu
+        .as_ref()
+        .and_then(|c| c.usage_core_nano_seconds)
+        .map_or(0, |v| v.value);
+    let mem = x
+        .memory
+        .as_ref()
+        .and_then(|m| m.working_set_bytes)
+        .map_or(0, |v| v.value);
+    cpu > 0 && mem > 0
+}
+
+pub fn oom_killed(s: &Suite, id: &str) -> Result<(), String> {
+    let pod = run_pod(s, id, "oom", &PodOpts::default())?;
+    let mut cfg = pod.container(
+        "c",
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"],
+    );
+    cfg.linux.as_mut().unwrap().resources = Some(resources(32 << 20, 0));
+    let c = pod.run(s, cfg)?;
+    let st = wait_exited(s, &c)?;
+    check(st.exit_code == 137 && st.reason == "OOMKilled", || {
+        format!("exit {} reason {:?}", st.exit_code, st.reason)
+    })
+}
