@@ -19,6 +19,7 @@
 //! `default_ulimits` sets limits such hosts allow.
 mod common;
 use common::engine::*;
+use common::podman::{PodmanWorld, IMAGE};
 use common::*;
 
 use std::path::{Path, PathBuf};
@@ -33,8 +34,6 @@ const HOST_DIRS: [&str; 2] = ["/var/lib/containers", "/run/containers"];
 /// v1 controller names podman may make plain directories for on the tmpfs at
 /// `/sys/fs/cgroup` of a hybrid host where the controller lives on the unified hierarchy.
 const UNMOUNTED_CONTROLLERS: [&str; 4] = ["hugetlb", "net_cls", "net_prio", "perf_event"];
-
-const IMAGE: &str = "localhost/casulo.test/busybox:latest";
 
 /// podman's private world and what the scenarios need to drive it. Dropping it removes every
 /// container and image, and all it made.
@@ -169,12 +168,6 @@ network_config_dir = "{dir}/networks"
         c
     }
 
-    fn podman(&self, args: &[&str]) -> Run {
-        let mut c = self.in_world("podman");
-        c.args(args);
-        output_within(c, Duration::from_secs(60))
-    }
-
     /// `podman ARGS` with `input` on its standard input.
     fn podman_input(&self, args: &[&str], input: &str) -> Run {
         let path = self.dir.join("tmp/stdin");
@@ -198,46 +191,6 @@ network_config_dir = "{dir}/networks"
         output_within(c, Duration::from_secs(60))
     }
 
-    /// `podman run --name NAME --cgroup-parent PARENT FLAGS IMAGE CMD`.
-    fn run(&self, name: &str, flags: &[&str], cmd: &[&str]) -> Run {
-        let mut a = vec![
-            "run",
-            "--name",
-            name,
-            "--cgroup-parent",
-            &self.cgroup_parent,
-        ];
-        a.extend_from_slice(flags);
-        a.push(IMAGE);
-        a.extend_from_slice(cmd);
-        self.podman(&a)
-    }
-
-    /// A detached container running `cmd`, with its log checked to contain `ready` (so that
-    /// its shell has set its traps).
-    fn run_detached(
-        &self,
-        name: &str,
-        flags: &[&str],
-        cmd: &str,
-        ready: &str,
-    ) -> Result<(), String> {
-        let mut f = vec!["-d"];
-        f.extend_from_slice(flags);
-        let r = self.run(name, &f, &["sh", "-c", cmd]);
-        check(r.ok(), || format!("podman run -d: {}", describe(&r)))?;
-        wait_until(&format!("{name} logs {ready:?}"), || {
-            self.podman(&["logs", name]).stdout.contains(ready)
-        })
-    }
-
-    /// `podman inspect --format FORMAT NAME`, trimmed.
-    fn inspect(&self, name: &str, format: &str) -> Result<String, String> {
-        let r = self.podman(&["inspect", "--format", format, name]);
-        check(r.ok(), || format!("podman inspect: {}", describe(&r)))?;
-        Ok(r.stdout.trim().to_string())
-    }
-
     /// The runtime's own status of container `name` (from its state, not through podman).
     fn runtime_status(&self, name: &str) -> Result<String, String> {
         let id = self.inspect(name, "{{.Id}}")?;
@@ -250,88 +203,6 @@ network_config_dir = "{dir}/networks"
     }
 
     /// The names of podman's containers that start with `prefix`.
-    fn containers(&self, prefix: &str) -> Vec<String> {
-        let r = self.podman(&["ps", "-a", "--format", "{{.Names}}"]);
-        r.stdout
-            .lines()
-            .map(str::trim)
-            .filter(|n| n.starts_with(prefix))
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Remove every container of a scenario, whatever state it is in.
-    fn remove(&self, prefix: &str) {
-        for name in self.containers(prefix) {
-            let _ = self.podman(&["rm", "--force", "--time", "0", &name]);
-        }
-    }
-
-    /// What the containers podman ran left behind. Scenarios run one at a time, so once one
-    /// has removed its containers there must be none of anything: runtime state, container
-    /// cgroups under the parent, mounts under the private directory, conmon or container
-    /// processes.
-    fn leftovers(&self, prefix: &str) -> Vec<String> {
-        let mut left: Vec<String> = self
-            .containers(prefix)
-            .into_iter()
-            .map(|n| format!("podman still lists container {n}"))
-            .collect();
-        if let Ok(entries) = std::fs::read_dir(&self.runtime_root) {
-            left.extend(
-                entries
-                    .flatten()
-                    .map(|e| format!("runtime state {}", e.path().display())),
-            );
-        }
-        for top in cgroup_trees(self.cgroup_parent.trim_start_matches('/')) {
-            if let Ok(entries) = std::fs::read_dir(&top) {
-                for e in entries.flatten() {
-                    if e.file_name().to_string_lossy().starts_with("libpod-") {
-                        left.push(format!("cgroup {}", e.path().display()));
-                    }
-                }
-            }
-            let procs = std::fs::read_to_string(top.join("conmon/cgroup.procs"));
-            if procs.is_ok_and(|p| !p.trim().is_empty()) {
-                left.push(format!("processes in {}/conmon", top.display()));
-            }
-        }
-        left.extend(
-            mounts_under(&self.dir)
-                .into_iter()
-                .map(|m| format!("mount {m}")),
-        );
-        left.extend(
-            processes_with_env(&self.conf_env())
-                .into_iter()
-                .map(|(p, a)| format!("podman process {p}: {}", a.join(" "))),
-        );
-        let dir = self.dir.to_str().unwrap();
-        left.extend(
-            processes_where(|a| a[0].ends_with("conmon") && a.iter().any(|x| x.contains(dir)))
-                .into_iter()
-                .map(|(p, a)| format!("process {p}: {}", a.join(" "))),
-        );
-        left
-    }
-
-    /// Wait (at most 30 s: conmon runs podman's cleanup after the container exits) until
-    /// the scenario left nothing behind.
-    fn wait_no_leftovers(&self, prefix: &str) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = self.leftovers(prefix);
-            if left.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{prefix} left behind: {left:#?}"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
     /// Every runtime invocation so far, with this run's directory, container and exec ids
     /// (64 hex digits) and podman's random temporary names replaced by names.
     fn calls(&self) -> Vec<String> {
@@ -364,6 +235,58 @@ network_config_dir = "{dir}/networks"
                 })
             })
             .collect()
+    }
+}
+
+impl PodmanWorld for Suite {
+    fn podman(&self, args: &[&str]) -> Run {
+        let mut c = self.in_world("podman");
+        c.args(args);
+        output_within(c, Duration::from_secs(60))
+    }
+
+    fn run_flags(&self) -> Vec<&str> {
+        vec!["--cgroup-parent", &self.cgroup_parent]
+    }
+
+    fn runtime_root(&self) -> PathBuf {
+        self.runtime_root.clone()
+    }
+
+    /// Container cgroups under the parent, mounts under the private directory, conmon or
+    /// container processes.
+    fn other_leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for top in cgroup_trees(self.cgroup_parent.trim_start_matches('/')) {
+            if let Ok(entries) = std::fs::read_dir(&top) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().starts_with("libpod-") {
+                        left.push(format!("cgroup {}", e.path().display()));
+                    }
+                }
+            }
+            let procs = std::fs::read_to_string(top.join("conmon/cgroup.procs"));
+            if procs.is_ok_and(|p| !p.trim().is_empty()) {
+                left.push(format!("processes in {}/conmon", top.display()));
+            }
+        }
+        left.extend(
+            mounts_under(&self.dir)
+                .into_iter()
+                .map(|m| format!("mount {m}")),
+        );
+        left.extend(
+            processes_with_env(&self.conf_env())
+                .into_iter()
+                .map(|(p, a)| format!("podman process {p}: {}", a.join(" "))),
+        );
+        let dir = self.dir.to_str().unwrap();
+        left.extend(
+            processes_where(|a| a[0].ends_with("conmon") && a.iter().any(|x| x.contains(dir)))
+                .into_iter()
+                .map(|(p, a)| format!("process {p}: {}", a.join(" "))),
+        );
+        left
     }
 }
 

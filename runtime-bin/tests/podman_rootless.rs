@@ -24,6 +24,7 @@
 //! user's subordinate ranges or `newuidmap`, the test prints a `SKIPPED` line.
 mod common;
 use common::engine::*;
+use common::podman::{PodmanWorld, IMAGE};
 use common::rootless::{self, as_user_args, user_runtime, TestUser};
 use common::*;
 
@@ -35,7 +36,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 const USER: &str = "casulo-pm-test";
-const IMAGE: &str = "localhost/casulo.test/busybox:latest";
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
 
 /// The rootless podman world and what the scenarios need to drive it. Dropping it removes every
@@ -166,53 +166,6 @@ casulo = ["{wrapper}"]
         Ok(w)
     }
 
-    fn podman(&self, args: &[&str]) -> Run {
-        let mut c = Command::new("setpriv");
-        c.args(as_user_args(self.user))
-            .arg("podman")
-            .args(args)
-            .current_dir(&self.home)
-            .env_clear()
-            .env("PATH", PATH)
-            .env("HOME", &self.home)
-            .env("XDG_RUNTIME_DIR", &self.xdg)
-            .env("XDG_CONFIG_HOME", self.home.join(".config"))
-            .env("TMPDIR", self.dir.join("tmp"));
-        output_within(c, Duration::from_secs(60))
-    }
-
-    /// `podman run --name NAME FLAGS IMAGE CMD`.
-    fn run(&self, name: &str, flags: &[&str], cmd: &[&str]) -> Run {
-        let mut a = vec!["run", "--name", name];
-        a.extend_from_slice(flags);
-        a.push(IMAGE);
-        a.extend_from_slice(cmd);
-        self.podman(&a)
-    }
-
-    /// A detached container running `sh -c cmd`, once its log shows `ready`.
-    fn run_detached(
-        &self,
-        name: &str,
-        flags: &[&str],
-        cmd: &str,
-        ready: &str,
-    ) -> Result<(), String> {
-        let mut f = vec!["-d"];
-        f.extend_from_slice(flags);
-        let r = self.run(name, &f, &["sh", "-c", cmd]);
-        check(r.ok(), || format!("podman run -d: {}", describe(&r)))?;
-        wait_until(&format!("{name} logs {ready:?}"), || {
-            self.podman(&["logs", name]).stdout.contains(ready)
-        })
-    }
-
-    fn inspect(&self, name: &str, format: &str) -> Result<String, String> {
-        let r = self.podman(&["inspect", "--format", format, name]);
-        check(r.ok(), || format!("podman inspect: {}", describe(&r)))?;
-        Ok(r.stdout.trim().to_string())
-    }
-
     /// The host's view of the container's init: `Uid:` and `Gid:` of its status (real ids).
     fn init_ids(&self, name: &str) -> Result<(u32, u32), String> {
         let pid = self.inspect(name, "{{.State.Pid}}")?;
@@ -226,16 +179,6 @@ casulo = ["{wrapper}"]
                 .unwrap_or(u32::MAX)
         };
         Ok((field("Uid:"), field("Gid:")))
-    }
-
-    /// The runtime's default state root for the user: `$XDG_RUNTIME_DIR/casulo` (or the
-    /// other runtime's name).
-    fn runtime_root(&self) -> PathBuf {
-        let name = runtime()
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        self.xdg.join(if is_casulo() { "casulo" } else { &name })
     }
 
     /// podman's pause process, which holds the user namespace between podman commands.
@@ -266,38 +209,37 @@ casulo = ["{wrapper}"]
         }
         left
     }
+}
 
-    fn containers(&self, prefix: &str) -> Vec<String> {
-        let r = self.podman(&["ps", "-a", "--format", "{{.Names}}"]);
-        r.stdout
-            .lines()
-            .map(str::trim)
-            .filter(|n| n.starts_with(prefix))
-            .map(str::to_string)
-            .collect()
+impl PodmanWorld for World {
+    fn podman(&self, args: &[&str]) -> Run {
+        let mut c = Command::new("setpriv");
+        c.args(as_user_args(self.user))
+            .arg("podman")
+            .args(args)
+            .current_dir(&self.home)
+            .env_clear()
+            .env("PATH", PATH)
+            .env("HOME", &self.home)
+            .env("XDG_RUNTIME_DIR", &self.xdg)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("TMPDIR", self.dir.join("tmp"));
+        output_within(c, Duration::from_secs(60))
     }
 
-    fn remove(&self, prefix: &str) {
-        for name in self.containers(prefix) {
-            let _ = self.podman(&["rm", "--force", "--time", "0", &name]);
-        }
+    /// The runtime's default state root for the user: `$XDG_RUNTIME_DIR/casulo` (or the
+    /// other runtime's name).
+    fn runtime_root(&self) -> PathBuf {
+        let name = runtime()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.xdg.join(if is_casulo() { "casulo" } else { &name })
     }
 
-    /// What a scenario left behind; they run one at a time, so there must be nothing.
-    fn leftovers(&self, prefix: &str) -> Vec<String> {
-        let mut left: Vec<String> = self
-            .containers(prefix)
-            .into_iter()
-            .map(|n| format!("podman still lists container {n}"))
-            .collect();
-        if let Ok(entries) = std::fs::read_dir(self.runtime_root()) {
-            left.extend(
-                entries
-                    .flatten()
-                    .map(|e| format!("runtime state {}", e.path().display())),
-            );
-        }
-        left.extend(self.mounts());
+    /// Mounts under the world's directory, and processes of the user besides podman's pause.
+    fn other_leftovers(&self) -> Vec<String> {
+        let mut left = self.mounts();
         let pause = self.pause_pid();
         left.extend(
             user_processes(self.user)
@@ -306,22 +248,6 @@ casulo = ["{wrapper}"]
                 .map(|(pid, args)| format!("process {pid} of {USER}: {args}")),
         );
         left
-    }
-
-    /// Wait (at most 30 s: conmon runs podman's cleanup after the container exits) until the
-    /// scenario left nothing behind.
-    fn wait_no_leftovers(&self, prefix: &str) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = self.leftovers(prefix);
-            if left.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{prefix} left behind: {left:#?}"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 }
 

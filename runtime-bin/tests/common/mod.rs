@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod containerd;
 pub mod engine;
+pub mod podman;
 pub mod rootless;
 
 /// The runtime under test: `CASULO_TEST_RUNTIME` (e.g. `runc`, to check the tests themselves)
