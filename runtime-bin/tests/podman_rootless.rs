@@ -48,7 +48,7 @@ struct World {
     /// One line per runtime invocation, written by the wrapper.
     calls: PathBuf,
     /// The test user is this run's alone while it is held.
-    _lock: nix::fcntl::Flock<std::fs::File>,
+    _lock: rootless::HostLock,
 }
 
 /// `path` made (with its parents) and given to `u`.
@@ -86,9 +86,7 @@ fn user_processes(u: TestUser) -> Vec<(i32, String)> {
 
 impl World {
     fn start(user: TestUser) -> Result<World, String> {
-        let lock = std::fs::File::create(format!("/tmp/{USER}.lock")).unwrap();
-        let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| format!("flock: {e}"))?;
+        let lock = rootless::HostLock::acquire(USER)?;
         let dir = std::env::temp_dir().join(format!("casulo-pmrl-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

@@ -425,25 +425,10 @@ fn delete_force_with_a_process_that_cannot_die_is_bounded() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Without a pid namespace the init dies at once; the exec'd process is the stuck one.
     let mut b = Bundle::new("rbstuck", &["sleep", "100"]);
-    b.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|n| n["type"] != "pid");
-    b.save();
+    b.without_namespace("pid");
     assert!(b.run_detached().ok());
-    let pid_file = b.dir.join("exec.pid");
-    let exec = b.rt(&[
-        "exec",
-        "--detach",
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &b.id,
-        "sleep",
-        "100",
-    ]);
-    assert!(exec.ok(), "exec: {}", exec.stderr);
-    let pid = std::fs::read_to_string(&pid_file).unwrap();
-    let freezer = ForeignFreezer::freeze(&format!("{}-freezer", b.id), pid.trim());
+    let pid = b.exec_detached(&["sleep", "100"]).to_string();
+    let freezer = ForeignFreezer::freeze(&format!("{}-freezer", b.id), &pid);
 
     let started = std::time::Instant::now();
     let del = b.rt(&["delete", "--force", &b.id]);
@@ -453,7 +438,7 @@ fn delete_force_with_a_process_that_cannot_die_is_bounded() {
         took < Duration::from_secs(15),
         "delete --force took {took:?}"
     );
-    for want in [b.id.as_str(), pid.trim(), "did not die on SIGKILL"] {
+    for want in [b.id.as_str(), pid.as_str(), "did not die on SIGKILL"] {
         assert!(del.stderr.contains(want), "no {want:?} in: {}", del.stderr);
     }
     assert!(b.state().is_some(), "the state went before its cgroup");

@@ -365,29 +365,10 @@ fn kill_zero_and_kill_without_a_pid_namespace() {
     assert!(b.rt(&["kill", "-a", &b.id, "0"]).ok());
 
     let mut b = bundle("killhost", &["sleep", "1000"]);
-    b.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|n| n["type"] != "pid");
-    b.save();
+    b.without_namespace("pid");
     assert!(b.run_detached().ok());
     let init = b.state().unwrap()["pid"].as_i64().unwrap() as i32;
-    let pid_file = b.dir.join("exec.pid");
-    let r = b.rt(&[
-        "exec",
-        "-d",
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &b.id,
-        "sleep",
-        "1000",
-    ]);
-    assert!(r.ok(), "{}", r.stderr);
-    let other: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let other = b.exec_detached(&["sleep", "1000"]);
     // The init goes first; the other process stays, and kill still reaches it.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::SIGKILL).unwrap();
     assert!(b.wait_status("stopped"));

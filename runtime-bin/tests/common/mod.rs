@@ -251,6 +251,37 @@ impl Bundle {
         self.save();
     }
 
+    /// Without the `typ` namespace (e.g. "pid": the init's death then takes nothing along);
+    /// saved.
+    pub fn without_namespace(&mut self, typ: &str) {
+        self.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != typ);
+        self.save();
+    }
+
+    /// `exec --detach --pid-file F ID ARGS`: the pid of the process started (the exec must
+    /// succeed).
+    pub fn exec_detached(&self, args: &[&str]) -> i32 {
+        let pid_file = self.dir.join("exec.pid");
+        let mut a = vec![
+            "exec",
+            "--detach",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &self.id,
+        ];
+        a.extend_from_slice(args);
+        let r = self.rt(&a);
+        assert!(r.ok(), "exec: {}", r.stderr);
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// A new user namespace mapping ids 0..65536 to 100000.., without the host's cgroup
     /// mount (a user namespace cannot mount those hierarchies); saved.
     pub fn use_userns(&mut self) {

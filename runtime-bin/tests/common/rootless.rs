@@ -1,6 +1,6 @@
 //! Users made for the rootless tests: made once with `useradd` (which gives them /etc/subuid
 //! and /etc/subgid ranges) under a lock that every test binary shares, and the runtime binary
-//! where such a user can run it.
+//! where such a user can run it. The locks are [`HostLock`]s: nothing of them stays on disk.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -44,10 +44,7 @@ fn make_user(name: &'static str) -> Result<TestUser, String> {
     if Command::new("setpriv").arg("--version").output().is_err() {
         return Err("needs setpriv (util-linux)".into());
     }
-    let lock = std::fs::File::create("/tmp/casulo-rl-test-user.lock")
-        .map_err(|e| format!("lock file: {e}"))?;
-    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| format!("flock: {e}"))?;
+    let _held = HostLock::acquire("casulo-test-useradd")?;
     if id_of(name, "-u").is_none() {
         let out = Command::new("useradd")
             .args(["-M", "-s", "/usr/sbin/nologin", name])
@@ -69,6 +66,33 @@ fn make_user(name: &'static str) -> Result<TestUser, String> {
         gid,
         subid: subid(name, "/etc/subuid").zip(subid(name, "/etc/subgid")),
     })
+}
+
+/// A lock shared by every process of the host (every test binary): a Unix socket bound to an
+/// abstract address, which only one process can hold and which goes with it, however it ends,
+/// leaving no file behind (a lock file in /tmp would outlive every run).
+pub struct HostLock(std::os::unix::net::UnixListener);
+
+impl HostLock {
+    /// Wait (at most 10 minutes) until `name` is free, and hold it until dropped.
+    pub fn acquire(name: &str) -> Result<HostLock, String> {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .map_err(|e| format!("lock {name}: {e}"))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        loop {
+            match std::os::unix::net::UnixListener::bind_addr(&addr) {
+                Ok(l) => return Ok(HostLock(l)),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    if std::time::Instant::now() > deadline {
+                        return Err(format!("lock {name}: still held after 10 minutes"));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(format!("lock {name}: {e}")),
+            }
+        }
+    }
 }
 
 /// The test user `name`, made once; None (after a SKIP line naming `test` and why) where it

@@ -494,12 +494,16 @@ pub struct ArgArea {
 }
 
 impl ArgArea {
-    /// The area, from /proc/self/stat; `None` without it (hiding is then skipped).
+    /// The area, from /proc/self/stat, read once per process (it never moves); `None` without
+    /// it (hiding is then skipped).
     pub fn of_self() -> Option<ArgArea> {
-        use procfs::FromRead;
-        let stat = procfs::process::Stat::from_file("/proc/self/stat").ok()?;
-        let (start, end) = (stat.arg_start? as usize, stat.arg_end? as usize);
-        (start != 0 && end > start).then_some(ArgArea { start, end })
+        static AREA: std::sync::OnceLock<Option<ArgArea>> = std::sync::OnceLock::new();
+        *AREA.get_or_init(|| {
+            use procfs::FromRead;
+            let stat = procfs::process::Stat::from_file("/proc/self/stat").ok()?;
+            let (start, end) = (stat.arg_start? as usize, stat.arg_end? as usize);
+            (start != 0 && end > start).then_some(ArgArea { start, end })
+        })
     }
 }
 
