@@ -225,8 +225,12 @@ impl NamespacePlan {
         let own_id_only = self.unprivileged
             && self.creates(LinuxNamespaceType::User)
             && is_own_id_only(&self.gid_map, nix::unistd::getegid().as_raw());
-        let joins_user = self.joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
-        own_id_only || (self.runtime_setgroups_denied && !joins_user)
+        own_id_only || (self.runtime_setgroups_denied && !self.joins_user())
+    }
+
+    /// The container joins an existing user namespace (`path` given).
+    pub fn joins_user(&self) -> bool {
+        self.joins.iter().any(|j| j.typ == LinuxNamespaceType::User)
     }
 
     /// Device nodes are bind mounts of the host's, not mknod: in a user namespace, the

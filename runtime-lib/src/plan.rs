@@ -114,6 +114,7 @@ impl InitPlan {
         if ns.denies_setgroups() {
             process_plan.setgroups_denied()?;
         }
+        process_plan.setgroups_from_joined_ns = ns.joins_user();
         process_plan.personality = personality_plan(linux)?;
         process_plan.scheduling.cpus_limited = linux
             .and_then(|l| l.resources().as_ref())

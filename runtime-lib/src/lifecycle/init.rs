@@ -166,6 +166,29 @@ struct Kernel<'a> {
 }
 
 impl Kernel<'_> {
+    /// A runtime that is not root can enter a created container (`exec` before `start`) only
+    /// through the init's /proc files, which are its own only while the init is dumpable, as
+    /// runc's init is then. So the init becomes dumpable, but never while it holds the host's
+    /// /proc: the wait for start goes through the container's own procfs instead. Where the
+    /// container has no procfs, or a filter is loaded already (it might not allow prctl), or
+    /// a user switch reset the flag, the init stays undumpable and such an exec is refused
+    /// (EACCES on /proc/PID/root) until start.
+    fn become_enterable(&mut self) {
+        let plan = self.plan;
+        let filtered = plan
+            .seccomp
+            .as_ref()
+            .is_some_and(|s| !s.loads_last(plan.process.no_new_privileges));
+        if !plan.ns.unprivileged || filtered {
+            return;
+        }
+        // After pivot_root: this is the container's /proc, checked to be a procfs.
+        if let Ok(own) = open_proc() {
+            self.proc = Some(own);
+            let _ = nix::sys::prctl::set_dumpable(true);
+        }
+    }
+
     fn proc(&self) -> Result<&OwnedFd, ChildError> {
         self.proc
             .as_ref()
@@ -386,6 +409,7 @@ impl InitSteps for Kernel<'_> {
             agent,
         )?;
         self.launch = Some(launch);
+        self.become_enterable();
         Ok(())
     }
 

@@ -102,7 +102,8 @@ fn home_env(uid: u32) -> Option<CPath<HOME_ENTRY>> {
 /// exec label; umask; the cwd entered with the runtime's privileges (as runc: a directory only
 /// they can reach still works; if they are refused, it is entered again as the user, after the
 /// switch, for a directory only the user can reach); the executable looked up; `HOME` looked up
-/// if needed; stdio given to the user; the fds and signals the program inherits (all of these
+/// if needed; stdio given to the user; the fds and signals the program inherits; whether a joined
+/// user namespace denies setgroups (all of these
 /// before any seccomp filter: a profile may not allow the syscalls they use); the seccomp
 /// filter when it cannot wait for no_new_privs; the bounding set, the user switch, the other
 /// capability sets; no_new_privs, then a filter that notifies a seccomp agent under
@@ -147,14 +148,20 @@ pub(super) fn finish_process(
     }
     crate::sys::cloexec_from(first_closed).step("close_range")?;
     crate::sys::reset_signals();
+    let denied = p.setgroups_denied || (p.setgroups_from_joined_ns && denies_setgroups(proc)?);
+    let set_groups = !denied;
+    if !set_groups && !p.additional_gids.is_empty() && p.setgroups_from_joined_ns {
+        return Err(child_err!(
+            "process.user.additionalGids: the joined user namespace denies setgroups"
+        ));
+    }
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the user's capability
     // sets may not keep: load it now, while the runtime still has it.
     if let Some(s) = seccomp.filter(|_| !p.no_new_privileges) {
         load_seccomp(s, agent.take())?;
     }
     p.caps.drop_bounding().step("capabilities")?;
-    crate::security::switch_user(p.uid, p.gid, &p.additional_gids, !p.setgroups_denied)
-        .step("user")?;
+    crate::security::switch_user(p.uid, p.gid, &p.additional_gids, set_groups).step("user")?;
     p.caps.apply().step("capabilities")?;
     if cwd_as_user {
         enter_cwd(&p.cwd).step(format_args!("cwd {}", p.cwd.display()))?;
@@ -166,6 +173,21 @@ pub(super) fn finish_process(
         }
     }
     Ok(Launch { exe, home })
+}
+
+/// Whether the user namespace this process is in denies setgroups(2) (a rootless
+/// container's, which maps its user's gid alone), read through the host's `proc`.
+fn denies_setgroups(proc: &OwnedFd) -> Result<bool, ChildError> {
+    let fd = nix::fcntl::openat(
+        proc.as_fd(),
+        "self/setgroups",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step("open /proc/self/setgroups")?;
+    let mut buf = [0u8; 16];
+    let n = nix::unistd::read(&fd, &mut buf).step("read /proc/self/setgroups")?;
+    Ok(buf[..n].starts_with(b"deny"))
 }
 
 /// Load the filter; hand its listener, if it has one, to the seccomp agent at once.

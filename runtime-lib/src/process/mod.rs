@@ -90,6 +90,9 @@ pub struct ProcessPlan {
     /// The process's user namespace denies setgroups(2) (a rootless container's single gid
     /// mapping): the groups are left as they are, see [`ProcessPlan::setgroups_denied`].
     pub setgroups_denied: bool,
+    /// The process joins a user namespace made by someone else, whose setgroups(2) state only
+    /// shows from inside it: the init reads /proc/self/setgroups there before the user switch.
+    pub setgroups_from_joined_ns: bool,
 }
 
 impl ProcessPlan {
@@ -222,6 +225,7 @@ impl ProcessPlan {
             )?,
             scheduling: SchedulingPlan::from_spec(process)?,
             setgroups_denied: false,
+            setgroups_from_joined_ns: false,
             personality: None,
             memory_policy: None,
             affinity: affinity::AffinityPlan::from_spec(process.exec_cpu_affinity().as_ref())?,
