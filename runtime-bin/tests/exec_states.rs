@@ -34,7 +34,12 @@ fn assert_refused(b: &Bundle, r: &Run, status: &str) {
 
 #[test]
 fn exec_into_a_paused_container_is_refused_and_it_stays_paused() {
-    if !can_run("exec_into_a_paused_container_is_refused_and_it_stays_paused") {
+    if !can_run("exec_into_a_paused_container_is_refused_and_it_stays_paused")
+        || !runs_rootless(
+            "exec_into_a_paused_container_is_refused_and_it_stays_paused",
+            "no freezer without a delegated cgroup",
+        )
+    {
         return;
     }
     let mut b = Bundle::new("execpaused", &["sleep", "100"]);
@@ -70,7 +75,12 @@ fn exec_into_a_paused_container_is_refused_and_it_stays_paused() {
 /// start runs it.
 #[test]
 fn a_container_paused_before_start_is_paused() {
-    if !can_run("a_container_paused_before_start_is_paused") {
+    if !can_run("a_container_paused_before_start_is_paused")
+        || !runs_rootless(
+            "a_container_paused_before_start_is_paused",
+            "no freezer without a delegated cgroup",
+        )
+    {
         return;
     }
     let b = Bundle::new("execpausedcreated", &["true"]);
@@ -157,7 +167,9 @@ fn exec_into_a_created_container_runs_and_leaves_it_created() {
 /// one fails the exec before the process runs anything.
 #[test]
 fn exec_into_a_sub_cgroup() {
-    if !can_run("exec_into_a_sub_cgroup") {
+    if !can_run("exec_into_a_sub_cgroup")
+        || !runs_rootless("exec_into_a_sub_cgroup", "no cgroup without delegation")
+    {
         return;
     }
     let mut b = Bundle::new("execsub", &["sleep", "100"]);

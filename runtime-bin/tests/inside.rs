@@ -62,8 +62,16 @@ fn joined_pid_and_uts_namespaces() {
         match ns["type"].as_str().unwrap() {
             "pid" => ns["path"] = format!("/proc/{pid}/ns/pid").into(),
             "uts" => ns["path"] = format!("/proc/{pid}/ns/uts").into(),
+            // Rootless, the first container's namespaces belong to its user namespace: only
+            // its members may join them (and its id maps are the ones that hold).
+            "user" => ns["path"] = format!("/proc/{pid}/ns/user").into(),
             _ => {}
         }
+    }
+    if second.user.is_some() {
+        let linux = second.config["linux"].as_object_mut().unwrap();
+        linux.remove("uidMappings");
+        linux.remove("gidMappings");
     }
     second.save();
     let r = second.run();
@@ -87,6 +95,10 @@ fn terminal_through_the_console_socket() {
     b.save();
     let sock_path = b.dir.join("console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    if let Some(u) = b.user {
+        // The engine that made the socket is the user's.
+        chown_to(&sock_path, u);
+    }
     let r = b.rt(&[
         "create",
         "--console-socket",
@@ -119,6 +131,8 @@ fn exec_joins_the_container() {
         return;
     }
     let mut b = Bundle::new("exec", &["sleep", "100"]);
+    // Rootless, --user 65534 needs more than the user's own id mapped.
+    b.use_userns_where_rootless();
     b.config["hostname"] = "exechost".into();
     b.save();
     assert!(b.run_detached().ok());

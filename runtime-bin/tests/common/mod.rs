@@ -57,6 +57,18 @@ pub fn systemd_scope(id: &str) -> String {
     format!("casulo-{id}.scope")
 }
 
+/// Whether the tests run the runtime rootless: `CASULO_TEST_ROOTLESS` set to anything but `""`
+/// or `0`. Every [`Bundle`] then belongs to the unprivileged test user [`ROOTLESS_USER`]: its
+/// directory, state root and rootfs copy are the user's, its config is what `spec --rootless`
+/// writes when that user runs it, and every command of it runs as that user (through
+/// `setpriv`). The test program itself stays root, to look at the container from outside.
+pub fn rootless_mode() -> bool {
+    std::env::var_os("CASULO_TEST_ROOTLESS").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The user [`rootless_mode`] runs the runtime as (the rootless tests' own user).
+pub const ROOTLESS_USER: &str = "casulo-rl-test";
+
 /// Whether the test can run; prints a visible SKIP line when it cannot.
 pub fn can_run(test: &str) -> bool {
     if !nix::unistd::geteuid().is_root() {
@@ -65,6 +77,16 @@ pub fn can_run(test: &str) -> bool {
     }
     if !Path::new("/bin/busybox").exists() {
         eprintln!("SKIP {test}: needs /bin/busybox (apt-get install busybox-static)");
+        return false;
+    }
+    !rootless_mode() || rootless::test_user(ROOTLESS_USER, test).is_some()
+}
+
+/// Whether the test can run under [`rootless_mode`]; when not, prints a visible SKIP line
+/// with `why` (what a rootless container lacks that the test is about).
+pub fn runs_rootless(test: &str, why: &str) -> bool {
+    if rootless_mode() {
+        eprintln!("SKIP {test}: not rootless: {why}");
         return false;
     }
     true
@@ -198,6 +220,8 @@ pub struct Bundle {
     pub dir: PathBuf,
     pub root: PathBuf,
     pub config: Value,
+    /// The user the runtime runs as, under [`rootless_mode`].
+    pub user: Option<rootless::TestUser>,
 }
 
 impl Bundle {
@@ -205,15 +229,34 @@ impl Bundle {
     pub fn new(name: &str, args: &[&str]) -> Bundle {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let id = format!("{name}-{}-{n}", std::process::id());
-        let dir = scratch().join(&id);
+        let user = rootless_mode().then(|| {
+            rootless::test_user(ROOTLESS_USER, name).expect("the rootless test user (can_run)")
+        });
+        // The test user must reach the bundle: /tmp rather than the build's tree, which may be
+        // closed to other users.
+        let dir = match user {
+            Some(_) => std::env::temp_dir().join(format!("casulo-{id}")),
+            None => scratch().join(&id),
+        };
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let root = dir.join("state");
-        let spec = Command::new(runtime())
-            .args(["spec", "--bundle"])
-            .arg(&dir)
-            .output()
-            .unwrap();
+        let mut spec = match user {
+            Some(u) => {
+                chown_to(&dir, u);
+                let mut c = Command::new("setpriv");
+                c.args(rootless::as_user_args(u))
+                    .arg(rootless::user_runtime(u))
+                    .args(["spec", "--rootless"]);
+                c
+            }
+            None => {
+                let mut c = Command::new(runtime());
+                c.arg("spec");
+                c
+            }
+        };
+        let spec = spec.arg("--bundle").arg(&dir).output().unwrap();
         assert!(
             spec.status.success(),
             "spec: {}",
@@ -221,7 +264,15 @@ impl Bundle {
         );
         let mut config: Value =
             serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-        config["root"]["path"] = rootfs().to_string_lossy().into_owned().into();
+        config["root"]["path"] = match user {
+            // The container's root owns its files, as in an image a rootless engine unpacked.
+            Some(u) => {
+                let r = copy_rootfs(&dir);
+                chown_tree(&r, u);
+                r.to_string_lossy().into_owned().into()
+            }
+            None => rootfs().to_string_lossy().into_owned().into(),
+        };
         config["process"]["terminal"] = false.into();
         config["process"]["args"] = serde_json::json!(args);
         if systemd_cgroup() {
@@ -232,6 +283,7 @@ impl Bundle {
             dir,
             root,
             config,
+            user,
         };
         b.save();
         b
@@ -283,8 +335,23 @@ impl Bundle {
     }
 
     /// A new user namespace mapping ids 0..65536 to 100000.., without the host's cgroup
-    /// mount (a user namespace cannot mount those hierarchies); saved.
+    /// mount (a user namespace cannot mount those hierarchies); saved. Under [`rootless_mode`]
+    /// the namespace is there already and maps 0 to the user: ids 1..65536 go to the user's
+    /// subordinate range (written through newuidmap/newgidmap).
     pub fn use_userns(&mut self) {
+        if let Some(u) = self.user {
+            let (subuid, subgid) = u.subid.expect("the rootless test user has subordinate ids");
+            let map = |own: u32, sub: u32| {
+                serde_json::json!([
+                    {"containerID": 0, "hostID": own, "size": 1},
+                    {"containerID": 1, "hostID": sub, "size": 65535}
+                ])
+            };
+            self.config["linux"]["uidMappings"] = map(u.uid, subuid);
+            self.config["linux"]["gidMappings"] = map(u.gid, subgid);
+            self.save();
+            return;
+        }
         self.config["linux"]["namespaces"]
             .as_array_mut()
             .unwrap()
@@ -299,9 +366,22 @@ impl Bundle {
         self.save();
     }
 
+    /// Under [`rootless_mode`] only, [`Bundle::use_userns`]: more ids than the user's own.
+    pub fn use_userns_where_rootless(&mut self) {
+        if self.user.is_some() {
+            self.use_userns();
+        }
+    }
+
     /// A private, writable copy of the busybox rootfs at `<bundle>/rootfs`, made the root;
     /// saved.
     pub fn own_rootfs(&mut self) -> PathBuf {
+        if let Some(p) = self.config["root"]["path"].as_str() {
+            if Path::new(p).starts_with(&self.dir) {
+                // rootless_mode: the bundle has its own copy already.
+                return PathBuf::from(p);
+            }
+        }
         let r = copy_rootfs(&self.dir);
         self.config["root"]["path"] = r.to_str().unwrap().into();
         self.save();
@@ -322,7 +402,7 @@ impl Bundle {
 
     /// `RUNTIME --root ROOT [CGROUP FLAGS] <args...>` with the bundle dir as cwd.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(runtime());
+        let mut c = self.runtime_cmd();
         c.arg("--root")
             .arg(&self.root)
             .args(self.cgroup_flags())
@@ -335,13 +415,46 @@ impl Bundle {
     /// state root and `$RUNTIME_FLAGS` the cgroup flags, for tests that need the shell's
     /// redirections; the caller appends the arguments `$2`, `$3`, ... that `rest` uses.
     pub fn shell(&self, rest: &str) -> Command {
-        let mut c = Command::new("sh");
+        let mut c = self.as_user("sh");
         c.arg("-c")
             .arg(format!("exec \"$0\" --root \"$1\" $RUNTIME_FLAGS {rest}"))
-            .arg(runtime())
+            .arg(self.runtime_path())
             .arg(&self.root)
             .env("RUNTIME_FLAGS", self.cgroup_flags().join(" "));
         c
+    }
+
+    /// `program`, run as the runtime runs: as [`Bundle::user`] under [`rootless_mode`] (with
+    /// `$XDG_RUNTIME_DIR` a directory of the user's in the bundle), else as the test.
+    pub fn as_user(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match self.user {
+            Some(u) => {
+                let xdg = self.dir.join("xdg");
+                if !xdg.exists() {
+                    std::fs::create_dir_all(&xdg).unwrap();
+                    chown_to(&xdg, u);
+                }
+                let mut c = Command::new("setpriv");
+                c.args(rootless::as_user_args(u))
+                    .arg(program)
+                    .env("XDG_RUNTIME_DIR", xdg);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// The runtime binary as this bundle's commands run it.
+    pub fn runtime_path(&self) -> PathBuf {
+        match self.user {
+            Some(u) => rootless::user_runtime(u).to_path_buf(),
+            None => runtime(),
+        }
+    }
+
+    /// The runtime, run as [`Bundle::as_user`] says.
+    fn runtime_cmd(&self) -> Command {
+        self.as_user(self.runtime_path())
     }
 
     pub fn rt(&self, args: &[&str]) -> Run {
@@ -394,6 +507,9 @@ impl Bundle {
     pub fn with_out_dir(&mut self) -> PathBuf {
         let out = self.dir.join("out");
         std::fs::create_dir_all(&out).unwrap();
+        if let Some(u) = self.user {
+            chown_to(&out, u);
+        }
         let m = serde_json::json!({"destination": "/out", "type": "bind", "source": out, "options": ["rbind", "rw"]});
         self.config["mounts"].as_array_mut().unwrap().push(m);
         self.save();
@@ -406,6 +522,22 @@ impl Bundle {
     pub fn leftovers(&self) -> Vec<String> {
         leftovers_of(&self.id, &self.root, &self.dir)
     }
+}
+
+/// `path` now belongs to `u`.
+pub fn chown_to(path: &Path, u: rootless::TestUser) {
+    nix::unistd::chown(path, Some(u.uid.into()), Some(u.gid.into()))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+}
+
+/// Everything under `path` (links themselves, not their targets) now belongs to `u`.
+fn chown_tree(path: &Path, u: rootless::TestUser) {
+    let st = Command::new("chown")
+        .args(["-R", "-h", &format!("{}:{}", u.uid, u.gid)])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success(), "chown -R {}", path.display());
 }
 
 pub fn leftovers_of(id: &str, root: &Path, dir: &Path) -> Vec<String> {
