@@ -37,8 +37,8 @@ pub struct Cli {
     /// user namespace); before the subcommand, as with runc.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     rootless: Option<String>,
-    /// Path to criu (accepted for compatibility; checkpoint is not implemented here).
-    #[arg(long, global = true, value_name = "PATH", hide = true)]
+    /// Path to the criu binary (checkpoint and restore; default: criu in PATH).
+    #[arg(long, global = true, value_name = "PATH")]
     criu: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -74,10 +74,10 @@ enum Command {
     Update(commands::update::Args),
     /// Show a container's processes.
     Ps(commands::ps::Args),
-    /// Checkpoint a running container (not supported: refused).
-    Checkpoint(commands::checkpoint::Args),
-    /// Restore a container from a checkpoint (not supported: refused).
-    Restore(commands::checkpoint::Args),
+    /// Checkpoint a running container with CRIU.
+    Checkpoint(commands::checkpoint::CheckpointArgs),
+    /// Restore a container from a checkpoint with CRIU.
+    Restore(commands::checkpoint::RestoreArgs),
     /// Display container events such as OOM notifications, cpu, memory, and IO usage
     /// statistics.
     ///
@@ -242,8 +242,8 @@ fn main() -> ExitCode {
         Command::Update(a) => commands::update::run(&ctx, a),
         Command::Ps(a) => commands::ps::run(&ctx, a),
         Command::Events(a) => commands::events::run(&ctx, a),
-        Command::Checkpoint(a) => commands::checkpoint::refuse(&ctx, "checkpoint", a),
-        Command::Restore(a) => commands::checkpoint::refuse(&ctx, "restore", a),
+        Command::Checkpoint(a) => commands::checkpoint::checkpoint(&ctx, cli.criu, a),
+        Command::Restore(a) => commands::checkpoint::restore(&ctx, cli.criu, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -173,6 +173,11 @@ impl ContainerBuilder {
         self.create_from(bundle)
     }
 
+    /// The id, state root and create options, for restore.
+    pub(crate) fn parts(&self) -> (String, &Path, &CreateOptions) {
+        (self.id.clone(), &self.root, &self.opts)
+    }
+
     /// Create the container from a bundle loaded with [`ContainerBuilder::load_bundle`].
     pub(crate) fn create_from(self, bundle: Bundle) -> Result<Container> {
         let id = self.id.clone();
@@ -214,6 +219,10 @@ pub(crate) fn invalid_state(id: &str, step: Step, msg: String) -> Error {
 }
 
 impl Container {
+    pub(crate) fn new(root: PathBuf, saved: Saved) -> Container {
+        Container { root, saved }
+    }
+
     /// The container `id` under the state root `root`. Fails with [`ErrorKind::NotFound`] if
     /// there is none.
     pub fn load(root: impl AsRef<Path>, id: &str) -> Result<Container> {

@@ -50,6 +50,8 @@ pub enum ErrorKind {
     Namespace,
     /// Moving a network device into the container.
     Network,
+    /// Checkpoint or restore: CRIU, its images, its options.
+    Checkpoint,
 }
 
 /// The module error behind an [`Error`]; its message is the cause part of the error's.
@@ -77,6 +79,8 @@ pub enum Cause {
     NetDev(#[from] crate::netdev::NetDevError),
     #[error(transparent)]
     Prepare(#[from] crate::exe::PrepareError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// A command-level precondition, e.g. "cannot start a container that is running".
     #[error("{0}")]
     InvalidState(String),
@@ -99,6 +103,7 @@ impl Cause {
             Cause::Namespace(_) => ErrorKind::Namespace,
             Cause::NetDev(_) => ErrorKind::Network,
             Cause::InvalidState(_) => ErrorKind::InvalidState,
+            Cause::Checkpoint(_) => ErrorKind::Checkpoint,
         }
     }
 }
@@ -145,6 +150,10 @@ pub enum Step {
     Resume,
     /// [`Container::stats`](crate::Container::stats) and `events`.
     Events,
+    /// [`Container::checkpoint`](crate::Container::checkpoint).
+    Checkpoint,
+    /// [`ContainerBuilder::restore`](crate::ContainerBuilder::restore).
+    Restore,
 }
 
 impl fmt::Display for Step {
@@ -164,6 +173,8 @@ impl fmt::Display for Step {
             Step::Pause => "pause",
             Step::Resume => "resume",
             Step::Events => "events",
+            Step::Checkpoint => "checkpoint",
+            Step::Restore => "restore",
         })
     }
 }

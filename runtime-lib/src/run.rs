@@ -164,13 +164,16 @@ impl Container {
 }
 
 /// Hold every forwarded signal until the wait forwards it, so that none is lost.
-fn prepare_wait(id: &str, step: Step) -> Result<()> {
+pub(crate) fn prepare_wait(id: &str, step: Step) -> Result<()> {
     foreground::block_signals().ctx(id, step)
 }
 
 /// Wait for `pid` in the foreground, forwarding signals; with a pty `master`, relay it to our
 /// stdio meanwhile and resize it on SIGWINCH instead of forwarding that signal.
-fn wait_relaying(pid: i32, master: Option<OwnedFd>) -> std::result::Result<i32, ProcessError> {
+pub(crate) fn wait_relaying(
+    pid: i32,
+    master: Option<OwnedFd>,
+) -> std::result::Result<i32, ProcessError> {
     let Some(master) = master else {
         return foreground::wait_with(pid, true, None);
     };

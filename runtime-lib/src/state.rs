@@ -370,8 +370,15 @@ impl StateDir {
         }
     }
 
+    /// The state directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Remove the state directory and everything in it.
     pub fn remove(self) -> Result<(), StateError> {
+        // A restore killed midway leaves the rootfs bound for CRIU in here.
+        crate::checkpoint::detach_criu_root(&self.path.join(crate::checkpoint::CRIU_ROOT));
         // Out of the way first, in one step, as create puts it in place: a runtime killed
         // while removing the files leaves a temporary directory (which `delete --force` of the
         // id sweeps, see `remove_stale`), never a container without its state.

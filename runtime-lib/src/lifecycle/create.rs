@@ -82,20 +82,7 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     validate_id(id).ctx(id, step)?;
     check_preserved_fds(opts.preserve_fds).ctx(id, step)?;
     let plan = InitPlan::build(id, &bundle, opts).map_err(|k| crate::Error::new(id, step, k))?;
-    let linux = bundle.spec.linux().as_ref();
-    let cgroup_path = linux
-        .and_then(|l| l.cgroups_path().as_ref())
-        .map(|p| p.to_string_lossy().into_owned());
-    let cgroup_cfg =
-        cgroups::resolve(cgroup_path.as_deref(), id, opts.systemd_cgroup).ctx(id, step)?;
-    let rootless = opts
-        .rootless_cgroups
-        .unwrap_or_else(|| crate::rootless_auto(opts.systemd_cgroup));
-    let cgroup = if rootless {
-        rootless_cgroup(cgroup_cfg, linux).ctx(id, step)?
-    } else {
-        Some(cgroup_cfg)
-    };
+    let (cgroup, rootless) = cgroup_for(id, &bundle, opts).ctx(id, step)?;
     let mut host = Host::new(root, &bundle, &plan, opts, cgroup, rootless)?;
     #[cfg(debug_assertions)]
     if let Some(kill_at) = super::fault::Faulty::<Host>::from_env() {
@@ -200,6 +187,29 @@ pub(super) fn undo<S: CreateSteps>(s: &mut S, begun: &Begun) {
     if begun.state_dir {
         s.undo_state_dir();
     }
+}
+
+/// The container's cgroup (none for a rootless container without a delegated one), and
+/// whether the runtime makes it as a rootless one.
+pub(crate) fn cgroup_for(
+    id: &str,
+    bundle: &Bundle,
+    opts: &CreateOptions,
+) -> std::result::Result<(Option<cgroups::CgroupConfig>, bool), cgroups::CgroupError> {
+    let linux = bundle.spec.linux().as_ref();
+    let cgroup_path = linux
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    let cfg = cgroups::resolve(cgroup_path.as_deref(), id, opts.systemd_cgroup)?;
+    let rootless = opts
+        .rootless_cgroups
+        .unwrap_or_else(|| crate::rootless_auto(opts.systemd_cgroup));
+    let cgroup = if rootless {
+        rootless_cgroup(cfg, linux)?
+    } else {
+        Some(cfg)
+    };
+    Ok((cgroup, rootless))
 }
 
 /// A rootless container's cgroup: `cfg` where a cgroup is delegated to the caller; else none,

@@ -53,6 +53,62 @@ pub(super) struct Host<'a> {
     t0: Instant,
 }
 
+/// The state of container `id` before its init exists (pid 0: creating).
+pub(crate) fn initial_saved(
+    id: &str,
+    bundle: &Bundle,
+    plan: &InitPlan,
+    cgroup: Option<CgroupConfig>,
+) -> Saved {
+    let linux = bundle.spec.linux().as_ref();
+    Saved {
+        oci_version: bundle.spec.version().clone(),
+        id: id.to_string(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        created: state::now_rfc3339(),
+        owner: state::user_name(nix::unistd::geteuid().as_raw()),
+        cgroup,
+        cgroup_paths: Vec::new(),
+        hooks: Some(plan.hooks.clone()),
+        own_pid_ns: plan.ns.creates(oci_spec::runtime::LinuxNamespaceType::Pid),
+        host_mount_ns: plan.rootfs.host_mount_ns,
+        process: bundle.spec.process().clone(),
+        seccomp: linux.and_then(|l| l.seccomp().clone()),
+        personality: linux.and_then(|l| l.personality().clone()),
+        memory_policy: linux.and_then(|l| l.memory_policy().clone()),
+    }
+}
+
+/// A new manager of cgroup `cfg`; for a rootless runtime, only where it is delegated.
+pub(crate) fn cgroup_manager_for(
+    cfg: &CgroupConfig,
+    rootless: bool,
+) -> std::result::Result<Box<dyn CgroupManager>, cgroups::CgroupError> {
+    if !rootless {
+        return cgroups::manager(cfg);
+    }
+    cgroups::rootless::delegated_manager(cfg)?.ok_or_else(|| cgroups::CgroupError::Failed {
+        path: cfg.path.clone(),
+        msg: "rootless: the delegated cgroup is no longer writable".into(),
+    })
+}
+
+/// The resources written into the container's cgroup when it is made (a rootless runtime
+/// cannot write device rules).
+pub(crate) fn resources_for(
+    linux: Option<&oci_spec::runtime::Linux>,
+    rootless: bool,
+) -> oci_spec::runtime::LinuxResources {
+    match cgroups::resources_for_create(linux) {
+        r if rootless => cgroups::rootless::without_devices(r),
+        r => r,
+    }
+}
+
 impl<'a> Host<'a> {
     /// Connect the sockets the init needs and prepare the state record. No side effect on the
     /// host beyond the connections.
@@ -74,26 +130,7 @@ impl<'a> Host<'a> {
             .transpose()
             .ctx(id, STEP)?;
         let linux = bundle.spec.linux().as_ref();
-        let saved = Saved {
-            oci_version: bundle.spec.version().clone(),
-            id: id.to_string(),
-            pid: 0,
-            pid_start: 0,
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs.clone(),
-            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-            created: state::now_rfc3339(),
-            owner: state::user_name(nix::unistd::geteuid().as_raw()),
-            cgroup: cgroup_cfg.clone(),
-            cgroup_paths: Vec::new(),
-            hooks: Some(plan.hooks.clone()),
-            own_pid_ns: plan.ns.creates(oci_spec::runtime::LinuxNamespaceType::Pid),
-            host_mount_ns: plan.rootfs.host_mount_ns,
-            process: bundle.spec.process().clone(),
-            seccomp: linux.and_then(|l| l.seccomp().clone()),
-            personality: linux.and_then(|l| l.personality().clone()),
-            memory_policy: linux.and_then(|l| l.memory_policy().clone()),
-        };
+        let saved = initial_saved(id, bundle, plan, cgroup_cfg.clone());
         Ok(Host {
             plan,
             root: root.to_path_buf(),
@@ -101,10 +138,7 @@ impl<'a> Host<'a> {
             preserve_fds: opts.preserve_fds,
             cgroup_cfg,
             rootless_cgroups,
-            resources: match cgroups::resources_for_create(linux) {
-                r if rootless_cgroups => cgroups::rootless::without_devices(r),
-                r => r,
-            },
+            resources: resources_for(linux, rootless_cgroups),
             console,
             agent,
             saved,
@@ -141,18 +175,9 @@ impl<'a> Host<'a> {
         let Some(cfg) = &self.cgroup_cfg else {
             return Ok(None);
         };
-        let made = if self.rootless_cgroups {
-            cgroups::rootless::delegated_manager(cfg).and_then(|m| {
-                m.ok_or_else(|| cgroups::CgroupError::Failed {
-                    path: cfg.path.clone(),
-                    msg: "rootless: the delegated cgroup is no longer writable".into(),
-                })
-                .map(Some)
-            })
-        } else {
-            cgroups::manager(cfg).map(Some)
-        };
-        made.ctx(&self.plan.id, STEP)
+        cgroup_manager_for(cfg, self.rootless_cgroups)
+            .map(Some)
+            .ctx(&self.plan.id, STEP)
     }
 
     fn fail(&self, e: impl Into<crate::error::Cause>) -> crate::Error {

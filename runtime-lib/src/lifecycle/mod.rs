@@ -53,6 +53,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod create;
+pub(crate) use create::cgroup_for;
+pub(crate) use host::{cgroup_manager_for, initial_saved, resources_for};
 pub mod exec;
 #[cfg(debug_assertions)]
 mod fault;

@@ -465,6 +465,27 @@ pub fn clear_cloexec(fd: RawFd) -> nix::Result<()> {
     Errno::result(r).map(drop)
 }
 
+/// The access mode (`O_RDONLY`, `O_WRONLY` or `O_RDWR`) of open fd `fd`.
+pub fn fd_access_mode(fd: RawFd) -> nix::Result<i32> {
+    // SAFETY: F_GETFL only reads the fd's flags.
+    let r = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    Errno::result(r).map(|f| f & libc::O_ACCMODE)
+}
+
+/// Set close-on-exec on `fd` again (after a spawn that was to inherit it).
+pub fn set_cloexec(fd: RawFd) -> nix::Result<()> {
+    // SAFETY: F_SETFD with FD_CLOEXEC only changes the fd's flags.
+    let r = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Errno::result(r).map(drop)
+}
+
+/// Own an fd that the kernel just passed to this process in an SCM_RIGHTS message: nothing
+/// else refers to it, so it is closed when the result drops.
+pub fn received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the fd was installed by recvmsg for this call alone; no other owner exists.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
 /// kill(2) with any signal number, real-time ones included. Errors (the process is gone) are
 /// ignored: callers signal sets of processes that may be exiting.
 pub fn kill(pid: i32, sig: i32) {

@@ -1,0 +1,303 @@
+//! `checkpoint`: the container's processes dumped by CRIU (see the module above).
+
+use std::path::{Path, PathBuf};
+
+use rust_criu::rust_criu_protobuf::rpc::{
+    Criu_opts, Criu_page_server_info, Criu_req_type, Ext_mount_map,
+};
+
+use super::swrk::{self, Swrk, SwrkIo};
+use super::{CheckpointError, CheckpointOptions};
+use crate::error::{Context, Result, Step};
+use crate::state::Status;
+use crate::Container;
+
+const STEP: Step = Step::Checkpoint;
+
+impl Container {
+    /// Checkpoint the running (or paused) container with CRIU into `opts.image_path`. Unless
+    /// `opts.leave_running` or `opts.pre_dump`, the container's processes end with the dump
+    /// and the container is deleted (its poststop hooks run), as with runc; a later
+    /// [`ContainerBuilder::restore`](crate::ContainerBuilder::restore) brings it back.
+    ///
+    /// ```no_run
+    /// use casulo::{CheckpointOptions, Container};
+    ///
+    /// let c = Container::load("/run/casulo", "web")?;
+    /// c.checkpoint(&CheckpointOptions {
+    ///     image_path: "/var/lib/web-checkpoint".into(),
+    ///     ..Default::default()
+    /// })?;
+    /// # Ok::<(), casulo::Error>(())
+    /// ```
+    pub fn checkpoint(&self, opts: &CheckpointOptions) -> Result<()> {
+        let id = self.id().to_string();
+        {
+            let dir = self.lock(STEP)?;
+            let status = dir.status(&self.saved);
+            if status != Status::Running && status != Status::Paused {
+                return Err(crate::container::invalid_state(
+                    &id,
+                    STEP,
+                    format!("cannot checkpoint a container that is {status}"),
+                ));
+            }
+            dump(self, opts).ctx(&id, STEP)?;
+        }
+        if !opts.leave_running && !opts.pre_dump {
+            // CRIU killed the processes after the dump; what is left is runc's destroy.
+            self.clone().force_delete().map_err(|mut e| {
+                e.step = STEP;
+                e
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// `--parent-path` as runc checks it: relative to the image path, and a directory there.
+fn check_parent(image: &Path, parent: &Path) -> Result<(), CheckpointError> {
+    if parent.is_absolute() {
+        return Err(CheckpointError::Invalid(
+            "--parent-path must be relative".into(),
+        ));
+    }
+    let real = image.join(parent);
+    match std::fs::metadata(&real) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(CheckpointError::Invalid(format!(
+            "invalid --parent-path: {}: not a directory",
+            real.display()
+        ))),
+        Err(e) => Err(CheckpointError::Invalid(format!(
+            "invalid --parent-path: {}: {e}",
+            real.display()
+        ))),
+    }
+}
+
+fn dump(c: &Container, opts: &CheckpointOptions) -> Result<(), CheckpointError> {
+    if opts.image_path.as_os_str().is_empty() {
+        return Err(CheckpointError::Invalid("no image path given".into()));
+    }
+    let images = super::open_dir(&opts.image_path, "image directory")?;
+    if let Some(parent) = &opts.parent_path {
+        check_parent(&opts.image_path, parent)?;
+    }
+    let empty_ns = super::empty_ns_mask(&opts.empty_ns)?;
+    let page_server = opts
+        .page_server
+        .as_deref()
+        .map(parse_page_server)
+        .transpose()?;
+    if let Some(fd) = opts.status_fd {
+        check_status_fd(fd)?;
+    }
+    swrk::check_version(opts.criu.as_deref())?;
+    let work = opts
+        .work_path
+        .as_ref()
+        .map(|w| super::open_dir(w, "work directory"))
+        .transpose()?;
+    let log = opts
+        .work_path
+        .as_deref()
+        .unwrap_or(&opts.image_path)
+        .join("dump.log");
+    let saved = &c.saved;
+
+    let mut o = Criu_opts::new();
+    o.set_images_dir_fd(swrk::raw(&images));
+    if let Some(w) = &work {
+        o.set_work_dir_fd(swrk::raw(w));
+    }
+    o.set_log_level(4);
+    o.set_log_file("dump.log".into());
+    o.set_root(saved.rootfs.to_string_lossy().into_owned());
+    o.set_manage_cgroups(true);
+    o.set_manage_cgroups_mode(opts.cgroups_mode.criu());
+    o.set_notify_scripts(true);
+    o.set_pid(saved.pid);
+    o.set_shell_job(opts.shell_job);
+    o.set_leave_running(opts.leave_running);
+    o.set_tcp_established(opts.tcp_established);
+    o.set_tcp_skip_in_flight(opts.tcp_skip_in_flight);
+    o.set_link_remap(opts.link_remap);
+    o.set_ext_unix_sk(opts.ext_unix_sk);
+    o.set_file_locks(opts.file_locks);
+    if empty_ns != 0 {
+        o.set_empty_ns(empty_ns);
+    }
+    // A terminal's master is the runtime's side: CRIU dumps the slave as an orphan.
+    o.set_orphan_pts_master(true);
+    o.set_auto_dedup(opts.auto_dedup);
+    o.set_lazy_pages(opts.lazy_pages);
+    if let Some(fd) = opts.status_fd {
+        o.set_status_fd(fd);
+    }
+    if let Some((address, port)) = page_server {
+        let mut ps = Criu_page_server_info::new();
+        ps.set_address(address);
+        ps.set_port(port);
+        o.ps = protobuf::MessageField::some(ps);
+    }
+    if let Some(parent) = &opts.parent_path {
+        o.set_parent_img(parent.to_string_lossy().into_owned());
+        o.set_track_mem(true);
+    }
+    // CRIU freezes the container with its cgroup's freezer rather than task by task.
+    if let Some(freezer) = freezer_path(&saved.cgroup_paths) {
+        o.set_freeze_cgroup(freezer.to_string_lossy().into_owned());
+    }
+    let bundle = crate::bundle::Bundle::load(&saved.bundle)
+        .map_err(|e| CheckpointError::Invalid(format!("the container's bundle: {e}")))?;
+    for (name, path) in super::joined_namespaces(&bundle.spec) {
+        let meta = std::fs::metadata(&path).map_err(CheckpointError::io(format!(
+            "{name} namespace {}",
+            path.display()
+        )))?;
+        o.external.push(format!(
+            "{name}[{}]:{}",
+            std::os::unix::fs::MetadataExt::ino(&meta),
+            super::ns_key(name)
+        ));
+    }
+    let typ = if opts.pre_dump {
+        o.set_track_mem(true);
+        Criu_req_type::PRE_DUMP
+    } else {
+        let mounts = super::external_mounts(&bundle.spec, &saved.bundle);
+        let cgroups = super::cgroup_mounts(&bundle.spec, &saved.cgroup_paths);
+        for (dest, _) in mounts.into_iter().chain(cgroups) {
+            let mut m = Ext_mount_map::new();
+            m.set_key(dest.clone());
+            m.set_val(dest);
+            o.ext_mnt.push(m);
+        }
+        write_descriptors(saved.pid, &opts.image_path)?;
+        Criu_req_type::DUMP
+    };
+
+    let req = swrk::request(typ, o);
+    let resp = Swrk::start(&SwrkIo {
+        criu: opts.criu.as_deref(),
+        stdio: false,
+        keep: &[],
+    })?
+    .call(&req, &mut |_, _| Ok(()))
+    .map_err(|e| super::with_log(e, &log))?;
+    // CRIU opened them through our /proc/PID/fd: they stay open until it is done.
+    drop((images, work));
+    if !resp.success() {
+        let what = if opts.pre_dump { "pre-dump" } else { "dump" };
+        return Err(super::criu_failed(what, &resp, log));
+    }
+    Ok(())
+}
+
+/// The freezer of the container's cgroup: v2's only directory, or v1's freezer hierarchy.
+fn freezer_path(paths: &[PathBuf]) -> Option<PathBuf> {
+    match paths {
+        [only] if !only.to_string_lossy().contains("/freezer") => Some(only.clone()),
+        _ => paths
+            .iter()
+            .find(|p| p.to_string_lossy().contains("/freezer/"))
+            .cloned(),
+    }
+}
+
+/// runc's descriptors.json: where the init's stdio pointed, for restore to map its pipes.
+fn write_descriptors(pid: i32, images: &Path) -> Result<(), CheckpointError> {
+    let mut fds = Vec::new();
+    for n in 0..3 {
+        let target = std::fs::read_link(format!("/proc/{pid}/fd/{n}"))
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "/dev/null".into());
+        fds.push(target);
+    }
+    let json = serde_json::to_vec(&fds).unwrap_or_default();
+    let path = images.join(super::DESCRIPTORS);
+    crate::state::write_atomic(&path, &json, 0o600)
+        .map_err(CheckpointError::io(format!("write {}", path.display())))
+}
+
+/// `ADDRESS:PORT`, as runc reads `--page-server`.
+fn parse_page_server(s: &str) -> Result<(String, i32), CheckpointError> {
+    let bad =
+        || CheckpointError::Invalid("Use --page-server ADDRESS:PORT to specify page server".into());
+    let (address, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    if address.is_empty() || port.is_empty() {
+        return Err(bad());
+    }
+    let port = port.parse::<u16>().map_err(|_| {
+        CheckpointError::Invalid(format!("--page-server {s:?}: invalid port number"))
+    })?;
+    Ok((
+        address.trim_matches(['[', ']']).to_string(),
+        i32::from(port),
+    ))
+}
+
+/// `--status-fd` must be an open, writable fd.
+fn check_status_fd(fd: i32) -> Result<(), CheckpointError> {
+    let bad =
+        |why: String| CheckpointError::Invalid(format!("invalid --status-fd argument {fd}: {why}"));
+    let mode = crate::sys::fd_access_mode(fd).map_err(|e| bad(e.to_string()))?;
+    if mode != libc::O_WRONLY && mode != libc::O_RDWR {
+        return Err(bad("not writable".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_server_is_address_and_port() {
+        assert_eq!(
+            parse_page_server("10.0.0.1:8080").unwrap(),
+            ("10.0.0.1".to_string(), 8080)
+        );
+        assert_eq!(
+            parse_page_server("[::1]:27").unwrap(),
+            ("::1".to_string(), 27)
+        );
+        for bad in ["10.0.0.1", ":80", "host:", "host:port", "host:70000"] {
+            assert!(parse_page_server(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parent_path_is_relative_and_a_directory() {
+        let dir = std::env::temp_dir().join(format!("casulo-parent-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("pre")).unwrap();
+        std::fs::write(dir.join("file"), "").unwrap();
+        assert!(check_parent(&dir, Path::new("pre")).is_ok());
+        let abs = check_parent(&dir, &dir.join("pre"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(abs, "--parent-path must be relative");
+        assert!(check_parent(&dir, Path::new("file"))
+            .unwrap_err()
+            .to_string()
+            .contains("not a directory"));
+        assert!(check_parent(&dir, Path::new("missing"))
+            .unwrap_err()
+            .to_string()
+            .contains("invalid --parent-path"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn freezer_is_v2_directory_or_v1_freezer() {
+        let v2 = [PathBuf::from("/sys/fs/cgroup/a/b")];
+        assert_eq!(freezer_path(&v2), Some(v2[0].clone()));
+        let v1 = [
+            PathBuf::from("/sys/fs/cgroup/cpu/a"),
+            PathBuf::from("/sys/fs/cgroup/freezer/a"),
+        ];
+        assert_eq!(freezer_path(&v1), Some(v1[1].clone()));
+        assert_eq!(freezer_path(&[]), None);
+    }
+}
