@@ -48,6 +48,8 @@ pub(super) trait CreateSteps {
     /// The source of bind mount `n` (opened as the runtime), or, with `idmapped`, its idmapped
     /// tree (from `fd`, a source the init opened in the rootfs, if any).
     fn mount_source(&mut self, n: u32, idmapped: bool, fd: Option<OwnedFd>) -> Result<OwnedFd>;
+    /// A pidfd of the ready init to the caller's `--pidfd-socket`, if any.
+    fn send_pidfd(&mut self) -> Result<()>;
     fn save_state(&mut self) -> Result<()>;
     fn write_pid_file(&mut self) -> Result<()>;
 
@@ -172,6 +174,7 @@ pub(super) fn run<S: CreateSteps>(s: &mut S, plan: &InitPlan, begun: &mut Begun)
             other => return Err(init_error(plan, format!("unexpected message {other:?}"))),
         }
     }
+    s.send_pidfd()?;
     s.save_state()?;
     s.write_pid_file()
 }

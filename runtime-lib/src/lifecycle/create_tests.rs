@@ -107,6 +107,9 @@ impl CreateSteps for Recorder {
         self.step(format!("mount_source {n} {idmapped}"))?;
         Ok(std::fs::File::open("/dev/null").unwrap().into())
     }
+    fn send_pidfd(&mut self) -> Result<()> {
+        self.step("send_pidfd")
+    }
     fn save_state(&mut self) -> Result<()> {
         self.step("save_state")
     }
@@ -183,6 +186,7 @@ fn the_order_of_create() {
         "hooks createRuntime",
         "send HooksDone",
         "recv Ready",
+        "send_pidfd",
         "save_state",
         "write_pid_file",
     ];

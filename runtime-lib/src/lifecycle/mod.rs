@@ -29,7 +29,7 @@
 //!  runs them; HooksDone ─────────────────────▶ createContainer hooks, sysctl, pivot_root,
 //!                                               terminal, masked paths, process setup
 //!                                      Ready ◀ then blocks opening the exec fifo
-//!  state.json, pid file; create returns
+//!  pidfd to --pidfd-socket, state.json, pid file; create returns
 //!  Error(text) may come from either side at any point; the other side then gives up.
 //! ```
 //!
