@@ -112,7 +112,7 @@ impl ContainerBuilder {
         self
     }
     /// The unix socket (a listening stream socket) that receives a pidfd of the container's
-    /// init (SCM_RIGHTS, with the bytes `standard`) before create returns, as runc's
+    /// init (SCM_RIGHTS, with the bytes `standard`) as soon as the init exists, as runc's
     /// `--pidfd-socket`. It is connected before anything is made: a path that is missing or no
     /// socket fails the create with nothing left behind.
     pub fn pidfd_socket(mut self, path: impl Into<PathBuf>) -> Self {

@@ -29,7 +29,8 @@ pub struct ExecOptions {
     /// to this process's stdio when there is none.
     pub console_socket: Option<PathBuf>,
     /// The unix socket (a listening stream socket) that receives a pidfd of the process
-    /// (SCM_RIGHTS, with the bytes `setns`) once it has exec'd, as runc's `--pidfd-socket`.
+    /// (SCM_RIGHTS, with the bytes `setns`) as soon as it exists, before the call returns, as runc's
+    /// `--pidfd-socket`; a failed send kills the process.
     pub pidfd_socket: Option<PathBuf>,
     /// Write the process's pid to this file once it has started.
     pub pid_file: Option<PathBuf>,

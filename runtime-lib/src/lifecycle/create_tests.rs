@@ -176,6 +176,7 @@ fn the_order_of_create() {
         "send MapsDone",
         "recv Pid(20)",
         "init_started 20 10",
+        "send_pidfd",
         "enter_cgroup 20",
         "send State",
         "recv NeedMountSource(2)",
@@ -186,7 +187,6 @@ fn the_order_of_create() {
         "hooks createRuntime",
         "send HooksDone",
         "recv Ready",
-        "send_pidfd",
         "save_state",
         "write_pid_file",
     ];

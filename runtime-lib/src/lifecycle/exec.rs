@@ -225,6 +225,14 @@ pub fn exec(
     if pid != stage {
         let _ = waitpid(Pid::from_raw(stage), None);
     }
+    // As soon as the process exists, as the reference runtime's sends it before the execve:
+    // the holder has it well before exec returns.
+    if let Some(s) = &pidfd_socket {
+        if let Err(e) = s.send(pid, PidfdOf::Exec) {
+            super::pidfd::kill_and_reap(pid);
+            return Err(e.into());
+        }
+    }
     // The process waits for its container process state before it loads a filter that
     // notifies an agent. If it cannot take it, it failed: its error follows on the channel.
     let mut state_sent = true;
@@ -257,13 +265,6 @@ pub fn exec(
         }
         Ok(other) => return Err(ProcessError::Init(format!("unexpected message {other:?}")).into()),
         Err(e) => return Err(ProcessError::from(e).into()),
-    }
-    // As the reference runtime: the pidfd is sent before the pid file is written.
-    if let Some(s) = &pidfd_socket {
-        if let Err(e) = s.send(pid, PidfdOf::Exec) {
-            super::pidfd::kill_and_reap(pid);
-            return Err(e.into());
-        }
     }
     if let Some(pf) = &opts.pid_file {
         crate::state::write_atomic(pf, pid.to_string().as_bytes(), 0o644).map_err(|source| {

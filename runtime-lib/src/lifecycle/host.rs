@@ -40,8 +40,8 @@ pub(super) struct Host<'a> {
     /// a host path once inside its root. Given to the child at the fork.
     console: Option<OwnedFd>,
     agent: Option<OwnedFd>,
-    /// The caller's `--pidfd-socket`, connected: it gets the init's pidfd once the init is
-    /// ready.
+    /// The caller's `--pidfd-socket`, connected: it gets the init's pidfd once the init
+    /// exists.
     pidfd_socket: Option<PidfdSocket>,
     saved: Saved,
     dir: Option<StateDir>,

@@ -19,6 +19,7 @@
 //!  writes uid/gid maps, time offsets
 //!  MapsDone ─────────────────────────────────▶ setresuid(0); fork the init if needed
 //!                                   Pid(pid) ◀ the init's pid
+//!  its pidfd to --pidfd-socket, if given
 //!  init into its cgroup, resources, network
 //!  devices; State(created) ──────────────────▶ mounts before the cgroup ones meanwhile;
 //!  [AgentState(doc) ─────────────────────────▶] now in its cgroup: cgroup ns, other mounts,
@@ -29,7 +30,7 @@
 //!  runs them; HooksDone ─────────────────────▶ createContainer hooks, sysctl, pivot_root,
 //!                                               terminal, masked paths, process setup
 //!                                      Ready ◀ then blocks opening the exec fifo
-//!  pidfd to --pidfd-socket, state.json, pid file; create returns
+//!  state.json, pid file; create returns
 //!  Error(text) may come from either side at any point; the other side then gives up.
 //! ```
 //!
