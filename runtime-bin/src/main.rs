@@ -147,7 +147,9 @@ fn command(prog: &str) -> clap::Command {
         );
         cmd = cmd.mut_subcommand(&sub, |s| s.help_template(template));
     }
-    cmd
+    // runc's `h` for `help`. clap adds its help command when the command is built.
+    cmd.build();
+    cmd.mut_subcommand("help", |s| s.visible_alias("h"))
 }
 
 /// Parse the command line. Usage errors exit 1 like every other failure (clap's default is

@@ -111,6 +111,14 @@ impl ContainerBuilder {
         self.opts.console_socket = Some(path.into());
         self
     }
+    /// The unix socket (a listening stream socket) that receives a pidfd of the container's
+    /// init (SCM_RIGHTS, with the bytes `standard`) as soon as the init exists, as runc's
+    /// `--pidfd-socket`. It is connected before anything is made: a path that is missing or no
+    /// socket fails the create with nothing left behind.
+    pub fn pidfd_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.opts.pidfd_socket = Some(path.into());
+        self
+    }
     /// Pass fds 3 .. 3+n of the caller to the container.
     pub fn preserve_fds(mut self, n: u32) -> Self {
         self.opts.preserve_fds = n;
@@ -425,12 +433,16 @@ impl Container {
     ) -> Result<i32> {
         let id = self.id();
         let step = Step::Exec;
-        let dir = self.lock(step)?;
-        let status = dir.status(&self.saved);
-        if !matches!(status, Status::Running | Status::Created) {
-            // runc's words (clients match them): "cannot exec in a paused container".
+        let mut dir = Some(self.lock(step)?);
+        let status = dir
+            .as_ref()
+            .map_or(Status::Stopped, |d| d.status(&self.saved));
+        let paused_ok = status == Status::Paused && opts.ignore_paused;
+        if !matches!(status, Status::Running | Status::Created) && !paused_ok {
+            // runc's words (clients match them): "cannot exec in a paused container (use
+            // --ignore-paused to override)".
             let hint = if status == Status::Paused {
-                " (resume it first)"
+                " (resume it first, or use --ignore-paused to override)"
             } else {
                 ""
             };
@@ -440,7 +452,14 @@ impl Container {
                 format!("cannot exec in a {status} container{hint}"),
             ));
         }
-        let pid = crate::lifecycle::exec::exec(&self.saved, status, process, opts)
+        // In a paused container the process is frozen once in the cgroup, until a resume,
+        // which needs the lock: it is let go from there on.
+        let in_cgroup = || {
+            if paused_ok {
+                dir.take();
+            }
+        };
+        let pid = crate::lifecycle::exec::exec(&self.saved, status, process, opts, in_cgroup)
             .map_err(|k| Error::new(id, step, k))?;
         drop(dir);
         Ok(pid)

@@ -155,6 +155,9 @@ pub mod __private {
     pub mod process {
         pub use crate::process::ProcessPlan;
     }
+    pub mod pidfd {
+        pub use crate::sys::{pidfd_open, pidfd_send_signal};
+    }
     pub mod rootfs {
         pub use crate::rootfs::parse_options;
     }

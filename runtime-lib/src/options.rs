@@ -28,6 +28,10 @@ pub struct ExecOptions {
     /// [`Container::exec_foreground`](crate::Container::exec_foreground) relays the terminal
     /// to this process's stdio when there is none.
     pub console_socket: Option<PathBuf>,
+    /// The unix socket (a listening stream socket) that receives a pidfd of the process
+    /// (SCM_RIGHTS, with the bytes `setns`) as soon as it exists, before the call returns, as runc's
+    /// `--pidfd-socket`; a failed send kills the process.
+    pub pidfd_socket: Option<PathBuf>,
     /// Write the process's pid to this file once it has started.
     pub pid_file: Option<PathBuf>,
     /// Pass fds 3 .. 3+n of the caller to the process.
@@ -35,6 +39,10 @@ pub struct ExecOptions {
     /// Existing sub-cgroups of the container's cgroup to put the process in (runc's
     /// `exec --cgroup`); empty for the container's own cgroup.
     pub sub_cgroups: Vec<SubCgroup>,
+    /// Exec into a paused container too, as runc's `--ignore-paused` (without it a paused
+    /// container is refused): the process joins the frozen cgroup, and the call returns once
+    /// the container is resumed and the process has exec'd.
+    pub ignore_paused: bool,
 }
 
 /// An existing cgroup below the container's, for an exec'd process (runc's
@@ -60,6 +68,7 @@ impl ExecOptions {
     pub(crate) fn to_internal(&self) -> crate::lifecycle::exec::ExecOptions {
         crate::lifecycle::exec::ExecOptions {
             console_socket: self.console_socket.clone(),
+            pidfd_socket: self.pidfd_socket.clone(),
             pid_file: self.pid_file.clone(),
             preserve_fds: self.preserve_fds,
             sub_cgroups: self
@@ -68,6 +77,7 @@ impl ExecOptions {
                 .map(|s| (s.controller.clone(), s.path.clone()))
                 .collect(),
             relayed_terminal: false,
+            ignore_paused: self.ignore_paused,
         }
     }
 }

@@ -23,6 +23,8 @@ use crate::security::SeccompPlan;
 pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// The unix socket that receives a pidfd of the init (runc's `--pidfd-socket`).
+    pub pidfd_socket: Option<PathBuf>,
     pub preserve_fds: u32,
     pub no_pivot: bool,
     pub no_new_keyring: bool,

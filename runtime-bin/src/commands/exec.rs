@@ -21,6 +21,9 @@ pub struct Args {
     /// Unix socket that receives the pty master.
     #[arg(long, value_name = "PATH")]
     console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the process (SCM_RIGHTS).
+    #[arg(long, value_name = "PATH")]
+    pidfd_socket: Option<PathBuf>,
     /// Working directory in the container.
     #[arg(long, value_name = "DIR")]
     cwd: Option<PathBuf>,
@@ -46,6 +49,9 @@ pub struct Args {
     /// (repeatable).
     #[arg(long, value_name = "[CTRL:]PATH")]
     cgroup: Vec<String>,
+    /// Exec into a paused container too: the process starts once the container is resumed.
+    #[arg(long)]
+    ignore_paused: bool,
 
     /// SELinux label of the process.
     #[arg(long, value_name = "LABEL")]
@@ -168,6 +174,8 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
     let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
     let opts = casulo::ExecOptions {
         console_socket: a.console_socket.as_ref().map(abs),
+        pidfd_socket: a.pidfd_socket.as_ref().map(abs),
+        ignore_paused: a.ignore_paused,
         pid_file: a.pid_file.as_ref().map(abs),
         preserve_fds: a.preserve_fds,
         // CTRL may name several controllers, comma-separated (cpu,cpuacct:sub).

@@ -60,6 +60,9 @@ pub struct CreateFlags {
     /// Unix socket that receives the pty master (process.terminal).
     #[arg(long, value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the container's init (SCM_RIGHTS).
+    #[arg(long, value_name = "PATH")]
+    pub pidfd_socket: Option<PathBuf>,
     /// Use chroot instead of pivot_root.
     #[arg(long)]
     pub no_pivot: bool,
@@ -79,6 +82,7 @@ impl CreateFlags {
         self.bundle = abs(&self.bundle)?;
         self.pid_file = self.pid_file.as_ref().map(abs).transpose()?;
         self.console_socket = self.console_socket.as_ref().map(abs).transpose()?;
+        self.pidfd_socket = self.pidfd_socket.as_ref().map(abs).transpose()?;
         if let Err(e) = std::env::set_current_dir(&self.bundle) {
             return Err(format!(
                 "container {id:?}: create: bundle {}: {e}",
@@ -97,6 +101,9 @@ impl CreateFlags {
         }
         if let Some(s) = &self.console_socket {
             b = b.console_socket(s);
+        }
+        if let Some(s) = &self.pidfd_socket {
+            b = b.pidfd_socket(s);
         }
         Ok(b)
     }

@@ -10,11 +10,18 @@ pub struct Args {
     /// Keep the container's state after it exits (foreground only).
     #[arg(long)]
     keep: bool,
+    /// Do not make this process a child subreaper. casulo never makes itself one (the
+    /// container's init is its child already), so there is nothing to turn off.
+    #[arg(long)]
+    no_subreaper: bool,
     /// Container id.
     id: String,
 }
 
 pub fn run(ctx: &Ctx, mut a: Args) -> CmdResult {
+    if a.no_subreaper {
+        tracing::debug!("--no-subreaper: casulo never makes itself a child subreaper");
+    }
     let builder = a.flags.builder(ctx, &a.id)?;
     if a.detach {
         builder.run_detached().map_err(|e| e.to_string())?;

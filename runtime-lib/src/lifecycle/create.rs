@@ -48,6 +48,8 @@ pub(super) trait CreateSteps {
     /// The source of bind mount `n` (opened as the runtime), or, with `idmapped`, its idmapped
     /// tree (from `fd`, a source the init opened in the rootfs, if any).
     fn mount_source(&mut self, n: u32, idmapped: bool, fd: Option<OwnedFd>) -> Result<OwnedFd>;
+    /// A pidfd of the init to the caller's `--pidfd-socket`, if any.
+    fn send_pidfd(&mut self) -> Result<()>;
     fn save_state(&mut self) -> Result<()>;
     fn write_pid_file(&mut self) -> Result<()>;
 
@@ -128,6 +130,9 @@ pub(super) fn run<S: CreateSteps>(s: &mut S, plan: &InitPlan, begun: &mut Begun)
                     begun.stage = None;
                 }
                 s.init_started(init, stage)?;
+                // As soon as the init exists, as runc's init sends it early in its setup: the
+                // holder has it well before create returns.
+                s.send_pidfd()?;
                 // The init waits for the states before anything that depends on its cgroup;
                 // it mounts meanwhile.
                 s.enter_cgroup(init)?;

@@ -107,6 +107,9 @@ impl CreateSteps for Recorder {
         self.step(format!("mount_source {n} {idmapped}"))?;
         Ok(std::fs::File::open("/dev/null").unwrap().into())
     }
+    fn send_pidfd(&mut self) -> Result<()> {
+        self.step("send_pidfd")
+    }
     fn save_state(&mut self) -> Result<()> {
         self.step("save_state")
     }
@@ -173,6 +176,7 @@ fn the_order_of_create() {
         "send MapsDone",
         "recv Pid(20)",
         "init_started 20 10",
+        "send_pidfd",
         "enter_cgroup 20",
         "send State",
         "recv NeedMountSource(2)",

@@ -16,6 +16,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
+use super::pidfd::{PidfdOf, PidfdSocket};
 use super::protocol::{self, Channel, ChannelError, Msg};
 use super::setup::AgentHandoff;
 use super::stage::ChildMemory;
@@ -31,8 +32,13 @@ use crate::sys::{exit_now, fork, Fork};
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
+    /// The unix socket that receives a pidfd of the process once it has exec'd.
+    pub pidfd_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// Exec into a paused container too (runc's `--ignore-paused`): the process joins the
+    /// frozen cgroup and the exec completes once the container is resumed.
+    pub ignore_paused: bool,
     /// Existing sub-cgroups of the container's cgroup to put the process in, as runc's
     /// `--cgroup [CONTROLLER:]PATH`: `(None, path)` for every hierarchy, `(Some(ctrl), path)`
     /// for the v1 hierarchy of `ctrl` (on cgroup v2 the controller only has to be enabled).
@@ -113,15 +119,21 @@ fn below(p: &std::path::Path) -> Option<PathBuf> {
 }
 
 /// Start `process` in the container described by `saved` (whose init must be alive and whose
-/// status is `status`). Returns the new process's pid once it has exec'd.
+/// status is `status`). Returns the new process's pid once it has exec'd. `in_cgroup` is called
+/// once the process is in the container's cgroup: in a paused container it is frozen from then
+/// on, until someone resumes the container.
 pub fn exec(
     saved: &Saved,
     status: Status,
     process: &Process,
     opts: &ExecOptions,
+    in_cgroup: impl FnOnce(),
 ) -> Result<i32, crate::error::Cause> {
     let plan = ExecPlan::build(saved, process, opts)?;
     let console = crate::plan::connect_console(opts.console_socket.as_deref())?;
+    let pidfd_socket = PidfdSocket::connect(opts.pidfd_socket.as_deref())?;
+    // The runtime sends the pidfd: the process never holds the connection.
+    let pidfd_socket_fd = pidfd_socket.as_ref().map(|s| s.as_raw());
     // The process cannot reach a host path once inside the container: connect for it.
     let listener = plan.seccomp.as_ref().and_then(|s| s.listener());
     let agent = listener
@@ -153,6 +165,9 @@ pub fn exec(
         Ok(Fork::Child) => {
             crate::sys::close_fds(&inherited);
             crate::sys::close_inherited(chan.as_raw());
+            if let Some(fd) = pidfd_socket_fd {
+                crate::sys::close_inherited(fd);
+            }
             child(&plan, child_chan, console, agent, &mut mem)
         }
         Ok(Fork::Parent(pid)) => pid,
@@ -182,6 +197,7 @@ pub fn exec(
     } else if let Some(cg) = cgroup.as_mut() {
         cg.apply(stage).map_err(|e| kill_stage(e.into()))?;
     }
+    in_cgroup();
     affinity
         .after_cgroup(stage)
         .map_err(|e| kill_stage(e.into()))?;
@@ -208,6 +224,14 @@ pub fn exec(
     };
     if pid != stage {
         let _ = waitpid(Pid::from_raw(stage), None);
+    }
+    // As soon as the process exists, as the reference runtime's sends it before the execve:
+    // the holder has it well before exec returns.
+    if let Some(s) = &pidfd_socket {
+        if let Err(e) = s.send(pid, PidfdOf::Exec) {
+            super::pidfd::kill_and_reap(pid);
+            return Err(e.into());
+        }
     }
     // The process waits for its container process state before it loads a filter that
     // notifies an agent. If it cannot take it, it failed: its error follows on the channel.

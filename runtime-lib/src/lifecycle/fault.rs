@@ -84,6 +84,10 @@ impl<S: CreateSteps> CreateSteps for Faulty<S> {
         self.tick();
         self.inner.mount_source(n, idmapped, fd)
     }
+    fn send_pidfd(&mut self) -> Result<()> {
+        self.tick();
+        self.inner.send_pidfd()
+    }
     fn save_state(&mut self) -> Result<()> {
         self.tick();
         self.inner.save_state()

@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 
 use super::create::CreateSteps;
 use super::fifo;
+use super::pidfd::{PidfdOf, PidfdSocket};
 use super::protocol::{self, Channel, ChannelError, Msg};
 use super::stage::{self, ChildIo};
 use crate::bundle::Bundle;
@@ -39,6 +40,9 @@ pub(super) struct Host<'a> {
     /// a host path once inside its root. Given to the child at the fork.
     console: Option<OwnedFd>,
     agent: Option<OwnedFd>,
+    /// The caller's `--pidfd-socket`, connected: it gets the init's pidfd once the init
+    /// exists.
+    pidfd_socket: Option<PidfdSocket>,
     saved: Saved,
     dir: Option<StateDir>,
     chan: Option<Channel>,
@@ -122,6 +126,7 @@ impl<'a> Host<'a> {
     ) -> Result<Host<'a>> {
         let id = plan.id.as_str();
         let console = crate::plan::connect_console(opts.console_socket.as_deref()).ctx(id, STEP)?;
+        let pidfd_socket = PidfdSocket::connect(opts.pidfd_socket.as_deref()).ctx(id, STEP)?;
         let agent = plan
             .seccomp
             .as_ref()
@@ -141,6 +146,7 @@ impl<'a> Host<'a> {
             resources: resources_for(linux, rootless_cgroups),
             console,
             agent,
+            pidfd_socket,
             saved,
             dir: None,
             chan: None,
@@ -235,6 +241,8 @@ impl CreateSteps for Host<'_> {
             .as_ref()
             .ok_or_else(|| self.fail(ProcessError::Init("no state dir".into())))?;
         let lock_fd = dir.as_fd().as_raw_fd();
+        // The runtime sends the pidfd: the container's processes never hold the connection.
+        let pidfd_socket_fd = self.pidfd_socket.as_ref().map(|s| s.as_raw());
         let (chan, child_chan) = protocol::pair().map_err(sys("socketpair")).ctx(&id, STEP)?;
         let fifo_fd = fifo::open_path(&dir.fifo()).ctx(&id, STEP)?;
         // The caller's own fds (beyond stdio and the preserved ones) never reach the container.
@@ -258,6 +266,9 @@ impl CreateSteps for Host<'_> {
                 crate::sys::close_fds(&inherited);
                 crate::sys::close_inherited(lock_fd);
                 crate::sys::close_inherited(chan.as_raw());
+                if let Some(fd) = pidfd_socket_fd {
+                    crate::sys::close_inherited(fd);
+                }
                 stage::run(
                     self.plan,
                     ChildIo {
@@ -418,6 +429,13 @@ impl CreateSteps for Host<'_> {
             rootfs.open_host_source(n, self.saved.pid)
         };
         source.ctx(&self.plan.id, STEP)
+    }
+
+    fn send_pidfd(&mut self) -> Result<()> {
+        match &self.pidfd_socket {
+            Some(s) => s.send(self.saved.pid, PidfdOf::Init).ctx(self.id(), STEP),
+            None => Ok(()),
+        }
     }
 
     fn save_state(&mut self) -> Result<()> {

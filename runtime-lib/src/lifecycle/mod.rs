@@ -19,6 +19,7 @@
 //!  writes uid/gid maps, time offsets
 //!  MapsDone ─────────────────────────────────▶ setresuid(0); fork the init if needed
 //!                                   Pid(pid) ◀ the init's pid
+//!  its pidfd to --pidfd-socket, if given
 //!  init into its cgroup, resources, network
 //!  devices; State(created) ──────────────────▶ mounts before the cgroup ones meanwhile;
 //!  [AgentState(doc) ─────────────────────────▶] now in its cgroup: cgroup ns, other mounts,

@@ -148,6 +148,9 @@ pub(super) fn finish_process(
     }
     crate::sys::cloexec_from(first_closed).step("close_range")?;
     crate::sys::reset_signals();
+    // Until the execve, which gives them their default back: an init of a pid namespace would
+    // otherwise ignore them (a created container that SIGTERM does not stop).
+    crate::sys::exit_on_stop_signals();
     let denied = p.setgroups_denied || (p.setgroups_from_joined_ns && denies_setgroups(proc)?);
     let set_groups = !denied;
     if !set_groups && !p.additional_gids.is_empty() && p.setgroups_from_joined_ns {

@@ -394,6 +394,29 @@ pub fn reset_signals() {
     );
 }
 
+/// The signals that end a created container's init while it waits for start, as they end the
+/// reference runtime's (whose init dies on them): an engine or a `--pidfd-socket` holder that
+/// sends SIGTERM to a container that was never started expects it to stop. The init of a pid
+/// namespace gets no signal that it does not handle (SIGKILL and SIGSTOP excepted), so it
+/// needs a handler for these.
+const STOP_SIGNALS: [libc::c_int; 4] = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM];
+
+extern "C" fn exit_on_signal(sig: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe and ends the process; nothing runs after it.
+    unsafe { libc::_exit(128 + sig) }
+}
+
+/// Make [`STOP_SIGNALS`] end this process (exit status 128 + the signal, as a shell reports a
+/// death by signal) until its execve, which resets caught signals to their default.
+/// Async-signal-safe.
+pub fn exit_on_stop_signals() {
+    let handler = exit_on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    for sig in STOP_SIGNALS {
+        // SAFETY: `exit_on_signal` only calls _exit, which is async-signal-safe.
+        unsafe { libc::signal(sig, handler) };
+    }
+}
+
 /// Whether a process `pid` exists (kill with signal 0; EPERM means it exists).
 pub fn pid_exists(pid: i32) -> bool {
     pid > 0
