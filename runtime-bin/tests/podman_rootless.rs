@@ -20,12 +20,19 @@
 //!
 //! On a cgroup v1 (or hybrid) host podman 4.3 runs rootless containers without cgroups: it
 //! drops resource limits with a warning before the runtime sees them (and refuses
-//! `--cgroups=disabled` for a runtime other than crun). Without podman, conmon, the test
-//! user's subordinate ranges or `newuidmap`, the test prints a `SKIPPED` line.
+//! `--cgroups=disabled` for a runtime other than crun). Where systemd is the init system and
+//! cgroups are a pure v2 hierarchy, the suite starts the user's systemd manager
+//! (`user@UID.service`, which is delegated a cgroup subtree) and runs podman in the user's
+//! session: `$XDG_RUNTIME_DIR` is `/run/user/UID`, the session bus the manager's, and every
+//! container gets its cgroup in the delegated subtree (through podman's cgroupfs manager with a
+//! cgroup parent there, or its systemd manager with `CASULO_PODMAN_CGROUP_MANAGER=systemd`),
+//! where a scenario checks the limits. `CASULO_PODMAN_SCENARIOS` (keys, comma-separated) runs
+//! part of the scenarios. Without podman, conmon, the test user's subordinate ranges or
+//! `newuidmap`, the test prints a `SKIPPED` line.
 mod common;
 use common::engine::*;
 use common::podman::{PodmanWorld, IMAGE};
-use common::rootless::{self, as_user_args, user_runtime, TestUser};
+use common::rootless::{self, as_user_args, user_runtime, TestUser, UserManager};
 use common::*;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -47,8 +54,85 @@ struct World {
     xdg: PathBuf,
     /// One line per runtime invocation, written by the wrapper.
     calls: PathBuf,
+    /// Where the user's systemd manager delegates a cgroup subtree: the containers' cgroups
+    /// are made there, and their limits apply.
+    delegated: Option<Delegated>,
     /// The test user is this run's alone while it is held.
     _lock: rootless::HostLock,
+}
+
+/// The delegated cgroup subtree of the user's systemd manager, and how podman puts its
+/// containers in it: with podman's `cgroupfs` manager (the default here), under a cgroup
+/// parent `<subtree>/casulo-pmrl` that the runtime makes in the subtree; with its `systemd`
+/// manager (`CASULO_PODMAN_CGROUP_MANAGER=systemd`), in transient scopes of the user manager
+/// (`<subtree>/user.slice/libpod-ID.scope`) that the runtime starts over the session bus.
+struct Delegated {
+    manager: UserManager,
+    systemd: bool,
+    /// The cgroupfs manager's cgroup parent, relative to the cgroup2 mount.
+    parent: String,
+}
+
+impl Delegated {
+    fn start(user: TestUser) -> Result<Delegated, String> {
+        let manager = UserManager::start(user)?;
+        let systemd = match std::env::var("CASULO_PODMAN_CGROUP_MANAGER").as_deref() {
+            Ok("systemd") => true,
+            Ok("cgroupfs") | Err(_) => false,
+            Ok(other) => {
+                return Err(format!(
+                    "CASULO_PODMAN_CGROUP_MANAGER={other:?}: want cgroupfs or systemd"
+                ))
+            }
+        };
+        let parent = format!("{}/casulo-pmrl", manager.cgroup_path());
+        Ok(Delegated {
+            manager,
+            systemd,
+            parent,
+        })
+    }
+
+    /// The cgroups under the subtree that a container leaves if it is not cleaned up: podman's
+    /// `libpod-*` scopes and cgroups, anywhere below.
+    fn container_cgroups(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.manager.cgroup()];
+        let mut found = Vec::new();
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    if e.file_name().to_string_lossy().starts_with("libpod-") {
+                        found.push(e.path());
+                    }
+                    dirs.push(e.path());
+                }
+            }
+        }
+        found
+    }
+
+    /// Whether process `pid` belongs to the user manager itself or a unit of its own (its
+    /// `init.scope`, the session bus in `app.slice`, ...): in the subtree, but neither in the
+    /// systemd manager's `user.slice`, where podman's scopes go, nor under the cgroupfs parent.
+    fn is_managers(&self, pid: i32) -> bool {
+        let Some(cg) = cgroup_of(pid) else {
+            return false;
+        };
+        let base = self.manager.cgroup_path();
+        let Some(rest) = cg.strip_prefix(&base) else {
+            return false;
+        };
+        !(rest.starts_with("/user.slice/") || cg.starts_with(&format!("{}/", self.parent)))
+    }
+}
+
+/// The cgroup2 path of process `pid` (`0::PATH` of its /proc/PID/cgroup).
+fn cgroup_of(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
 }
 
 /// `path` made (with its parents) and given to `u`.
@@ -87,6 +171,11 @@ fn user_processes(u: TestUser) -> Vec<(i32, String)> {
 impl World {
     fn start(user: TestUser) -> Result<World, String> {
         let lock = rootless::HostLock::acquire(USER)?;
+        let delegated = if rootless::user_manager_available() {
+            Some(Delegated::start(user)?)
+        } else {
+            None
+        };
         let dir = std::env::temp_dir().join(format!("casulo-pmrl-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -94,9 +183,13 @@ impl World {
         let w = World {
             user,
             home: dir.join("home"),
-            xdg: dir.join("xdg"),
+            xdg: match &delegated {
+                Some(d) => d.manager.runtime_dir(),
+                None => dir.join("xdg"),
+            },
             calls: dir.join("runtime-calls.log"),
             dir,
+            delegated,
             _lock: lock,
         };
         // From here on, Drop cleans up whatever happens.
@@ -111,19 +204,25 @@ impl World {
         ] {
             user_dir(user, d, 0o755);
         }
-        user_dir(user, &w.xdg, 0o700);
+        if w.delegated.is_none() {
+            user_dir(user, &w.xdg, 0o700);
+        }
         user_file(user, &w.calls, "");
         let wrapper = w.dir.join("casulo");
         write_wrapper_for(&wrapper, &w.calls, user_runtime(user), &[]);
         // conmon runs podman's cleanup (`container cleanup`) with `$HOME` but not
         // `$XDG_CONFIG_HOME`: the configuration is where both find it.
+        let manager = match &w.delegated {
+            Some(d) if d.systemd => "systemd",
+            _ => "cgroupfs",
+        };
         let conf = format!(
             r#"[containers]
 netns = "none"
 log_driver = "k8s-file"
 
 [engine]
-cgroup_manager = "cgroupfs"
+cgroup_manager = "{manager}"
 events_logger = "file"
 runtime = "casulo"
 runtime_supports_json = ["casulo"]
@@ -222,7 +321,18 @@ impl PodmanWorld for World {
             .env("XDG_RUNTIME_DIR", &self.xdg)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
             .env("TMPDIR", self.dir.join("tmp"));
+        if let Some(d) = &self.delegated {
+            c.env("DBUS_SESSION_BUS_ADDRESS", d.manager.bus_address());
+        }
         output_within(c, Duration::from_secs(60))
+    }
+
+    /// In the delegated subtree with podman's cgroupfs manager: the cgroup parent there.
+    fn run_flags(&self) -> Vec<&str> {
+        match &self.delegated {
+            Some(d) if !d.systemd => vec!["--cgroup-parent", d.parent.as_str()],
+            _ => Vec::new(),
+        }
     }
 
     /// The runtime's default state root for the user: `$XDG_RUNTIME_DIR/casulo` (or the
@@ -235,7 +345,8 @@ impl PodmanWorld for World {
         self.xdg.join(if is_casulo() { "casulo" } else { &name })
     }
 
-    /// Mounts under the world's directory, and processes of the user besides podman's pause.
+    /// Mounts under the world's directory, processes of the user besides podman's pause (and
+    /// the user manager's own), and the containers' cgroups in the delegated subtree.
     fn other_leftovers(&self) -> Vec<String> {
         let mut left = self.mounts();
         let pause = self.pause_pid();
@@ -243,8 +354,16 @@ impl PodmanWorld for World {
             user_processes(self.user)
                 .into_iter()
                 .filter(|(pid, _)| Some(*pid) != pause)
+                .filter(|(pid, _)| !self.delegated.as_ref().is_some_and(|d| d.is_managers(*pid)))
                 .map(|(pid, args)| format!("process {pid} of {USER}: {args}")),
         );
+        if let Some(d) = &self.delegated {
+            left.extend(
+                d.container_cgroups()
+                    .into_iter()
+                    .map(|c| format!("cgroup {}", c.display())),
+            );
+        }
         left
     }
 }
@@ -263,6 +382,12 @@ impl Drop for World {
         };
         if let Some(pid) = self.pause_pid() {
             kill(pid);
+        }
+        // Stopping the user manager ends what is left in its subtree and removes the user's
+        // runtime directory; the cgroupfs parent is the runtime's, made in the subtree.
+        if let Some(d) = self.delegated.take() {
+            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup{}", d.parent));
+            drop(d);
         }
         for (pid, _) in user_processes(self.user) {
             kill(pid);
@@ -408,7 +533,7 @@ fn read_only(w: &World, name: &str) -> Result<(), String> {
     )
 }
 
-/// `stop`: a container that traps SIGTERM ends at once with its trap's status; one that
+/// `stop`: a container that traps SIGTERM ends with its trap's status before the timeout; one that
 /// ignores it is killed when the timeout runs out (137).
 fn stop(w: &World, name: &str) -> Result<(), String> {
     w.run_detached(
@@ -417,10 +542,12 @@ fn stop(w: &World, name: &str) -> Result<(), String> {
         "trap 'echo got-term; exit 0' TERM; echo started; while true; do sleep 0.1; done",
         "started",
     )?;
+    // Ended by its trap, well before the timeout's SIGKILL (and with the trap's status): podman
+    // alone takes seconds under emulation, so the timeout leaves it room.
     let t = Instant::now();
-    let r = w.podman(&["stop", "--time", "10", name]);
+    let r = w.podman(&["stop", "--time", "30", name]);
     let took = t.elapsed();
-    check(r.ok() && took < Duration::from_secs(5), || {
+    check(r.ok() && took < Duration::from_secs(20), || {
         format!("podman stop in {took:?}: {}", describe(&r))
     })?;
     let code = w.inspect(name, "{{.State.ExitCode}}")?;
@@ -520,6 +647,71 @@ fn memory(w: &World, name: &str) -> Result<(), String> {
     })
 }
 
+/// `--memory 64m --pids-limit 50 --cpus 0.5` where the user manager delegates a subtree: the
+/// container's cgroup is in that subtree, never elsewhere, and its `memory.max`, `pids.max`
+/// and `cpu.max` hold the limits, read from inside the container and on the host.
+fn limits(w: &World, name: &str) -> Result<(), String> {
+    let d = w.delegated.as_ref().ok_or("no delegated cgroup subtree")?;
+    let show = "cd /sys/fs/cgroup && echo limits: $(cat memory.max) $(cat pids.max) \
+                $(cat cpu.max); sleep 1000";
+    let flags = ["--memory", "64m", "--pids-limit", "50", "--cpus", "0.5"];
+    w.run_detached(name, &flags, show, "limits:")?;
+    let want = "67108864 50 50000 100000";
+    let seen = w.podman(&["logs", name]).stdout;
+    check(seen.trim() == format!("limits: {want}"), || {
+        format!("inside the container: {seen:?}, not \"limits: {want}\"")
+    })?;
+    let pid: i32 = w
+        .inspect(name, "{{.State.Pid}}")?
+        .parse()
+        .map_err(|e| format!("pid: {e}"))?;
+    let cg = cgroup_of(pid).ok_or_else(|| format!("no cgroup2 path for the init {pid}"))?;
+    let id = w.inspect(name, "{{.Id}}")?;
+    let base = d.manager.cgroup_path();
+    let want_under = if d.systemd {
+        format!("{base}/user.slice/libpod-{id}.scope")
+    } else {
+        format!("{}/libpod-{id}", d.parent)
+    };
+    check(cg == want_under, || {
+        format!("the init {pid} is in the cgroup {cg}, not {want_under}")
+    })?;
+    let dir = PathBuf::from(format!("/sys/fs/cgroup{cg}"));
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|e| format!("({f}: {e})"))
+    };
+    let host = format!(
+        "{} {} {}",
+        read("memory.max"),
+        read("pids.max"),
+        read("cpu.max")
+    );
+    check(host == want, || {
+        format!("on the host, {}: {host:?}, not {want:?}", dir.display())
+    })?;
+    // Nothing of the container anywhere else in the tree.
+    let mut elsewhere = Vec::new();
+    let mut dirs = vec![PathBuf::from("/sys/fs/cgroup")];
+    let inside = PathBuf::from(format!("/sys/fs/cgroup{base}"));
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) || p.starts_with(&inside) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().contains(&id) {
+                elsewhere.push(p.display().to_string());
+            }
+            dirs.push(p);
+        }
+    }
+    check(elsewhere.is_empty(), || {
+        format!("cgroups of the container outside {base}: {elsewhere:?}")
+    })
+}
+
 #[test]
 fn podman_rootless_runs_containers_on_the_runtime() {
     let test = "podman_rootless_runs_containers_on_the_runtime";
@@ -543,28 +735,63 @@ fn podman_rootless_runs_containers_on_the_runtime() {
     }
     let started = Instant::now();
     let world = World::start(user).unwrap_or_else(|e| panic!("podman's private world: {e}"));
+    let cgroups = match &world.delegated {
+        Some(d) if d.systemd => format!(
+            "podman's systemd manager, scopes of {} in {}",
+            USER,
+            d.manager.cgroup_path()
+        ),
+        Some(d) => format!("podman's cgroupfs manager, cgroup parent {}", d.parent),
+        None => "no delegated cgroup (podman runs without cgroups)".to_string(),
+    };
     say(&format!(
-        "rootless podman suite: runtime {}, user {USER} ({}), image imported in {:.1} s",
+        "rootless podman suite: runtime {}, user {USER} ({}), {cgroups}, image imported in {:.1} s",
         runtime().display(),
         user.uid,
         started.elapsed().as_secs_f64()
     ));
-    let scenarios: [(&str, Scenario<World>); 8] = [
+    let mut scenarios: Vec<(&str, &str, Scenario<World>)> = vec![
         (
+            "run",
             "run --rm: output, exit status, the user's id maps",
             run_output,
         ),
-        ("run -d + exec", detached_exec),
+        ("exec", "run -d + exec", detached_exec),
         (
+            "user",
             "--user 1000:1000 (a subordinate id on the host)",
             as_user_1000,
         ),
-        ("-v of the user's directory, rw and :ro", volume),
-        ("--read-only", read_only),
-        ("stop: SIGTERM trapped, SIGTERM ignored", stop),
-        ("rm, rm --force of a running container", rm),
-        ("--memory 64m is never silently dropped", memory),
+        ("volume", "-v of the user's directory, rw and :ro", volume),
+        ("read-only", "--read-only", read_only),
+        ("stop", "stop: SIGTERM trapped, SIGTERM ignored", stop),
+        ("rm", "rm, rm --force of a running container", rm),
+        ("memory", "--memory 64m is never silently dropped", memory),
     ];
+    if world.delegated.is_some() {
+        scenarios.push((
+            "limits",
+            "--memory, --pids-limit, --cpus in the delegated subtree",
+            limits,
+        ));
+    }
+    // CASULO_PODMAN_SCENARIOS (keys, comma-separated; empty or unset: all) runs a part of the
+    // suite, where time is short (under emulation).
+    if let Some(only) = std::env::var("CASULO_PODMAN_SCENARIOS")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        let keys: Vec<&str> = only.split(',').map(str::trim).collect();
+        scenarios.retain(|(key, ..)| keys.contains(key));
+        say(&format!(
+            "rootless podman suite: only {:?} (CASULO_PODMAN_SCENARIOS)",
+            scenarios.iter().map(|s| s.0).collect::<Vec<_>>()
+        ));
+    }
+    let scenarios: Vec<(&str, Scenario<World>)> = scenarios
+        .into_iter()
+        .map(|(_, what, f)| (what, f))
+        .collect();
     let (passed, failed, retried) = run_scenarios(
         &world,
         &format!("pmrl{}", std::process::id()),
@@ -587,10 +814,24 @@ fn podman_rootless_runs_containers_on_the_runtime() {
         }
     }
     let dir = world.dir.clone();
+    let delegated = world.delegated.is_some();
     drop(world);
     let mut left: Vec<String> = Vec::new();
     if dir.exists() {
         left.push(format!("directory {}", dir.display()));
+    }
+    // The user manager is stopped, and with it went the user's slice (once empty).
+    let slice = PathBuf::from(format!("/sys/fs/cgroup/user.slice/user-{}.slice", user.uid));
+    if delegated && slice.exists() {
+        let mut dirs = vec![slice];
+        while let Some(d) = dirs.pop() {
+            left.push(format!("cgroup {}", d.display()));
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(e.path());
+                }
+            }
+        }
     }
     left.extend(mounts_under(&dir).into_iter().map(|m| format!("mount {m}")));
     // The world is gone, and so must be every process of the user.

@@ -160,3 +160,85 @@ pub fn has_newuidmap() -> bool {
         .iter()
         .any(|d| Path::new(d).join("newuidmap").exists() && Path::new(d).join("newgidmap").exists())
 }
+
+/// Whether a test user can be given a systemd user manager here: systemd is the init system
+/// and `/sys/fs/cgroup` is a pure cgroup v2 hierarchy, where `user@UID.service` gets a
+/// delegated subtree (the controllers its unit's `Delegate=` names).
+pub fn user_manager_available() -> bool {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+    Path::new("/run/systemd/system").is_dir()
+        && statfs("/sys/fs/cgroup").is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC)
+}
+
+/// The systemd user manager of a test user (`user@UID.service`, started with `systemctl`, as
+/// a login would start it), with its runtime directory `/run/user/UID`, its session bus and
+/// its delegated cgroup subtree. Dropping it stops the user's slice with the unit, which ends
+/// every process left in its cgroups and removes the runtime directory.
+pub struct UserManager {
+    unit: String,
+    uid: u32,
+}
+
+impl UserManager {
+    /// Start `user@UID.service` for `u` and wait (`systemctl start` does) until it is ready.
+    pub fn start(u: TestUser) -> Result<UserManager, String> {
+        let unit = format!("user@{}.service", u.uid);
+        let m = UserManager { unit, uid: u.uid };
+        let out = Command::new("systemctl")
+            .args(["start", &m.unit])
+            .output()
+            .map_err(|e| format!("systemctl start {}: {e}", m.unit))?;
+        if !out.status.success() {
+            return Err(format!(
+                "systemctl start {}: {}",
+                m.unit,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let cg = m.cgroup();
+        if !cg.is_dir() {
+            return Err(format!(
+                "{} is running, but {} is missing",
+                m.unit,
+                cg.display()
+            ));
+        }
+        Ok(m)
+    }
+
+    /// `/run/user/UID`, the user's `$XDG_RUNTIME_DIR`.
+    pub fn runtime_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/run/user/{}", self.uid))
+    }
+
+    /// The user's session bus, as `$DBUS_SESSION_BUS_ADDRESS`.
+    pub fn bus_address(&self) -> String {
+        format!("unix:path={}/bus", self.runtime_dir().display())
+    }
+
+    /// The delegated subtree, relative to the cgroup2 mount:
+    /// `/user.slice/user-UID.slice/user@UID.service`.
+    pub fn cgroup_path(&self) -> String {
+        format!("/user.slice/user-{0}.slice/user@{0}.service", self.uid)
+    }
+
+    /// The delegated subtree's directory under `/sys/fs/cgroup`.
+    pub fn cgroup(&self) -> PathBuf {
+        PathBuf::from(format!("/sys/fs/cgroup{}", self.cgroup_path()))
+    }
+}
+
+impl Drop for UserManager {
+    /// Stop the user's slice, `user-UID.slice`: the manager and the runtime directory's unit in
+    /// it (which would stop once unneeded, but later), and then the slice itself. `systemctl`
+    /// waits for the jobs; the cgroup goes a moment later (at most 10 s are waited for).
+    fn drop(&mut self) {
+        let slice = format!("user-{}.slice", self.uid);
+        let _ = Command::new("systemctl").args(["stop", &slice]).output();
+        let dir = PathBuf::from(format!("/sys/fs/cgroup/user.slice/{slice}"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while dir.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
