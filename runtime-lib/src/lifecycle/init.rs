@@ -394,6 +394,13 @@ impl InitSteps for Kernel<'_> {
     }
 
     fn wait_for_start(&mut self) -> Result<(), ChildError> {
+        // The stage made us non-dumpable, which puts our /proc files out of reach of a runtime
+        // that is not root: `exec` into the created container needs our namespaces and root.
+        // Such a runtime's user owns this process anyway (it is the namespace's root), and
+        // runc's init stays dumpable in the same case; the program's exec sets it anew.
+        if self.plan.ns.unprivileged {
+            nix::sys::prctl::set_dumpable(true).step("prctl(PR_SET_DUMPABLE 1)")?;
+        }
         let w = fifo::wait_for_start(self.proc()?.as_fd(), self.io.fifo.as_fd())
             .step("open exec fifo")?;
         self.proc = None;
