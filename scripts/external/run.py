@@ -50,6 +50,9 @@ DIRECTIVE = re.compile(r"\s+#\s*(skip\b.*|timeout after \d+s)$", re.IGNORECASE)
 # `unshare --mount=FILE` binds a mount namespace to a file (see the sandbox's --host-mounts).
 NSFILE_BIND = re.compile(r"\bunshare\b[^\n]*--mount=")
 BATS_TEST = re.compile(r'^@test\s+"(.*)"\s*\{\s*$')
+# Set on SIGTERM or SIGINT: the running sandboxes are stopped and cleaned, none starts, and
+# the run ends (removing the rootless pass's user on its way out).
+STOP = threading.Event()
 
 
 def parse_tap(text):
@@ -145,7 +148,9 @@ def sandboxed(name, tmp, argv, cwd, env, timeout, log, options=(), stall=None, e
                 rc = p.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 now = time.monotonic()
-                if now - t0 > timeout:
+                if STOP.is_set():
+                    rc = "stopped"
+                elif now - t0 > timeout:
                     rc = "timeout"
                 elif stall:
                     with open(log, "rb") as f:
@@ -205,6 +210,8 @@ def run_bats(args, tag, files, env_base, retry_wanted, user=None):
     lock = threading.Lock()
 
     def one(i, f):
+        if STOP.is_set():
+            return
         tmp = f"/tmp/casulo-ext.{os.getpid()}-{i}"
 
         def bats(cmd):
@@ -268,7 +275,7 @@ def run_bats(args, tag, files, env_base, retry_wanted, user=None):
             for n, (st, note) in results.items()
             if st == "fail" and not note.startswith("hung") and retry_wanted(f"{f}: {n}")
         ]
-        if retry:
+        if retry and not STOP.is_set():
             offset = log.stat().st_size
             _, t = sandboxed(
                 f"{os.getpid()}-{i}",
@@ -318,6 +325,8 @@ def run_runtime_tools(args, tag, programs, env_base):
     asserts = {"pass": 0, "fail": 0, "skip": 0}
 
     def one(i, prog):
+        if STOP.is_set():
+            return
         log = logs / f"{prog}.log"
         log.write_bytes(b"")
         rc, secs = sandboxed(
@@ -445,8 +454,6 @@ def timed_bats(args, tag, files, env, user=None):
 def run_bats_rootless(args, tag, files, env):
     """The bats files as the rootless pass's user, made for this run and removed after it.
     Exits 77 (after a SKIPPED line) where that user cannot be made or cannot run the suite."""
-    # The user goes at the end of the run, also when it is stopped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         with rootless.RootlessUser() as user:
             user.check_reachable([args.runc_suite, args.runtime])
@@ -468,6 +475,8 @@ def main():
     ap.add_argument("--rootless", action="store_true")
     ap.add_argument("only", nargs="*")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: STOP.set())
+    signal.signal(signal.SIGINT, lambda *_: STOP.set())
     # The suites run from their own directories.
     args.runtime = os.path.abspath(args.runtime)
 
@@ -507,6 +516,9 @@ def main():
         print(f"runtime-tools: {len(programs)} programs", file=sys.stderr, flush=True)
         suites.append(run_runtime_tools(args, tag, programs, env))
         print(f"runtime-tools: ran in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    if STOP.is_set():
+        print("stopped (SIGTERM or SIGINT): no results", file=sys.stderr)
+        sys.exit(143)
     for s in suites:
         ok = report(s, args, tag) and ok
     sys.exit(0 if ok else 1)
