@@ -639,3 +639,19 @@ fn no_cgroup_and_the_hosts_pid_namespace_is_warned_about() {
         r.stderr
     );
 }
+
+/// `events --stats` of a rootless container without a cgroup reports a stats event with
+/// empty data, as runc's does (events.bats "events --stats"), rather than failing.
+#[test]
+fn events_stats_without_a_cgroup_are_empty() {
+    let Some(b) = Rootless::new("stats", &["sleep", "100"]) else {
+        return;
+    };
+    let r = b.rt(&["run", "--detach", &b.id]);
+    assert!(r.ok(), "run: {}", r.stderr);
+    let r = b.rt(&["events", "--stats", &b.id]);
+    assert!(r.ok(), "events --stats: {}", r.stderr);
+    let ev: Value = serde_json::from_str(r.stdout.lines().next().unwrap_or("")).expect("JSON");
+    assert_eq!(ev["type"], "stats", "{}", r.stdout);
+    assert_eq!(ev["id"], b.id.as_str(), "{}", r.stdout);
+}

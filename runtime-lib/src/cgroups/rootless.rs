@@ -14,10 +14,11 @@ use oci_spec::runtime::LinuxResources;
 
 use super::{CgroupConfig, CgroupError, CgroupManager, FsCgroup};
 
-/// What pause, resume, update and events say of a container without a cgroup.
+/// What pause, resume and update say of a container without a cgroup (events report empty
+/// stats, as runc's do).
 pub const NO_CGROUP: &str = "the container has no cgroup: it is rootless, and no cgroup is \
      delegated to its user (pause and resume need a delegated cgroup v2, whose cgroup.freeze \
-     is the freezer; update and events need the controllers)";
+     is the freezer; update needs the controllers)";
 
 /// Whether `dir` may be written by this process (`access(W_OK)`: the kernel's own answer,
 /// owner, mode and capabilities included).
