@@ -188,7 +188,9 @@ class Suite:
 
 def run_bats(args, tag, files, env_base, retry_wanted, user=None):
     """The bats files, as root, or as `user` (a rootless.RootlessUser) when given."""
-    if user:
+    if user and user.cgroup:
+        suite = Suite("runc-rootless-cgroup", "runc bats (rootless, cgroup)", "tests")
+    elif user:
         suite = Suite("runc-rootless", "runc bats (rootless)", "tests")
     else:
         suite = Suite("runc", "runc bats", "tests")
@@ -231,6 +233,8 @@ def run_bats(args, tag, files, env_base, retry_wanted, user=None):
             options.append("--host-mounts")
         if user:
             options += ["--owner", user.owner()]
+        if user and user.cgroup:
+            options += ["--delegate", str(user.gid)]
         # bats runs a file's tests in order and prints each one's result when it ends. When one
         # hangs, the file is stopped and run again from the test after it.
         remaining = bats_names(integ / f)
@@ -439,12 +443,14 @@ def report(suite, args, tag):
 
 def timed_bats(args, tag, files, env, user=None):
     t0 = time.monotonic()
-    title = "runc bats (rootless)" if user else "runc bats"
+    key = "runc" if not user else "runc-rootless-cgroup" if user.cgroup else "runc-rootless"
+    title = {"runc": "runc bats", "runc-rootless": "runc bats (rootless)"}.get(
+        key, "runc bats (rootless, cgroup)"
+    )
     print(f"{title}: {len(files)} files, {args.jobs} at a time", file=sys.stderr, flush=True)
     # Unexpected failures get a second try; a reference runtime's failures are all reported
     # as they come.
-    name = "runc-rootless.expected" if user else "runc.expected"
-    expected = read_expectations(Path(args.expectations) / name)
+    expected = read_expectations(Path(args.expectations) / f"{key}.expected")
     retry_wanted = (lambda n: False) if args.reference else (lambda n: n not in expected)
     suite = run_bats(args, tag, files, env, retry_wanted, user)
     print(f"{title}: ran in {time.monotonic() - t0:.0f} s", file=sys.stderr)
@@ -455,7 +461,7 @@ def run_bats_rootless(args, tag, files, env):
     """The bats files as the rootless pass's user, made for this run and removed after it.
     Exits 77 (after a SKIPPED line) where that user cannot be made or cannot run the suite."""
     try:
-        with rootless.RootlessUser() as user:
+        with rootless.RootlessUser(cgroup=args.rootless_cgroup) as user:
             user.check_reachable([args.runc_suite, args.runtime])
             return timed_bats(args, tag, files, env, user)
     except rootless.Unavailable as e:
@@ -473,6 +479,7 @@ def main():
     ap.add_argument("--runtime-tools-suite")
     ap.add_argument("--reference", action="store_true")
     ap.add_argument("--rootless", action="store_true")
+    ap.add_argument("--rootless-cgroup", action="store_true")
     ap.add_argument("only", nargs="*")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: STOP.set())
@@ -499,7 +506,7 @@ def main():
             if missing:
                 sys.exit(f"no such bats file: {' '.join(sorted(missing))}")
             files = wanted
-        if args.rootless:
+        if args.rootless or args.rootless_cgroup:
             suites.append(run_bats_rootless(args, tag, files, env))
         else:
             suites.append(timed_bats(args, tag, files, env))
