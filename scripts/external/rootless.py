@@ -48,6 +48,13 @@ def _subid(path, user):
     return None
 
 
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def _run(argv):
     r = subprocess.run(argv, capture_output=True, text=True)
     return r.returncode, (r.stdout + r.stderr).strip()
@@ -63,6 +70,7 @@ class RootlessUser:
         self.lock = None
         self.made = False
         self.aux = None
+        self.copy = None
 
     def __enter__(self):
         try:
@@ -127,15 +135,37 @@ class RootlessUser:
         """argv run as the user, with its groups (as sudo -u does) and the environment as is."""
         return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--", *argv]
 
-    def check_reachable(self, paths):
-        """Unavailable unless the user can read and enter every one of paths (the suite, the
-        runtime): a checkout under a directory closed to others cannot be run from."""
-        for p in paths:
-            rc, _ = _run(self.wrap(["test", "-r", p, "-a", "-x", p]))
-            if rc != 0:
-                raise Unavailable(f"{USER} cannot reach {p} (a directory above it is closed to other users)")
+    def _reaches(self, path):
+        rc, _ = _run(self.wrap(["test", "-r", path, "-a", "-x", path]))
+        return rc == 0
+
+    def reachable(self, suite, runtime):
+        """(suite, runtime), or copies of them that the user can reach where it cannot reach
+        them (a checkout under a directory closed to others, such as root's home): the suite's
+        tests/ directory (hard links where they can be) and the runtime binary, under /tmp,
+        removed at the end."""
+        if self._reaches(suite) and self._reaches(runtime):
+            return suite, runtime
+        self.copy = tempfile.mkdtemp(prefix="casulo-ext-suite.")
+        os.chmod(self.copy, 0o755)
+        copy_suite = os.path.join(self.copy, "runc")
+        shutil.copytree(
+            os.path.join(suite, "tests"),
+            os.path.join(copy_suite, "tests"),
+            symlinks=True,
+            copy_function=_link_or_copy,
+        )
+        os.makedirs(os.path.join(self.copy, "bin"), mode=0o755)
+        copy_runtime = os.path.join(self.copy, "bin", os.path.basename(runtime))
+        shutil.copy2(runtime, copy_runtime)
+        for p in (copy_suite, copy_runtime):
+            if not self._reaches(p):
+                raise Unavailable(f"{USER} cannot reach {p}, a copy made for it")
+        return copy_suite, copy_runtime
 
     def __exit__(self, *exc):
+        if self.copy:
+            shutil.rmtree(self.copy, ignore_errors=True)
         if self.aux:
             shutil.rmtree(self.aux, ignore_errors=True)
         if self.made:

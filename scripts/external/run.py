@@ -462,7 +462,8 @@ def run_bats_rootless(args, tag, files, env):
     Exits 77 (after a SKIPPED line) where that user cannot be made or cannot run the suite."""
     try:
         with rootless.RootlessUser(cgroup=args.rootless_cgroup) as user:
-            user.check_reachable([args.runc_suite, args.runtime])
+            args = argparse.Namespace(**vars(args))
+            args.runc_suite, args.runtime = user.reachable(args.runc_suite, args.runtime)
             return timed_bats(args, tag, files, env, user)
     except rootless.Unavailable as e:
         print(f"SKIPPED: runc's bats suite did not run rootless: {e}", file=sys.stderr)
