@@ -534,3 +534,124 @@ fn root_of_the_users_namespace_binds_devices() {
         r.stdout
     );
 }
+
+/// `exec` into a container that is only created: the init, still waiting for `start`, must be
+/// reachable by its own user (its /proc files: namespaces and root). And once the container
+/// has stopped, `kill --all` has nothing to signal and succeeds, with no cgroup to look in,
+/// while a plain `kill` says the container is not running. runc's bats suite, run rootless,
+/// checks both (create.bats "runc create exec", kill.bats "kill detached busybox").
+#[test]
+fn exec_while_created_and_kill_all_once_stopped() {
+    let Some(b) = Rootless::new("created", &["sleep", "100"]) else {
+        return;
+    };
+    let r = b.rt(&["create", &b.id]);
+    assert!(r.ok(), "create: {}", r.stderr);
+    let r = b.rt(&["exec", &b.id, "sh", "-c", "echo in-$(id -u)"]);
+    assert!(r.ok(), "exec while created: {}", r.stderr);
+    assert_eq!(r.stdout.trim(), "in-0");
+    assert_eq!(b.state().expect("state")["status"], "created");
+    assert!(b.rt(&["start", &b.id]).ok());
+    assert!(b.wait_status("running"));
+    assert!(b.rt(&["kill", &b.id, "KILL"]).ok());
+    assert!(b.wait_status("stopped"));
+    let r = b.rt(&["kill", &b.id, "0"]);
+    assert_eq!(r.status, Some(1), "kill 0 when stopped: {}", r.stdout);
+    assert!(r.stderr.contains("container not running"), "{}", r.stderr);
+    let r = b.rt(&["kill", "--all", &b.id, "0"]);
+    assert!(r.ok(), "kill --all 0 when stopped: {}", r.stderr);
+    assert!(b.rt(&["delete", &b.id]).ok());
+}
+
+/// A `/dev/ptmx` in `linux.devices` is the devpts instance's ptmx, as without it: in a user
+/// namespace, where device nodes are bind mounts, a bind mount there could not be replaced
+/// by the symlink to `pts/ptmx` (dev.bats "runc run [redundant default /dev/ptmx]").
+#[test]
+fn a_redundant_dev_ptmx_is_the_devpts_one() {
+    let Some(mut b) = Rootless::new(
+        "ptmx",
+        &[
+            "sh",
+            "-c",
+            "readlink /dev/ptmx; test -c /dev/ptmx && echo char",
+        ],
+    ) else {
+        return;
+    };
+    b.config["linux"]["devices"] =
+        json!([{"path": "/dev/ptmx", "type": "c", "major": 5, "minor": 2}]);
+    b.save();
+    let r = b.rt(&["run", &b.id]);
+    assert!(r.ok(), "run: {} {}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines, ["pts/ptmx", "char"], "{}", r.stdout);
+}
+
+/// A `linux.cgroupsPath` that a rootless runtime may not create (nothing is delegated above
+/// it) is refused, as runc refuses it, rather than left out: only the default cgroup is
+/// optional (cgroups.bats "runc create (rootless + no limits + cgrouppath + no permission)").
+#[test]
+fn a_cgroups_path_that_is_not_delegated_is_refused() {
+    let Some(mut b) = Rootless::new("cgpath", &["true"]) else {
+        return;
+    };
+    let path = format!("/casulo-rlt-{}", b.id);
+    b.config["linux"]["cgroupsPath"] = json!(path);
+    b.save();
+    let r = b.rt(&["run", &b.id]);
+    assert_eq!(r.status, Some(1), "stdout {} stderr {}", r.stdout, r.stderr);
+    if common::is_casulo() {
+        for want in [
+            b.id.as_str(),
+            path.as_str(),
+            "linux.cgroupsPath",
+            "permission denied",
+        ] {
+            assert!(r.stderr.contains(want), "{want:?} in: {}", r.stderr);
+        }
+    }
+    assert!(b.leftovers().is_empty(), "{:#?}", b.leftovers());
+}
+
+/// Without a cgroup and without a pid namespace of its own, nothing finds the processes a
+/// rootless container's init starts: create warns, and the container still runs
+/// (create.bats "runc create [shared pidns + rootless]").
+#[test]
+fn no_cgroup_and_the_hosts_pid_namespace_is_warned_about() {
+    let Some(mut b) = Rootless::new("hostpid", &["true"]) else {
+        return;
+    };
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "pid");
+    // A new procfs needs a pid namespace of the container's own: the host's, bound.
+    for m in b.config["mounts"].as_array_mut().unwrap() {
+        if m["type"] == "proc" {
+            *m = json!({"destination": "/proc", "type": "none", "source": "/proc",
+                        "options": ["rbind", "nosuid", "nodev", "noexec"]});
+        }
+    }
+    b.save();
+    let r = b.rt(&["run", &b.id]);
+    assert!(r.ok(), "run: {} {}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("strongly discouraged"),
+        "a warning: {}",
+        r.stderr
+    );
+}
+
+/// `events --stats` of a rootless container without a cgroup reports a stats event with
+/// empty data, as runc's does (events.bats "events --stats"), rather than failing.
+#[test]
+fn events_stats_without_a_cgroup_are_empty() {
+    let Some(b) = Rootless::new("stats", &["sleep", "100"]) else {
+        return;
+    };
+    let r = b.rt(&["run", "--detach", &b.id]);
+    assert!(r.ok(), "run: {}", r.stderr);
+    let r = b.rt(&["events", "--stats", &b.id]);
+    assert!(r.ok(), "events --stats: {}", r.stderr);
+    let ev: Value = serde_json::from_str(r.stdout.lines().next().unwrap_or("")).expect("JSON");
+    assert_eq!(ev["type"], "stats", "{}", r.stdout);
+    assert_eq!(ev["id"], b.id.as_str(), "{}", r.stdout);
+}

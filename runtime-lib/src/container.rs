@@ -368,6 +368,11 @@ impl Container {
         if stopped && !all {
             return Err(not_running());
         }
+        if all && status == Status::Stopped {
+            // Without a cgroup (rootless) a stopped container has nothing left to signal:
+            // --all does not fail on it, as where its cgroup is empty.
+            return Ok(());
+        }
         let pidfd = self.init_pidfd(
             step,
             "container not running (it is stopped): nothing to signal",

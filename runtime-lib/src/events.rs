@@ -85,7 +85,8 @@ fn timeout_until(deadline: Instant, now: Instant) -> PollTimeout {
 }
 
 impl Container {
-    /// The cgroup directories of a container that is created, running or paused.
+    /// The cgroup directories of a container that is created, running or paused; none for a
+    /// rootless container without a cgroup.
     fn live_cgroup_dirs(&self, step: Step) -> Result<Vec<PathBuf>> {
         let id = self.id();
         let dir = self.lock(step)?;
@@ -102,11 +103,16 @@ impl Container {
         if self.saved.cgroup.is_some() && !self.saved.cgroup_paths.is_empty() {
             return Ok(self.saved.cgroup_paths.clone());
         }
-        let cg = self
-            .cgroup()
-            .ctx(id, step)?
-            .ok_or_else(|| invalid_state(id, step, crate::cgroups::rootless::NO_CGROUP.into()))?;
-        Ok(cg.paths())
+        match self.cgroup().ctx(id, step)? {
+            Some(cg) => Ok(cg.paths()),
+            // A rootless container without a cgroup: nothing to read, and its stats are
+            // empty, as runc reports them (rather than an error that stats clients such as
+            // podman's would pass on).
+            None => {
+                tracing::debug!(container = id, "no cgroup: the stats are empty");
+                Ok(Vec::new())
+            }
+        }
     }
 
     /// The container's resource usage now (runc's `events --stats`). Fails if the container

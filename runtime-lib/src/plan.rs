@@ -4,7 +4,6 @@
 //! refused here, by name.
 
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use oci_spec::runtime::LinuxNamespaceType;
@@ -268,10 +267,17 @@ fn init_namespaces(pid: i32) -> Result<Vec<Join>, ProcessError> {
     for (typ, name) in NAMESPACES {
         let theirs = format!("/proc/{pid}/ns/{name}");
         let ours = format!("/proc/self/ns/{name}");
-        let (Ok(t), Ok(o)) = (std::fs::metadata(&theirs), std::fs::metadata(&ours)) else {
+        // A namespace type the kernel lacks has no file; any other error (EACCES: the init
+        // is not ours to inspect) must not leave the exec outside the container's namespace.
+        let stat = |p: &str| match nix::sys::stat::stat(p) {
+            Ok(m) => Ok(Some(m)),
+            Err(nix::Error::ENOENT) => Ok(None),
+            Err(e) => Err(sys(format!("stat {p}"))(e)),
+        };
+        let (Some(t), Some(o)) = (stat(&theirs)?, stat(&ours)?) else {
             continue;
         };
-        if t.ino() == o.ino() && t.dev() == o.dev() {
+        if t.st_ino == o.st_ino && t.st_dev == o.st_dev {
             continue;
         }
         let fd = nix::fcntl::open(

@@ -6,6 +6,9 @@ builds the suites first; see there for the options a person uses.
 Each bats file and each validation program runs in a sandbox of its own (scripts/external/sandbox:
 its own cgroup subtree seen as the root, its own mount namespace and $TMPDIR), which is cleaned
 after it, so that files can run side by side and a failing file leaves nothing to the next.
+
+With --rootless, runc's bats files run as an unprivileged user instead (scripts/external/rootless.py),
+as runc's tests/rootless.sh runs them, and are compared with runc-rootless.expected.
 """
 
 import argparse
@@ -21,6 +24,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import rootless
 
 HERE = Path(__file__).resolve().parent
 SANDBOX = HERE / "sandbox"
@@ -45,6 +50,9 @@ DIRECTIVE = re.compile(r"\s+#\s*(skip\b.*|timeout after \d+s)$", re.IGNORECASE)
 # `unshare --mount=FILE` binds a mount namespace to a file (see the sandbox's --host-mounts).
 NSFILE_BIND = re.compile(r"\bunshare\b[^\n]*--mount=")
 BATS_TEST = re.compile(r'^@test\s+"(.*)"\s*\{\s*$')
+# Set on SIGTERM or SIGINT: the running sandboxes are stopped and cleaned, none starts, and
+# the run ends (removing the rootless pass's user on its way out).
+STOP = threading.Event()
 
 
 def parse_tap(text):
@@ -140,7 +148,9 @@ def sandboxed(name, tmp, argv, cwd, env, timeout, log, options=(), stall=None, e
                 rc = p.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 now = time.monotonic()
-                if now - t0 > timeout:
+                if STOP.is_set():
+                    rc = "stopped"
+                elif now - t0 > timeout:
                     rc = "timeout"
                 elif stall:
                     with open(log, "rb") as f:
@@ -168,7 +178,7 @@ class Suite:
     """One suite's run: results keyed by test name, plus per-unit timings."""
 
     def __init__(self, key, title, unit):
-        self.key = key  # "runc" or "runtime-tools": names the expectations file
+        self.key = key  # "runc", "runc-rootless" or "runtime-tools": names the expectations file
         self.title = title
         self.unit = unit  # what one result is: "tests" or "programs"
         self.results = {}  # name -> (status, note)
@@ -176,10 +186,16 @@ class Suite:
         self.ran = set()  # files or programs that ran (for expectations of a subset)
 
 
-def run_bats(args, tag, files, env_base, retry_wanted):
-    suite = Suite("runc", "runc bats", "tests")
+def run_bats(args, tag, files, env_base, retry_wanted, user=None):
+    """The bats files, as root, or as `user` (a rootless.RootlessUser) when given."""
+    if user and user.cgroup:
+        suite = Suite("runc-rootless-cgroup", "runc bats (rootless, cgroup)", "tests")
+    elif user:
+        suite = Suite("runc-rootless", "runc bats (rootless)", "tests")
+    else:
+        suite = Suite("runc", "runc bats", "tests")
     integ = Path(args.runc_suite) / "tests" / "integration"
-    logs = Path(args.results) / tag / "runc"
+    logs = Path(args.results) / tag / suite.key
     logs.mkdir(parents=True, exist_ok=True)
     # Longest first (by the last run's times, when there is one), so that the slow files do not
     # end up last on one worker.
@@ -189,9 +205,24 @@ def run_bats(args, tag, files, env_base, retry_wanted):
         previous = {k: v[1] for k, v in json.loads(times_file.read_text()).items()}
     files = sorted(files, key=lambda f: -previous.get(f, 30))
     env = dict(env_base, RUNC=args.runtime)
+    if user:
+        env.update(user.env())
+        # root's own runtime dir is not the user's (rootless.sh's sudo does not pass it either).
+        env.pop("XDG_RUNTIME_DIR", None)
     lock = threading.Lock()
 
     def one(i, f):
+        if STOP.is_set():
+            return
+        tmp = f"/tmp/casulo-ext.{os.getpid()}-{i}"
+
+        def bats(cmd):
+            argv = ["script", "-qec", cmd, "/dev/null"]
+            if user:
+                # As sudo -H would, but with a home the user can write to: the sandbox's TMPDIR.
+                argv = user.wrap(["env", f"HOME={tmp}", *argv])
+            return argv
+
         log = logs / (f[: -len(".bats")] + ".log")
         log.write_bytes(b"")
         text = (integ / f).read_text()
@@ -200,6 +231,10 @@ def run_bats(args, tag, files, env_base, retry_wanted):
             options.append("--rt")
         if NSFILE_BIND.search(text):
             options.append("--host-mounts")
+        if user:
+            options += ["--owner", user.owner()]
+        if user and user.cgroup:
+            options += ["--delegate", str(user.gid)]
         # bats runs a file's tests in order and prints each one's result when it ends. When one
         # hangs, the file is stopped and run again from the test after it.
         remaining = bats_names(integ / f)
@@ -211,8 +246,8 @@ def run_bats(args, tag, files, env_base, retry_wanted):
             offset = log.stat().st_size
             rc, t = sandboxed(
                 f"{os.getpid()}-{i}",
-                f"/tmp/casulo-ext.{os.getpid()}-{i}",
-                ["script", "-qec", cmd, "/dev/null"],
+                tmp,
+                bats(cmd),
                 integ,
                 env,
                 BATS_TIMEOUT - secs,
@@ -244,12 +279,12 @@ def run_bats(args, tag, files, env_base, retry_wanted):
             for n, (st, note) in results.items()
             if st == "fail" and not note.startswith("hung") and retry_wanted(f"{f}: {n}")
         ]
-        if retry:
+        if retry and not STOP.is_set():
             offset = log.stat().st_size
             _, t = sandboxed(
                 f"{os.getpid()}-{i}",
-                f"/tmp/casulo-ext.{os.getpid()}-{i}",
-                ["script", "-qec", f"bats -t -f {shlex.quote(bats_filter(retry))} {f}", "/dev/null"],
+                tmp,
+                bats(f"bats -t -f {shlex.quote(bats_filter(retry))} {f}"),
                 integ,
                 env,
                 BATS_TIMEOUT,
@@ -294,6 +329,8 @@ def run_runtime_tools(args, tag, programs, env_base):
     asserts = {"pass": 0, "fail": 0, "skip": 0}
 
     def one(i, prog):
+        if STOP.is_set():
+            return
         log = logs / f"{prog}.log"
         log.write_bytes(b"")
         rc, secs = sandboxed(
@@ -342,7 +379,7 @@ def read_expectations(path):
 
 def unit_of(suite, name):
     """The file or program a result name belongs to."""
-    return name.split(": ", 1)[0] if suite.key == "runc" else name
+    return name.split(": ", 1)[0] if suite.key.startswith("runc") else name
 
 
 def report(suite, args, tag):
@@ -404,6 +441,35 @@ def report(suite, args, tag):
     return not (unexpected_fail or unexpected_pass or stale)
 
 
+def timed_bats(args, tag, files, env, user=None):
+    t0 = time.monotonic()
+    key = "runc" if not user else "runc-rootless-cgroup" if user.cgroup else "runc-rootless"
+    title = {"runc": "runc bats", "runc-rootless": "runc bats (rootless)"}.get(
+        key, "runc bats (rootless, cgroup)"
+    )
+    print(f"{title}: {len(files)} files, {args.jobs} at a time", file=sys.stderr, flush=True)
+    # Unexpected failures get a second try; a reference runtime's failures are all reported
+    # as they come.
+    expected = read_expectations(Path(args.expectations) / f"{key}.expected")
+    retry_wanted = (lambda n: False) if args.reference else (lambda n: n not in expected)
+    suite = run_bats(args, tag, files, env, retry_wanted, user)
+    print(f"{title}: ran in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    return suite
+
+
+def run_bats_rootless(args, tag, files, env):
+    """The bats files as the rootless pass's user, made for this run and removed after it.
+    Exits 77 (after a SKIPPED line) where that user cannot be made or cannot run the suite."""
+    try:
+        with rootless.RootlessUser(cgroup=args.rootless_cgroup) as user:
+            args = argparse.Namespace(**vars(args))
+            args.runc_suite, args.runtime = user.reachable(args.runc_suite, args.runtime)
+            return timed_bats(args, tag, files, env, user)
+    except rootless.Unavailable as e:
+        print(f"SKIPPED: runc's bats suite did not run rootless: {e}", file=sys.stderr)
+        sys.exit(77)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runtime", required=True)
@@ -413,8 +479,12 @@ def main():
     ap.add_argument("--runc-suite")
     ap.add_argument("--runtime-tools-suite")
     ap.add_argument("--reference", action="store_true")
+    ap.add_argument("--rootless", action="store_true")
+    ap.add_argument("--rootless-cgroup", action="store_true")
     ap.add_argument("only", nargs="*")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: STOP.set())
+    signal.signal(signal.SIGINT, lambda *_: STOP.set())
     # The suites run from their own directories.
     args.runtime = os.path.abspath(args.runtime)
 
@@ -437,14 +507,10 @@ def main():
             if missing:
                 sys.exit(f"no such bats file: {' '.join(sorted(missing))}")
             files = wanted
-        t0 = time.monotonic()
-        print(f"runc bats: {len(files)} files, {args.jobs} at a time", file=sys.stderr, flush=True)
-        # Unexpected failures get a second try; a reference runtime's failures are all reported
-        # as they come.
-        expected = read_expectations(Path(args.expectations) / "runc.expected")
-        retry_wanted = (lambda n: False) if args.reference else (lambda n: n not in expected)
-        suites.append(run_bats(args, tag, files, env, retry_wanted))
-        print(f"runc bats: ran in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+        if args.rootless or args.rootless_cgroup:
+            suites.append(run_bats_rootless(args, tag, files, env))
+        else:
+            suites.append(timed_bats(args, tag, files, env))
     if args.runtime_tools_suite:
         root = Path(args.runtime_tools_suite) / "validation"
         programs = sorted(p.name for p in root.iterdir() if (p / f"{p.name}.t").exists())
@@ -458,6 +524,9 @@ def main():
         print(f"runtime-tools: {len(programs)} programs", file=sys.stderr, flush=True)
         suites.append(run_runtime_tools(args, tag, programs, env))
         print(f"runtime-tools: ran in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    if STOP.is_set():
+        print("stopped (SIGTERM or SIGINT): no results", file=sys.stderr)
+        sys.exit(143)
     for s in suites:
         ok = report(s, args, tag) and ok
     sys.exit(0 if ok else 1)

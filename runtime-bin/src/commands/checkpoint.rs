@@ -181,6 +181,7 @@ pub fn restore(ctx: &Ctx, criu: Option<PathBuf>, a: RestoreArgs) -> CmdResult {
         no_pivot: a.no_pivot,
         no_new_keyring: false,
         preserve_fds: 0,
+        pidfd_socket: None,
     };
     let builder = create.builder(ctx, &a.id)?;
     if a.detach {

@@ -5,8 +5,8 @@
 //! whose directory and `cgroup.procs` it may write, as systemd's user manager gives). The
 //! container's cgroup is then made in the delegated hierarchies only, and nothing is written
 //! above the delegated directory. Where nothing is delegated the container runs without a
-//! cgroup of its own, as runc does, and a config whose `linux.resources` asks for a limit is
-//! refused, naming the limits: they could not be applied.
+//! cgroup of its own, as runc does, and a config whose `linux.resources` asks for a limit, or
+//! whose `linux.cgroupsPath` names a cgroup, is refused, naming them: they could not be applied.
 
 use std::path::Path;
 
@@ -14,10 +14,11 @@ use oci_spec::runtime::LinuxResources;
 
 use super::{CgroupConfig, CgroupError, CgroupManager, FsCgroup};
 
-/// What pause, resume, update and events say of a container without a cgroup.
+/// What pause, resume and update say of a container without a cgroup (events report empty
+/// stats, as runc's do).
 pub const NO_CGROUP: &str = "the container has no cgroup: it is rootless, and no cgroup is \
      delegated to its user (pause and resume need a delegated cgroup v2, whose cgroup.freeze \
-     is the freezer; update and events need the controllers)";
+     is the freezer; update needs the controllers)";
 
 /// Whether `dir` may be written by this process (`access(W_OK)`: the kernel's own answer,
 /// owner, mode and capabilities included).
@@ -68,6 +69,22 @@ pub fn check_without_cgroup(resources: Option<&LinuxResources>) -> Result<(), Cg
             nix::unistd::geteuid()
         ),
     })
+}
+
+/// The error for a rootless container whose config names a cgroup (`linux.cgroupsPath`) that
+/// cannot be made or joined, nothing being delegated to the caller: as runc, the cgroup the
+/// config asks for is never silently left out (only the default one is).
+pub fn not_delegated(path: &str) -> CgroupError {
+    CgroupError::Failed {
+        path: path.to_string(),
+        msg: format!(
+            "linux.cgroupsPath asks for it, and uid {} may not create or join it (permission \
+             denied: rootless, and no cgroup is delegated to it, i.e. no cgroup v2 directory \
+             whose cgroup.procs it may write); leave linux.cgroupsPath out to run without a \
+             cgroup",
+            nix::unistd::geteuid()
+        ),
+    }
 }
 
 /// Every limit `resources` sets (`linux.resources.memory.limit`, ...), the device rules left

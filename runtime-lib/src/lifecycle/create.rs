@@ -85,6 +85,14 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     check_preserved_fds(opts.preserve_fds).ctx(id, step)?;
     let plan = InitPlan::build(id, &bundle, opts).map_err(|k| crate::Error::new(id, step, k))?;
     let (cgroup, rootless) = cgroup_for(id, &bundle, opts).ctx(id, step)?;
+    if cgroup.is_none() && !plan.ns.creates(oci_spec::runtime::LinuxNamespaceType::Pid) {
+        // Nothing then finds the processes the init starts: say so, as runc does.
+        tracing::warn!(
+            "container {id:?}: rootless, with no cgroup and no pid namespace of its own: kill \
+             --all and delete --force reach its init only, not the processes it starts. Such \
+             configuration is strongly discouraged"
+        );
+    }
     let mut host = Host::new(root, &bundle, &plan, opts, cgroup, rootless)?;
     #[cfg(debug_assertions)]
     if let Some(kill_at) = super::fault::Faulty::<Host>::from_env() {
@@ -210,7 +218,7 @@ pub(crate) fn cgroup_for(
         .rootless_cgroups
         .unwrap_or_else(|| crate::rootless_auto(opts.systemd_cgroup));
     let cgroup = if rootless {
-        rootless_cgroup(cfg, linux)?
+        rootless_cgroup(cfg, cgroup_path.is_some(), linux)?
     } else {
         Some(cfg)
     };
@@ -218,13 +226,18 @@ pub(crate) fn cgroup_for(
 }
 
 /// A rootless container's cgroup: `cfg` where a cgroup is delegated to the caller; else none,
-/// if the config asks for no limit.
+/// if the config asks for no limit and names no cgroup (`explicit`: `linux.cgroupsPath` is
+/// set).
 fn rootless_cgroup(
     cfg: cgroups::CgroupConfig,
+    explicit: bool,
     linux: Option<&oci_spec::runtime::Linux>,
 ) -> std::result::Result<Option<cgroups::CgroupConfig>, cgroups::CgroupError> {
     if cgroups::rootless::delegated_manager(&cfg)?.is_some() {
         return Ok(Some(cfg));
+    }
+    if explicit {
+        return Err(cgroups::rootless::not_delegated(&cfg.path));
     }
     cgroups::rootless::check_without_cgroup(linux.and_then(|l| l.resources().as_ref()))?;
     Ok(None)

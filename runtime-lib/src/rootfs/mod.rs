@@ -147,6 +147,12 @@ impl RootfsPlan {
             .flatten()
         {
             let d = Device::from_spec(d)?;
+            // /dev/ptmx is always the devpts instance's (a symlink made after the nodes, see
+            // `devices::create_symlinks`), as with runc: a node for it would only be replaced,
+            // and in a user namespace, where it is a bind mount, could not be (EBUSY).
+            if d.path.components().eq(Path::new("/dev/ptmx").components()) {
+                continue;
+            }
             devices.retain(|x| x.path != d.path);
             devices.push(d);
         }
