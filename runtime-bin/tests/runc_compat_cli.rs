@@ -295,7 +295,13 @@ fn help_and_version_as_runc_lays_them_out() {
         );
     }
     // checkpoint takes runc's flags: with them, only the container is missing.
-    let r = bare(&["checkpoint", "--image-path", "/tmp/x", "--leave-running", "c1"]);
+    let r = bare(&[
+        "checkpoint",
+        "--image-path",
+        "/tmp/x",
+        "--leave-running",
+        "c1",
+    ]);
     assert_eq!(r.status, Some(1));
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
 }
