@@ -126,6 +126,9 @@ fn document() -> Value {
         },
         "annotations": {
             "io.github.casulo.version": env!("CARGO_PKG_VERSION"),
+            // runc's key, which engines read before they offer checkpoints: casulo's
+            // checkpoint and restore take runc's flags (CRIU itself is checked when used).
+            "org.opencontainers.runc.checkpoint.enabled": "true",
         },
     })
 }
@@ -182,5 +185,9 @@ mod tests {
             .unwrap()
             .iter()
             .any(|c| c == "CAP_SYS_ADMIN"));
+        assert_eq!(
+            doc["annotations"]["org.opencontainers.runc.checkpoint.enabled"],
+            "true"
+        );
     }
 }

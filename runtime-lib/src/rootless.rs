@@ -18,8 +18,11 @@ pub fn in_user_namespace() -> bool {
 }
 
 /// runc's `--rootless auto`: rootless when the effective uid is not 0; as root, when in a
-/// user namespace that does not map the host's root (with `systemd_cgroup`, where runc asks
-/// the systemd manager who owns it and takes root when it cannot tell, casulo takes root).
+/// user namespace that does not map the host's root. With `systemd_cgroup` runc asks the
+/// systemd manager who owns it; casulo decides from the namespace alone: a namespace that
+/// does not map the host's root (rootless podman's) cannot have the system manager make
+/// units for it, so that is rootless too (and its systemd cgroup is then refused by name,
+/// rather than failing in the bus's handshake).
 ///
 /// ```
 /// if !nix::unistd::geteuid().is_root() {
@@ -30,7 +33,24 @@ pub fn rootless_auto(systemd_cgroup: bool) -> bool {
     if !nix::unistd::geteuid().is_root() {
         return true;
     }
-    in_user_namespace() && !systemd_cgroup
+    in_user_namespace() && (!systemd_cgroup || !maps_host_root())
+}
+
+/// Whether this process's user namespace maps the host's root (a namespace made by root with
+/// a mapping of id 0, as some nested setups have).
+fn maps_host_root() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| maps_id_zero(&map))
+}
+
+/// Whether a `uid_map` text maps the parent's id 0.
+fn maps_id_zero(map: &str) -> bool {
+    map.lines().any(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        matches!(f[..], [_, host, len] if host == 0 && len > 0)
+    })
 }
 
 /// Parse runc's `--rootless` value: `true`, `false` (and the other spellings Go's
@@ -49,5 +69,16 @@ pub fn parse_rootless(value: &str) -> Result<Option<bool>, String> {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(Some(true)),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(Some(false)),
         v => Err(format!("--rootless: {v:?} is not true, false or auto")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn maps_id_zero_reads_the_host_column() {
+        assert!(super::maps_id_zero("         0          0 4294967295\n"));
+        assert!(super::maps_id_zero("0 1002 1\n1 0 1\n"));
+        assert!(!super::maps_id_zero("0 1002 1\n1 100000 65536\n"));
+        assert!(!super::maps_id_zero(""));
     }
 }
