@@ -125,6 +125,25 @@ fn wait_count_above(out: &Path, n: u64) -> u64 {
     }
 }
 
+/// A counting container running (`run -d` with pipes), counted past 3: the bundle, its out
+/// dir, the pipes (kept open for the container) and the image directory to use.
+fn counting(name: &str) -> (Bundle, PathBuf, Piped, PathBuf) {
+    let (b, out) = counter(name);
+    let pipes = run_piped(&b, &b.id);
+    wait_count_above(&out, 3);
+    let images = b.dir.join("img");
+    (b, out, pipes, images)
+}
+
+/// `checkpoint EXTRA... --image-path IMAGES ID`, which must succeed.
+fn checkpoint(b: &Bundle, images: &Path, extra: &[&str]) {
+    let mut args = vec!["checkpoint"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--image-path", images.to_str().unwrap(), &b.id]);
+    let r = b.rt(&args);
+    assert!(r.ok(), "checkpoint {extra:?}: {}", r.stderr);
+}
+
 /// `run -d` with pipes; the pipes are returned (kept open for the container).
 fn run_piped(b: &Bundle, id: &str) -> Piped {
     let mut p = Piped::spawn(b.cmd(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), id]));
@@ -167,17 +186,8 @@ fn checkpoint_then_restore_counts_on() {
     if !criu_works("checkpoint_then_restore_counts_on") {
         return;
     }
-    let (b, out) = counter("crcount");
-    let _pipes = run_piped(&b, &b.id);
-    wait_count_above(&out, 3);
-    let images = b.dir.join("img");
-    let r = b.rt(&[
-        "checkpoint",
-        "--image-path",
-        images.to_str().unwrap(),
-        &b.id,
-    ]);
-    assert!(r.ok(), "checkpoint: {}", r.stderr);
+    let (b, out, _pipes, images) = counting("crcount");
+    checkpoint(&b, &images, &[]);
     // runc's way: without --leave-running the container is gone.
     assert!(
         b.state().is_none(),
@@ -203,18 +213,8 @@ fn leave_running_then_restore_under_a_new_id() {
     if !criu_works("leave_running_then_restore_under_a_new_id") {
         return;
     }
-    let (b, out) = counter("crleave");
-    let _pipes = run_piped(&b, &b.id);
-    wait_count_above(&out, 3);
-    let images = b.dir.join("img");
-    let r = b.rt(&[
-        "checkpoint",
-        "--leave-running",
-        "--image-path",
-        images.to_str().unwrap(),
-        &b.id,
-    ]);
-    assert!(r.ok(), "checkpoint --leave-running: {}", r.stderr);
+    let (b, out, _pipes, images) = counting("crleave");
+    checkpoint(&b, &images, &["--leave-running"]);
     assert_eq!(b.status().as_deref(), Some("running"));
     let c = count(&out);
     wait_count_above(&out, c + 2);
@@ -244,34 +244,16 @@ fn pre_dump_then_dump_with_parent_path() {
     if !criu_works("pre_dump_then_dump_with_parent_path") {
         return;
     }
-    let (b, out) = counter("crpre");
-    let _pipes = run_piped(&b, &b.id);
-    wait_count_above(&out, 3);
-    let images = b.dir.join("img");
+    let (b, out, _pipes, images) = counting("crpre");
     let pre = images.join("pre");
-    let r = b.rt(&[
-        "checkpoint",
-        "--pre-dump",
-        "--image-path",
-        pre.to_str().unwrap(),
-        &b.id,
-    ]);
-    assert!(r.ok(), "pre-dump: {}", r.stderr);
+    checkpoint(&b, &pre, &["--pre-dump"]);
     assert_eq!(
         b.status().as_deref(),
         Some("running"),
         "a pre-dump leaves it running"
     );
     let finals = images.join("final");
-    let r = b.rt(&[
-        "checkpoint",
-        "--image-path",
-        finals.to_str().unwrap(),
-        "--parent-path",
-        "../pre",
-        &b.id,
-    ]);
-    assert!(r.ok(), "dump on the pre-dump: {}", r.stderr);
+    checkpoint(&b, &finals, &["--parent-path", "../pre"]);
     assert!(finals.join("parent").exists(), "the dump links its parent");
     let stopped = assert_stopped_counting(&out);
     let (_rp, st, err) = restore_piped(&b, &b.id, &finals, &[]);
@@ -284,17 +266,8 @@ fn restore_from_a_damaged_image_leaves_nothing() {
     if !criu_works("restore_from_a_damaged_image_leaves_nothing") {
         return;
     }
-    let (b, out) = counter("crbad");
-    let _pipes = run_piped(&b, &b.id);
-    wait_count_above(&out, 3);
-    let images = b.dir.join("img");
-    let r = b.rt(&[
-        "checkpoint",
-        "--image-path",
-        images.to_str().unwrap(),
-        &b.id,
-    ]);
-    assert!(r.ok(), "checkpoint: {}", r.stderr);
+    let (b, _out, _pipes, images) = counting("crbad");
+    checkpoint(&b, &images, &[]);
     std::fs::remove_file(images.join("pstree.img")).unwrap();
     let (_rp, st, err) = restore_piped(&b, &b.id, &images, &[]);
     assert_eq!(st, Some(1), "restore from a damaged image: {err}");

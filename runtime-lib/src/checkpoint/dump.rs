@@ -2,9 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rust_criu::rust_criu_protobuf::rpc::{
-    Criu_opts, Criu_page_server_info, Criu_req_type, Ext_mount_map,
-};
+use rust_criu::rust_criu_protobuf::rpc::{Criu_page_server_info, Criu_req_type, Ext_mount_map};
 
 use super::swrk::{self, Swrk, SwrkIo};
 use super::{CheckpointError, CheckpointOptions};
@@ -106,32 +104,25 @@ fn dump(c: &Container, opts: &CheckpointOptions) -> Result<(), CheckpointError> 
         .join("dump.log");
     let saved = &c.saved;
 
-    let mut o = Criu_opts::new();
-    o.set_images_dir_fd(swrk::raw(&images));
-    if let Some(w) = &work {
-        o.set_work_dir_fd(swrk::raw(w));
+    let mut o = super::Common {
+        images: &images,
+        work: work.as_ref(),
+        log_file: "dump.log",
+        root: &saved.rootfs,
+        cgroups_mode: opts.cgroups_mode,
+        shell_job: opts.shell_job,
+        ext_unix_sk: opts.ext_unix_sk,
+        tcp_established: opts.tcp_established,
+        file_locks: opts.file_locks,
+        empty_ns,
+        auto_dedup: opts.auto_dedup,
+        lazy_pages: opts.lazy_pages,
     }
-    o.set_log_level(4);
-    o.set_log_file("dump.log".into());
-    o.set_root(saved.rootfs.to_string_lossy().into_owned());
-    o.set_manage_cgroups(true);
-    o.set_manage_cgroups_mode(opts.cgroups_mode.criu());
-    o.set_notify_scripts(true);
+    .opts();
     o.set_pid(saved.pid);
-    o.set_shell_job(opts.shell_job);
     o.set_leave_running(opts.leave_running);
-    o.set_tcp_established(opts.tcp_established);
     o.set_tcp_skip_in_flight(opts.tcp_skip_in_flight);
     o.set_link_remap(opts.link_remap);
-    o.set_ext_unix_sk(opts.ext_unix_sk);
-    o.set_file_locks(opts.file_locks);
-    if empty_ns != 0 {
-        o.set_empty_ns(empty_ns);
-    }
-    // A terminal's master is the runtime's side: CRIU dumps the slave as an orphan.
-    o.set_orphan_pts_master(true);
-    o.set_auto_dedup(opts.auto_dedup);
-    o.set_lazy_pages(opts.lazy_pages);
     if let Some(fd) = opts.status_fd {
         o.set_status_fd(fd);
     }

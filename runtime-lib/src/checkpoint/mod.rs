@@ -165,6 +165,52 @@ pub struct RestoreOptions {
 /// format: a JSON array of the targets of /proc/PID/fd/0, 1 and 2).
 const DESCRIPTORS: &str = "descriptors.json";
 
+/// What checkpoint and restore tell CRIU alike: where the images, work files and log go, the
+/// root, and runc's flags that both commands take.
+struct Common<'a> {
+    images: &'a std::os::fd::OwnedFd,
+    work: Option<&'a std::os::fd::OwnedFd>,
+    log_file: &'static str,
+    root: &'a Path,
+    cgroups_mode: CgroupsMode,
+    shell_job: bool,
+    ext_unix_sk: bool,
+    tcp_established: bool,
+    file_locks: bool,
+    empty_ns: u32,
+    auto_dedup: bool,
+    lazy_pages: bool,
+}
+
+impl Common<'_> {
+    fn opts(&self) -> rust_criu::rust_criu_protobuf::rpc::Criu_opts {
+        let mut o = rust_criu::rust_criu_protobuf::rpc::Criu_opts::new();
+        o.set_images_dir_fd(swrk::raw(self.images));
+        if let Some(w) = self.work {
+            o.set_work_dir_fd(swrk::raw(w));
+        }
+        o.set_log_level(4);
+        o.set_log_file(self.log_file.into());
+        o.set_root(self.root.to_string_lossy().into_owned());
+        o.set_manage_cgroups(true);
+        o.set_manage_cgroups_mode(self.cgroups_mode.criu());
+        o.set_notify_scripts(true);
+        o.set_shell_job(self.shell_job);
+        o.set_ext_unix_sk(self.ext_unix_sk);
+        o.set_tcp_established(self.tcp_established);
+        o.set_file_locks(self.file_locks);
+        if self.empty_ns != 0 {
+            o.set_empty_ns(self.empty_ns);
+        }
+        // A terminal's master is the runtime's side: CRIU dumps the slave as an orphan and
+        // hands a new master to the restoring runtime.
+        o.set_orphan_pts_master(true);
+        o.set_auto_dedup(self.auto_dedup);
+        o.set_lazy_pages(self.lazy_pages);
+        o
+    }
+}
+
 /// `empty_ns` as CRIU's clone-flag mask.
 fn empty_ns_mask(names: &[String]) -> Result<u32, CheckpointError> {
     let mut mask = 0u32;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use rust_criu::rust_criu_protobuf::rpc::{
-    Cgroup_root, Criu_notify, Criu_opts, Criu_req_type, Ext_mount_map, Inherit_fd,
+    Cgroup_root, Criu_notify, Criu_req_type, Ext_mount_map, Inherit_fd,
 };
 
 use super::swrk::{self, Swrk, SwrkIo};
@@ -233,30 +233,24 @@ fn restore_steps(
         .as_deref()
         .unwrap_or(&opts.image_path)
         .join("restore.log");
-    let mut o = Criu_opts::new();
-    o.set_images_dir_fd(swrk::raw(images));
-    if let Some(w) = &work {
-        o.set_work_dir_fd(swrk::raw(w));
+    let mut o = super::Common {
+        images,
+        work: work.as_ref(),
+        log_file: "restore.log",
+        root: &criu_root,
+        cgroups_mode: opts.cgroups_mode,
+        shell_job: opts.shell_job,
+        ext_unix_sk: opts.ext_unix_sk,
+        tcp_established: opts.tcp_established,
+        file_locks: opts.file_locks,
+        empty_ns,
+        auto_dedup: opts.auto_dedup,
+        lazy_pages: opts.lazy_pages,
     }
-    o.set_log_level(4);
-    o.set_log_file("restore.log".into());
+    .opts();
     o.set_evasive_devices(true);
     // The restored init is then our child, as a created one is: run and restore wait for it.
     o.set_rst_sibling(true);
-    o.set_root(criu_root.to_string_lossy().into_owned());
-    o.set_manage_cgroups(true);
-    o.set_manage_cgroups_mode(opts.cgroups_mode.criu());
-    o.set_notify_scripts(true);
-    o.set_shell_job(opts.shell_job);
-    o.set_ext_unix_sk(opts.ext_unix_sk);
-    o.set_tcp_established(opts.tcp_established);
-    o.set_file_locks(opts.file_locks);
-    if empty_ns != 0 {
-        o.set_empty_ns(empty_ns);
-    }
-    o.set_orphan_pts_master(true);
-    o.set_auto_dedup(opts.auto_dedup);
-    o.set_lazy_pages(opts.lazy_pages);
     if let Some(p) = &opts.lsm_profile {
         o.set_lsm_profile(p.clone());
     }
