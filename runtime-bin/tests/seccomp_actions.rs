@@ -82,3 +82,71 @@ fn filter_flags_load() {
         assert!(r.stdout.contains("not supported"), "{flag}: {}", r.stdout);
     }
 }
+
+/// The compiled program is kept in the state root, keyed by the profile: a second container
+/// with the same profile loads it from there, a damaged entry is compiled again (and
+/// rewritten) rather than loaded, and `list` does not take the cache for a container.
+#[test]
+fn compiled_filters_are_cached_and_checked() {
+    if !can_run("compiled_filters_are_cached_and_checked") {
+        return;
+    }
+    if !is_casulo() {
+        println!("SKIP compiled_filters_are_cached_and_checked: casulo's own cache");
+        return;
+    }
+    let entries = |b: &Bundle| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(b.root.join(".seccomp~cache"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    let mut b = Bundle::new("cache", &["sh", "-c", "mkdir /dev/probe 2>&1; echo rc=$?"]);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 95}],
+    });
+    b.save();
+    let r = b.run();
+    assert!(
+        r.ok() && r.stdout.contains("not supported"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+    let cached = entries(&b);
+    assert_eq!(cached.len(), 1, "one entry for one profile: {cached:?}");
+    let good = std::fs::read(&cached[0]).unwrap();
+    // From the cache: the same filter.
+    let r = b.run();
+    assert!(
+        r.ok() && r.stdout.contains("not supported"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+    // A damaged entry (an instruction changed, the checksum not): compiled again.
+    let mut bad = good.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0xff;
+    std::fs::write(&cached[0], &bad).unwrap();
+    let r = b.run();
+    assert!(
+        r.ok() && r.stdout.contains("not supported"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read(&cached[0]).unwrap(),
+        good,
+        "the entry was rewritten"
+    );
+    // Not a container.
+    let r = b.rt(&["list", "--quiet"]);
+    assert!(
+        r.ok() && r.stdout.trim().is_empty(),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+}

@@ -464,8 +464,10 @@ impl Container {
                 dir.take();
             }
         };
-        let pid = crate::lifecycle::exec::exec(&self.saved, status, process, opts, in_cgroup)
-            .map_err(|k| Error::new(id, step, k))?;
+        let cache = crate::security::SeccompCache::in_root(&self.root);
+        let pid =
+            crate::lifecycle::exec::exec(&self.saved, status, process, opts, &cache, in_cgroup)
+                .map_err(|k| Error::new(id, step, k))?;
         drop(dir);
         Ok(pid)
     }

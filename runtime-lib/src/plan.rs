@@ -15,7 +15,7 @@ use crate::process::mempolicy::MemPolicyPlan;
 use crate::process::personality::PersonalityPlan;
 use crate::process::{sys, ProcessError, ProcessPlan};
 use crate::rootfs::RootfsPlan;
-use crate::security::SeccompPlan;
+use crate::security::{SeccompCache, SeccompPlan};
 
 /// Options of `create` that do not come from config.json.
 #[derive(Debug, Clone, Default)]
@@ -96,10 +96,12 @@ impl InitPlan {
     }
 
     /// Validate and prepare everything. No side effects.
+    /// The seccomp program comes from `seccomp_cache` where it holds this profile's.
     pub fn build(
         id: &str,
         bundle: &Bundle,
         opts: &CreateOptions,
+        seccomp_cache: Option<&SeccompCache>,
     ) -> Result<InitPlan, crate::error::Cause> {
         let spec = &bundle.spec;
         let process = spec
@@ -201,7 +203,7 @@ impl InitPlan {
             .into());
         }
         let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => Some(SeccompPlan::from_spec(s)?),
+            Some(s) => Some(SeccompPlan::from_spec_cached(s, seccomp_cache)?),
             None => None,
         };
         let net_devices = crate::netdev::NetDevPlan::from_spec(linux, &ns)?;
@@ -299,6 +301,7 @@ impl ExecPlan {
         saved: &crate::state::Saved,
         process: &oci_spec::runtime::Process,
         opts: &crate::lifecycle::exec::ExecOptions,
+        seccomp_cache: Option<&SeccompCache>,
     ) -> Result<ExecPlan, crate::error::Cause> {
         let process =
             crate::process::scheduling::with_container_defaults(process, saved.process.as_ref());
@@ -322,7 +325,7 @@ impl ExecPlan {
             }
         }
         let seccomp = match &saved.seccomp {
-            Some(s) => Some(SeccompPlan::from_spec(s)?),
+            Some(s) => Some(SeccompPlan::from_spec_cached(s, seccomp_cache)?),
             None => None,
         };
         // Pin the init first, then check it is still the container's: the namespace files opened

@@ -443,6 +443,8 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>, StateError> {
         // Not the temporary directory of a create at work (see StateDir::create); a directory
         // without a state.json is listed, for `list` to say what is wrong with it.
         .filter(|e| !e.file_name().to_string_lossy().contains(STALE_MARK))
+        // Nor the compiled seccomp programs (its name is not a valid id).
+        .filter(|e| e.file_name() != crate::security::seccomp_cache::CACHE_DIR)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();

@@ -50,7 +50,9 @@ impl ContainerBuilder {
         })?;
         let (id, root, create) = self.parts();
         crate::bundle::validate_id(&id).ctx(&id, STEP)?;
-        let plan = InitPlan::build(&id, &bundle, create).map_err(|k| Error::new(&id, STEP, k))?;
+        // CRIU restores the filter itself: the program is only checked here, never loaded.
+        let plan =
+            InitPlan::build(&id, &bundle, create, None).map_err(|k| Error::new(&id, STEP, k))?;
         let saved = restore(&id, root, &bundle, &plan, create, opts)?;
         Ok(Container::new(root.to_path_buf(), saved))
     }

@@ -18,6 +18,7 @@ use crate::error::{Context, Result, Step};
 use crate::hooks::HookPoint;
 use crate::plan::{CreateOptions, InitPlan};
 use crate::process::ProcessError;
+use crate::security::SeccompCache;
 use crate::state::Saved;
 
 /// One method per step of create on the runtime's side. The `undo_*` methods are best effort
@@ -83,7 +84,9 @@ pub fn create(id: &str, root: &Path, bundle: Bundle, opts: &CreateOptions) -> Re
     // Everything that can be checked is checked before the first side effect.
     validate_id(id).ctx(id, step)?;
     check_preserved_fds(opts.preserve_fds).ctx(id, step)?;
-    let plan = InitPlan::build(id, &bundle, opts).map_err(|k| crate::Error::new(id, step, k))?;
+    let cache = SeccompCache::in_root(root);
+    let plan = InitPlan::build(id, &bundle, opts, Some(&cache))
+        .map_err(|k| crate::Error::new(id, step, k))?;
     let (cgroup, rootless) = cgroup_for(id, &bundle, opts).ctx(id, step)?;
     if cgroup.is_none() && !plan.ns.creates(oci_spec::runtime::LinuxNamespaceType::Pid) {
         // Nothing then finds the processes the init starts: say so, as runc does.

@@ -25,6 +25,7 @@ use super::WithStep;
 use crate::namespaces::clone_flag;
 use crate::plan::ExecPlan;
 use crate::process::{sys, ProcessError};
+use crate::security::SeccompCache;
 use crate::state::{Saved, Status};
 use crate::sys::{exit_now, fork, Fork};
 
@@ -127,9 +128,10 @@ pub fn exec(
     status: Status,
     process: &Process,
     opts: &ExecOptions,
+    seccomp_cache: &SeccompCache,
     in_cgroup: impl FnOnce(),
 ) -> Result<i32, crate::error::Cause> {
-    let plan = ExecPlan::build(saved, process, opts)?;
+    let plan = ExecPlan::build(saved, process, opts, Some(seccomp_cache))?;
     let console = crate::plan::connect_console(opts.console_socket.as_deref())?;
     let pidfd_socket = PidfdSocket::connect(opts.pidfd_socket.as_deref())?;
     // The runtime sends the pidfd: the process never holds the connection.

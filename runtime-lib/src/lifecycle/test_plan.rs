@@ -41,7 +41,7 @@ pub(super) fn plan(extra: serde_json::Value) -> InitPlan {
     let spec = serde_json::from_value(config).unwrap();
     let plan = Bundle::from_spec(dir.clone(), spec)
         .map_err(crate::error::Cause::from)
-        .and_then(|b| InitPlan::build("order", &b, &CreateOptions::default()));
+        .and_then(|b| InitPlan::build("order", &b, &CreateOptions::default(), None));
     let _ = std::fs::remove_dir_all(&dir);
     plan.unwrap()
 }

@@ -26,6 +26,7 @@ mod caps;
 pub mod label;
 mod rlimits;
 pub mod seccomp;
+pub mod seccomp_cache;
 mod seccomp_enosys;
 pub mod seccomp_notify;
 mod user;
@@ -34,6 +35,7 @@ pub(crate) use self::caps::drop_unknown_json as drop_unknown_capabilities;
 pub use self::caps::{known_names as known_capabilities, CapsPlan};
 pub use self::rlimits::RlimitsPlan;
 pub use self::seccomp::SeccompPlan;
+pub use self::seccomp_cache::SeccompCache;
 pub use self::user::{give_stdio_to, set_no_new_privs, switch_user};
 
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,7 @@ use oci_spec::runtime::{
     LinuxSeccompOperator,
 };
 
+use super::seccomp_cache::SeccompCache;
 use super::SecurityError;
 
 /// Syscalls take at most six arguments.
@@ -101,6 +102,15 @@ impl SeccompPlan {
     /// kernel has it. A profile that denies by default answers syscalls newer than those it
     /// names with ENOSYS (see the crate-private `seccomp_enosys` module).
     pub fn from_spec(seccomp: &LinuxSeccomp) -> Result<Self, SecurityError> {
+        Self::from_spec_cached(seccomp, None)
+    }
+
+    /// [`Self::from_spec`], with the compiled program taken from `cache` where an entry for
+    /// this profile is there, and stored there otherwise (see `seccomp_cache`).
+    pub fn from_spec_cached(
+        seccomp: &LinuxSeccomp,
+        cache: Option<&SeccompCache>,
+    ) -> Result<Self, SecurityError> {
         if seccomp.default_action() == LinuxSeccompAction::ScmpActNotify {
             return Err(SecurityError::Invalid {
                 what: "linux.seccomp.defaultAction".into(),
@@ -203,39 +213,20 @@ impl SeccompPlan {
             };
         }
 
-        let mut ctx = ScmpFilterContext::new(default).map_err(scmp("create filter"))?;
-        for arch in seccomp.architectures().iter().flatten() {
-            ctx.add_arch(arch_of(*arch))
-                .map_err(scmp(&format!("add architecture {arch:?}")))?;
-        }
-
-        for (i, call) in seccomp.syscalls().iter().flatten().enumerate() {
-            let what = format!("linux.seccomp.syscalls[{i}]");
-            let action = action_of(&format!("{what}.action"), call.action(), call.errno_ret())?;
-            if action == default {
-                continue;
-            }
-            let rules = conditions_of(&what, call.args().as_deref().unwrap_or(&[]))?;
-            for name in call.names() {
-                let Ok(syscall) = ScmpSyscall::from_name(name) else {
-                    // Unknown to libseccomp: skipped, as runc does.
-                    continue;
-                };
-                for conditions in &rules {
-                    ctx.add_rule_conditional(action, syscall, conditions)
-                        .map_err(scmp(&format!("add rule for {name} ({what})")))?;
+        let program = match cache {
+            None => compile(seccomp, default)?,
+            Some(cache) => {
+                let key = SeccompCache::key(seccomp);
+                match cache.get(&key) {
+                    Some(program) => program,
+                    None => {
+                        let program = compile(seccomp, default)?;
+                        cache.put(&key, &program);
+                        program
+                    }
                 }
             }
-        }
-
-        // Syscalls newer than the profile get ENOSYS, not the default action
-        // (`seccomp_enosys`): the prologue runs first, libseccomp's program after it.
-        let mut program =
-            super::seccomp_enosys::prologue(seccomp).map_err(|msg| SecurityError::Invalid {
-                what: "linux.seccomp".into(),
-                msg,
-            })?;
-        program.extend(export(&ctx)?);
+        };
         // The reference runtime's test suite reads the flags from this line.
         tracing::debug!("seccomp filter flags: {flags}");
         Ok(SeccompPlan {
@@ -287,6 +278,48 @@ impl SeccompPlan {
         // Flags this kernel lacks were refused when the plan was made.
         crate::sys::security::seccomp_set_filter(&self.program, len, self.flags).map_err(fail)
     }
+}
+
+/// The BPF program of `seccomp` (whose default action is `default`): casulo's ENOSYS prologue,
+/// then libseccomp's compiled rules.
+fn compile(
+    seccomp: &LinuxSeccomp,
+    default: ScmpAction,
+) -> Result<Vec<libc::sock_filter>, SecurityError> {
+    let mut ctx = ScmpFilterContext::new(default).map_err(scmp("create filter"))?;
+    for arch in seccomp.architectures().iter().flatten() {
+        ctx.add_arch(arch_of(*arch))
+            .map_err(scmp(&format!("add architecture {arch:?}")))?;
+    }
+
+    for (i, call) in seccomp.syscalls().iter().flatten().enumerate() {
+        let what = format!("linux.seccomp.syscalls[{i}]");
+        let action = action_of(&format!("{what}.action"), call.action(), call.errno_ret())?;
+        if action == default {
+            continue;
+        }
+        let rules = conditions_of(&what, call.args().as_deref().unwrap_or(&[]))?;
+        for name in call.names() {
+            let Ok(syscall) = ScmpSyscall::from_name(name) else {
+                // Unknown to libseccomp: skipped, as runc does.
+                continue;
+            };
+            for conditions in &rules {
+                ctx.add_rule_conditional(action, syscall, conditions)
+                    .map_err(scmp(&format!("add rule for {name} ({what})")))?;
+            }
+        }
+    }
+
+    // Syscalls newer than the profile get ENOSYS, not the default action
+    // (`seccomp_enosys`): the prologue runs first, libseccomp's program after it.
+    let mut program =
+        super::seccomp_enosys::prologue(seccomp).map_err(|msg| SecurityError::Invalid {
+            what: "linux.seccomp".into(),
+            msg,
+        })?;
+    program.extend(export(&ctx)?);
+    Ok(program)
 }
 
 /// Whether the running kernel has the action `name` (one of [`ACTIONS`]), for `features`:
