@@ -174,7 +174,32 @@ fn parse() -> Result<Cli, ExitCode> {
     Err(ExitCode::from(if e.use_stderr() { 1 } else { 0 }))
 }
 
+/// The global flags that take a value in the next argument (see [`Cli`]).
+const VALUE_FLAGS: [&str; 4] = ["--root", "--log", "--log-format", "--criu"];
+
+/// Whether the command line names `create`, `run` or `exec`, found by a look at the
+/// arguments before clap builds its parser: those commands re-execute the program
+/// ([`casulo::prepare_process`]), and whatever the first image did before is done twice.
+/// A command line this misreads is still protected: `main` checks again after parsing.
+fn early_needs_protection() -> bool {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        let Some(a) = a.to_str() else { return false };
+        if VALUE_FLAGS.contains(&a) {
+            args.next();
+        } else if !a.starts_with('-') {
+            return matches!(a, "create" | "run" | "exec");
+        }
+    }
+    false
+}
+
 fn main() -> ExitCode {
+    // Re-execute before parsing when the command will need it; the error, if any, is
+    // reported by the check after parsing, where the logger is set up.
+    if early_needs_protection() {
+        let _ = casulo::prepare_process();
+    }
     let cli = match parse() {
         Ok(cli) => cli,
         Err(code) => return code,
