@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+// Shared with lifecycle-bench, which uses all of it.
+#[allow(dead_code)]
 mod setup;
 use setup::{make_bundle, private_namespace, which, workspace_casulo};
 
