@@ -392,7 +392,7 @@ impl InitSteps for Kernel<'_> {
         let key_label = self.plan.process.key_label.as_ref();
         if let Some(l) = key_label {
             write_proc(self.proc()?, &l.rel, l.value.as_bytes()).step(format_args!(
-                "{} {:?}: {}",
+                "{}: write {:?} to /proc/{}",
                 l.field,
                 l.value,
                 l.rel.display()

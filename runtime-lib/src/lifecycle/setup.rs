@@ -128,7 +128,7 @@ pub(super) fn finish_process(
     }
     if let Some(l) = &p.label {
         write_proc(proc, &l.rel, l.value.as_bytes()).step(format_args!(
-            "{} {:?}: {}",
+            "{}: write {:?} to /proc/{}",
             l.field,
             l.value,
             l.rel.display()
