@@ -87,7 +87,6 @@ pub fn features() -> Features {
 /// The features document as JSON.
 fn document() -> Value {
     let capabilities = crate::security::known_capabilities().unwrap_or_default();
-    let lsm = crate::security::label::HostLsm::probe();
     // The actions and flags this runtime applies and the running kernel has.
     let actions: Vec<&str> = ACTIONS
         .into_iter()
@@ -114,8 +113,11 @@ fn document() -> Value {
                 "knownFlags": KNOWN_FLAGS,
                 "supportedFlags": flags,
             },
-            "apparmor": {"enabled": lsm.apparmor},
-            "selinux": {"enabled": lsm.selinux},
+            // The spec's `enabled` here is support built into the runtime, "unrelated to whether
+            // the host supports" the LSM (runc says true as well): a profile or label is applied
+            // wherever the host runs the LSM, and ignored where it does not.
+            "apparmor": {"enabled": true},
+            "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
             "memoryPolicy": {
                 "modes": MPOL_MODES.iter().map(|(n, _, _)| *n).collect::<Vec<_>>(),

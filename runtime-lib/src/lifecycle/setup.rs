@@ -127,8 +127,12 @@ pub(super) fn finish_process(
         policy.apply().map_err(|e| child_err!("{e}"))?;
     }
     if let Some(l) = &p.label {
-        write_proc(proc, &l.rel, l.value.as_bytes())
-            .step(format_args!("LSM label {}", l.rel.display()))?;
+        write_proc(proc, &l.rel, l.value.as_bytes()).step(format_args!(
+            "{}: write {:?} to /proc/{}",
+            l.field,
+            l.value,
+            l.rel.display()
+        ))?;
     }
     if let Some(mask) = p.umask {
         nix::sys::stat::umask(Mode::from_bits_truncate(mask));

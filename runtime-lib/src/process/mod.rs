@@ -77,6 +77,8 @@ pub struct ProcessPlan {
     pub rlimits: RlimitsPlan,
     /// The LSM exec label to write before the capabilities go (none where the LSM is off).
     pub label: Option<crate::security::label::LabelPlan>,
+    /// The SELinux label of the init's new session keyring (none where SELinux is off).
+    pub key_label: Option<crate::security::label::LabelPlan>,
     /// process.scheduler and process.ioPriority.
     pub scheduling: SchedulingPlan,
     /// linux.personality: the container's, not the process config's; [`ProcessPlan::from_spec`]
@@ -223,6 +225,10 @@ impl ProcessPlan {
                 process.selinux_label().as_deref(),
                 process.apparmor_profile().as_deref(),
             )?,
+            key_label: crate::security::label::key_label(
+                crate::security::label::HostLsm::probe(),
+                process.selinux_label().as_deref(),
+            ),
             scheduling: SchedulingPlan::from_spec(process)?,
             setgroups_denied: false,
             setgroups_from_joined_ns: false,

@@ -23,9 +23,10 @@ pub struct HostLsm {
 }
 
 impl HostLsm {
-    /// The host's state: selinuxfs mounted with an `enforce` file, AppArmor's module
-    /// parameter `enabled` set to `Y`. Read once per process: bundle validation, the mount and
-    /// the process plans all ask.
+    /// The host's state: selinuxfs mounted with an `enforce` file and a policy loaded (a task's
+    /// context reads `kernel` until then, and no label can be written), AppArmor's module
+    /// parameter `enabled` set to `Y` with its securityfs directory. Read once per process:
+    /// bundle validation, `features`, the mount and the process plans all ask.
     pub fn probe() -> HostLsm {
         static HOST: std::sync::OnceLock<HostLsm> = std::sync::OnceLock::new();
         *HOST.get_or_init(Self::read)
@@ -35,17 +36,21 @@ impl HostLsm {
         let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
             .is_ok_and(|s| s.trim() == "Y")
             && Path::new("/sys/kernel/security/apparmor").is_dir();
+        let policy_loaded = std::fs::read_to_string("/proc/self/attr/current")
+            .is_ok_and(|c| !c.trim_end_matches(['\0', '\n']).eq("kernel"));
         HostLsm {
-            selinux: Path::new("/sys/fs/selinux/enforce").exists(),
+            selinux: Path::new("/sys/fs/selinux/enforce").exists() && policy_loaded,
             apparmor,
             apparmor_own_attr: Path::new("/proc/self/attr/apparmor").is_dir(),
         }
     }
 }
 
-/// One write of the child: `value` into `rel` below the host's /proc.
+/// One write of the child: `value` into `rel` below the host's /proc, for the config field
+/// `field` (named in the error when the kernel refuses the label).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelPlan {
+    pub field: &'static str,
     pub rel: PathBuf,
     pub value: String,
 }
@@ -86,6 +91,7 @@ pub fn exec_label(
     }
     if let (Some(l), true) = (selinux_label, host.selinux) {
         return Ok(Some(LabelPlan {
+            field: "process.selinuxLabel",
             rel: PathBuf::from("thread-self/attr/exec"),
             value: l.to_string(),
         }));
@@ -97,6 +103,7 @@ pub fn exec_label(
             "thread-self/attr/exec"
         };
         return Ok(Some(LabelPlan {
+            field: "process.apparmorProfile",
             rel: PathBuf::from(rel),
             value: format!("exec {p}"),
         }));
@@ -110,9 +117,23 @@ pub fn exec_label(
     Ok(None)
 }
 
+/// The label of the keys the process creates (its new session keyring) under SELinux: the
+/// process label, as runc gives it, so that the container's process can use its own keyring
+/// under a policy that confines it. `None` without SELinux or without a label (the keyring
+/// then gets the runtime's label). Written to the thread group leader's `attr/keycreate`.
+pub fn key_label(host: HostLsm, selinux_label: Option<&str>) -> Option<LabelPlan> {
+    let l = non_empty(selinux_label).filter(|_| host.selinux)?;
+    Some(LabelPlan {
+        field: "process.selinuxLabel",
+        rel: PathBuf::from("self/attr/keycreate"),
+        value: l.to_string(),
+    })
+}
+
 /// Filesystems whose mounts take the SELinux `context=` option (the ones the runtime creates
-/// for the container; binds and the kernel's own pseudo-filesystems keep their labels).
-const LABELLED_FS: &[&str] = &["tmpfs", "devpts", "mqueue", "shm"];
+/// for the container; binds and the kernel's own pseudo-filesystems keep their labels). Not
+/// mqueue: the kernel refuses `context=` there (EINVAL), and runc mounts it without one.
+const LABELLED_FS: &[&str] = &["tmpfs", "devpts", "shm"];
 
 /// The mount data for a filesystem of type `fstype` with `data`, given `linux.mountLabel`:
 /// `context="LABEL"` is added where SELinux is enabled, and data is returned unchanged
@@ -145,8 +166,22 @@ pub fn check_mount_label(host: HostLsm, mount_label: Option<&str>) -> Result<(),
     }
     if !host.selinux {
         tracing::debug!("linux.mountLabel ignored: SELinux is not enabled on this host");
+        return Ok(());
     }
-    Ok(())
+    // The kernel checks a context against the loaded policy when it is written to selinuxfs'
+    // `context` file: an unknown one is refused here, before anything exists, instead of
+    // failing the first labelled mount with a bare EINVAL.
+    match std::fs::write("/sys/fs/selinux/context", label) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(SecurityError::Invalid {
+            what: "linux.mountLabel".to_string(),
+            msg: format!("{label:?} is not a context of the loaded SELinux policy"),
+        }),
+        Err(e) => Err(SecurityError::Invalid {
+            what: "linux.mountLabel".to_string(),
+            msg: format!("checking {label:?} through /sys/fs/selinux/context: {e}"),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -199,6 +234,17 @@ mod tests {
     }
 
     #[test]
+    fn the_keyring_gets_the_selinux_label_only() {
+        let plan = key_label(SE, Some(LABEL)).unwrap();
+        assert_eq!(plan.rel, Path::new("self/attr/keycreate"));
+        assert_eq!(plan.value, LABEL);
+        assert_eq!(plan.field, "process.selinuxLabel");
+        assert_eq!(key_label(AA, Some(LABEL)), None);
+        assert_eq!(key_label(SE, Some("")), None);
+        assert_eq!(key_label(SE, None), None);
+    }
+
+    #[test]
     fn labels_are_ignored_where_the_lsm_is_disabled() {
         assert_eq!(exec_label(NONE, Some(LABEL), Some("p")).unwrap(), None);
         assert_eq!(exec_label(AA, Some(LABEL), None).unwrap(), None);
@@ -224,9 +270,10 @@ mod tests {
             format!("mode=755,context=\"{LABEL}\"")
         );
         assert_eq!(
-            mount_data(SE, "mqueue", "", Some(LABEL)),
+            mount_data(SE, "devpts", "", Some(LABEL)),
             format!("context=\"{LABEL}\"")
         );
+        assert_eq!(mount_data(SE, "mqueue", "", Some(LABEL)), "");
         // Not for binds, proc or sysfs; not twice; not without SELinux.
         assert_eq!(mount_data(SE, "proc", "", Some(LABEL)), "");
         assert_eq!(mount_data(SE, "bind", "", Some(LABEL)), "");
