@@ -35,6 +35,16 @@ pub fn all() -> Vec<(&'static str, &'static str, Scenario<Suite>)> {
             streams,
         ),
         (
+            "resize",
+            "terminal resizes of Exec and Attach with a tty",
+            terminal_resize,
+        ),
+        (
+            "port-forward",
+            "PortForward to a listener in a pod",
+            port_forward,
+        ),
+        (
             "pod",
             "RunPodSandbox / StopPodSandbox / RemovePodSandbox",
             pod_lifecycle,

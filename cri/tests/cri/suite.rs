@@ -136,6 +136,21 @@ impl Suite {
             dir,
         };
         // From here on, Drop cleans up whatever happens.
+        // containerd's overlayfs snapshots cannot have their upper layers on an overlayfs
+        // (a checkout under /tmp in the cgroup v2 guest): a tmpfs of the suite's own then,
+        // which the end unmounts with the rest.
+        let on_overlay = nix::sys::statfs::statfs(&s.dir)
+            .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC);
+        if on_overlay {
+            nix::mount::mount(
+                Some("tmpfs"),
+                &s.dir,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                Some("mode=0700"),
+            )
+            .expect("a tmpfs for the suite's directory");
+        }
         write_wrapper(&s.wrapper, &s.calls, &[]);
         let config = s.write_config(pid);
         *s.daemon.lock().unwrap() = Some(Daemon::spawn(&s.dir, &s.address, &config));
