@@ -190,3 +190,127 @@ pub fn streams(s: &Suite, id: &str) -> Result<(), String> {
         "the attached container is not running".into()
     })
 }
+
+/// Send a terminal size on the resize channel, as `kubectl` does when its terminal changes.
+fn resize(st: &mut Stream, width: u16, height: u16) -> Result<(), String> {
+    let size = serde_json::json!({"Width": width, "Height": height}).to_string();
+    st.send(RESIZE, size.as_bytes())
+}
+
+/// Resize, then a line on stdin, after which the process prints `stty size`: the size it
+/// reports is the new one.
+fn resized(st: &mut Stream, width: u16, height: u16) -> Result<(), String> {
+    resize(st, width, height)?;
+    st.send(STDIN, b"\n")?;
+    let want = format!("{height} {width}");
+    st.read_until(|st| st.text(STDOUT).contains(&want))
+        .map_err(|e| format!("after a resize to {width}x{height}: {e}"))
+}
+
+/// Terminal resizes: `Exec` and `Attach` with a terminal, and sizes sent on the resize
+/// channel (4) of `v4.channel.k8s.io`, which containerd passes on to the process's pty.
+pub fn terminal_resize(s: &Suite, id: &str) -> Result<(), String> {
+    let pod = run_pod(s, id, "resize", &PodOpts::default())?;
+    let c = sleeper(s, &pod, "c")?;
+    let url = exec_url(
+        s,
+        &c,
+        &[
+            "sh",
+            "-c",
+            "echo ready; read x; stty size; read x; stty size",
+        ],
+        true,
+        true,
+    )?;
+    let mut st = Stream::connect(&url)?;
+    st.read_until(|st| st.text(STDOUT).contains("ready"))?;
+    resized(&mut st, 100, 30)?;
+    resized(&mut st, 132, 43)?;
+    st.read_to_end()?;
+    check(stream_exit_code(&st)? == 0, || {
+        format!("exec -it with resizes: {:?}", st.text(ERROR))
+    })?;
+    // A container with a terminal, attached to (`kubectl attach -it`).
+    let mut cfg = pod.container("t", &["sh", "-c", "while read x; do stty size; done"]);
+    cfg.tty = true;
+    cfg.stdin = true;
+    let t = pod.run(s, cfg)?;
+    let req = cri::AttachRequest {
+        container_id: t.clone(),
+        stdin: true,
+        tty: true,
+        stdout: true,
+        stderr: false,
+    };
+    let url = s
+        .cri(|mut cl| async move { cl.attach(req).await })
+        .map_err(|e| format!("Attach: {e}"))?
+        .url;
+    let mut st = Stream::connect(&url)?;
+    resized(&mut st, 90, 25)?;
+    resized(&mut st, 70, 20)?;
+    check(state(s, &t)? == ContainerState::ContainerRunning, || {
+        "the attached container is not running".into()
+    })
+}
+
+/// `PortForward` to a pod with a network of its own (`kubectl port-forward`): through the
+/// streaming server's WebSocket, each port on a data channel and an error channel, each
+/// starting with the port's number; what is sent reaches a listener in the pod's network
+/// namespace (busybox `nc`, echoing), and its answer comes back.
+pub fn port_forward(s: &Suite, id: &str) -> Result<(), String> {
+    let opts = PodOpts {
+        own_network: true,
+        ..Default::default()
+    };
+    let pod = run_pod(s, id, "fwd", &opts)?;
+    let c = pod.run(
+        s,
+        pod.container("c", &["sh", "-c", "while :; do nc -l -p 8080 -e cat; done"]),
+    )?;
+    // 8080 is 1F90: listening (0A) on any address (v4 or v6), in the pod's network namespace.
+    let listening = |tables: &str| {
+        tables
+            .lines()
+            .any(|l| l.contains(":1F90 0") && l.contains(":0000 0A"))
+    };
+    wait_until("the listener in the pod", || {
+        sh(s, &c, "cat /proc/net/tcp /proc/net/tcp6").is_ok_and(|t| listening(&t))
+    })?;
+    let host = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .concat();
+    check(!listening(&host), || {
+        "port 8080 listens on the host too: the check proves nothing".into()
+    })?;
+    let req = cri::PortForwardRequest {
+        pod_sandbox_id: pod.id.clone(),
+        port: vec![8080],
+    };
+    let url = s
+        .cri(|mut cl| async move { cl.port_forward(req).await })
+        .map_err(|e| format!("PortForward: {e}"))?
+        .url;
+    let mut st = Stream::connect(&url)?;
+    let port = 8080u16.to_le_bytes();
+    st.read_until(|st| st.channels[0].len() >= 2 && st.channels[1].len() >= 2)?;
+    check(
+        st.channels[0][..2] == port && st.channels[1][..2] == port,
+        || format!("the channels' first bytes: {:?}", st.channels),
+    )?;
+    st.send(0, b"through-the-forward\n")?;
+    st.read_until(|st| String::from_utf8_lossy(&st.channels[0]).contains("through-the-forward"))
+        .map_err(|e| {
+            format!(
+                "{e}; error channel {:?}",
+                String::from_utf8_lossy(&st.channels[1][2..])
+            )
+        })?;
+    check(st.channels[1].len() == 2, || {
+        format!(
+            "the error channel: {:?}",
+            String::from_utf8_lossy(&st.channels[1][2..])
+        )
+    })
+}

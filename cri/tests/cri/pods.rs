@@ -42,6 +42,15 @@ pub struct PodOpts {
     pub sysctls: Vec<(&'static str, &'static str)>,
     /// The runtime handler (a RuntimeClass's `handler`); empty for containerd's default.
     pub handler: &'static str,
+    /// A burstable pod (its containers have limits), not a best-effort one: its QoS class in
+    /// its cgroup parent.
+    pub burstable: bool,
+    /// What the kubelet sends of the pod's resources: `overhead` (its RuntimeClass's) and
+    /// `resources` (its containers' sum); and the limits it writes into the pod's cgroup,
+    /// which it makes before `RunPodSandbox` (without them the runtime makes it).
+    pub overhead: Option<cri::LinuxContainerResources>,
+    pub resources: Option<cri::LinuxContainerResources>,
+    pub pod_limits: Option<crate::cgroups::PodLimits>,
 }
 
 /// A running pod sandbox.
@@ -69,14 +78,23 @@ fn ns_options(opts: &PodOpts) -> cri::NamespaceOption {
 }
 
 /// `RunPodSandbox` of pod `name` for scenario `scenario`: its metadata, hostname, log
-/// directory and cgroup parent (`/<kubepods>/besteffort/pod<uid>`, the kubelet's cgroupfs
-/// layout) as the kubelet sets them.
+/// directory and cgroup parent (the kubelet's layout, see [`crate::cgroups`]) as the kubelet
+/// sets them.
 pub fn run_pod(s: &Suite, scenario: &str, name: &str, opts: &PodOpts) -> Result<Pod, String> {
     let uid = format!("{scenario}-{name}");
     let log_dir = s.dir.join("pods").join(&uid);
     std::fs::create_dir_all(&log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
-    let cgroup_parent = format!("/{}/besteffort/pod{uid}", s.kubepods);
+    let qos = if opts.burstable {
+        "burstable"
+    } else {
+        "besteffort"
+    };
+    let cgroup_parent = s.pod_cgroup_parent(qos, &uid);
     s.record(scenario, |m| m.cgroup_parents.push(cgroup_parent.clone()));
+    if let Some(limits) = opts.pod_limits {
+        s.make_pod_cgroup(&cgroup_parent, limits)
+            .map_err(|e| format!("the pod cgroup of {name}: {e}"))?;
+    }
     let config = cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: format!("{scenario}-{name}"),
@@ -105,7 +123,8 @@ pub fn run_pod(s: &Suite, scenario: &str, name: &str, opts: &PodOpts) -> Result<
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            ..Default::default()
+            overhead: opts.overhead.clone(),
+            resources: opts.resources.clone(),
         }),
         ..Default::default()
     };

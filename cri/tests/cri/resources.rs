@@ -6,6 +6,7 @@ use std::path::Path;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::ContainerState;
 
+use crate::cgroups::PodLimits;
 use crate::common::engine::*;
 use crate::pods::*;
 use crate::scenarios::pid_of;
@@ -51,7 +52,7 @@ pub fn update_resources(s: &Suite, id: &str) -> Result<(), String> {
     let c = pod.run(s, cfg)?;
     let pid = pid_of(s, &c)?;
     // The kubelet's layout: the container's cgroup in its pod's, named by its id.
-    let want = format!("{}/{c}", pod.config.linux.as_ref().unwrap().cgroup_parent);
+    let want = s.container_cgroup(&pod.config.linux.as_ref().unwrap().cgroup_parent, &c);
     let got = cgroup_of(pid, "memory").or_else(|| cgroup_of(pid, ""));
     check(got.as_deref() == Some(want.as_str()), || {
         format!("the container's cgroup: want {want}, got {got:?}")
@@ -172,5 +173,113 @@ pub fn oom_killed(s: &Suite, id: &str) -> Result<(), String> {
     let st = wait_exited(s, &c)?;
     check(st.exit_code == 137 && st.reason == "OOMKilled", || {
         format!("exit {} reason {:?}", st.exit_code, st.reason)
+    })
+}
+
+/// The OCI config containerd gave the runtime for container (or sandbox) `id`: its bundle's
+/// `config.json`, while it exists.
+fn bundle_spec(s: &Suite, id: &str) -> Result<serde_json::Value, String> {
+    let p = s
+        .dir
+        .join("state/io.containerd.runtime.v2.task")
+        .join(NS)
+        .join(id)
+        .join("config.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// A burstable pod with a RuntimeClass overhead, as the kubelet runs it: it sends the
+/// overhead and its containers' sum in the `PodSandboxConfig`, and it has made the pod's
+/// cgroup with their sum as its limits. What containerd 1.6 passes on to the runtime for the
+/// sandbox, and that the pod cgroup keeps the kubelet's limits with the pod's sandbox and
+/// container in it, each in its own cgroup there with its own limits.
+pub fn overhead(s: &Suite, id: &str) -> Result<(), String> {
+    let container = cri::LinuxContainerResources {
+        oom_score_adj: 0,
+        ..resources(64 << 20, 20_000)
+    };
+    let overhead = cri::LinuxContainerResources {
+        cpu_period: 100_000,
+        cpu_quota: 10_000,
+        cpu_shares: 102,
+        memory_limit_in_bytes: 32 << 20,
+        ..Default::default()
+    };
+    let limits = PodLimits {
+        memory: (64 + 32) << 20,
+        cpu_quota: 20_000 + 10_000,
+    };
+    let opts = PodOpts {
+        burstable: true,
+        overhead: Some(overhead),
+        resources: Some(container.clone()),
+        pod_limits: Some(limits),
+        ..Default::default()
+    };
+    let pod = run_pod(s, id, "overhead", &opts)?;
+    let parent = pod.config.linux.as_ref().unwrap().cgroup_parent.clone();
+    // containerd 1.6 passes the containers' sum on as annotations only, and the overhead
+    // not at all; the sandbox's own resources are its default CPU shares (2) and the device
+    // rule: nothing for the runtime to apply to the pod.
+    let spec = bundle_spec(s, &pod.id)?;
+    let annotation =
+        |k: &str| spec["annotations"][format!("io.kubernetes.cri.sandbox-{k}")].clone();
+    let res = &spec["linux"]["resources"];
+    check(
+        annotation("cpu-period") == "100000"
+            && annotation("cpu-quota") == "20000"
+            && annotation("cpu-shares") == "256"
+            && annotation("memory") == (64u64 << 20).to_string().as_str()
+            && res["cpu"] == serde_json::json!({"shares": 2})
+            && res["memory"].is_null(),
+        || {
+            format!(
+                "the sandbox's annotations {} and resources {res}",
+                spec["annotations"]
+            )
+        },
+    )?;
+    let overhead_values = [(32u64 << 20).to_string(), "10000".into(), "102".into()];
+    let annotations = spec["annotations"].as_object().cloned().unwrap_or_default();
+    check(
+        !annotations.iter().any(|(k, v)| {
+            k.contains("overhead") || overhead_values.iter().any(|o| v == o.as_str())
+        }),
+        || format!("the overhead is in the sandbox's annotations after all: {annotations:?}"),
+    )?;
+    let pause = pod.pause_pid(s)?;
+    let want = s.container_cgroup(&parent, &pod.id);
+    let got = cgroup_of(pause, "memory").or_else(|| cgroup_of(pause, ""));
+    check(got.as_deref() == Some(want.as_str()), || {
+        format!("the sandbox's cgroup: want {want}, got {got:?}")
+    })?;
+    // The sandbox's cgroup has no limit of its own: the pod's bounds it.
+    let (mem, cpu) = host_limits(pause)?;
+    check(
+        (mem == "max" || mem.parse::<u64>().is_ok_and(|m| m > 1 << 60))
+            && (cpu == "max" || cpu == "-1"),
+        || format!("the sandbox's own limits: memory {mem}, CPU quota {cpu}"),
+    )?;
+    let kept = s.pod_limits(&parent)?;
+    check(kept == limits, || {
+        format!("the pod cgroup's limits after RunPodSandbox: {kept:?}, the kubelet's {limits:?}")
+    })?;
+    let mut cfg = pod.container("c", &["sleep", "1000"]);
+    cfg.linux.as_mut().unwrap().resources = Some(container);
+    let c = pod.run(s, cfg)?;
+    let pid = pid_of(s, &c)?;
+    let want = s.container_cgroup(&parent, &c);
+    let got = cgroup_of(pid, "memory").or_else(|| cgroup_of(pid, ""));
+    check(got.as_deref() == Some(want.as_str()), || {
+        format!("the container's cgroup: want {want}, got {got:?}")
+    })?;
+    let (mem, cpu) = host_limits(pid)?;
+    check(mem == (64u64 << 20).to_string() && cpu == "20000", || {
+        format!("the container's limits: memory {mem}, CPU quota {cpu}")
+    })?;
+    let kept = s.pod_limits(&parent)?;
+    check(kept == limits, || {
+        format!("the pod cgroup's limits with its container: {kept:?}, the kubelet's {limits:?}")
     })
 }

@@ -15,62 +15,106 @@ use crate::resources::*;
 use crate::security::*;
 use crate::suite::*;
 
-pub fn all() -> Vec<(&'static str, Scenario<Suite>)> {
+/// Every scenario: its key (for `CASULO_CRI_SCENARIOS`), what it shows, and the scenario.
+pub fn all() -> Vec<(&'static str, &'static str, Scenario<Suite>)> {
     vec![
         // The slowest first, so that they overlap with the rest.
         (
+            "stop-kill",
             "StopContainer: SIGKILL after the grace period",
             stop_grace_kill,
         ),
-        ("ExecSync: output, exit code, timeout", exec_sync_scenario),
-        ("Exec and Attach through the streaming server", streams),
         (
+            "exec-sync",
+            "ExecSync: output, exit code, timeout",
+            exec_sync_scenario,
+        ),
+        (
+            "streams",
+            "Exec and Attach through the streaming server",
+            streams,
+        ),
+        (
+            "resize",
+            "terminal resizes of Exec and Attach with a tty",
+            terminal_resize,
+        ),
+        (
+            "port-forward",
+            "PortForward to a listener in a pod",
+            port_forward,
+        ),
+        (
+            "pod",
             "RunPodSandbox / StopPodSandbox / RemovePodSandbox",
             pod_lifecycle,
         ),
         (
+            "runtime-class",
             "RuntimeClass: a pod on runc beside one on the default handler",
             runtime_class,
         ),
         (
+            "namespaces",
             "two containers share the pod's network, IPC and UTS namespaces",
             shared_namespaces,
         ),
         (
+            "share-pid",
             "shareProcessNamespace: one pid namespace, pause as pid 1",
             share_pid,
         ),
-        ("container logs in the CRI format", logs),
+        ("logs", "container logs in the CRI format", logs),
         (
+            "stop-term",
             "StopContainer: SIGTERM within the grace period",
             stop_grace_term,
         ),
-        ("UpdateContainerResources", update_resources),
+        ("update", "UpdateContainerResources", update_resources),
         (
+            "overhead",
+            "pod overhead: the kubelet's pod cgroup limits, the sandbox's config",
+            overhead,
+        ),
+        (
+            "user",
             "runAsUser, runAsGroup, supplementalGroups, noNewPrivs",
             run_as_user,
         ),
-        ("capabilities: drop ALL, add two; privileged", capabilities),
-        ("seccomp RuntimeDefault and Unconfined", seccomp),
         (
+            "caps",
+            "capabilities: drop ALL, add two; privileged",
+            capabilities,
+        ),
+        ("seccomp", "seccomp RuntimeDefault and Unconfined", seccomp),
+        (
+            "read-only",
             "readOnlyRootFilesystem, masked and read-only paths",
             readonly_masked,
         ),
-        ("sysctls of the pod", sysctls),
+        ("sysctls", "sysctls of the pod", sysctls),
         (
+            "host-paths",
             "hostPath mounts: read-only, and each propagation mode",
             host_paths,
         ),
         (
+            "stats",
             "ContainerStatus, ContainerStats, ListContainerStats",
             status_and_stats,
         ),
         (
+            "missing",
             "a missing program: StartError with the cause",
             missing_program,
         ),
-        ("OOMKilled: a container over its memory limit", oom_killed),
         (
+            "oom",
+            "OOMKilled: a container over its memory limit",
+            oom_killed,
+        ),
+        (
+            "restart",
             "a restarted container: a new attempt in the same pod",
             restart,
         ),
@@ -112,11 +156,7 @@ fn pod_lifecycle(s: &Suite, id: &str) -> Result<(), String> {
         format!("the pause process {pause}: {:?}", cmdline(pause))
     })?;
     // The kubelet's cgroup layout: the sandbox under its pod's cgroup.
-    let want = format!(
-        "{}/{}",
-        pod.config.linux.as_ref().unwrap().cgroup_parent,
-        pod.id
-    );
+    let want = s.container_cgroup(&pod.config.linux.as_ref().unwrap().cgroup_parent, &pod.id);
     let got = cgroup_of(pause, "memory").or_else(|| cgroup_of(pause, ""));
     check(got.as_deref() == Some(want.as_str()), || {
         format!("the sandbox's cgroup: want {want}, got {got:?}")

@@ -178,7 +178,10 @@ pub fn readonly_masked(s: &Suite, id: &str) -> Result<(), String> {
         } else {
             continue;
         };
-        let got = sh(s, &c, &script)?;
+        let got = sh(s, &c, &script).map_err(|e| {
+            let mounts = sh(s, &c, &format!("grep ' {p} ' /proc/self/mountinfo || true"));
+            format!("{e}; its mounts: {mounts:?}")
+        })?;
         check(got == "0", || format!("masked {p}: {script} says {got:?}"))?;
         masked += usize::from(full_on_host);
     }

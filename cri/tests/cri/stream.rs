@@ -11,6 +11,7 @@ pub const STDIN: u8 = 0;
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
 pub const ERROR: u8 = 3;
+pub const RESIZE: u8 = 4;
 
 /// One open stream.
 pub struct Stream {

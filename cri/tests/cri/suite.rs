@@ -66,8 +66,12 @@ pub struct Suite {
     pub runc_root: PathBuf,
     /// The runc binary of [`REF_HANDLER`] and its shim's `Root`, when runc is installed.
     pub reference: Option<(PathBuf, PathBuf)>,
-    /// The top cgroup of the pods, named like the kubelet's `kubepods` with this run's prefix.
+    /// The top cgroup of the pods, named like the kubelet's `kubepods` with this run's prefix
+    /// (see [`Suite::kubepods_top`]).
     pub kubepods: String,
+    /// Whether the pods' cgroups are the systemd driver's (`CASULO_TEST_SYSTEMD_CGROUP`):
+    /// the handlers' `SystemdCgroup = true`, pod slices as cgroup parents.
+    pub systemd: bool,
     /// The CNI bridge of the pods that have a network of their own.
     pub bridge: String,
     daemon: Mutex<Option<Daemon>>,
@@ -120,7 +124,8 @@ impl Suite {
                 .map(PathBuf::from)
                 .find(|p| p.exists())
                 .map(|p| (p, dir.join("runc-ref-root"))),
-            kubepods: format!("cri{pid}-kubepods"),
+            kubepods: Suite::kubepods_top(pid, systemd_cgroup()),
+            systemd: systemd_cgroup(),
             bridge: format!("cri{pid}br"),
             daemon: Mutex::new(None),
             had_cni_cache: Path::new(CNI_CACHE).exists(),
@@ -131,6 +136,21 @@ impl Suite {
             dir,
         };
         // From here on, Drop cleans up whatever happens.
+        // containerd's overlayfs snapshots cannot have their upper layers on an overlayfs
+        // (a checkout under /tmp in the cgroup v2 guest): a tmpfs of the suite's own then,
+        // which the end unmounts with the rest.
+        let on_overlay = nix::sys::statfs::statfs(&s.dir)
+            .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC);
+        if on_overlay {
+            nix::mount::mount(
+                Some("tmpfs"),
+                &s.dir,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                Some("mode=0700"),
+            )
+            .expect("a tmpfs for the suite's directory");
+        }
         write_wrapper(&s.wrapper, &s.calls, &[]);
         let config = s.write_config(pid);
         *s.daemon.lock().unwrap() = Some(Daemon::spawn(&s.dir, &s.address, &config));
@@ -178,7 +198,7 @@ state = "{dir}/state"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.casulo.options]
   BinaryName = "{wrapper}"
   Root = "{dir}/runc-root"
-  SystemdCgroup = false
+  SystemdCgroup = {systemd}
 
 {reference}
 [plugins."io.containerd.grpc.v1.cri".cni]
@@ -187,6 +207,7 @@ state = "{dir}/state"
   max_conf_num = 1
 "#,
             wrapper = self.wrapper.display(),
+            systemd = self.systemd,
             reference = self
                 .reference
                 .as_ref()
@@ -197,9 +218,11 @@ state = "{dir}/state"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{REF_HANDLER}.options]
   BinaryName = "{}"
   Root = "{}"
+  SystemdCgroup = {}
 "#,
                     bin.display(),
-                    root.display()
+                    root.display(),
+                    self.systemd,
                 ))
                 .unwrap_or_default(),
         );

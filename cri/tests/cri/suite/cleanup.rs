@@ -11,16 +11,6 @@ use k8s_cri::v1 as cri;
 use super::*;
 
 impl Suite {
-    /// The cgroup directories of `parent` (a cgroupfs path) in every hierarchy that has it.
-    pub fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
-        let rel = parent.trim_start_matches('/');
-        let mut dirs = vec![Path::new("/sys/fs/cgroup").join(rel)];
-        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-            dirs.extend(entries.flatten().map(|e| e.path().join(rel)));
-        }
-        dirs.into_iter().filter(|d| d.is_dir()).collect()
-    }
-
     /// Remove every pod of scenario `scenario` (its containers go with it), as the kubelet
     /// does when a pod is deleted, then the pod cgroups, which the kubelet owns.
     pub fn remove(&self, scenario: &str) {
@@ -54,11 +44,8 @@ impl Suite {
         for m in made.host_mounts.iter().rev() {
             let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
         }
-        // Bottom up: a pod cgroup goes, then its QoS parent if no other pod is in it.
         for parent in &made.cgroup_parents {
-            for d in Self::cgroup_dirs(parent) {
-                let _ = std::fs::remove_dir(&d);
-            }
+            self.remove_pod_cgroup(parent);
         }
     }
 
@@ -102,6 +89,7 @@ impl Suite {
                 .join(NS)
                 .join(id);
             left.extend(leftovers_of(id, &self.runc_root.join(NS), &bundle));
+            left.extend(self.scope_leftovers(id));
             if let Some((_, root)) = &self.reference {
                 let state = root.join(NS).join(id);
                 if state.exists() {
@@ -125,11 +113,7 @@ impl Suite {
             }
         }
         for parent in &made.cgroup_parents {
-            left.extend(
-                Self::cgroup_dirs(parent)
-                    .into_iter()
-                    .map(|d| format!("pod cgroup {} (not removable)", d.display())),
-            );
+            left.extend(self.pod_cgroup_leftovers(parent));
         }
         for m in &made.host_mounts {
             if mountinfo.lines().any(|l| l.split(' ').nth(4) == m.to_str()) {
@@ -167,11 +151,13 @@ impl Suite {
             left.push(format!("directory {}", dir.display()));
         }
         left.extend(mounts_under(&dir).into_iter().map(|m| format!("mount {m}")));
-        left.extend(
-            cgroup_trees(&format!("cri{pid}-kubepods"))
-                .into_iter()
-                .map(|t| format!("cgroup {}", t.display())),
-        );
+        for systemd in [false, true] {
+            left.extend(
+                cgroup_trees(&Suite::kubepods_top(pid, systemd))
+                    .into_iter()
+                    .map(|t| format!("cgroup {}", t.display())),
+            );
+        }
         if Path::new("/sys/class/net")
             .join(format!("cri{pid}br"))
             .exists()
@@ -233,6 +219,10 @@ impl Drop for Suite {
         // The daemon, then its shims.
         if let Some(d) = self.daemon.lock().unwrap().as_mut() {
             d.stop();
+        }
+        if self.systemd {
+            // The slices of the pods' QoS classes, which the kubelet keeps while it runs.
+            crate::cgroups::stop_unit(&self.kubepods);
         }
         remove_cgroup_trees(&self.kubepods);
         umount_all_under(&self.dir);
