@@ -26,7 +26,9 @@
 //! session: `$XDG_RUNTIME_DIR` is `/run/user/UID`, the session bus the manager's, and every
 //! container gets its cgroup in the delegated subtree (through podman's cgroupfs manager with a
 //! cgroup parent there, or its systemd manager with `CASULO_PODMAN_CGROUP_MANAGER=systemd`),
-//! where a scenario checks the limits. `CASULO_PODMAN_SCENARIOS` (keys, comma-separated) runs
+//! where a scenario checks the limits (and `limits-systemd` the same for a container that
+//! podman's systemd manager runs whatever the configuration says, whose scope the runtime has
+//! the user's manager start). `CASULO_PODMAN_SCENARIOS` (keys, comma-separated) runs
 //! part of the scenarios. Without podman, conmon, the test user's subordinate ranges or
 //! `newuidmap`, the test prints a `SKIPPED` line.
 mod common;
@@ -651,11 +653,34 @@ fn memory(w: &World, name: &str) -> Result<(), String> {
 /// container's cgroup is in that subtree, never elsewhere, and its `memory.max`, `pids.max`
 /// and `cpu.max` hold the limits, read from inside the container and on the host.
 fn limits(w: &World, name: &str) -> Result<(), String> {
+    let systemd = w.delegated.as_ref().is_some_and(|d| d.systemd);
+    limits_with(w, name, systemd)
+}
+
+/// [`limits`] with podman's systemd manager for this container alone (`podman --cgroup-manager
+/// systemd run`, whatever containers.conf says): the runtime gets `--systemd-cgroup` and has
+/// the user's manager start the container's scope in its `user.slice`, over the session bus.
+fn limits_systemd(w: &World, name: &str) -> Result<(), String> {
+    limits_with(w, name, true)
+}
+
+fn limits_with(w: &World, name: &str, systemd: bool) -> Result<(), String> {
     let d = w.delegated.as_ref().ok_or("no delegated cgroup subtree")?;
     let show = "cd /sys/fs/cgroup && echo limits: $(cat memory.max) $(cat pids.max) \
                 $(cat cpu.max); sleep 1000";
     let flags = ["--memory", "64m", "--pids-limit", "50", "--cpus", "0.5"];
-    w.run_detached(name, &flags, show, "limits:")?;
+    if systemd && !d.systemd {
+        let mut args = vec!["--cgroup-manager", "systemd", "run", "--name", name, "-d"];
+        args.extend_from_slice(&flags);
+        args.extend_from_slice(&[IMAGE, "sh", "-c", show]);
+        let r = w.podman(&args);
+        check(r.ok(), || format!("podman run -d: {}", describe(&r)))?;
+        wait_until(&format!("{name} logs"), || {
+            w.podman(&["logs", name]).stdout.contains("limits:")
+        })?;
+    } else {
+        w.run_detached(name, &flags, show, "limits:")?;
+    }
     let want = "67108864 50 50000 100000";
     let seen = w.podman(&["logs", name]).stdout;
     check(seen.trim() == format!("limits: {want}"), || {
@@ -668,7 +693,7 @@ fn limits(w: &World, name: &str) -> Result<(), String> {
     let cg = cgroup_of(pid).ok_or_else(|| format!("no cgroup2 path for the init {pid}"))?;
     let id = w.inspect(name, "{{.Id}}")?;
     let base = d.manager.cgroup_path();
-    let want_under = if d.systemd {
+    let want_under = if systemd {
         format!("{base}/user.slice/libpod-{id}.scope")
     } else {
         format!("{}/libpod-{id}", d.parent)
@@ -773,6 +798,11 @@ fn podman_rootless_runs_containers_on_the_runtime() {
             "limits",
             "--memory, --pids-limit, --cpus in the delegated subtree",
             limits,
+        ));
+        scenarios.push((
+            "limits-systemd",
+            "the same with podman's systemd manager: a scope of the user's systemd manager",
+            limits_systemd,
         ));
     }
     // CASULO_PODMAN_SCENARIOS (keys, comma-separated; empty or unset: all) runs a part of the

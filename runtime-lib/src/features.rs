@@ -104,7 +104,7 @@ fn document() -> Value {
         "linux": {
             "namespaces": namespaces(),
             "capabilities": capabilities,
-            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": true},
+            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": true, "rdma": true},
             "seccomp": {
                 "enabled": true,
                 "actions": actions,

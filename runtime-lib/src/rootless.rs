@@ -21,8 +21,8 @@ pub fn in_user_namespace() -> bool {
 /// user namespace that does not map the host's root. With `systemd_cgroup` runc asks the
 /// systemd manager who owns it; casulo decides from the namespace alone: a namespace that
 /// does not map the host's root (rootless podman's) cannot have the system manager make
-/// units for it, so that is rootless too (and its systemd cgroup is then refused by name,
-/// rather than failing in the bus's handshake).
+/// units for it, so that is rootless too (and its systemd cgroup is then a unit of the user's
+/// own manager, on the session bus, rather than a failed handshake on the system bus).
 ///
 /// ```
 /// if !nix::unistd::geteuid().is_root() {

@@ -23,6 +23,7 @@ pub mod oom;
 pub mod rootless;
 pub mod stats;
 mod systemd;
+mod systemd_user;
 
 pub(crate) use fs::join;
 pub use fs::FsCgroup;
@@ -84,11 +85,16 @@ fn pid_list(pids: &[i32]) -> String {
 ///
 /// `path` is, for the cgroupfs driver, a normalised absolute path (`/a/b`) or a normalised
 /// relative one (`a/b`, resolved against the caller's own cgroups by [`manager`]); for the
-/// systemd driver it is `slice:prefix:name` (an empty slice means `system.slice`).
+/// systemd driver it is `slice:prefix:name` (an empty slice means `system.slice`, or the
+/// manager's `user.slice` with `systemd_user`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CgroupConfig {
     pub path: String,
     pub systemd: bool,
+    /// With `systemd`: the unit is the caller's own systemd manager's, reached on its session
+    /// bus (a rootless container's), rather than the system's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub systemd_user: bool,
 }
 
 /// The cgroup layout of the host.
@@ -147,13 +153,21 @@ pub fn resolve(
                 p.to_string()
             }
         };
-        return Ok(CgroupConfig { path, systemd });
+        return Ok(CgroupConfig {
+            path,
+            systemd,
+            systemd_user: false,
+        });
     }
     let path = match given {
         None => id.to_string(),
         Some(p) => clean_fs_path(p)?,
     };
-    Ok(CgroupConfig { path, systemd })
+    Ok(CgroupConfig {
+        path,
+        systemd,
+        systemd_user: false,
+    })
 }
 
 /// Lexically normalise a cgroupfs path: collapse `//` and `.`, apply `..`, refuse escapes.
@@ -292,6 +306,9 @@ pub(crate) fn signal_pids(pids: &[i32], sig: Signal) -> Result<(), CgroupError> 
 pub fn manager(cfg: &CgroupConfig) -> Result<Box<dyn CgroupManager>, CgroupError> {
     if cfg.systemd {
         validate_systemd_path(&cfg.path)?;
+        if cfg.systemd_user {
+            return Ok(Box::new(SystemdCgroup::new_user(&cfg.path, &[])?));
+        }
         Ok(Box::new(SystemdCgroup::new(&cfg.path)?))
     } else {
         // A config read back from state.json gets the same checks as a fresh one.
@@ -305,11 +322,16 @@ pub fn manager(cfg: &CgroupConfig) -> Result<Box<dyn CgroupManager>, CgroupError
 ///
 /// A relative `cgroupsPath` is placed below the cgroups of the process that calls
 /// [`manager`], so a later command running in other cgroups must use this to find the same
-/// directories. With the systemd driver the unit name is enough and `dirs` is not used.
+/// directories. With the system's systemd manager the unit name is enough and `dirs` is not
+/// used; with a user's, they spare asking the manager where its subtree is.
 pub fn manager_at(
     cfg: &CgroupConfig,
     dirs: &[PathBuf],
 ) -> Result<Box<dyn CgroupManager>, CgroupError> {
+    if cfg.systemd && cfg.systemd_user {
+        validate_systemd_path(&cfg.path)?;
+        return Ok(Box::new(SystemdCgroup::new_user(&cfg.path, dirs)?));
+    }
     if cfg.systemd || dirs.is_empty() {
         return manager(cfg);
     }

@@ -26,19 +26,22 @@ pub(super) fn writable(dir: &Path) -> bool {
     nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
 }
 
+/// A rootless container's cgroup config: with the systemd driver, its unit is the user's own
+/// systemd manager's (the system's makes no units for an unprivileged user), as runc does.
+pub fn own(mut cfg: CgroupConfig) -> CgroupConfig {
+    cfg.systemd_user = cfg.systemd;
+    cfg
+}
+
 /// The manager of a rootless container's cgroup at `cfg`: the hierarchies delegated to the
-/// caller, or `None` when there are none. The systemd driver needs the user's own systemd
-/// manager (its session bus), which casulo does not talk to: refused by name.
+/// caller, or `None` when there are none. With the systemd driver, a unit of the user's own
+/// systemd manager (on the session bus), in the subtree systemd delegates to it: an error
+/// naming the bus when that manager cannot be reached.
 pub fn delegated_manager(
     cfg: &CgroupConfig,
 ) -> Result<Option<Box<dyn CgroupManager>>, CgroupError> {
     if cfg.systemd {
-        return Err(CgroupError::Unsupported {
-            resource: "--systemd-cgroup".into(),
-            reason: "a rootless container's systemd cgroup needs the user's systemd manager, \
-                     which casulo does not use: use the cgroupfs driver (no --systemd-cgroup)"
-                .into(),
-        });
+        return super::manager(&own(cfg.clone())).map(Some);
     }
     let fs = FsCgroup::new(&super::clean_fs_path(&cfg.path)?)?;
     Ok(fs

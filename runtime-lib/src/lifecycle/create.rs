@@ -221,7 +221,7 @@ pub(crate) fn cgroup_for(
         .rootless_cgroups
         .unwrap_or_else(|| crate::rootless_auto(opts.systemd_cgroup));
     let cgroup = if rootless {
-        rootless_cgroup(cfg, cgroup_path.is_some(), linux)?
+        rootless_cgroup(cgroups::rootless::own(cfg), cgroup_path.is_some(), linux)?
     } else {
         Some(cfg)
     };
