@@ -649,7 +649,17 @@ pub fn list(root: impl AsRef<Path>) -> Result<Vec<State>> {
     let ids = state::list_ids(root).map_err(|e| Error::new("", Step::List, e))?;
     let mut out = Vec::new();
     for id in ids {
-        match Container::load(root, &id).and_then(|c| c.state()) {
+        // One lock and one read of state.json per container (not Container::load, then
+        // state(), which lock and read it twice): list is called with thousands of them.
+        if let Err(e) = validate_id(&id).ctx(&id, Step::List) {
+            tracing::warn!("list: {e}");
+            continue;
+        }
+        let state = StateDir::open(root, &id).and_then(|dir| {
+            let saved = dir.load()?;
+            Ok(saved.oci_state(dir.status(&saved)))
+        });
+        match state.ctx(&id, Step::List) {
             Ok(s) => out.push(s),
             // Deleted meanwhile.
             Err(e) if e.kind() == ErrorKind::NotFound => {}
