@@ -35,9 +35,12 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
         }
     }
     let states = casulo::list(&ctx.root).map_err(|e| e.to_string())?;
+    // One write for the whole list: stdout is line-buffered, and a list of thousands of
+    // containers would otherwise be thousands of writes.
     if a.quiet {
-        for s in &states {
-            super::outln!("{}", s.id);
+        let ids: Vec<&str> = states.iter().map(|s| s.id.as_str()).collect();
+        if !ids.is_empty() {
+            super::outln!("{}", ids.join("\n"));
         }
         return Ok(0);
     }
@@ -83,14 +86,18 @@ pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
             let widths: Vec<usize> = (0..6)
                 .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
                 .collect();
-            for r in rows {
-                let line: Vec<String> = r
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                super::outln!("{}", line.join("   ").trim_end());
-            }
+            let lines: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    let cells: Vec<String> = r
+                        .iter()
+                        .zip(&widths)
+                        .map(|(c, w)| format!("{c:<w$}"))
+                        .collect();
+                    cells.join("   ").trim_end().to_string()
+                })
+                .collect();
+            super::outln!("{}", lines.join("\n"));
         }
     }
     Ok(0)

@@ -445,8 +445,13 @@ fn frozen_dir(dirs: &[PathBuf]) -> Option<&PathBuf> {
             .ok()
             .map(|s| s.trim().to_string())
     };
+    // The freezer hierarchy's directory first: on a v1 host the other dozen directories
+    // have no freezer.state, and `list` asks this of every container.
+    let named_freezer = |d: &&PathBuf| d.components().any(|c| c.as_os_str() == "freezer");
     if let Some((dir, state)) = dirs
         .iter()
+        .filter(named_freezer)
+        .chain(dirs.iter().filter(|d| !named_freezer(d)))
         .find_map(|d| read(d.join("freezer.state")).map(|s| (d, s)))
     {
         return (state == "FROZEN").then_some(dir);
