@@ -169,8 +169,6 @@ fn bench(args: &Args, selected: &[&'static str], casulo: &Path, tmp: &Path) -> R
     if !args.host_ns {
         private_namespace()?;
     }
-    // The benchmark reaps the processes that `exec --detach` leaves behind.
-    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("subreaper: {e}"))?;
     let netns = NetNs::new(&tmp.join("netns"))?;
     let engine = tmp.join("engine-bundle");
     make_engine_bundle(&engine, &template.join("rootfs"), &netns.path)?;

@@ -181,7 +181,13 @@ pub fn exec(
     detach: bool,
 ) -> Result<Vec<Series>, String> {
     let process = bundle_str(&ctx.exec_process);
-    rounds(rts, ctx.warmup, ctx.iterations, |rt, _| {
+    // The process of `exec --detach` outlives the runtime: the benchmark is its subreaper and
+    // reaps it, as an engine's shim does. Only here: elsewhere an orphan (the init of a
+    // created container whose runtime has exited) goes to pid 1, which reaps it at once,
+    // while a subreaper that reaps between commands only would leave zombies in the cgroups
+    // that delete then waits for.
+    nix::sys::prctl::set_child_subreaper(detach).map_err(|e| format!("subreaper: {e}"))?;
+    let result = rounds(rts, ctx.warmup, ctx.iterations, |rt, _| {
         let t = if detach {
             timed(
                 rt.cmd()
@@ -192,7 +198,9 @@ pub fn exec(
         };
         reap_orphans();
         Ok(time_only(t))
-    })
+    });
+    let _ = nix::sys::prctl::set_child_subreaper(false);
+    result
 }
 
 /// `state` of the running container.
