@@ -94,6 +94,9 @@ pub trait PodmanWorld {
             left.extend(
                 entries
                     .flatten()
+                    // casulo's compiled seccomp programs, kept for the next container: the
+                    // root's, not a container's.
+                    .filter(|e| e.file_name() != ".seccomp~cache")
                     .map(|e| format!("runtime state {}", e.path().display())),
             );
         }
