@@ -23,20 +23,39 @@ pub struct Sample {
     pub rss_kib: Option<u64>,
 }
 
-/// A file of its own for one command's stderr (commands may run at once, from threads).
-fn stderr_file() -> Result<(std::fs::File, std::path::PathBuf), String> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("casulo-bench-stderr-{}-{n}", std::process::id()));
-    let f = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((f, path))
+/// A file of its own for one command's stderr (commands may run at once, from threads),
+/// removed when dropped, however the command ended.
+struct StderrFile {
+    path: std::path::PathBuf,
+}
+
+impl StderrFile {
+    /// The file, and a handle to give the command as its stderr.
+    fn new() -> Result<(StderrFile, std::fs::File), String> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("casulo-bench-stderr-{}-{n}", std::process::id()));
+        let f = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok((StderrFile { path }, f))
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.path).unwrap_or_default()
+    }
+}
+
+impl Drop for StderrFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Run `cmd` to its end with null stdin and stdout; its time, or its stderr if it failed.
 pub fn timed(cmd: &mut Command) -> Result<Duration, String> {
     // stderr goes to a file, not a pipe: after `create` the container's init holds the
     // runtime's stderr open, and reading a pipe to its end would wait for the container.
-    let (err_file, err_path) = stderr_file()?;
+    let (stderr, err_file) = StderrFile::new()?;
     let start = Instant::now();
     let status = cmd
         .stdin(Stdio::null())
@@ -45,10 +64,11 @@ pub fn timed(cmd: &mut Command) -> Result<Duration, String> {
         .status()
         .map_err(|e| format!("{cmd:?}: {e}"))?;
     let took = start.elapsed();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&err_path);
     if !status.success() {
-        return Err(format!("{cmd:?} failed ({status}): {}", stderr.trim()));
+        return Err(format!(
+            "{cmd:?} failed ({status}): {}",
+            stderr.text().trim()
+        ));
     }
     Ok(took)
 }
@@ -56,7 +76,7 @@ pub fn timed(cmd: &mut Command) -> Result<Duration, String> {
 /// Run `program args` through a probe: its time and its peak RSS.
 pub fn probed(program: &Path, args: &[OsString]) -> Result<Sample, String> {
     let me = std::env::var_os(SELF_ENV).ok_or_else(|| format!("{SELF_ENV} is not set"))?;
-    let (err_file, err_path) = stderr_file()?;
+    let (stderr, err_file) = StderrFile::new()?;
     let out = Command::new(me)
         .arg(PROBE)
         .arg(program)
@@ -65,15 +85,13 @@ pub fn probed(program: &Path, args: &[OsString]) -> Result<Sample, String> {
         .stderr(err_file)
         .output()
         .map_err(|e| format!("probe of {}: {e}", program.display()))?;
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&err_path);
     if !out.status.success() {
         return Err(format!(
             "{} {:?} failed ({}): {}",
             program.display(),
             args,
             out.status,
-            stderr.trim()
+            stderr.text().trim()
         ));
     }
     let text = String::from_utf8_lossy(&out.stdout);

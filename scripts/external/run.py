@@ -324,7 +324,16 @@ def run_runtime_tools(args, tag, programs, env_base):
     root = Path(args.runtime_tools_suite)
     logs = Path(args.results) / tag / "runtime-tools"
     logs.mkdir(parents=True, exist_ok=True)
-    env = dict(env_base, RUNTIME=args.runtime)
+    # The programs call the runtime without --root: it would keep its state (and casulo its
+    # seccomp cache) in the host's default root. Each program gets a root inside its sandbox's
+    # TMPDIR instead, which the sandbox's cleaning removes whatever the program did.
+    wrapper = logs / "runtime"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'exec {shlex.quote(str(args.runtime))} --root "$TMPDIR/runtime-root" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = dict(env_base, RUNTIME=str(wrapper))
     lock = threading.Lock()
     asserts = {"pass": 0, "fail": 0, "skip": 0}
 
