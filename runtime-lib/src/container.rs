@@ -275,9 +275,9 @@ impl Container {
 
     /// The OCI state, with the status derived from the init process now.
     pub fn state(&self) -> Result<State> {
-        let dir = self.lock(Step::State)?;
-        let saved = dir.load().ctx(self.id(), Step::State)?;
-        Ok(saved.oci_state(dir.status(&saved)))
+        self.lock(Step::State)?
+            .oci_state()
+            .ctx(self.id(), Step::State)
     }
 
     /// The status now.
@@ -655,10 +655,7 @@ pub fn list(root: impl AsRef<Path>) -> Result<Vec<State>> {
             tracing::warn!("list: {e}");
             continue;
         }
-        let state = StateDir::open(root, &id).and_then(|dir| {
-            let saved = dir.load()?;
-            Ok(saved.oci_state(dir.status(&saved)))
-        });
+        let state = StateDir::open(root, &id).and_then(|dir| dir.oci_state());
         match state.ctx(&id, Step::List) {
             Ok(s) => out.push(s),
             // Deleted meanwhile.

@@ -370,6 +370,12 @@ impl StateDir {
         }
     }
 
+    /// The OCI state as saved here, with the status derived now.
+    pub fn oci_state(&self) -> Result<State, StateError> {
+        let saved = self.load()?;
+        Ok(saved.oci_state(self.status(&saved)))
+    }
+
     /// The state directory.
     pub fn path(&self) -> &Path {
         &self.path
