@@ -148,3 +148,54 @@ fn exec_joins_the_container() {
     assert_eq!(r.status, Some(255));
     assert!(r.stderr.contains("/no/such"), "{}", r.stderr);
 }
+
+/// The keyrings called `_ses.<id>` that the host's /proc/keys lists, with their permissions
+/// (serial, perm in hexadecimal).
+fn session_keyrings(id: &str) -> Vec<(String, u32)> {
+    let name = format!("_ses.{id}:");
+    std::fs::read_to_string("/proc/keys")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(7) == Some(&"keyring") && f.get(8) == Some(&name.as_str()))
+                .then(|| (f[0].to_string(), u32::from_str_radix(f[4], 16).unwrap()))
+        })
+        .collect()
+}
+
+/// An exec'd process joins the container's session keyring, as runc's do, rather than making
+/// one of its own: the init's keyring is searchable by its uid, and it stays the only one of
+/// its name while both run. With --no-new-keyring there is none.
+#[test]
+fn exec_joins_the_session_keyring() {
+    let test = "exec_joins_the_session_keyring";
+    if !can_run(test)
+        || !runs_rootless(test, "the host's /proc/keys shows only root's own keyrings")
+        || !std::path::Path::new("/proc/keys").exists()
+    {
+        return;
+    }
+    const USER_SEARCH: u32 = 0x0008_0000;
+    let b = Bundle::new("keyring", &["sleep", "100"]);
+    assert!(b.run_detached().ok());
+    let rings = session_keyrings(&b.id);
+    assert_eq!(rings.len(), 1, "after run: {rings:?}");
+    assert_ne!(rings[0].1 & USER_SEARCH, 0, "not searchable: {rings:?}");
+    b.exec_detached(&["sleep", "100"]);
+    assert_eq!(session_keyrings(&b.id), rings, "after exec");
+
+    let b = Bundle::new("nokeyring", &["sleep", "100"]);
+    let dir = b.dir.to_str().unwrap();
+    let r = b.rt(&[
+        "run",
+        "--detach",
+        "--no-new-keyring",
+        "--bundle",
+        dir,
+        &b.id,
+    ]);
+    assert!(r.ok(), "{}", r.stderr);
+    b.exec_detached(&["sleep", "100"]);
+    assert_eq!(session_keyrings(&b.id), [], "with --no-new-keyring");
+}

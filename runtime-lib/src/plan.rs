@@ -248,6 +248,9 @@ pub(crate) struct ExecPlan {
     pub needs_fork: bool,
     pub preserve_fds: u32,
     pub relayed_terminal: bool,
+    /// The container's session keyring, which the process joins (none where the container was
+    /// created with --no-new-keyring).
+    pub keyring: Option<crate::lifecycle::keyring::KeyringName>,
 }
 
 /// The namespaces of the init, in join order, and the name of their file under /proc/PID/ns.
@@ -358,6 +361,13 @@ impl ExecPlan {
         let needs_fork = joins
             .iter()
             .any(|j| matches!(j.typ, LinuxNamespaceType::Pid | LinuxNamespaceType::Time));
+        let keyring = if saved.no_new_keyring {
+            None
+        } else {
+            Some(crate::lifecycle::keyring::name(&saved.id).ok_or_else(|| {
+                ProcessError::Invalid("the container id does not fit a keyring name".into())
+            })?)
+        };
         Ok(ExecPlan {
             process: plan_process,
             seccomp,
@@ -366,6 +376,7 @@ impl ExecPlan {
             needs_fork,
             preserve_fds: opts.preserve_fds,
             relayed_terminal: opts.relayed_terminal,
+            keyring,
         })
     }
 }

@@ -123,6 +123,9 @@ pub struct Saved {
     /// The container's NUMA memory policy, which `exec`'d processes get too.
     #[serde(default)]
     pub memory_policy: Option<oci_spec::runtime::LinuxMemoryPolicy>,
+    /// Created with --no-new-keyring: `exec`'d processes keep the caller's session keyring too.
+    #[serde(default)]
+    pub no_new_keyring: bool,
 }
 
 /// The OCI state document (`casulo state`, the hooks' stdin), with runc's extra fields; it

@@ -324,6 +324,10 @@ fn child_steps(
     let state = agent.is_some().then_some(&mem.agent_state[..]);
     let agent = AgentHandoff::pair(agent, state)?;
     let p = &plan.process;
+    if let Some(name) = &plan.keyring {
+        // runc's exec joins the container's session keyring by name, as the init made it.
+        super::keyring::join(name.as_cstr(), p.key_label.as_ref(), &proc, 0)?;
+    }
     nix::unistd::setsid().step("setsid")?;
     if p.terminal {
         let sock = console

@@ -84,6 +84,7 @@ pub(crate) fn initial_saved(
         seccomp: linux.and_then(|l| l.seccomp().clone()),
         personality: linux.and_then(|l| l.personality().clone()),
         memory_policy: linux.and_then(|l| l.memory_policy().clone()),
+        no_new_keyring: plan.no_new_keyring,
     }
 }
 

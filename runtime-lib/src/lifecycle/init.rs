@@ -385,32 +385,11 @@ impl InitSteps for Kernel<'_> {
     }
 
     fn join_keyring(&mut self) -> Result<(), ChildError> {
-        let name = super::text::CPath::<512>::concat(&[b"_ses.", self.plan.id.as_bytes()])
+        let name = super::keyring::name(&self.plan.id)
             .ok_or_else(|| child_err!("keyring: the container id does not fit a key name"))?;
-        // Under SELinux the keyring gets the process label, as with runc, and the label of the
-        // keys created later goes back to the default once it exists.
+        let search = super::keyring::search_bit(self.plan.ns.has(LinuxNamespaceType::User));
         let key_label = self.plan.process.key_label.as_ref();
-        if let Some(l) = key_label {
-            write_proc(self.proc()?, &l.rel, l.value.as_bytes()).step(format_args!(
-                "{}: write {:?} to /proc/{}",
-                l.field,
-                l.value,
-                l.rel.display()
-            ))?;
-        }
-        // Kernels without keyrings (or with them restricted by seccomp) are not an error,
-        // as for runc: the session keyring is a hardening, not part of the spec.
-        let joined = match crate::sys::join_session_keyring(name.as_cstr()) {
-            Ok(()) | Err(nix::Error::ENOSYS) | Err(nix::Error::EPERM) | Err(nix::Error::EACCES) => {
-                Ok(())
-            }
-            Err(e) => Err(child_err!("join session keyring: {e}")),
-        };
-        if let Some(l) = key_label {
-            write_proc(self.proc()?, &l.rel, b"")
-                .step(format_args!("reset {}", l.rel.display()))?;
-        }
-        joined
+        super::keyring::join(name.as_cstr(), key_label, self.proc()?, search)
     }
 
     fn process_setup(&mut self) -> Result<(), ChildError> {

@@ -64,6 +64,7 @@ pub mod foreground;
 mod host;
 mod hostproc;
 mod init;
+pub(crate) mod keyring;
 pub mod pidfd;
 pub mod protocol;
 mod setup;

@@ -317,11 +317,37 @@ pub fn setdomainname(name: &[u8]) -> nix::Result<()> {
     Errno::result(r).map(drop)
 }
 
-/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a fresh session keyring for the container.
-pub fn join_session_keyring(name: &CStr) -> nix::Result<()> {
+/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): join the session keyring called `name` where
+/// this process may search it, else a new one of that name. Returns the keyring's serial.
+pub fn join_session_keyring(name: &CStr) -> nix::Result<i32> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
     // SAFETY: `name` is NUL-terminated and outlives the call.
     let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    Errno::result(r).map(|serial| serial as i32)
+}
+
+/// keyctl(KEYCTL_DESCRIBE, key) into `buf`: "type;uid;gid;perm;description", NUL-terminated.
+/// Returns the description's full length (with its NUL), which may exceed `buf`.
+pub fn describe_key(key: i32, buf: &mut [u8]) -> nix::Result<usize> {
+    const KEYCTL_DESCRIBE: libc::c_int = 6;
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_DESCRIBE,
+            key,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    Errno::result(r).map(|n| n as usize)
+}
+
+/// keyctl(KEYCTL_SETPERM, key, perm).
+pub fn set_key_perm(key: i32, perm: u32) -> nix::Result<()> {
+    const KEYCTL_SETPERM: libc::c_int = 5;
+    // SAFETY: plain integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, key, perm) };
     Errno::result(r).map(drop)
 }
 
