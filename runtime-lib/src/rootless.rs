@@ -12,9 +12,47 @@
 /// ```
 pub fn in_user_namespace() -> bool {
     match std::fs::read_to_string("/proc/self/uid_map") {
-        Ok(map) => map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"],
+        Ok(map) => id_map_ranges(&map).ne([IdRange {
+            inside: 0,
+            outside: 0,
+            len: u32::MAX.into(),
+        }]),
         Err(_) => false,
     }
+}
+
+/// One line of a `/proc/PID/uid_map` or `gid_map`: `len` ids from `inside` map to the parent
+/// namespace's ids from `outside`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IdRange {
+    pub inside: u64,
+    pub outside: u64,
+    pub len: u64,
+}
+
+impl IdRange {
+    /// The parent's id for `id`, where this range maps it.
+    pub(crate) fn parent_id(&self, id: u32) -> Option<u32> {
+        let id = u64::from(id);
+        (self.inside <= id && id < self.inside + self.len)
+            .then(|| u32::try_from(self.outside + id - self.inside).ok())
+            .flatten()
+    }
+}
+
+/// The ranges of an id map's text; a line that is not three numbers is left out.
+pub(crate) fn id_map_ranges(map: &str) -> impl Iterator<Item = IdRange> + '_ {
+    map.lines().filter_map(|l| {
+        let mut f = l.split_whitespace().map(|n| n.parse::<u64>());
+        match (f.next(), f.next(), f.next(), f.next()) {
+            (Some(Ok(inside)), Some(Ok(outside)), Some(Ok(len)), None) => Some(IdRange {
+                inside,
+                outside,
+                len,
+            }),
+            _ => None,
+        }
+    })
 }
 
 /// runc's `--rootless auto`: rootless when the effective uid is not 0; as root, when in a
@@ -44,13 +82,7 @@ fn maps_host_root() -> bool {
 
 /// Whether a `uid_map` text maps the parent's id 0.
 fn maps_id_zero(map: &str) -> bool {
-    map.lines().any(|l| {
-        let f: Vec<u64> = l
-            .split_whitespace()
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        matches!(f[..], [_, host, len] if host == 0 && len > 0)
-    })
+    id_map_ranges(map).any(|r| r.outside == 0 && r.len > 0)
 }
 
 /// Parse runc's `--rootless` value: `true`, `false` (and the other spellings Go's
@@ -80,5 +112,17 @@ mod tests {
         assert!(super::maps_id_zero("0 1002 1\n1 0 1\n"));
         assert!(!super::maps_id_zero("0 1002 1\n1 100000 65536\n"));
         assert!(!super::maps_id_zero(""));
+    }
+
+    #[test]
+    fn id_map_ranges_and_parent_ids() {
+        let map = "         0       1000          1\n         1     100000      65536\nbad 1 2\n";
+        let r: Vec<_> = super::id_map_ranges(map).collect();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].parent_id(0), Some(1000));
+        assert_eq!(r[0].parent_id(1), None);
+        assert_eq!(r[1].parent_id(1), Some(100000));
+        assert_eq!(r[1].parent_id(65536), Some(165535));
+        assert_eq!(r[1].parent_id(65537), None);
     }
 }

@@ -45,19 +45,7 @@ fn bus_address() -> Result<String, String> {
 
 /// The id that `uid_map` (a `/proc/PID/uid_map` text) maps `uid` to in the parent namespace.
 fn parent_uid(map: &str, uid: u32) -> Option<u32> {
-    map.lines().find_map(|l| {
-        let f: Vec<u64> = l
-            .split_whitespace()
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        let [inside, outside, len] = f[..] else {
-            return None;
-        };
-        let uid = u64::from(uid);
-        (inside <= uid && uid < inside + len)
-            .then(|| u32::try_from(outside + uid - inside).ok())
-            .flatten()
-    })
+    crate::rootless::id_map_ranges(map).find_map(|r| r.parent_id(uid))
 }
 
 /// A connection to a user's systemd manager.
