@@ -188,3 +188,27 @@ fn intel_rdt_refused() {
     };
     fails_cleanly(&b, &r, cause);
 }
+
+/// A console socket path that is a regular file: the message says it is no socket (connect(2)
+/// alone would say "connection refused").
+#[test]
+fn console_socket_that_is_not_a_socket() {
+    if !can_run("console_socket_that_is_not_a_socket") {
+        return;
+    }
+    let mut b = Bundle::new("consolefile", &["true"]);
+    b.config["process"]["terminal"] = true.into();
+    b.save();
+    let file = b.dir.join("not-a-socket");
+    std::fs::write(&file, "").unwrap();
+    let dir = b.dir.to_str().unwrap();
+    let r = b.rt(&[
+        "create",
+        "--console-socket",
+        file.to_str().unwrap(),
+        "--bundle",
+        dir,
+        &b.id,
+    ]);
+    fails_cleanly(&b, &r, "not-a-socket: not a socket");
+}

@@ -386,13 +386,27 @@ impl ExecPlan {
 pub(crate) fn connect_console(
     path: Option<&std::path::Path>,
 ) -> Result<Option<std::os::fd::OwnedFd>, ProcessError> {
-    path.map(|p| {
-        std::os::unix::net::UnixStream::connect(p)
-            .map(Into::into)
-            .map_err(|source| ProcessError::Io {
-                what: format!("console socket {}", p.display()),
-                source,
-            })
-    })
-    .transpose()
+    path.map(|p| connect_unix(p, "console socket").map(Into::into))
+        .transpose()
+}
+
+/// Connect to the unix socket at `path` that the caller listens on (`what` names it in the
+/// errors).
+pub(crate) fn connect_unix(
+    path: &std::path::Path,
+    what: &str,
+) -> Result<std::os::unix::net::UnixStream, ProcessError> {
+    use std::os::unix::fs::FileTypeExt;
+    let what = |step: &str| format!("{what} {}: {step}", path.display());
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(conn) => Ok(conn),
+        // connect(2) says "connection refused" for a file that is no socket: say what it is.
+        Err(_) if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_socket()) => Err(
+            ProcessError::Invalid(what("not a socket (a unix socket that listens is needed)")),
+        ),
+        Err(source) => Err(ProcessError::Io {
+            what: what("connect"),
+            source,
+        }),
+    }
 }

@@ -3,7 +3,6 @@
 //! (`--pidfd-socket`).
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -75,21 +74,11 @@ impl PidfdSocket {
         let Some(path) = path else {
             return Ok(None);
         };
-        let what = |step: &str| format!("pidfd socket {}: {step}", path.display());
-        match UnixStream::connect(path) {
-            Ok(conn) => Ok(Some(PidfdSocket {
-                path: path.to_path_buf(),
-                conn,
-            })),
-            // connect(2) says "connection refused" for a file that is no socket: say what it is.
-            Err(_) if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_socket()) => Err(
-                ProcessError::Invalid(what("not a socket (a unix socket that listens is needed)")),
-            ),
-            Err(source) => Err(ProcessError::Io {
-                what: what("connect"),
-                source,
-            }),
-        }
+        let conn = crate::plan::connect_unix(path, "pidfd socket")?;
+        Ok(Some(PidfdSocket {
+            path: path.to_path_buf(),
+            conn,
+        }))
     }
 
     /// The connection's fd, for a forked child to close (it never holds the connection).
