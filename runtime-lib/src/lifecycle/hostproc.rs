@@ -10,6 +10,7 @@ use nix::sys::stat::Mode;
 
 use super::text::{child_err, ChildError};
 use super::WithStep;
+use crate::security::label::LabelPlan;
 
 /// An fd of the host's /proc, checked to be a real procfs.
 pub(super) fn open_proc() -> Result<OwnedFd, ChildError> {
@@ -40,4 +41,15 @@ pub(super) fn write_proc(proc: &OwnedFd, rel: &Path, value: &[u8]) -> Result<(),
         return Err(nix::Error::EXDEV);
     }
     nix::unistd::write(&fd, value).map(drop)
+}
+
+/// Apply a label write (an LSM's `attr` file of this thread) through the host's /proc; the
+/// error names the config field, the label and the file.
+pub(super) fn write_label(proc: &OwnedFd, l: &LabelPlan) -> Result<(), ChildError> {
+    write_proc(proc, &l.rel, l.value.as_bytes()).step(format_args!(
+        "{}: write {:?} to /proc/{}",
+        l.field,
+        l.value,
+        l.rel.display()
+    ))
 }

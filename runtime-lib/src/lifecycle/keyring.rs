@@ -5,7 +5,7 @@
 use std::ffi::CStr;
 use std::os::fd::OwnedFd;
 
-use super::hostproc::write_proc;
+use super::hostproc::{write_label, write_proc};
 use super::text::{child_err, CPath, ChildError};
 use super::WithStep;
 use crate::security::label::LabelPlan;
@@ -45,12 +45,7 @@ pub(super) fn join(
     // Under SELinux the keyring gets the process label, as with runc, and the label of the
     // keys created later goes back to the default once it exists.
     if let Some(l) = key_label {
-        write_proc(proc, &l.rel, l.value.as_bytes()).step(format_args!(
-            "{}: write {:?} to /proc/{}",
-            l.field,
-            l.value,
-            l.rel.display()
-        ))?;
+        write_label(proc, l)?;
     }
     // Kernels without keyrings (or with them restricted by seccomp) are not an error, as for
     // runc: the session keyring is a hardening, not part of the spec.

@@ -7,7 +7,7 @@ use std::path::Path;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use super::hostproc::write_proc;
+use super::hostproc::write_label;
 use super::protocol::{Channel, Msg};
 use super::stage::{keep, unexpected, ChildMemory};
 use super::text::{child_err, CPath, ChildError};
@@ -127,12 +127,7 @@ pub(super) fn finish_process(
         policy.apply().map_err(|e| child_err!("{e}"))?;
     }
     if let Some(l) = &p.label {
-        write_proc(proc, &l.rel, l.value.as_bytes()).step(format_args!(
-            "{}: write {:?} to /proc/{}",
-            l.field,
-            l.value,
-            l.rel.display()
-        ))?;
+        write_label(proc, l)?;
     }
     if let Some(mask) = p.umask {
         nix::sys::stat::umask(Mode::from_bits_truncate(mask));
