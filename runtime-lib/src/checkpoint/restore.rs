@@ -108,6 +108,36 @@ impl Made<'_> {
     }
 }
 
+/// The mount points of the bundle's bind mounts, made in its rootfs where missing (a directory
+/// for a directory's bind, else an empty file), as `create` makes them: CRIU mounts on them but
+/// makes none, and a rootfs other than the checkpointed container's (a restore elsewhere, from
+/// an exported checkpoint) lacks those the runtime made there.
+fn make_bind_mount_points(bundle: &Bundle) -> std::result::Result<(), CheckpointError> {
+    use crate::rootfs::paths::{ensure_file_in_root, mkdir_all_in_root};
+    let root = nix::fcntl::open(
+        &bundle.rootfs,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(CheckpointError::sys(format!(
+        "open rootfs {}",
+        bundle.rootfs.display()
+    )))?;
+    for (dest, source) in super::bind_mounts(&bundle.spec, &bundle.dir) {
+        let made = if source.is_dir() {
+            mkdir_all_in_root(root.as_fd(), &dest)
+        } else {
+            ensure_file_in_root(root.as_fd(), &dest, 0o644)
+        };
+        made.map_err(CheckpointError::sys(format!(
+            "make mount point {} in {}",
+            dest.display(),
+            bundle.rootfs.display()
+        )))?;
+    }
+    Ok(())
+}
+
 /// Detach the rootfs's bind mount for CRIU and remove its mount point (best effort: also
 /// what `delete --force` does for a restore that was killed).
 pub(crate) fn detach_criu_root(path: &Path) {
@@ -202,6 +232,7 @@ fn restore_steps(
         made.cgroup = Some(cg);
     }
 
+    make_bind_mount_points(bundle).ctx(id, STEP)?;
     // CRIU wants the root to be a mount point.
     std::fs::create_dir(&criu_root)
         .map_err(CheckpointError::io(format!(
