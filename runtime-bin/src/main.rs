@@ -159,7 +159,7 @@ fn parse() -> Result<Cli, ExitCode> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     use clap::FromArgMatches;
     let prog = program_name();
-    let matches = command(&prog).try_get_matches();
+    let matches = command(&prog).try_get_matches_from(go_runc_flags(std::env::args_os()));
     let e = match matches.and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => return Ok(cli),
         Err(e) => e,
@@ -172,6 +172,33 @@ fn parse() -> Result<Cli, ExitCode> {
     }
     let _ = e.print();
     Err(ExitCode::from(if e.use_stderr() { 1 } else { 0 }))
+}
+
+/// The command line with the one flag containerd's runc client (go-runc) writes with a single
+/// dash, `restore -no-subreaper`, as `--no-subreaper`: runc's flag parser takes any long flag
+/// with one dash, and containerd's shim passes it to every restore it runs.
+fn go_runc_flags(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = args.collect();
+    let mut i = 1;
+    while i < args.len() {
+        let Some(a) = args[i].to_str() else { break };
+        if VALUE_FLAGS.contains(&a) {
+            i += 2;
+            continue;
+        }
+        if !a.starts_with('-') {
+            if a == "restore" {
+                for a in &mut args[i + 1..] {
+                    if a == "-no-subreaper" {
+                        *a = "--no-subreaper".into();
+                    }
+                }
+            }
+            break;
+        }
+        i += 1;
+    }
+    args
 }
 
 /// The global flags that take a value in the next argument (see [`Cli`]).
@@ -281,5 +308,32 @@ fn main() -> ExitCode {
             }
             ExitCode::from(failure)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_runc_flags;
+
+    fn args(line: &str) -> Vec<String> {
+        go_runc_flags(line.split(' ').map(std::ffi::OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn restore_takes_go_runcs_single_dash_no_subreaper() {
+        assert_eq!(
+            args("casulo --root R --log L restore --detach -no-subreaper --bundle B c1"),
+            "casulo --root R --log L restore --detach --no-subreaper --bundle B c1"
+                .split(' ')
+                .collect::<Vec<_>>()
+        );
+        // Only restore's: an exec'd program's own arguments are left alone.
+        assert_eq!(
+            args("casulo exec c1 prog -no-subreaper"),
+            ["casulo", "exec", "c1", "prog", "-no-subreaper"]
+        );
     }
 }

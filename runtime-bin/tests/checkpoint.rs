@@ -17,33 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Whether CRIU works here; a SKIP line with its reason when not.
-fn criu_works(test: &str) -> bool {
-    if !can_run(test) {
-        return false;
-    }
-    match Command::new("criu").arg("check").output() {
-        Err(e) => {
-            eprintln!("SKIP {test}: no criu here ({e}); apt-get install criu");
-            false
-        }
-        Ok(o) if !o.status.success() => {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            let why = text
-                .lines()
-                .find(|l| l.contains("Error"))
-                .unwrap_or("criu check failed");
-            eprintln!("SKIP {test}: CRIU does not work here: {why}");
-            false
-        }
-        Ok(_) => true,
-    }
-}
-
 /// A runtime command whose stdio are pipes, as an engine's are (CRIU dumps and restores a
 /// container's pipes; a file of the host's it could not): the pipes live as long as this.
 struct Piped {

@@ -445,10 +445,9 @@ fn run_rm(s: &Suite, id: &str) -> Result<(), String> {
     s.wait_no_leftovers(id)
 }
 
-/// A local image: an OCI archive built here, imported with `ctr images import`, run from
-/// containerd's snapshotter (no `--rootfs`).
-fn run_image(s: &Suite, id: &str) -> Result<(), String> {
-    let image = "casulo.test/busybox:latest";
+/// The busybox image of the suite, as an OCI archive built here and imported with `ctr images
+/// import`: its name.
+fn import_image(s: &Suite) -> Result<&'static str, String> {
     let archive = build_oci_archive(
         &s.rootfs,
         &s.dir.join("oci"),
@@ -462,6 +461,16 @@ fn run_image(s: &Suite, id: &str) -> Result<(), String> {
         archive.to_str().unwrap(),
     ]);
     check(r.ok(), || format!("ctr images import: {}", describe(&r)))?;
+    Ok(IMAGE)
+}
+
+/// The name [`import_image`] gives the suite's image.
+const IMAGE: &str = "casulo.test/busybox:latest";
+
+/// A local image: an OCI archive built here, imported with `ctr images import`, run from
+/// containerd's snapshotter (no `--rootfs`).
+fn run_image(s: &Suite, id: &str) -> Result<(), String> {
+    let image = import_image(s)?;
     s.ids.borrow_mut().push(id.to_string());
     let mut args: Vec<String> = vec!["run".into(), "--rm".into()];
     args.extend(s.runtime_flags());
@@ -772,6 +781,108 @@ fn delete_after_exit(s: &Suite, id: &str) -> Result<(), String> {
     s.wait_no_leftovers(id)
 }
 
+/// Checkpoint and restore through containerd: a counting task from the imported image (a
+/// checkpoint records the image it restores on) is checkpointed with `ctr task checkpoint
+/// --image-path --work-path` (CRIU's images and log there, the task running on) and with `ctr
+/// containers checkpoint --task` (a checkpoint image, the form `ctr containers restore` takes),
+/// removed, and restored with `ctr containers restore --live` under a new id: the restored task
+/// ([`COUNTER`]) counts on from the checkpoint with the token its shell drew at start.
+/// On the host's network (CRIU 3.17 cannot dump a network namespace on the test kernels), with
+/// the native snapshotter (a copy, on any filesystem).
+fn checkpoint_restore(s: &Suite, id: &str) -> Result<(), String> {
+    let copy = format!("{id}-restored");
+    let r = checkpoint_restore_as(s, id, &copy);
+    // Said before the cleanup, which can fail in its own way when a restore went wrong.
+    if let Err(e) = &r {
+        say(&format!("checkpoint scenario {id}: {e}"));
+    }
+    s.remove(&copy);
+    for img in s.ctr(&["images", "ls", "--quiet"]).stdout.lines() {
+        if img.contains(id) || img == IMAGE {
+            let _ = s.ctr(&["images", "rm", img.trim()]);
+        }
+    }
+    r?;
+    s.wait_no_leftovers(&copy)
+}
+
+fn checkpoint_restore_as(s: &Suite, id: &str, copy: &str) -> Result<(), String> {
+    let image = import_image(s)?;
+    s.ids.borrow_mut().push(id.to_string());
+    s.ids.borrow_mut().push(copy.to_string());
+    let out = s.dir.join(format!("out-{id}"));
+    std::fs::create_dir_all(&out).unwrap();
+    // A first run's counts, when this is the second.
+    let _ = std::fs::remove_file(out.join("count"));
+    let mount = format!("type=bind,src={},dst=/out,options=rbind:rw", out.display());
+    let mut args: Vec<String> = vec!["run".into(), "--detach".into()];
+    args.extend(s.runtime_flags());
+    args.extend(
+        [
+            "--snapshotter",
+            "native",
+            "--net-host",
+            "--mount",
+            &mount,
+            image,
+            id,
+            "sh",
+            "-c",
+        ]
+        .map(String::from),
+    );
+    args.push(COUNTER.into());
+    let r = s.ctr_s(&args);
+    check(r.ok(), || {
+        format!("ctr run --detach IMAGE: {}", describe(&r))
+    })?;
+    let (token, before) = wait_count(&out, 3)?;
+    // Into a directory: the runtime's own images (into containerd's content store instead, a
+    // second checkpoint of the same container would store the same spec again, which
+    // containerd 1.6 refuses as existing content and `ctr containers checkpoint` then
+    // silently leaves out of its image).
+    let images = s.dir.join(format!("{id}-images"));
+    let work = s.dir.join(format!("{id}-work"));
+    let r = s.ctr(&[
+        "task",
+        "checkpoint",
+        "--image-path",
+        images.to_str().unwrap(),
+        "--work-path",
+        work.to_str().unwrap(),
+        id,
+    ]);
+    check(r.ok(), || format!("ctr task checkpoint: {}", describe(&r)))?;
+    check(images.join("inventory.img").exists(), || {
+        format!("no CRIU inventory.img in {}", images.display())
+    })?;
+    check(work.join("dump.log").exists(), || {
+        format!("no CRIU dump.log in {}", work.display())
+    })?;
+    check(
+        s.task(id).map(|t| t.1).as_deref() == Some("RUNNING"),
+        || format!("task after ctr task checkpoint: {:?}", s.task(id)),
+    )?;
+    let reference = format!("casulo.test/checkpoint-{id}:latest");
+    let r = s.ctr(&["containers", "checkpoint", "--task", id, &reference]);
+    check(r.ok(), || {
+        format!("ctr containers checkpoint --task: {}", describe(&r))
+    })?;
+    s.remove(id);
+    s.wait_no_leftovers(id)?;
+    // The original counted on after the checkpoint: its counts go.
+    std::fs::remove_file(out.join("count")).unwrap();
+    let r = s.ctr(&["containers", "restore", "--live", copy, &reference]);
+    check(r.ok(), || {
+        format!("ctr containers restore --live: {}", describe(&r))
+    })?;
+    // Checkpointed after `before`: the restored count is past it.
+    let (t, _) = wait_count(&out, before)?;
+    check(t == token, || {
+        format!("restored {copy} drew token {t}, not {token}: it started afresh")
+    })
+}
+
 #[test]
 fn containerd_runs_containers_on_the_runtime() {
     let name = "containerd_runs_containers_on_the_runtime";
@@ -789,23 +900,63 @@ fn containerd_runs_containers_on_the_runtime() {
         runtime().display(),
         started.elapsed().as_secs_f64()
     ));
-    let scenarios: [(&str, Scenario<Suite>); 12] = [
-        ("run --rm: output and exit status", run_rm),
-        ("run an imported OCI image", run_image),
-        ("detached task + task exec (with and without -t)", exec),
-        ("task ps", ps),
-        ("task kill (SIGTERM default, exited task)", kill),
-        ("task kill --all", kill_all),
-        ("task pause / resume", pause_resume),
-        ("task metrics", metrics),
-        ("run -t: a container with a tty", tty),
+    let mut scenarios: Vec<(&str, &str, Scenario<Suite>)> = vec![
+        ("run", "run --rm: output and exit status", run_rm),
+        ("image", "run an imported OCI image", run_image),
         (
+            "exec",
+            "detached task + task exec (with and without -t)",
+            exec,
+        ),
+        ("ps", "task ps", ps),
+        ("kill", "task kill (SIGTERM default, exited task)", kill),
+        ("kill-all", "task kill --all", kill_all),
+        ("pause", "task pause / resume", pause_resume),
+        ("metrics", "task metrics", metrics),
+        ("tty", "run -t: a container with a tty", tty),
+        (
+            "limits",
             "default seccomp profile, read-only rootfs, memory limit",
             seccomp_readonly_limit,
         ),
-        ("a failing container's error reaches ctr", failing),
-        ("delete after exit, no leftovers", delete_after_exit),
+        (
+            "failing",
+            "a failing container's error reaches ctr",
+            failing,
+        ),
+        (
+            "delete",
+            "delete after exit, no leftovers",
+            delete_after_exit,
+        ),
     ];
+    match criu_missing() {
+        None => scenarios.push((
+            "checkpoint",
+            "task checkpoint, containers checkpoint --task / restore --live",
+            checkpoint_restore,
+        )),
+        Some(why) => say(&format!(
+            "SKIP containerd suite: checkpoint / restore: {why}"
+        )),
+    }
+    // CASULO_CONTAINERD_SCENARIOS (keys, comma-separated; empty or unset: all) runs a part of
+    // the suite, where time is short (under emulation).
+    let only = std::env::var("CASULO_CONTAINERD_SCENARIOS").unwrap_or_default();
+    let all = only.is_empty();
+    if !all {
+        let keys: Vec<&str> = only.split(',').map(str::trim).collect();
+        scenarios.retain(|(key, ..)| keys.contains(key));
+        say(&format!(
+            "containerd suite: only {:?} (CASULO_CONTAINERD_SCENARIOS)",
+            scenarios.iter().map(|s| s.0).collect::<Vec<_>>()
+        ));
+    }
+    let criu_ran = scenarios.iter().any(|s| s.0 == "checkpoint");
+    let scenarios: Vec<(&str, Scenario<Suite>)> = scenarios
+        .into_iter()
+        .map(|(_, what, f)| (what, f))
+        .collect();
     let pid = std::process::id();
     let (passed, failed, retried) = run_scenarios(
         &suite,
@@ -834,7 +985,12 @@ fn containerd_runs_containers_on_the_runtime() {
             " resume ",
             " kill --all ",
             " delete ",
-        ] {
+        ]
+        .into_iter()
+        .filter(|_| all)
+        .chain(criu_ran.then_some(" checkpoint "))
+        .chain(criu_ran.then_some(" restore "))
+        {
             assert!(
                 calls.iter().any(|c| c.contains(want)),
                 "no runtime invocation with {want:?}: {calls:#?}"

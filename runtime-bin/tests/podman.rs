@@ -724,6 +724,59 @@ fn failing(s: &Suite, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `podman container checkpoint` stops a counting container ([`COUNTER`]) into CRIU images and
+/// `podman container restore` brings it back: it counts on from where it stopped, with the token
+/// its shell drew at start; `--export` writes the checkpoint to a tar file and `restore --import
+/// --name` makes a second container from it that counts on the same way. On the host's network:
+/// CRIU 3.17 cannot dump a network namespace on the test kernels.
+fn checkpoint_restore(s: &Suite, name: &str) -> Result<(), String> {
+    let out = s.dir.join(format!("out-{name}"));
+    std::fs::create_dir_all(&out).unwrap();
+    // A first run's counts, when this is the second.
+    let _ = std::fs::remove_file(out.join("count"));
+    let volume = format!("{}:/out", out.display());
+    s.run_detached(name, &["--network", "host", "-v", &volume], COUNTER, "up")?;
+    let (token, _) = wait_count(&out, 3)?;
+    let r = s.podman(&["container", "checkpoint", name]);
+    check(r.ok(), || {
+        format!("podman container checkpoint: {}", describe(&r))
+    })?;
+    let st = s.inspect(name, "{{.State.Status}}")?;
+    check(st == "exited", || {
+        format!("podman says {st} after checkpoint")
+    })?;
+    // Stopped: its last count stays.
+    let (_, stopped) = wait_count(&out, 0)?;
+    let r = s.podman(&["container", "restore", name]);
+    check(r.ok(), || {
+        format!("podman container restore: {}", describe(&r))
+    })?;
+    let (t, _) = wait_count(&out, stopped)?;
+    check(t == token, || {
+        format!("restored {name} drew token {t}, not {token}: it started afresh")
+    })?;
+    check(s.runtime_status(name)? == "running", || {
+        "the runtime does not say running after restore".into()
+    })?;
+    let tar = s.dir.join(format!("{name}.tar.gz"));
+    let tar = tar.to_str().unwrap();
+    let r = s.podman(&["container", "checkpoint", "--export", tar, name]);
+    check(r.ok(), || {
+        format!("podman container checkpoint --export: {}", describe(&r))
+    })?;
+    let (_, stopped) = wait_count(&out, 0)?;
+    let copy = format!("{name}-imported");
+    let r = s.podman(&["container", "restore", "--import", tar, "--name", &copy]);
+    check(r.ok(), || {
+        format!("podman container restore --import: {}", describe(&r))
+    })?;
+    let (t, _) = wait_count(&out, stopped)?;
+    let _ = std::fs::remove_file(tar);
+    check(t == token, || {
+        format!("imported {copy} drew token {t}, not {token}: it started afresh")
+    })
+}
+
 #[test]
 fn podman_runs_containers_on_the_runtime() {
     let name = "podman_runs_containers_on_the_runtime";
@@ -741,30 +794,69 @@ fn podman_runs_containers_on_the_runtime() {
         runtime().display(),
         started.elapsed().as_secs_f64()
     ));
-    let scenarios: [(&str, Scenario<Suite>); 13] = [
-        ("run --rm: output and exit codes (0-255, 126, 127)", run_rm),
-        ("run -d + exec + logs + stop + rm", detached),
-        ("run -t and exec -t through a pty", tty),
+    let mut scenarios: Vec<(&str, &str, Scenario<Suite>)> = vec![
         (
+            "run",
+            "run --rm: output and exit codes (0-255, 126, 127)",
+            run_rm,
+        ),
+        ("detached", "run -d + exec + logs + stop + rm", detached),
+        ("tty", "run -t and exec -t through a pty", tty),
+        (
+            "resources",
             "--memory, --cpus, --pids-limit (set and enforced)",
             resources,
         ),
         (
+            "user",
             "--user, --read-only, --cap-drop/--cap-add",
             user_readonly_caps,
         ),
         (
+            "seccomp",
             "seccomp: default profile, a profile file, unconfined",
             seccomp,
         ),
-        ("-v hostdir:/x and :ro volumes", volumes),
-        ("pause / unpause", pause_unpause),
-        ("top, stats --no-stream", top_stats),
-        ("update of a running container", update),
-        ("kill -s USR1, kill", kill),
-        ("rm --force of a running container", rm_force),
-        ("a failing container's error reaches podman", failing),
+        ("volumes", "-v hostdir:/x and :ro volumes", volumes),
+        ("pause", "pause / unpause", pause_unpause),
+        ("top", "top, stats --no-stream", top_stats),
+        ("update", "update of a running container", update),
+        ("kill", "kill -s USR1, kill", kill),
+        ("rm", "rm --force of a running container", rm_force),
+        (
+            "failing",
+            "a failing container's error reaches podman",
+            failing,
+        ),
     ];
+    match criu_missing() {
+        None => scenarios.push((
+            "checkpoint",
+            "container checkpoint / restore, --export / --import",
+            checkpoint_restore,
+        )),
+        Some(why) => say(&format!("SKIP podman suite: checkpoint / restore: {why}")),
+    }
+    // CASULO_PODMAN_ROOT_SCENARIOS (keys, comma-separated; empty or unset: all; "-KEY": all but
+    // those) runs a part of the suite, where time is short (under emulation).
+    let only = std::env::var("CASULO_PODMAN_ROOT_SCENARIOS").unwrap_or_default();
+    let all = only.is_empty();
+    if !all {
+        let keys: Vec<&str> = only.split(',').map(str::trim).collect();
+        let (out, keep): (Vec<&str>, Vec<&str>) = keys.iter().partition(|k| k.starts_with('-'));
+        scenarios.retain(|(key, ..)| {
+            (keep.is_empty() || keep.contains(key)) && !out.iter().any(|o| &o[1..] == *key)
+        });
+        say(&format!(
+            "podman suite: only {:?} (CASULO_PODMAN_ROOT_SCENARIOS)",
+            scenarios.iter().map(|s| s.0).collect::<Vec<_>>()
+        ));
+    }
+    let criu_ran = scenarios.iter().any(|s| s.0 == "checkpoint");
+    let scenarios: Vec<(&str, Scenario<Suite>)> = scenarios
+        .into_iter()
+        .map(|(_, what, f)| (what, f))
+        .collect();
     let pid = std::process::id();
     let (passed, failed, retried) = run_scenarios(
         &suite,
@@ -792,7 +884,12 @@ fn podman_runs_containers_on_the_runtime() {
             " update --resources",
             " kill ",
             " delete --force ",
-        ] {
+        ]
+        .into_iter()
+        .filter(|_| all)
+        .chain(criu_ran.then_some(" checkpoint "))
+        .chain(criu_ran.then_some(" restore "))
+        {
             assert!(
                 calls.iter().any(|c| format!(" {c}").contains(want)),
                 "no runtime invocation with {want:?}: {calls:#?}"

@@ -612,3 +612,31 @@ fn execve_failure_after_start_is_the_process_failure() {
     let lines: Vec<_> = r.stderr.lines().collect();
     assert!(lines.len() == 1 && lines[0].contains(want), "{}", r.stderr);
 }
+
+/// A standard fd that is the host's `/dev/null` (an engine's stdin when it has none to give) is
+/// the container's own `/dev/null` in a detached container, as runc makes it: a file on a mount
+/// outside the container is one CRIU cannot checkpoint.
+#[test]
+fn null_stdin_is_the_containers_dev_null() {
+    if !can_run("null_stdin_is_the_containers_dev_null") {
+        return;
+    }
+    // The mount id of fd 0, then that of the container's /dev.
+    let probe = "(sed -n 's/^mnt_id:[[:space:]]*//p' /proc/self/fdinfo/0; \
+                 awk '$5 == \"/dev\" { print $1 }' /proc/self/mountinfo) > /out/ids.tmp; \
+                 mv /out/ids.tmp /out/ids";
+    let mut b = Bundle::new("prcnull", &["sh", "-c", probe]);
+    let out = b.with_out_dir();
+    let r = b.run_detached();
+    assert!(r.ok(), "run --detach: {} {}", r.stdout, r.stderr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !out.join("ids").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(out.join("ids")).unwrap_or_default();
+    let ids: Vec<&str> = text.split_whitespace().collect();
+    assert!(
+        ids.len() == 2 && ids[0] == ids[1],
+        "fd 0 is not on the container's /dev: {text:?}"
+    );
+}

@@ -170,6 +170,28 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) -> Result<(), String>
     Ok(())
 }
 
+/// The checkpoint scenarios' container: a token its shell draws at start and a count, both in
+/// the shell's memory, written to `/out/count` (a bind mount of the host's) every 0.1 s. A
+/// restored process goes on with both; a new one would draw another token and count from 1.
+pub const COUNTER: &str = "t=$RANDOM$RANDOM; i=0; echo up; \
+     while true; do i=$((i+1)); echo \"$t $i\" > /out/count; sleep 0.1; done";
+
+/// Wait (at most 30 s) until `dir/count` (a [`COUNTER`]'s `/out`) holds a count above `n`: the
+/// token and the count.
+pub fn wait_count(dir: &Path, n: u64) -> Result<(String, u64), String> {
+    let mut seen = (String::new(), 0);
+    wait_until(&format!("a count above {n} in {}", dir.display()), || {
+        let text = std::fs::read_to_string(dir.join("count")).unwrap_or_default();
+        let mut w = text.split_whitespace();
+        if let (Some(t), Some(Ok(c))) = (w.next(), w.next().map(str::parse::<u64>)) {
+            seen = (t.to_string(), c);
+        }
+        seen.1 > n
+    })
+    .map_err(|e| format!("{e}: last {seen:?}"))?;
+    Ok(seen)
+}
+
 /// Write an executable `sh` script at `path` that appends each invocation's arguments to
 /// `calls` (one line each) and then runs the runtime under test with `prefix` before them
 /// (e.g. a private `--root`).

@@ -82,6 +82,41 @@ pub fn can_run(test: &str) -> bool {
     !rootless_mode() || rootless::test_user(ROOTLESS_USER, test).is_some()
 }
 
+/// Why CRIU cannot checkpoint here, from `criu check` (CRIU's own first error line), or `None`
+/// when it can.
+pub fn criu_missing() -> Option<String> {
+    match Command::new("criu").arg("check").output() {
+        Err(e) => Some(format!("no criu here ({e}); apt-get install criu")),
+        Ok(o) if !o.status.success() => {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let why = text
+                .lines()
+                .find(|l| l.contains("Error"))
+                .unwrap_or("criu check failed");
+            Some(format!("CRIU does not work here: {why}"))
+        }
+        Ok(_) => None,
+    }
+}
+
+/// Whether test `test` can run and CRIU works here; a SKIP line with CRIU's reason when not.
+pub fn criu_works(test: &str) -> bool {
+    if !can_run(test) {
+        return false;
+    }
+    match criu_missing() {
+        Some(why) => {
+            eprintln!("SKIP {test}: {why}");
+            false
+        }
+        None => true,
+    }
+}
+
 /// Whether the test can run under [`rootless_mode`]; when not, prints a visible SKIP line
 /// with `why` (what a rootless container lacks that the test is about).
 pub fn runs_rootless(test: &str, why: &str) -> bool {

@@ -285,9 +285,8 @@ fn criu_failed(
     ))
 }
 
-/// The bind mounts and device nodes of `spec`: CRIU's external mounts, as
-/// (destination in the container, source on the host).
-fn external_mounts(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Vec<(String, String)> {
+/// The bind mounts of `spec`: destination and source (a relative one under `bundle`).
+fn bind_mounts(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Vec<(PathBuf, PathBuf)> {
     let mut out = Vec::new();
     for m in spec.mounts().iter().flatten() {
         let bind = m.typ().as_deref() == Some("bind")
@@ -298,7 +297,6 @@ fn external_mounts(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Vec<(String
         if !bind {
             continue;
         }
-        let dest = m.destination().to_string_lossy().into_owned();
         let source = m
             .source()
             .as_ref()
@@ -310,7 +308,20 @@ fn external_mounts(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Vec<(String
                 }
             })
             .unwrap_or_default();
-        out.push((dest, source.to_string_lossy().into_owned()));
+        out.push((m.destination().clone(), source));
+    }
+    out
+}
+
+/// The bind mounts and device nodes of `spec`: CRIU's external mounts, as
+/// (destination in the container, source on the host).
+fn external_mounts(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (dest, source) in bind_mounts(spec, bundle) {
+        out.push((
+            dest.to_string_lossy().into_owned(),
+            source.to_string_lossy().into_owned(),
+        ));
     }
     if let Some(linux) = spec.linux() {
         for d in linux.devices().iter().flatten() {

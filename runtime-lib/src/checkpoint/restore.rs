@@ -108,6 +108,48 @@ impl Made<'_> {
     }
 }
 
+/// The mount points of the bundle's mounts, made in its rootfs where missing as `create` makes
+/// them (for a bind of anything but a directory an empty file, else a directory), but none
+/// below a tmpfs, whose content CRIU restores whole: CRIU mounts on them but makes none, and a
+/// rootfs other than the checkpointed container's (a restore elsewhere, from an exported or
+/// stored checkpoint) lacks those the runtime made there.
+fn make_mount_points(bundle: &Bundle) -> std::result::Result<(), CheckpointError> {
+    use crate::rootfs::paths::{ensure_file_in_root, mkdir_all_in_root};
+    let root = nix::fcntl::open(
+        &bundle.rootfs,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(CheckpointError::sys(format!(
+        "open rootfs {}",
+        bundle.rootfs.display()
+    )))?;
+    let mounts = bundle.spec.mounts().clone().unwrap_or_default();
+    let tmpfs: Vec<&Path> = mounts
+        .iter()
+        .filter(|m| m.typ().as_deref() == Some("tmpfs"))
+        .map(|m| m.destination().as_path())
+        .collect();
+    let binds = super::bind_mounts(&bundle.spec, &bundle.dir);
+    for m in &mounts {
+        let dest = m.destination();
+        if tmpfs.iter().any(|t| dest != *t && dest.starts_with(t)) {
+            continue;
+        }
+        let bind_source = binds.iter().find(|(d, _)| d == dest).map(|(_, s)| s);
+        let made = match bind_source {
+            Some(source) if !source.is_dir() => ensure_file_in_root(root.as_fd(), dest, 0o644),
+            _ => mkdir_all_in_root(root.as_fd(), dest),
+        };
+        made.map_err(CheckpointError::sys(format!(
+            "make mount point {} in {}",
+            dest.display(),
+            bundle.rootfs.display()
+        )))?;
+    }
+    Ok(())
+}
+
 /// Detach the rootfs's bind mount for CRIU and remove its mount point (best effort: also
 /// what `delete --force` does for a restore that was killed).
 pub(crate) fn detach_criu_root(path: &Path) {
@@ -202,6 +244,7 @@ fn restore_steps(
         made.cgroup = Some(cg);
     }
 
+    make_mount_points(bundle).ctx(id, STEP)?;
     // CRIU wants the root to be a mount point.
     std::fs::create_dir(&criu_root)
         .map_err(CheckpointError::io(format!(

@@ -363,6 +363,9 @@ impl InitSteps for Kernel<'_> {
         let r = &self.plan.rootfs;
         self.root = None;
         crate::rootfs::pivot(&r.rootfs, r.no_pivot, r.host_mount_ns).step("rootfs")?;
+        if r.setup_dev {
+            crate::rootfs::reopen_null_stdio().step("rootfs")?;
+        }
         nix::unistd::fchdir(self.proc()?.as_fd()).step("enter /proc")
     }
 

@@ -442,6 +442,50 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<(), C
     nix::unistd::chdir("/").map_err(err("chdir /"))
 }
 
+/// After [`pivot`], in a container whose `/dev` the runtime made: the init's standard fds that
+/// are the null device (an engine gives a container without stdin the host's `/dev/null`, a
+/// file on a mount the container does not have, which CRIU cannot checkpoint) are pointed at
+/// the container's own `/dev/null`, as runc does.
+pub fn reopen_null_stdio() -> Result<(), ChildError> {
+    use nix::sys::stat::{fstat, major, minor, FileStat, SFlag};
+    let is_null = |st: &FileStat| {
+        SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR
+            && major(st.st_rdev) == 1
+            && minor(st.st_rdev) == 3
+    };
+    let null_at = |n: i32| {
+        crate::sys::stdio_fd(n)
+            .and_then(|fd| fstat(fd).ok())
+            .is_some_and(|st| is_null(&st))
+    };
+    let null_fds = [null_at(0), null_at(1), null_at(2)];
+    if !null_fds.contains(&true) {
+        return Ok(());
+    }
+    let path = Path::new("/dev/null");
+    // Non-blocking and not followed: whatever is mounted there, the open cannot hang.
+    let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    let null = nix::fcntl::open(path, flags | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(mount_err("reopen stdio on", path))?;
+    let st = fstat(&null).map_err(mount_err("stat", path))?;
+    if !is_null(&st) {
+        return Err(child_err!(
+            "/dev/null in the container is not the null device"
+        ));
+    }
+    nix::fcntl::fcntl(&null, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_RDWR))
+        .map_err(mount_err("clear O_NONBLOCK of", path))?;
+    let dups = [
+        nix::unistd::dup2_stdin,
+        nix::unistd::dup2_stdout,
+        nix::unistd::dup2_stderr,
+    ];
+    for (dup, _) in dups.iter().zip(null_fds).filter(|(_, is)| *is) {
+        dup(&null).map_err(mount_err("reopen stdio on", path))?;
+    }
+    Ok(())
+}
+
 /// Open `path` (O_PATH) as seen in the mount namespace of process `pid`, from a thread of
 /// our own that enters it (after unsharing its filesystem context, which setns requires and
 /// which leaves the rest of the process where it was) and ends with it.
