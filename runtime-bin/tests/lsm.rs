@@ -304,9 +304,22 @@ fn selinux_enabled() -> bool {
             .is_ok_and(|c| c.trim_end_matches(['\0', '\n']) != "kernel")
 }
 
-/// Whether the loaded policy knows `context` (written to selinuxfs' `context`, which checks it).
+/// Whether the loaded policy knows `context` under that very name: selinuxfs' `context` checks
+/// what is written to it and answers with its canonical form, where a type alias comes back as
+/// the type it names (the kernel reports a process's label that way).
 fn valid_context(context: &str) -> bool {
-    std::fs::write("/sys/fs/selinux/context", context).is_ok()
+    use std::io::{Read, Write};
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/sys/fs/selinux/context")
+    else {
+        return false;
+    };
+    let mut back = String::new();
+    f.write_all(context.as_bytes()).is_ok()
+        && f.read_to_string(&mut back).is_ok()
+        && back.trim_end_matches('\0') == context
 }
 
 /// The container process and file types of the loaded policy: Fedora's and recent
