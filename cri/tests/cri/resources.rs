@@ -162,14 +162,30 @@ fn used_cpu_and_memory(x: &cri::ContainerStats) -> bool {
     cpu > 0 && mem > 0
 }
 
+/// A container that goes over its memory limit while it runs: exit 137, reason `OOMKilled`.
+///
+/// containerd's runc shim starts watching the container's cgroup for OOM kills only once the
+/// runtime's `start` has returned (on cgroup v2 an inotify watch on its `memory.events`). A
+/// program that is killed within that moment goes unseen, and with the systemd driver its
+/// scope is even gone before the watch (systemd removes an empty scope): containerd then
+/// reports reason `Error`, with runc as with casulo. Under emulation `dd` fills 32 MiB within
+/// that moment. So the program allocates only after StartContainer has returned, by when the
+/// shim watches: it waits for a file that an ExecSync creates, as a real workload runs a while
+/// before it outgrows its limit.
 pub fn oom_killed(s: &Suite, id: &str) -> Result<(), String> {
     let pod = run_pod(s, id, "oom", &PodOpts::default())?;
     let mut cfg = pod.container(
         "c",
-        &["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"],
+        &[
+            "sh",
+            "-c",
+            "until [ -e /tmp/go ]; do sleep 0.1; done; \
+             exec dd if=/dev/zero of=/dev/null bs=128M count=1",
+        ],
     );
     cfg.linux.as_mut().unwrap().resources = Some(resources(32 << 20, 0));
     let c = pod.run(s, cfg)?;
+    sh(s, &c, "touch /tmp/go")?;
     let st = wait_exited(s, &c)?;
     check(st.exit_code == 137 && st.reason == "OOMKilled", || {
         format!("exit {} reason {:?}", st.exit_code, st.reason)

@@ -397,6 +397,14 @@ impl CgroupManager for SystemdCgroup {
         if self.taken {
             return Ok(());
         }
+        // Once its processes have all exited, systemd stops the scope and removes its cgroup
+        // by itself: a delete after the container exited usually finds both gone, and one look
+        // at the unit is then enough. Each D-Bus call below is a connection of its own, which
+        // on a busy host costs more than the rest of the delete.
+        let dirs = self.fs.paths();
+        if dirs.iter().all(|d| !d.exists()) && !self.exists() {
+            return self.fs.destroy();
+        }
         // StopUnit, and ResetFailedUnit when the unit is still loaded right after.
         if let Err(e) = self.stop() {
             // Stopping a unit that is already gone is not an error.
@@ -409,7 +417,6 @@ impl CgroupManager for SystemdCgroup {
         // is gone, which systemd removes once the unit has stopped (a look at the filesystem
         // costs nothing, a D-Bus call a connection), then until the unit itself is. A unit
         // that ends up failed stays loaded until it is reset: stopping it again resets it.
-        let dirs = self.fs.paths();
         if !Self::wait(|| dirs.iter().all(|d| !d.exists())) {
             let why = format!(
                 "{} still exists {} s after the stop",
@@ -437,6 +444,23 @@ impl CgroupManager for SystemdCgroup {
             return Err(self.err("stop the transient unit", why));
         }
         self.fs.destroy()
+    }
+
+    /// Through the cgroup's own files, as runc's systemd driver does (its freezer is the
+    /// cgroupfs one on cgroup v2): the unit is delegated, and systemd's FreezeUnit and
+    /// ThawUnit, a D-Bus connection each, fail anyway on a unit that is gone. containerd's
+    /// shim runs `kill --all` each time the init of a container without its own pid namespace
+    /// exits (every container of a pod, by default), so this is on the path of every stop.
+    fn kill_all(&mut self, sig: nix::sys::signal::Signal) -> Result<(), CgroupError> {
+        if self.taken {
+            return Ok(());
+        }
+        match self.fs.kill_all(sig) {
+            // SIGKILL empties the scope, and systemd may remove its cgroup before the thaw
+            // (reading it then fails with ENOENT or ENODEV): nothing is left to thaw or signal.
+            Err(_) if self.fs.paths().iter().all(|d| !d.exists()) => Ok(()),
+            other => other,
+        }
     }
 
     fn freeze(&mut self, frozen: bool) -> Result<(), CgroupError> {
