@@ -115,31 +115,6 @@ fn elf_interp(bin: &[u8]) -> Option<PathBuf> {
     })
 }
 
-/// A console socket listening at `path`: the thread accepts one connection and keeps the
-/// pty master it receives (if any) until joined.
-fn console_socket(path: &Path) -> std::thread::JoinHandle<Option<std::os::fd::OwnedFd>> {
-    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match listener.accept() {
-                Ok((conn, _)) => {
-                    conn.set_nonblocking(false).unwrap();
-                    use std::os::fd::AsFd;
-                    return casulo::__private::tty::recv_fd(conn.as_fd())
-                        .ok()
-                        .map(|(fd, _)| fd);
-                }
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(_) => return None,
-            }
-        }
-    })
-}
-
 /// The /proc/<pid>/fd links of a host process once it runs busybox (a runtime may return
 /// before its child's execve has closed the runtime's fds): (fd, target).
 fn fd_links(pid: i64) -> Vec<(u32, String)> {

@@ -559,6 +559,31 @@ impl Bundle {
     }
 }
 
+/// A console socket listening at `path`: the thread accepts one connection and keeps the
+/// pty master it receives (if any) until joined.
+pub fn console_socket(path: &Path) -> std::thread::JoinHandle<Option<std::os::fd::OwnedFd>> {
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    conn.set_nonblocking(false).unwrap();
+                    use std::os::fd::AsFd;
+                    return casulo::__private::tty::recv_fd(conn.as_fd())
+                        .ok()
+                        .map(|(fd, _)| fd);
+                }
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(_) => return None,
+            }
+        }
+    })
+}
+
 /// `path` now belongs to `u`.
 pub fn chown_to(path: &Path, u: rootless::TestUser) {
     nix::unistd::chown(path, Some(u.uid.into()), Some(u.gid.into()))

@@ -157,7 +157,7 @@ fn dump(c: &Container, opts: &CheckpointOptions) -> Result<(), CheckpointError> 
         o.set_track_mem(true);
         Criu_req_type::PRE_DUMP
     } else {
-        let mounts = super::external_mounts(&bundle.spec, &saved.bundle);
+        let mounts = super::external_mounts(&bundle.spec, &saved.bundle, &saved.rootfs);
         let cgroups = super::cgroup_mounts(&bundle.spec, &saved.cgroup_paths);
         for (dest, _) in mounts.into_iter().chain(cgroups) {
             let mut m = Ext_mount_map::new();

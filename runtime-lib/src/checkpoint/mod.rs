@@ -314,12 +314,17 @@ fn bind_mounts(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Vec<(PathBuf, P
 }
 
 /// The bind mounts and device nodes of `spec`: CRIU's external mounts, as
-/// (destination in the container, source on the host).
-fn external_mounts(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Vec<(String, String)> {
+/// (destination in the container, source on the host). A destination reached through a
+/// symlink in `rootfs` is named where the mount really is, as runc names it.
+fn external_mounts(
+    spec: &oci_spec::runtime::Spec,
+    bundle: &Path,
+    rootfs: &Path,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (dest, source) in bind_mounts(spec, bundle) {
         out.push((
-            dest.to_string_lossy().into_owned(),
+            resolved_in(rootfs, &dest),
             source.to_string_lossy().into_owned(),
         ));
     }
@@ -330,6 +335,31 @@ fn external_mounts(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Vec<(String
         }
     }
     out
+}
+
+/// Container path `dest` with the symlinks of `rootfs` on its way resolved (inside the
+/// rootfs); `dest` as it is when it cannot be (say, it does not exist yet).
+fn resolved_in(rootfs: &Path, dest: &Path) -> String {
+    let as_is = || dest.to_string_lossy().into_owned();
+    let (Ok(real_root), Ok(root)) = (std::fs::canonicalize(rootfs), std::fs::File::open(rootfs))
+    else {
+        return as_is();
+    };
+    let flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC;
+    let Ok(fd) = crate::rootfs::paths::open_in_root(std::os::fd::AsFd::as_fd(&root), dest, flags)
+    else {
+        return as_is();
+    };
+    let Ok(real) = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    )) else {
+        return as_is();
+    };
+    match real.strip_prefix(&real_root) {
+        Ok(rel) => format!("/{}", rel.display()),
+        Err(_) => as_is(),
+    }
 }
 
 /// Without a cgroup namespace of its own, the container's `/sys/fs/cgroup` is a bind of its
@@ -401,4 +431,21 @@ fn ns_key(name: &str) -> String {
     let mut c = name.chars();
     let first = c.next().map(|f| f.to_ascii_uppercase()).unwrap_or_default();
     format!("extRoot{first}{}NS", c.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_through_symlinks_are_resolved_in_the_rootfs() {
+        let root = std::env::temp_dir().join(format!("casulo-extmnt-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("real/conf")).unwrap();
+        // Absolute, as in the container: resolved inside the rootfs, not on the host.
+        std::os::unix::fs::symlink("/real/conf", root.join("conf")).unwrap();
+        assert_eq!(resolved_in(&root, Path::new("/conf")), "/real/conf");
+        assert_eq!(resolved_in(&root, Path::new("/real/conf")), "/real/conf");
+        assert_eq!(resolved_in(&root, Path::new("/missing/x")), "/missing/x");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -302,7 +302,7 @@ fn restore_steps(
     if let Some(c) = &opts.lsm_mount_context {
         o.set_lsm_mount_context(c.clone());
     }
-    for (dest, source) in super::external_mounts(&bundle.spec, &bundle.dir) {
+    for (dest, source) in super::external_mounts(&bundle.spec, &bundle.dir, &bundle.rootfs) {
         let mut m = Ext_mount_map::new();
         m.set_key(dest);
         m.set_val(source);
