@@ -465,14 +465,17 @@ pub fn reopen_null_stdio() -> Result<(), ChildError> {
     let path = Path::new("/dev/null");
     // Non-blocking and not followed: whatever is mounted there, the open cannot hang.
     let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
-    let null = nix::fcntl::open(path, flags | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(mount_err("reopen stdio on", path))?;
-    let st = fstat(&null).map_err(mount_err("stat", path))?;
-    if !is_null(&st) {
+    let null = match nix::fcntl::open(path, flags | OFlag::O_CLOEXEC, Mode::empty()) {
+        // A symlink there (CVE-2025-31133's trick) is refused like any other impostor.
+        Err(nix::Error::ELOOP) => None,
+        other => Some(other.map_err(mount_err("reopen stdio on", path))?),
+    };
+    let null = null.filter(|fd| fstat(fd).is_ok_and(|st| is_null(&st)));
+    let Some(null) = null else {
         return Err(child_err!(
             "/dev/null in the container is not the null device"
         ));
-    }
+    };
     nix::fcntl::fcntl(&null, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_RDWR))
         .map_err(mount_err("clear O_NONBLOCK of", path))?;
     let dups = [
