@@ -219,7 +219,9 @@ fn resources_memory() {
         assert!(file(&g, "memory", "memory.oom_control").contains("oom_kill_disable 1"));
     }
     // checkBeforeUpdate: a limit at or below the current usage is refused. (A process moved
-    // in keeps its charge elsewhere on v1, so the usage may be 0: then it is accepted.)
+    // in keeps its charge elsewhere on v1, so the usage may be 0: then it is accepted.) The
+    // usage moves between this read and the write, both ways: the limit asked for is half of
+    // it, so a shrinking usage still stays above it.
     let usage_file = if v2() {
         "memory.current"
     } else {
@@ -228,9 +230,9 @@ fn resources_memory() {
     let usage: i64 = file(&g, "memory", usage_file).parse().unwrap();
     let below = resources(&format!(
         r#"{{"memory":{{"limit":{},"checkBeforeUpdate":true}}}}"#,
-        usage.max(4096)
+        (usage / 2).max(4096)
     ));
-    if usage >= 4096 {
+    if usage >= 64 * 1024 {
         expect_named_error(&mut g, &below, "memory.limit");
     } else {
         eprintln!("resources_memory: usage {usage} too small to check checkBeforeUpdate");
