@@ -211,3 +211,40 @@ fn damaged_state_through_every_command() {
         assert_eq!(b.leftovers(), Vec::<String>::new(), "{case}: left behind");
     }
 }
+
+/// A state that names the cgroup but lost its directories (`cgroupPaths`): the commands find
+/// the cgroup again from the cgroupsPath, and the status is read from that same cgroup. Once
+/// `pause` froze it, the container is `paused`: `exec` refuses rather than joining a frozen
+/// cgroup and waiting forever, `resume` thaws it, and `delete --force` kills it rather than
+/// waiting on a frozen init.
+#[test]
+fn a_state_without_cgroup_paths_pauses_and_resumes_the_same_cgroup() {
+    let name = "a_state_without_cgroup_paths_pauses_and_resumes_the_same_cgroup";
+    if !can_run(name) || !is_casulo() {
+        return;
+    }
+    let b = Bundle::new("fuzzcg", &["sleep", "100"]);
+    let created = b.create();
+    assert!(created.ok(), "create: {}", created.stderr);
+    let id = b.id.as_str();
+    let state = b.root.join(id).join("state.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert!(v.as_object_mut().unwrap().remove("cgroupPaths").is_some());
+    std::fs::write(&state, serde_json::to_vec(&v).unwrap()).unwrap();
+    for round in 0..2 {
+        let p = b.rt(&["pause", id]);
+        assert!(p.ok(), "pause {round}: {}", p.stderr);
+        assert_eq!(b.status().as_deref(), Some("paused"), "after pause {round}");
+        let e = b.rt(&["exec", id, "true"]);
+        assert_eq!(e.status, Some(255), "exec into it: {}", e.stderr);
+        assert!(e.stderr.contains("paused"), "exec: {}", e.stderr);
+        if round == 0 {
+            let r = b.rt(&["resume", id]);
+            assert!(r.ok(), "resume: {}", r.stderr);
+            assert_eq!(b.status().as_deref(), Some("created"), "after resume");
+        }
+    }
+    let del = b.rt(&["delete", "--force", id]);
+    assert!(del.ok(), "delete --force of the paused one: {}", del.stderr);
+    assert_eq!(b.leftovers(), Vec::<String>::new(), "left behind");
+}

@@ -162,6 +162,19 @@ pub struct State {
 }
 
 impl Saved {
+    /// The cgroup directories the commands act on: those saved at create or, in a state that
+    /// names a cgroup but lost them, those its manager finds again from the cgroupsPath (as
+    /// [`crate::cgroups::manager_at`] does). The status must be read from the same cgroup
+    /// that `pause` froze, or `resume` refuses and `exec` and `delete` wait on a frozen init.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        match &self.cgroup {
+            Some(cfg) if self.cgroup_paths.is_empty() => {
+                crate::cgroups::manager_at(cfg, &[]).map_or_else(|_| Vec::new(), |m| m.paths())
+            }
+            _ => self.cgroup_paths.clone(),
+        }
+    }
+
     /// The OCI state for a given status.
     pub fn oci_state(&self, status: Status) -> State {
         State {
@@ -364,7 +377,7 @@ impl StateDir {
         if !saved.init_alive() {
             return Status::Stopped;
         }
-        if crate::cgroups::is_frozen(&saved.cgroup_paths) {
+        if crate::cgroups::is_frozen(&saved.cgroup_dirs()) {
             Status::Paused
         } else if self.fifo().exists() {
             Status::Created
