@@ -408,7 +408,12 @@ pub fn resources_for_create(linux: Option<&oci_spec::runtime::Linux>) -> LinuxRe
 /// would bind them) or one that is frozen (the init would stop there, beyond the reach of
 /// SIGKILL until someone thaws it, and create would never return).
 pub fn check_unused(cg: &dyn CgroupManager) -> Result<(), CgroupError> {
-    let dirs = cg.paths();
+    // Usually none exists yet: then there is nothing to read (a probe of each file in each
+    // missing directory would sit on the path of every create).
+    let dirs: Vec<PathBuf> = cg.paths().into_iter().filter(|d| d.is_dir()).collect();
+    if dirs.is_empty() {
+        return Ok(());
+    }
     let pids = cg.pids()?;
     if !pids.is_empty() {
         return Err(CgroupError::Failed {

@@ -152,7 +152,11 @@ impl FsCgroup {
                 msg: "no cgroup hierarchy is mounted".to_string(),
             });
         }
-        Ok(Self { mode, hiers })
+        Ok(Self {
+            mode,
+            hiers,
+            created: false,
+        })
     }
 
     /// Reopen a cgroup from the directories a manager reported with `paths()` (as saved in
@@ -221,7 +225,11 @@ impl FsCgroup {
                 reason: "no saved cgroup directory".to_string(),
             });
         }
-        Ok(Self { mode, hiers })
+        Ok(Self {
+            mode,
+            hiers,
+            created: false,
+        })
     }
 
     /// Only the hierarchies delegated to this process (a rootless runtime): those where the

@@ -37,6 +37,9 @@ struct Hier {
 pub struct FsCgroup {
     mode: Mode,
     hiers: Vec<Hier>,
+    /// `create` made every directory: `apply` after it does not walk them again (it is on
+    /// the path of every container's start).
+    created: bool,
 }
 
 fn io_err(step: &'static str, path: &Path, source: std::io::Error) -> CgroupError {
@@ -70,11 +73,14 @@ impl CgroupManager for FsCgroup {
                 self.enable_v2_controllers(h);
             }
         }
+        self.created = true;
         Ok(())
     }
 
     fn apply(&mut self, pid: i32) -> Result<(), CgroupError> {
-        CgroupManager::create(self)?;
+        if !self.created {
+            CgroupManager::create(self)?;
+        }
         join(self.hiers.iter().map(|h| h.dir.as_path()), pid)
     }
 
