@@ -520,3 +520,35 @@ fn an_init_failure_during_cgroup_setup_is_reported_with_its_cause() {
         );
     }
 }
+
+/// The init is in the container's cgroup in every hierarchy once create returns, in both
+/// ways it gets there: moved by the runtime, and (cgroup v1, no user namespace) joining by
+/// itself through `tasks`. And it got there after the limits were written: its first
+/// process count is already bounded.
+#[test]
+fn the_init_is_in_every_hierarchy_of_its_cgroup_after_create() {
+    // casulo's own state.json names the directories.
+    if !can_run("the_init_is_in_every_hierarchy_of_its_cgroup_after_create") || !is_casulo() {
+        return;
+    }
+    let b = bundle("cgjoin", &["sleep", "100"], json!({"pids": {"limit": 7}}));
+    let r = b.create();
+    assert!(r.ok(), "create: {}", r.stderr);
+    let pid = b.state().unwrap()["pid"].as_i64().unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.root.join(&b.id).join("state.json")).unwrap())
+            .unwrap();
+    let dirs = state["cgroupPaths"].as_array().expect("cgroupPaths");
+    assert!(!dirs.is_empty(), "{state}");
+    for d in dirs {
+        let procs = Path::new(d.as_str().unwrap()).join("cgroup.procs");
+        let text = std::fs::read_to_string(&procs).unwrap();
+        assert!(
+            text.lines().any(|l| l.trim() == pid.to_string()),
+            "{}: {text:?} lacks the init {pid}",
+            procs.display()
+        );
+    }
+    assert_eq!(cg_read(&b, "pids", "pids.max"), "7");
+    assert!(b.rt(&["delete", "--force", &b.id]).ok());
+}

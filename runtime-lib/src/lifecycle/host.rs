@@ -2,12 +2,14 @@
 //! the fork, the cgroup, the id maps, the hooks, the mount sources, and their undoing.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use oci_spec::runtime::LinuxNamespaceType;
 
 use super::create::CreateSteps;
 use super::fifo;
@@ -54,6 +56,9 @@ pub(super) struct Host<'a> {
     net: Option<(OwnedFd, Vec<crate::netdev::Moved>)>,
     /// The user namespaces made for idmapped mounts live until create ends.
     mapping_namespaces: crate::rootfs::MappingNamespaces,
+    /// The cgroup files the init writes `0` to, joining those hierarchies by itself
+    /// (NUL-terminated paths, for [`Msg::JoinCgroup`]).
+    self_join: Vec<u8>,
     t0: Instant,
 }
 
@@ -155,6 +160,7 @@ impl<'a> Host<'a> {
             cgroup: None,
             net: None,
             mapping_namespaces: Default::default(),
+            self_join: Vec::new(),
             t0: Instant::now(),
         })
     }
@@ -372,11 +378,26 @@ impl CreateSteps for Host<'_> {
             crate::process::affinity::reset(init);
             return Ok(());
         };
-        let placed = cg.apply(init).ctx(id, STEP).and_then(|()| {
+        // Where the init has the runtime's credentials (no user namespace), it joins the v1
+        // hierarchies by itself once their limits are written (see
+        // `CgroupManager::apply_leaving_self_join`); in a user namespace it could not.
+        let by_itself = !self.plan.ns.has(LinuxNamespaceType::User);
+        let placed = if by_itself {
+            cg.apply_leaving_self_join(init)
+        } else {
+            cg.apply(init).map(|()| Vec::new())
+        };
+        let placed = placed.ctx(id, STEP).and_then(|files| {
             self.saved.cgroup_paths = cg.paths();
-            cg.set(&self.resources).ctx(id, STEP)
+            cg.set(&self.resources).ctx(id, STEP)?;
+            Ok(files)
         });
-        placed.map_err(|e| self.prefer_init(e))?;
+        let files = placed.map_err(|e| self.prefer_init(e))?;
+        self.self_join.clear();
+        for f in files {
+            self.self_join.extend_from_slice(f.as_os_str().as_bytes());
+            self.self_join.push(0);
+        }
         // Every CPU of the container's cpuset, not the runtime's own affinity
         // (`taskset -c 0 casulo run`): the spec's execCPUAffinity is not for the init.
         crate::process::affinity::reset(init);
@@ -399,7 +420,11 @@ impl CreateSteps for Host<'_> {
     fn states(&mut self) -> Vec<Msg<'static>> {
         let created =
             serde_json::to_vec(&self.saved.oci_state(Status::Created)).unwrap_or_default();
-        let mut out = vec![Msg::State(created.into())];
+        let mut out = Vec::new();
+        if !self.self_join.is_empty() {
+            out.push(Msg::JoinCgroup(std::mem::take(&mut self.self_join).into()));
+        }
+        out.push(Msg::State(created.into()));
         if let Some(l) = self.plan.seccomp.as_ref().and_then(|s| s.listener()) {
             // As the spec's example and the reference runtime: the init is the process, and
             // the container is still being created.

@@ -7,9 +7,12 @@
 //! order against a recording double, without root.
 
 use std::convert::Infallible;
+use std::ffi::CStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use oci_spec::runtime::LinuxNamespaceType;
 
 use super::fifo;
@@ -225,6 +228,7 @@ impl Kernel<'_> {
             let mem = &mut self.io.mem;
             match self.io.chan.recv_in(&mut mem.rx).step("wait for runtime")? {
                 (Msg::MountSource, Some(fd)) => return Ok(fd),
+                (Msg::JoinCgroup(files), _) => join_cgroup(&files)?,
                 (Msg::State(doc), _) if !self.states => {
                     keep(&mut mem.state, &doc);
                     self.keep_states()?
@@ -233,6 +237,22 @@ impl Kernel<'_> {
             }
         }
     }
+}
+
+/// Join the cgroup in the hierarchies whose files `files` names ([`Msg::JoinCgroup`]): `0`
+/// written to a v1 `tasks` file moves the calling thread, which is the whole init.
+fn join_cgroup(files: &[u8]) -> Result<(), ChildError> {
+    let mut rest = files;
+    while !rest.is_empty() {
+        let file = CStr::from_bytes_until_nul(rest)
+            .map_err(|_| child_err!("join cgroup: a path without its end"))?;
+        rest = &rest[file.to_bytes_with_nul().len()..];
+        let what = || file.to_string_lossy();
+        let fd = nix::fcntl::open(file, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .step(format_args!("join cgroup: open {}", what()))?;
+        nix::unistd::write(&fd, b"0").step(format_args!("join cgroup: write 0 to {}", what()))?;
+    }
+    Ok(())
 }
 
 impl InitSteps for Kernel<'_> {
@@ -261,9 +281,15 @@ impl InitSteps for Kernel<'_> {
     fn wait_in_cgroup(&mut self) -> Result<(), ChildError> {
         if !self.states {
             let mem = &mut self.io.mem;
-            match ChildMemory::recv(&mut mem.rx, &self.io.chan)? {
-                Msg::State(doc) => keep(&mut mem.state, &doc),
-                other => return Err(unexpected(&"the state", other)),
+            loop {
+                match ChildMemory::recv(&mut mem.rx, &self.io.chan)? {
+                    Msg::JoinCgroup(files) => join_cgroup(&files)?,
+                    Msg::State(doc) => {
+                        keep(&mut mem.state, &doc);
+                        break;
+                    }
+                    other => return Err(unexpected(&"the state", other)),
+                }
             }
             self.keep_states()?;
         }

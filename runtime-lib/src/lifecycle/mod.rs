@@ -21,7 +21,8 @@
 //!                                   Pid(pid) ◀ the init's pid
 //!  its pidfd to --pidfd-socket, if given
 //!  init into its cgroup, resources, network
-//!  devices; State(created) ──────────────────▶ mounts before the cgroup ones meanwhile;
+//!  devices; [JoinCgroup(files) ──────────────▶] mounts before the cgroup ones meanwhile;
+//!  State(created) ───────────────────────────▶ joins the v1 hierarchies itself if told;
 //!  [AgentState(doc) ─────────────────────────▶] now in its cgroup: cgroup ns, other mounts,
 //!                                                 devices
 //!                NeedMountSource(n) / NeedIdmappedTree(n) ◀ (a source it cannot reach)
@@ -33,6 +34,12 @@
 //!  state.json, pid file; create returns
 //!  Error(text) may come from either side at any point; the other side then gives up.
 //! ```
+//!
+//! Without a user namespace the init joins the cgroup v1 hierarchies by itself, writing `0`
+//! to their `tasks` files (`JoinCgroup`): a thread that moves itself takes none of the cgroup
+//! core's global locks, where the runtime's write of the init's pid would wait for an RCU
+//! grace period whenever no cgroup move happened in the last one (see
+//! `CgroupManager::apply_leaving_self_join`). Every other hierarchy the runtime joins for it.
 //!
 //! Start ([`fifo::release`]): the runtime opens the exec fifo, which releases the init; the
 //! init writes `0`, loads a late seccomp filter, runs the startContainer hooks and execs;

@@ -41,6 +41,9 @@ pub enum Msg<'a> {
     /// init → runtime: make the idmapped tree of bind mount number N of the config, from the
     /// source fd passed along (a source inside the rootfs) or else from its host path.
     NeedIdmappedTree(u32),
+    /// runtime → init, before the state: join the cgroup yourself in these hierarchies, by
+    /// writing `0` to each file named (paths, each ended by a NUL byte).
+    JoinCgroup(Cow<'a, [u8]>),
 }
 
 /// The largest message: a state document with its annotations.
@@ -64,6 +67,7 @@ impl<'a> Msg<'a> {
             Msg::NeedMountSource(n) => (11, Some(n.to_le_bytes()), &[]),
             Msg::MountSource => (12, None, &[]),
             Msg::NeedIdmappedTree(n) => (13, Some(n.to_le_bytes()), &[]),
+            Msg::JoinCgroup(paths) => (14, None, paths),
         };
         let mut head = [tag, 0, 0, 0, 0];
         let n = match num {
@@ -94,6 +98,7 @@ impl<'a> Msg<'a> {
             11 => Msg::NeedMountSource(u32::from_le_bytes(num()?)),
             12 => Msg::MountSource,
             13 => Msg::NeedIdmappedTree(u32::from_le_bytes(num()?)),
+            14 => Msg::JoinCgroup(Cow::Borrowed(rest)),
             _ => return None,
         })
     }
@@ -114,6 +119,7 @@ impl<'a> Msg<'a> {
             Msg::NeedMountSource(n) => Msg::NeedMountSource(n),
             Msg::MountSource => Msg::MountSource,
             Msg::NeedIdmappedTree(n) => Msg::NeedIdmappedTree(n),
+            Msg::JoinCgroup(p) => Msg::JoinCgroup(Cow::Owned(p.into_owned())),
         }
     }
 }
@@ -266,6 +272,7 @@ mod tests {
             Msg::NeedMountSource(3),
             Msg::MountSource,
             Msg::NeedIdmappedTree(7),
+            Msg::JoinCgroup(b"/sys/fs/cgroup/pids/c/tasks\0".as_slice().into()),
         ];
         for m in &msgs {
             a.send(m).unwrap();

@@ -84,6 +84,23 @@ impl CgroupManager for FsCgroup {
         join(self.hiers.iter().map(|h| h.dir.as_path()), pid)
     }
 
+    fn apply_leaving_self_join(&mut self, pid: i32) -> Result<Vec<PathBuf>, CgroupError> {
+        if !self.created {
+            CgroupManager::create(self)?;
+        }
+        // cgroup2 has no such door: a thread moves by itself only within a threaded subtree.
+        join(
+            self.hiers.iter().filter(|h| h.v2).map(|h| h.dir.as_path()),
+            pid,
+        )?;
+        Ok(self
+            .hiers
+            .iter()
+            .filter(|h| !h.v2)
+            .map(|h| h.dir.join("tasks"))
+            .collect())
+    }
+
     fn set(&mut self, resources: &LinuxResources) -> Result<(), CgroupError> {
         if let Some(h) = self.hiers.iter().find(|h| !h.dir.is_dir()) {
             return Err(CgroupError::Failed {
