@@ -550,5 +550,19 @@ fn the_init_is_in_every_hierarchy_of_its_cgroup_after_create() {
         );
     }
     assert_eq!(cg_read(&b, "pids", "pids.max"), "7");
+    // A process exec'd into it is in the init's cgroup in every hierarchy too (it joins the
+    // v1 ones by itself as well).
+    let r = b.rt(&["start", &b.id]);
+    assert!(r.ok(), "start: {}", r.stderr);
+    let e = b.rt(&[
+        "exec",
+        &b.id,
+        "sh",
+        "-c",
+        "cat /proc/self/cgroup; echo --; cat /proc/1/cgroup",
+    ]);
+    assert!(e.ok(), "exec: {}", e.stderr);
+    let (own, init) = e.stdout.split_once("--\n").expect("two lists");
+    assert_eq!(own, init, "the exec'd process and the init differ");
     assert!(b.rt(&["delete", "--force", &b.id]).ok());
 }

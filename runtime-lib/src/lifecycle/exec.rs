@@ -10,6 +10,7 @@
 
 use std::convert::Infallible;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use nix::sys::wait::waitpid;
@@ -193,11 +194,31 @@ pub fn exec(
         // runtime's test suite looks for (its namespace-joining stage is called "nsexec").
         tracing::debug!("exec: nsexec process {stage}: affinity: {}", mask.hex());
     }
+    // Before Go the stage still has the runtime's credentials, whatever the container's
+    // namespaces: it can join the v1 hierarchies by itself (see
+    // `CgroupManager::apply_leaving_self_join`), unless an affinity must follow the join, or
+    // the container is paused (the stage would stop half-way through the hierarchies, at the
+    // freezer's, out of reach of `kill --all` until a resume).
+    let mut self_join = Vec::new();
     if !opts.sub_cgroups.is_empty() {
         crate::cgroups::join(sub_dirs.iter().map(|d| d.as_path()), stage)
             .map_err(|e| kill_stage(e.into()))?;
     } else if let Some(cg) = cgroup.as_mut() {
-        cg.apply(stage).map_err(|e| kill_stage(e.into()))?;
+        if affinity.is_empty() && status != Status::Paused {
+            for f in cg
+                .apply_leaving_self_join(stage)
+                .map_err(|e| kill_stage(e.into()))?
+            {
+                self_join.extend_from_slice(f.as_os_str().as_bytes());
+                self_join.push(0);
+            }
+        } else {
+            cg.apply(stage).map_err(|e| kill_stage(e.into()))?;
+        }
+    }
+    if !self_join.is_empty() {
+        chan.send(&Msg::JoinCgroup(self_join.into()))
+            .map_err(|e| kill_stage(ProcessError::from(e).into()))?;
     }
     in_cgroup();
     affinity
@@ -303,7 +324,7 @@ fn child_steps(
 ) -> Result<Infallible, ChildError> {
     nix::sys::prctl::set_dumpable(false).step("prctl(PR_SET_DUMPABLE)")?;
     crate::sys::hide_cmdline(mem.args, b"casulo init");
-    super::stage::expect(chan, &mut mem.rx, Msg::Go)?;
+    super::stage::expect_go(chan, &mut mem.rx)?;
     // The host's procfs, before the container's mounts are ours: label writes go through it.
     let proc = super::hostproc::open_proc()?;
     for j in &plan.joins {

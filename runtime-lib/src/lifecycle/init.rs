@@ -7,19 +7,16 @@
 //! order against a recording double, without root.
 
 use std::convert::Infallible;
-use std::ffi::CStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
 use oci_spec::runtime::LinuxNamespaceType;
 
 use super::fifo;
 use super::hostproc::{open_proc, write_proc};
 use super::protocol::Msg;
 use super::setup::{finish_process, recv_agent_state, AgentHandoff, Launch};
-use super::stage::{expect, keep, unexpected, ChildIo, ChildMemory};
+use super::stage::{expect, join_cgroup, keep, unexpected, ChildIo, ChildMemory};
 use super::text::{child_err, ChildError};
 use super::WithStep;
 use crate::hooks::HookPoint;
@@ -237,22 +234,6 @@ impl Kernel<'_> {
             }
         }
     }
-}
-
-/// Join the cgroup in the hierarchies whose files `files` names ([`Msg::JoinCgroup`]): `0`
-/// written to a v1 `tasks` file moves the calling thread, which is the whole init.
-fn join_cgroup(files: &[u8]) -> Result<(), ChildError> {
-    let mut rest = files;
-    while !rest.is_empty() {
-        let file = CStr::from_bytes_until_nul(rest)
-            .map_err(|_| child_err!("join cgroup: a path without its end"))?;
-        rest = &rest[file.to_bytes_with_nul().len()..];
-        let what = || file.to_string_lossy();
-        let fd = nix::fcntl::open(file, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .step(format_args!("join cgroup: open {}", what()))?;
-        nix::unistd::write(&fd, b"0").step(format_args!("join cgroup: write 0 to {}", what()))?;
-    }
-    Ok(())
 }
 
 impl InitSteps for Kernel<'_> {

@@ -4,8 +4,11 @@
 //! as text and ends the process.
 
 use std::convert::Infallible;
+use std::ffi::CStr;
 use std::os::fd::OwnedFd;
 
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::LinuxNamespaceType;
 
@@ -84,6 +87,34 @@ pub(super) fn expect(chan: &Channel, rx: &mut [u8], want: Msg<'_>) -> Result<(),
     match ChildMemory::recv(rx, chan)? {
         m if m == want => Ok(()),
         other => Err(unexpected(&want, other)),
+    }
+}
+
+/// Join the cgroup in the hierarchies whose files `files` names ([`Msg::JoinCgroup`]): `0`
+/// written to a v1 `tasks` file moves the calling thread, which is the whole process (the
+/// init, or exec's stage).
+pub(super) fn join_cgroup(files: &[u8]) -> Result<(), ChildError> {
+    let mut rest = files;
+    while !rest.is_empty() {
+        let file = CStr::from_bytes_until_nul(rest)
+            .map_err(|_| child_err!("join cgroup: a path without its end"))?;
+        rest = &rest[file.to_bytes_with_nul().len()..];
+        let what = || file.to_string_lossy();
+        let fd = nix::fcntl::open(file, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .step(format_args!("join cgroup: open {}", what()))?;
+        nix::unistd::write(&fd, b"0").step(format_args!("join cgroup: write 0 to {}", what()))?;
+    }
+    Ok(())
+}
+
+/// Wait for `Go`, joining the cgroup first where the runtime says so (exec's stage).
+pub(super) fn expect_go(chan: &Channel, rx: &mut [u8]) -> Result<(), ChildError> {
+    loop {
+        match ChildMemory::recv(rx, chan)? {
+            Msg::JoinCgroup(files) => join_cgroup(&files)?,
+            Msg::Go => return Ok(()),
+            other => return Err(unexpected(&Msg::Go, other)),
+        }
     }
 }
 
