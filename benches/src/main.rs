@@ -24,6 +24,7 @@ use workloads::{Ctx, Running, Runtime};
 /// Every workload, in the order they run.
 const WORKLOADS: &[&str] = &[
     "run",
+    "paced",
     "engine",
     "lifecycle",
     "exec",
@@ -46,7 +47,7 @@ struct Args {
     /// Untimed iterations per runtime first.
     #[arg(long, default_value_t = 10)]
     warmup: usize,
-    /// The workloads to run, comma-separated (default: all): run, engine, lifecycle, exec,
+    /// The workloads to run, comma-separated (default: all): run, paced, engine, lifecycle, exec,
     /// exec-detach, state, parallel, library, list.
     #[arg(long, value_delimiter = ',')]
     workloads: Option<Vec<String>>,
@@ -229,6 +230,10 @@ fn run_workloads(
                     s,
                 )
             }
+            "paced" => (
+                "run of /bin/true, template config, each after 50 ms of idle".into(),
+                workloads::paced(rts, ctx, std::time::Duration::from_millis(50))?,
+            ),
             "engine" => (
                 "run of /bin/true with podman 4.3's config (seccomp profile, masks, mounts)".into(),
                 workloads::run(rts, ctx, &ctx.engine, "eng")?,

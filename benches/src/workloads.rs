@@ -97,6 +97,21 @@ pub fn run(rts: &[Runtime], ctx: &Ctx, bundle: &Path, tag: &str) -> Result<Vec<S
     })
 }
 
+/// `run` of the template, each after `gap` of idle: containers started apart, as an engine
+/// starts them, rather than back to back. A kernel cost that a recent operation of any
+/// runtime spares the next one (a cgroup move waits for an RCU grace period only when no
+/// other move happened in the last one) shows here and hides in `run`.
+pub fn paced(rts: &[Runtime], ctx: &Ctx, gap: Duration) -> Result<Vec<Series>, String> {
+    rounds(rts, ctx.warmup, ctx.iterations, |rt, i| {
+        std::thread::sleep(gap);
+        let id = format!("b-paced-{}-{i}", rt.name);
+        let b = bundle_str(&ctx.template);
+        Ok(time_only(timed(
+            rt.cmd().args(["run", "--bundle", b, &id]),
+        )?))
+    })
+}
+
 /// The floor: `unshare` of the same namespaces and `chroot ROOTFS /bin/true`.
 pub fn floor(ctx: &Ctx, unshare: &Path) -> Result<Series, String> {
     let rootfs = ctx.template.join("rootfs");
