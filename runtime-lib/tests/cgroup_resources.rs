@@ -218,24 +218,41 @@ fn resources_memory() {
         assert_eq!(file(&g, "memory", "memory.swappiness"), "10");
         assert!(file(&g, "memory", "memory.oom_control").contains("oom_kill_disable 1"));
     }
-    // checkBeforeUpdate: a limit at or below the current usage is refused. (A process moved
-    // in keeps its charge elsewhere on v1, so the usage may be 0: then it is accepted.) The
-    // usage moves between this read and the write, both ways: the limit asked for is half of
-    // it, so a shrinking usage still stays above it.
+    // checkBeforeUpdate: a limit at or below the current usage is refused. The usage must be
+    // real memory: the counter also holds the charges a CPU keeps in stock for the cgroup, which
+    // go when another cgroup charges on that CPU, so a usage read a moment earlier can halve
+    // before `set` reads it. A process of the cgroup writes 1 MiB to a tmpfs file, whose pages
+    // stay charged to the cgroup while the file exists.
+    let shm = format!("/dev/shm/casulo-check-before-update-{}", std::process::id());
+    let charged = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && head -c 1048576 /dev/zero > {shm}",
+            dir.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(charged.success(), "writing 1 MiB from inside the cgroup");
     let usage_file = if v2() {
         "memory.current"
     } else {
         "memory.usage_in_bytes"
     };
     let usage: i64 = file(&g, "memory", usage_file).parse().unwrap();
+    assert!(
+        usage >= 1 << 20,
+        "{usage_file} {usage} after 1 MiB written in the cgroup"
+    );
     let below = resources(&format!(
         r#"{{"memory":{{"limit":{},"checkBeforeUpdate":true}}}}"#,
-        (usage / 2).max(4096)
+        usage / 2
     ));
-    if usage >= 64 * 1024 {
-        expect_named_error(&mut g, &below, "memory.limit");
-    } else {
-        eprintln!("resources_memory: usage {usage} too small to check checkBeforeUpdate");
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        expect_named_error(&mut g, &below, "memory.limit")
+    }));
+    let _ = std::fs::remove_file(&shm);
+    if let Err(p) = refused {
+        std::panic::resume_unwind(p);
     }
 }
 
