@@ -10,7 +10,6 @@
 
 use std::convert::Infallible;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use nix::sys::wait::waitpid;
@@ -199,25 +198,22 @@ pub fn exec(
     // `CgroupManager::apply_leaving_self_join`), unless an affinity must follow the join, or
     // the container is paused (the stage would stop half-way through the hierarchies, at the
     // freezer's, out of reach of `kill --all` until a resume).
-    let mut self_join = Vec::new();
+    let mut self_join = None;
     if !opts.sub_cgroups.is_empty() {
         crate::cgroups::join(sub_dirs.iter().map(|d| d.as_path()), stage)
             .map_err(|e| kill_stage(e.into()))?;
     } else if let Some(cg) = cgroup.as_mut() {
         if affinity.is_empty() && status != Status::Paused {
-            for f in cg
+            let files = cg
                 .apply_leaving_self_join(stage)
-                .map_err(|e| kill_stage(e.into()))?
-            {
-                self_join.extend_from_slice(f.as_os_str().as_bytes());
-                self_join.push(0);
-            }
+                .map_err(|e| kill_stage(e.into()))?;
+            self_join = Msg::join_cgroup(&files);
         } else {
             cg.apply(stage).map_err(|e| kill_stage(e.into()))?;
         }
     }
-    if !self_join.is_empty() {
-        chan.send(&Msg::JoinCgroup(self_join.into()))
+    if let Some(m) = self_join {
+        chan.send(&m)
             .map_err(|e| kill_stage(ProcessError::from(e).into()))?;
     }
     in_cgroup();

@@ -2,7 +2,6 @@
 //! the fork, the cgroup, the id maps, the hooks, the mount sources, and their undoing.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -56,9 +55,8 @@ pub(super) struct Host<'a> {
     net: Option<(OwnedFd, Vec<crate::netdev::Moved>)>,
     /// The user namespaces made for idmapped mounts live until create ends.
     mapping_namespaces: crate::rootfs::MappingNamespaces,
-    /// The cgroup files the init writes `0` to, joining those hierarchies by itself
-    /// (NUL-terminated paths, for [`Msg::JoinCgroup`]).
-    self_join: Vec<u8>,
+    /// The message that has the init join the v1 hierarchies by itself, sent with the states.
+    self_join: Option<Msg<'static>>,
     t0: Instant,
 }
 
@@ -160,7 +158,7 @@ impl<'a> Host<'a> {
             cgroup: None,
             net: None,
             mapping_namespaces: Default::default(),
-            self_join: Vec::new(),
+            self_join: None,
             t0: Instant::now(),
         })
     }
@@ -393,11 +391,7 @@ impl CreateSteps for Host<'_> {
             Ok(files)
         });
         let files = placed.map_err(|e| self.prefer_init(e))?;
-        self.self_join.clear();
-        for f in files {
-            self.self_join.extend_from_slice(f.as_os_str().as_bytes());
-            self.self_join.push(0);
-        }
+        self.self_join = Msg::join_cgroup(&files);
         // Every CPU of the container's cpuset, not the runtime's own affinity
         // (`taskset -c 0 casulo run`): the spec's execCPUAffinity is not for the init.
         crate::process::affinity::reset(init);
@@ -420,10 +414,7 @@ impl CreateSteps for Host<'_> {
     fn states(&mut self) -> Vec<Msg<'static>> {
         let created =
             serde_json::to_vec(&self.saved.oci_state(Status::Created)).unwrap_or_default();
-        let mut out = Vec::new();
-        if !self.self_join.is_empty() {
-            out.push(Msg::JoinCgroup(std::mem::take(&mut self.self_join).into()));
-        }
+        let mut out: Vec<Msg<'static>> = self.self_join.take().into_iter().collect();
         out.push(Msg::State(created.into()));
         if let Some(l) = self.plan.seccomp.as_ref().and_then(|s| s.listener()) {
             // As the spec's example and the reference runtime: the init is the process, and

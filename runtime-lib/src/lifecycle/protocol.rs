@@ -46,6 +46,19 @@ pub enum Msg<'a> {
     JoinCgroup(Cow<'a, [u8]>),
 }
 
+impl Msg<'static> {
+    /// [`Msg::JoinCgroup`] for `files`, or None when there is nothing to join.
+    pub fn join_cgroup(files: &[std::path::PathBuf]) -> Option<Msg<'static>> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut list = Vec::new();
+        for f in files {
+            list.extend_from_slice(f.as_os_str().as_bytes());
+            list.push(0);
+        }
+        (!list.is_empty()).then(|| Msg::JoinCgroup(list.into()))
+    }
+}
+
 /// The largest message: a state document with its annotations.
 pub const MAX: usize = 256 * 1024;
 

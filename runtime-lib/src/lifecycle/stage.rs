@@ -99,10 +99,11 @@ pub(super) fn join_cgroup(files: &[u8]) -> Result<(), ChildError> {
         let file = CStr::from_bytes_until_nul(rest)
             .map_err(|_| child_err!("join cgroup: a path without its end"))?;
         rest = &rest[file.to_bytes_with_nul().len()..];
-        let what = || file.to_string_lossy();
+        // The path is spelled only on failure (a lossy spelling may allocate).
         let fd = nix::fcntl::open(file, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .step(format_args!("join cgroup: open {}", what()))?;
-        nix::unistd::write(&fd, b"0").step(format_args!("join cgroup: write 0 to {}", what()))?;
+            .map_err(|e| child_err!("join cgroup: open {}: {e}", file.to_string_lossy()))?;
+        nix::unistd::write(&fd, b"0")
+            .map_err(|e| child_err!("join cgroup: write 0 to {}: {e}", file.to_string_lossy()))?;
     }
     Ok(())
 }
