@@ -100,7 +100,7 @@ mod tty;
 /// version of `oci-spec` this crate is built with.
 pub use oci_spec;
 
-pub use checkpoint::{CgroupsMode, CheckpointOptions, RestoreOptions};
+pub use checkpoint::{CgroupsMode, CheckpointOptions, CriuFlags, RestoreOptions};
 pub use container::{default_root, force_delete, list, Container, ContainerBuilder};
 pub use error::{Error, ErrorKind, Result, Step};
 pub use events::{Event, EventKind};

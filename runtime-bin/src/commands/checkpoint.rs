@@ -63,6 +63,23 @@ impl CriuFlags {
             .transpose()
             .map(Option::unwrap_or_default)
     }
+
+    /// The library's form, with `criu` the CRIU binary to run (`--criu`).
+    fn library(&self, criu: Option<PathBuf>) -> Result<casulo::CriuFlags, String> {
+        Ok(casulo::CriuFlags {
+            criu,
+            image_path: self.image_path()?,
+            work_path: self.work_path()?,
+            tcp_established: self.tcp_established,
+            ext_unix_sk: self.ext_unix_sk,
+            shell_job: self.shell_job,
+            file_locks: self.file_locks,
+            cgroups_mode: self.cgroups_mode()?,
+            empty_ns: self.empty_ns.clone(),
+            auto_dedup: self.auto_dedup,
+            lazy_pages: self.lazy_pages,
+        })
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -132,22 +149,12 @@ pub fn checkpoint(ctx: &Ctx, criu: Option<PathBuf>, a: CheckpointArgs) -> CmdRes
     let c = load(ctx, &a.id, casulo::Step::Checkpoint).map_err(|e| e.to_string())?;
     let fail = |e: String| format!("container {:?}: checkpoint: {e}", a.id);
     let opts = casulo::CheckpointOptions {
-        criu,
-        image_path: a.criu.image_path().map_err(fail)?,
-        work_path: a.criu.work_path().map_err(fail)?,
+        criu: a.criu.library(criu).map_err(fail)?,
         parent_path: a.parent_path.clone(),
         leave_running: a.leave_running,
-        tcp_established: a.criu.tcp_established,
         tcp_skip_in_flight: a.tcp_skip_in_flight,
         link_remap: a.link_remap,
-        ext_unix_sk: a.criu.ext_unix_sk,
-        shell_job: a.criu.shell_job,
-        file_locks: a.criu.file_locks,
         pre_dump: a.pre_dump,
-        cgroups_mode: a.criu.cgroups_mode().map_err(fail)?,
-        empty_ns: a.criu.empty_ns.clone(),
-        auto_dedup: a.criu.auto_dedup,
-        lazy_pages: a.criu.lazy_pages,
         status_fd: a.status_fd,
         page_server: a.page_server.clone(),
     };
@@ -160,17 +167,7 @@ pub fn restore(ctx: &Ctx, criu: Option<PathBuf>, a: RestoreArgs) -> CmdResult {
     let fail = |e: String| format!("container {:?}: restore: {e}", a.id);
     // Before the builder: it works from the bundle directory, and relative paths are ours.
     let opts = casulo::RestoreOptions {
-        criu,
-        image_path: a.criu.image_path().map_err(fail)?,
-        work_path: a.criu.work_path().map_err(fail)?,
-        tcp_established: a.criu.tcp_established,
-        ext_unix_sk: a.criu.ext_unix_sk,
-        shell_job: a.criu.shell_job,
-        file_locks: a.criu.file_locks,
-        cgroups_mode: a.criu.cgroups_mode().map_err(fail)?,
-        empty_ns: a.criu.empty_ns.clone(),
-        auto_dedup: a.criu.auto_dedup,
-        lazy_pages: a.criu.lazy_pages,
+        criu: a.criu.library(criu).map_err(fail)?,
         lsm_profile: a.lsm_profile.clone(),
         lsm_mount_context: a.lsm_mount_context.clone(),
     };

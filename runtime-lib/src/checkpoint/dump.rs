@@ -13,17 +13,20 @@ use crate::Container;
 const STEP: Step = Step::Checkpoint;
 
 impl Container {
-    /// Checkpoint the running (or paused) container with CRIU into `opts.image_path`. Unless
+    /// Checkpoint the running (or paused) container with CRIU into `opts.criu.image_path`. Unless
     /// `opts.leave_running` or `opts.pre_dump`, the container's processes end with the dump
     /// and the container is deleted (its poststop hooks run), as with runc; a later
     /// [`ContainerBuilder::restore`](crate::ContainerBuilder::restore) brings it back.
     ///
     /// ```no_run
-    /// use casulo::{CheckpointOptions, Container};
+    /// use casulo::{CheckpointOptions, Container, CriuFlags};
     ///
     /// let c = Container::load("/run/casulo", "web")?;
     /// c.checkpoint(&CheckpointOptions {
-    ///     image_path: "/var/lib/web-checkpoint".into(),
+    ///     criu: CriuFlags {
+    ///         image_path: "/var/lib/web-checkpoint".into(),
+    ///         ..Default::default()
+    ///     },
     ///     ..Default::default()
     /// })?;
     /// # Ok::<(), casulo::Error>(())
@@ -75,14 +78,10 @@ fn check_parent(image: &Path, parent: &Path) -> Result<(), CheckpointError> {
 }
 
 fn dump(c: &Container, opts: &CheckpointOptions) -> Result<(), CheckpointError> {
-    if opts.image_path.as_os_str().is_empty() {
-        return Err(CheckpointError::Invalid("no image path given".into()));
-    }
-    let images = super::open_dir(&opts.image_path, "image directory")?;
+    let session = opts.criu.session("dump.log")?;
     if let Some(parent) = &opts.parent_path {
-        check_parent(&opts.image_path, parent)?;
+        check_parent(&opts.criu.image_path, parent)?;
     }
-    let empty_ns = super::empty_ns_mask(&opts.empty_ns)?;
     let page_server = opts
         .page_server
         .as_deref()
@@ -91,34 +90,10 @@ fn dump(c: &Container, opts: &CheckpointOptions) -> Result<(), CheckpointError> 
     if let Some(fd) = opts.status_fd {
         check_status_fd(fd)?;
     }
-    swrk::check_version(opts.criu.as_deref())?;
-    let work = opts
-        .work_path
-        .as_ref()
-        .map(|w| super::open_dir(w, "work directory"))
-        .transpose()?;
-    let log = opts
-        .work_path
-        .as_deref()
-        .unwrap_or(&opts.image_path)
-        .join("dump.log");
+    swrk::check_version(opts.criu.criu.as_deref())?;
     let saved = &c.saved;
 
-    let mut o = super::Common {
-        images: &images,
-        work: work.as_ref(),
-        log_file: "dump.log",
-        root: &saved.rootfs,
-        cgroups_mode: opts.cgroups_mode,
-        shell_job: opts.shell_job,
-        ext_unix_sk: opts.ext_unix_sk,
-        tcp_established: opts.tcp_established,
-        file_locks: opts.file_locks,
-        empty_ns,
-        auto_dedup: opts.auto_dedup,
-        lazy_pages: opts.lazy_pages,
-    }
-    .opts();
+    let mut o = session.opts(&saved.rootfs);
     o.set_pid(saved.pid);
     o.set_leave_running(opts.leave_running);
     o.set_tcp_skip_in_flight(opts.tcp_skip_in_flight);
@@ -165,23 +140,21 @@ fn dump(c: &Container, opts: &CheckpointOptions) -> Result<(), CheckpointError> 
             m.set_val(dest);
             o.ext_mnt.push(m);
         }
-        write_descriptors(saved.pid, &opts.image_path)?;
+        write_descriptors(saved.pid, &opts.criu.image_path)?;
         Criu_req_type::DUMP
     };
 
     let req = swrk::request(typ, o);
     let resp = Swrk::start(&SwrkIo {
-        criu: opts.criu.as_deref(),
+        criu: opts.criu.criu.as_deref(),
         stdio: false,
         keep: &[],
     })?
     .call(&req, &mut |_, _| Ok(()))
-    .map_err(|e| super::with_log(e, &log))?;
-    // CRIU opened them through our /proc/PID/fd: they stay open until it is done.
-    drop((images, work));
+    .map_err(|e| super::with_log(e, &session.log))?;
     if !resp.success() {
         let what = if opts.pre_dump { "pre-dump" } else { "dump" };
-        return Err(super::criu_failed(what, &resp, log));
+        return Err(super::criu_failed(what, &resp, &session.log));
     }
     Ok(())
 }

@@ -103,34 +103,41 @@ impl CgroupsMode {
     }
 }
 
-/// What [`Container::checkpoint`](crate::Container::checkpoint) does (runc's `checkpoint`
-/// flags).
+/// What `checkpoint` and `restore` both take: where CRIU is, its images and work files, and
+/// runc's flags common to the two commands.
 #[derive(Debug, Clone, Default)]
-pub struct CheckpointOptions {
+pub struct CriuFlags {
     /// The CRIU binary; `criu` in `PATH` when `None`.
     pub criu: Option<PathBuf>,
-    /// Where the images go (created, mode 0700, if missing).
+    /// The checkpoint's images (created, mode 0700, if missing).
     pub image_path: PathBuf,
     /// Where CRIU's log and work files go; the image directory when `None`.
     pub work_path: Option<PathBuf>,
-    /// A pre-dump's images, relative to `image_path`: only the memory changed since is dumped.
-    pub parent_path: Option<PathBuf>,
-    /// The container keeps running after the dump (else it is gone, as with runc).
-    pub leave_running: bool,
     pub tcp_established: bool,
-    pub tcp_skip_in_flight: bool,
-    pub link_remap: bool,
     pub ext_unix_sk: bool,
     pub shell_job: bool,
     pub file_locks: bool,
-    /// Dump the memory only and leave the container running, for a later dump with
-    /// `parent_path`.
-    pub pre_dump: bool,
     pub cgroups_mode: CgroupsMode,
     /// Namespaces made empty at restore rather than restored (runc accepts `network` only).
     pub empty_ns: Vec<String>,
     pub auto_dedup: bool,
     pub lazy_pages: bool,
+}
+
+/// What [`Container::checkpoint`](crate::Container::checkpoint) does (runc's `checkpoint`
+/// flags).
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointOptions {
+    pub criu: CriuFlags,
+    /// A pre-dump's images, relative to `image_path`: only the memory changed since is dumped.
+    pub parent_path: Option<PathBuf>,
+    /// The container keeps running after the dump (else it is gone, as with runc).
+    pub leave_running: bool,
+    pub tcp_skip_in_flight: bool,
+    pub link_remap: bool,
+    /// Dump the memory only and leave the container running, for a later dump with
+    /// `parent_path`.
+    pub pre_dump: bool,
     /// With `lazy_pages`: an fd CRIU writes `\0` to once the lazy pages server is ready.
     pub status_fd: Option<i32>,
     /// `ADDRESS:PORT` of a page server to send the memory to.
@@ -141,20 +148,7 @@ pub struct CheckpointOptions {
 /// flags beyond create's: the console socket, pid file and no-pivot are the builder's).
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
-    /// The CRIU binary; `criu` in `PATH` when `None`.
-    pub criu: Option<PathBuf>,
-    /// The checkpoint's images.
-    pub image_path: PathBuf,
-    /// Where CRIU's log and work files go; the image directory when `None`.
-    pub work_path: Option<PathBuf>,
-    pub tcp_established: bool,
-    pub ext_unix_sk: bool,
-    pub shell_job: bool,
-    pub file_locks: bool,
-    pub cgroups_mode: CgroupsMode,
-    pub empty_ns: Vec<String>,
-    pub auto_dedup: bool,
-    pub lazy_pages: bool,
+    pub criu: CriuFlags,
     /// The LSM profile CRIU gives the restored processes (`type:label`, CRIU 3.16 or later).
     pub lsm_profile: Option<String>,
     /// The LSM mount context of the restored mounts (CRIU 3.16 or later).
@@ -165,48 +159,75 @@ pub struct RestoreOptions {
 /// format: a JSON array of the targets of /proc/PID/fd/0, 1 and 2).
 const DESCRIPTORS: &str = "descriptors.json";
 
-/// What checkpoint and restore tell CRIU alike: where the images, work files and log go, the
-/// root, and runc's flags that both commands take.
-struct Common<'a> {
-    images: &'a std::os::fd::OwnedFd,
-    work: Option<&'a std::os::fd::OwnedFd>,
+/// One request's [`CriuFlags`], checked, with their directories open: what checkpoint and
+/// restore tell CRIU alike.
+struct Session<'a> {
+    flags: &'a CriuFlags,
+    images: std::os::fd::OwnedFd,
+    work: Option<std::os::fd::OwnedFd>,
+    /// CRIU's log, named in errors.
+    log: PathBuf,
     log_file: &'static str,
-    root: &'a Path,
-    cgroups_mode: CgroupsMode,
-    shell_job: bool,
-    ext_unix_sk: bool,
-    tcp_established: bool,
-    file_locks: bool,
     empty_ns: u32,
-    auto_dedup: bool,
-    lazy_pages: bool,
 }
 
-impl Common<'_> {
-    fn opts(&self) -> rust_criu::rust_criu_protobuf::rpc::Criu_opts {
+impl CriuFlags {
+    /// Check the flags and open (making them if missing) the image and work directories for
+    /// a request whose log is `log_file`.
+    fn session(&self, log_file: &'static str) -> Result<Session<'_>, CheckpointError> {
+        if self.image_path.as_os_str().is_empty() {
+            return Err(CheckpointError::Invalid("no image path given".into()));
+        }
+        let empty_ns = empty_ns_mask(&self.empty_ns)?;
+        let images = open_dir(&self.image_path, "image directory")?;
+        let work = self
+            .work_path
+            .as_ref()
+            .map(|w| open_dir(w, "work directory"))
+            .transpose()?;
+        let log = self
+            .work_path
+            .as_deref()
+            .unwrap_or(&self.image_path)
+            .join(log_file);
+        Ok(Session {
+            flags: self,
+            images,
+            work,
+            log,
+            log_file,
+            empty_ns,
+        })
+    }
+}
+
+impl Session<'_> {
+    /// CRIU's options for a container whose root is `root`.
+    fn opts(&self, root: &Path) -> rust_criu::rust_criu_protobuf::rpc::Criu_opts {
+        let f = self.flags;
         let mut o = rust_criu::rust_criu_protobuf::rpc::Criu_opts::new();
-        o.set_images_dir_fd(swrk::raw(self.images));
-        if let Some(w) = self.work {
+        o.set_images_dir_fd(swrk::raw(&self.images));
+        if let Some(w) = &self.work {
             o.set_work_dir_fd(swrk::raw(w));
         }
         o.set_log_level(4);
         o.set_log_file(self.log_file.into());
-        o.set_root(self.root.to_string_lossy().into_owned());
+        o.set_root(root.to_string_lossy().into_owned());
         o.set_manage_cgroups(true);
-        o.set_manage_cgroups_mode(self.cgroups_mode.criu());
+        o.set_manage_cgroups_mode(f.cgroups_mode.criu());
         o.set_notify_scripts(true);
-        o.set_shell_job(self.shell_job);
-        o.set_ext_unix_sk(self.ext_unix_sk);
-        o.set_tcp_established(self.tcp_established);
-        o.set_file_locks(self.file_locks);
+        o.set_shell_job(f.shell_job);
+        o.set_ext_unix_sk(f.ext_unix_sk);
+        o.set_tcp_established(f.tcp_established);
+        o.set_file_locks(f.file_locks);
         if self.empty_ns != 0 {
             o.set_empty_ns(self.empty_ns);
         }
         // A terminal's master is the runtime's side: CRIU dumps the slave as an orphan and
         // hands a new master to the restoring runtime.
         o.set_orphan_pts_master(true);
-        o.set_auto_dedup(self.auto_dedup);
-        o.set_lazy_pages(self.lazy_pages);
+        o.set_auto_dedup(f.auto_dedup);
+        o.set_lazy_pages(f.lazy_pages);
         o
     }
 }
@@ -269,7 +290,7 @@ fn with_log(e: CheckpointError, log: &Path) -> CheckpointError {
 fn criu_failed(
     what: &'static str,
     resp: &rust_criu::rust_criu_protobuf::rpc::Criu_resp,
-    log: PathBuf,
+    log: &Path,
 ) -> CheckpointError {
     let errno = match resp.cr_errno() {
         0 => String::new(),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use rust_criu::rust_criu_protobuf::rpc::{
-    Cgroup_root, Criu_notify, Criu_req_type, Ext_mount_map, Inherit_fd,
+    Cgroup_root, Criu_notify, Criu_opts, Criu_req_type, Ext_mount_map, Inherit_fd,
 };
 
 use super::swrk::{self, Swrk, SwrkIo};
@@ -29,15 +29,18 @@ pub(crate) const CRIU_ROOT: &str = "criu-root";
 
 impl ContainerBuilder {
     /// Restore a container checkpointed by [`Container::checkpoint`] (by casulo or runc) from
-    /// the images in `opts.image_path`, as container `id` of this builder's bundle (the
+    /// the images in `opts.criu.image_path`, as container `id` of this builder's bundle (the
     /// checkpointed one's, or one like it). Returns once its processes run again; the
     /// builder's pid file and console socket are used as by create.
     ///
     /// ```no_run
-    /// use casulo::{ContainerBuilder, RestoreOptions};
+    /// use casulo::{ContainerBuilder, CriuFlags, RestoreOptions};
     ///
     /// let c = ContainerBuilder::new("web", "/srv/bundles/web").restore(&RestoreOptions {
-    ///     image_path: "/var/lib/web-checkpoint".into(),
+    ///     criu: CriuFlags {
+    ///         image_path: "/var/lib/web-checkpoint".into(),
+    ///         ..Default::default()
+    ///     },
     ///     ..Default::default()
     /// })?;
     /// println!("{} runs again as pid {}", c.id(), c.pid());
@@ -157,6 +160,20 @@ pub(crate) fn detach_criu_root(path: &Path) {
     let _ = std::fs::remove_dir(path);
 }
 
+/// What restore checked and opened before its first side effect.
+struct Inputs<'a> {
+    bundle: &'a Bundle,
+    plan: &'a InitPlan,
+    create: &'a CreateOptions,
+    opts: &'a RestoreOptions,
+    session: super::Session<'a>,
+    /// runc's descriptors.json: the checkpointed init's stdio.
+    descriptors: Vec<String>,
+    console: Option<OwnedFd>,
+    /// The container's cgroup, and whether it is a rootless one.
+    cgroup: Option<(cgroups::CgroupConfig, bool)>,
+}
+
 fn restore(
     id: &str,
     root: &Path,
@@ -166,10 +183,9 @@ fn restore(
     opts: &RestoreOptions,
 ) -> Result<Saved> {
     // Everything that can be checked is, before the first side effect.
-    let images = super::open_dir(&opts.image_path, "image directory").ctx(id, STEP)?;
-    let descriptors = read_descriptors(&opts.image_path).ctx(id, STEP)?;
-    let empty_ns = super::empty_ns_mask(&opts.empty_ns).ctx(id, STEP)?;
-    let version = swrk::check_version(opts.criu.as_deref()).ctx(id, STEP)?;
+    let session = opts.criu.session("restore.log").ctx(id, STEP)?;
+    let descriptors = read_descriptors(&opts.criu.image_path).ctx(id, STEP)?;
+    let version = swrk::check_version(opts.criu.criu.as_deref()).ctx(id, STEP)?;
     if (opts.lsm_profile.is_some() || opts.lsm_mount_context.is_some()) && version < 31600 {
         return Err(CheckpointError::Invalid(
             "--lsm-profile and --lsm-mount-context need CRIU 3.16 or later".into(),
@@ -179,6 +195,16 @@ fn restore(
     let (cgroup_cfg, rootless) = crate::lifecycle::cgroup_for(id, bundle, create).ctx(id, STEP)?;
     let mut saved = crate::lifecycle::initial_saved(id, bundle, plan, cgroup_cfg.clone());
     let console = crate::plan::connect_console(create.console_socket.as_deref()).ctx(id, STEP)?;
+    let input = Inputs {
+        bundle,
+        plan,
+        create,
+        opts,
+        session,
+        descriptors,
+        console,
+        cgroup: cgroup_cfg.map(|c| (c, rootless)),
+    };
 
     let mut made = Made {
         root,
@@ -188,20 +214,7 @@ fn restore(
         criu_root: None,
         pid: None,
     };
-    let r = restore_steps(
-        &mut made,
-        &mut saved,
-        bundle,
-        plan,
-        create,
-        opts,
-        &images,
-        &descriptors,
-        empty_ns,
-        console,
-        cgroup_cfg.map(|c| (c, rootless)),
-    );
-    match r {
+    match restore_steps(&mut made, &mut saved, &input) {
         Ok(()) => {
             if let Some(path) = made.criu_root.take() {
                 // The restored mount namespace has its own copy.
@@ -216,20 +229,63 @@ fn restore(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn restore_steps(
-    made: &mut Made<'_>,
-    saved: &mut Saved,
-    bundle: &Bundle,
-    plan: &InitPlan,
-    create: &CreateOptions,
-    opts: &RestoreOptions,
-    images: &OwnedFd,
-    descriptors: &[String],
-    empty_ns: u32,
-    console: Option<OwnedFd>,
-    cgroup: Option<(cgroups::CgroupConfig, bool)>,
-) -> Result<()> {
+/// Restore's side effects, in order, each recorded in `made` as it is made.
+fn restore_steps(made: &mut Made<'_>, saved: &mut Saved, input: &Inputs<'_>) -> Result<()> {
+    let id = made.id;
+    let criu_root = prepare(made, saved, input)?;
+    let (mut o, ns_fds) = criu_opts(input, made.cgroup.as_deref(), &criu_root).ctx(id, STEP)?;
+    let keep: Vec<i32> = ns_fds.iter().map(|f| f.as_raw_fd()).collect();
+    let criu = Swrk::start(&SwrkIo {
+        criu: input.opts.criu.criu.as_deref(),
+        stdio: true,
+        keep: &keep,
+    })
+    .ctx(id, STEP)?;
+    // CRIU forks the restored tree: in the container's cgroup, so are they.
+    if let (Some(cg), Some((_, rootless))) = (made.cgroup.as_mut(), &input.cgroup) {
+        cg.apply(criu.pid()).ctx(id, STEP)?;
+        cg.set(&crate::lifecycle::resources_for(
+            input.bundle.spec.linux().as_ref(),
+            *rootless,
+        ))
+        .ctx(id, STEP)?;
+        o.cg_root = cgroup_roots(criu.pid()).ctx(id, STEP)?;
+    }
+    let req = swrk::request(Criu_req_type::RESTORE, o);
+
+    let mut restored: Option<i32> = None;
+    let mut on_notify = |n: &Criu_notify, fd: Option<OwnedFd>| -> std::result::Result<(), String> {
+        notified(
+            n,
+            fd,
+            &input.plan.hooks,
+            saved,
+            input.console.as_ref(),
+            &mut restored,
+        )
+    };
+    let log = &input.session.log;
+    let resp = criu
+        .call(&req, &mut on_notify)
+        .map_err(|e| super::with_log(e, log))
+        .ctx(id, STEP);
+    drop(ns_fds);
+    made.pid = restored;
+    let resp = resp?;
+    if !resp.success() {
+        return Err(super::criu_failed("restore", &resp, log)).ctx(id, STEP);
+    }
+    record(
+        made,
+        saved,
+        input,
+        restored.unwrap_or_else(|| resp.restore.pid()),
+    )
+}
+
+/// The state dir (the id is claimed), the cgroup, the bundle's mount points, and the rootfs
+/// bind-mounted where CRIU wants a mount point, whose path is returned.
+fn prepare(made: &mut Made<'_>, saved: &Saved, input: &Inputs<'_>) -> Result<PathBuf> {
     let id = made.id;
     let dir = StateDir::create(made.root, id, saved).ctx(id, STEP)?;
     // Restore never waits for a start: without the fifo the container is running once its
@@ -237,13 +293,14 @@ fn restore_steps(
     let _ = std::fs::remove_file(dir.fifo());
     let criu_root = dir.path().join(CRIU_ROOT);
     made.dir = Some(dir);
-    if let Some((cfg, rootless)) = &cgroup {
+    if let Some((cfg, rootless)) = &input.cgroup {
         let mut cg = crate::lifecycle::cgroup_manager_for(cfg, *rootless).ctx(id, STEP)?;
         cgroups::check_unused(cg.as_ref()).ctx(id, STEP)?;
         cg.create().ctx(id, STEP)?;
         made.cgroup = Some(cg);
     }
 
+    let bundle = input.bundle;
     make_mount_points(bundle).ctx(id, STEP)?;
     // CRIU wants the root to be a mount point.
     std::fs::create_dir(&criu_root)
@@ -266,33 +323,19 @@ fn restore_steps(
         criu_root.display()
     )))
     .ctx(id, STEP)?;
+    Ok(criu_root)
+}
 
-    let work = opts
-        .work_path
-        .as_ref()
-        .map(|w| super::open_dir(w, "work directory"))
-        .transpose()
-        .ctx(id, STEP)?;
-    let log = opts
-        .work_path
-        .as_deref()
-        .unwrap_or(&opts.image_path)
-        .join("restore.log");
-    let mut o = super::Common {
-        images,
-        work: work.as_ref(),
-        log_file: "restore.log",
-        root: &criu_root,
-        cgroups_mode: opts.cgroups_mode,
-        shell_job: opts.shell_job,
-        ext_unix_sk: opts.ext_unix_sk,
-        tcp_established: opts.tcp_established,
-        file_locks: opts.file_locks,
-        empty_ns,
-        auto_dedup: opts.auto_dedup,
-        lazy_pages: opts.lazy_pages,
-    }
-    .opts();
+/// CRIU's restore options: the shared flags, the bind mounts and cgroup mounts mapped to
+/// their sources now, the joined namespaces as inherited fds (returned: they must stay open
+/// until CRIU is done), and the container's stdio pipes mapped onto ours.
+fn criu_opts(
+    input: &Inputs<'_>,
+    cgroup: Option<&dyn CgroupManager>,
+    criu_root: &Path,
+) -> std::result::Result<(Criu_opts, Vec<OwnedFd>), CheckpointError> {
+    let (bundle, opts) = (input.bundle, input.opts);
+    let mut o = input.session.opts(criu_root);
     o.set_evasive_devices(true);
     // The restored init is then our child, as a created one is: run and restore wait for it.
     o.set_rst_sibling(true);
@@ -302,19 +345,15 @@ fn restore_steps(
     if let Some(c) = &opts.lsm_mount_context {
         o.set_lsm_mount_context(c.clone());
     }
-    for (dest, source) in super::external_mounts(&bundle.spec, &bundle.dir, &bundle.rootfs) {
+    let mounts = super::external_mounts(&bundle.spec, &bundle.dir, &bundle.rootfs);
+    let cgroup_mounts = cgroup
+        .map(|cg| super::cgroup_mounts(&bundle.spec, &cg.paths()))
+        .unwrap_or_default();
+    for (dest, source) in mounts.into_iter().chain(cgroup_mounts) {
         let mut m = Ext_mount_map::new();
         m.set_key(dest);
         m.set_val(source);
         o.ext_mnt.push(m);
-    }
-    if let Some(cg) = &made.cgroup {
-        for (dest, dir) in super::cgroup_mounts(&bundle.spec, &cg.paths()) {
-            let mut m = Ext_mount_map::new();
-            m.set_key(dest);
-            m.set_val(dir);
-            o.ext_mnt.push(m);
-        }
     }
     // Joined namespaces come back as the bundle names them now.
     let mut ns_fds = Vec::new();
@@ -327,8 +366,7 @@ fn restore_steps(
         .map_err(CheckpointError::sys(format!(
             "open {name} namespace {}",
             path.display()
-        )))
-        .ctx(id, STEP)?;
+        )))?;
         let mut inherit = Inherit_fd::new();
         inherit.set_key(super::ns_key(name));
         inherit.set_fd(fd.as_raw_fd());
@@ -336,7 +374,7 @@ fn restore_steps(
         ns_fds.push(fd);
     }
     // The container's stdio pipes (an engine's) are ours now, at the same numbers.
-    for (n, d) in descriptors.iter().enumerate() {
+    for (n, d) in input.descriptors.iter().enumerate() {
         if d.contains("pipe:") {
             let mut inherit = Inherit_fd::new();
             inherit.set_key(d.clone());
@@ -344,49 +382,13 @@ fn restore_steps(
             o.inherit_fd.push(inherit);
         }
     }
-    let keep: Vec<i32> = ns_fds.iter().map(|f| f.as_raw_fd()).collect();
-    let criu = Swrk::start(&SwrkIo {
-        criu: opts.criu.as_deref(),
-        stdio: true,
-        keep: &keep,
-    })
-    .ctx(id, STEP)?;
-    // CRIU forks the restored tree: in the container's cgroup, so are they.
-    if let (Some(cg), Some((_, rootless))) = (made.cgroup.as_mut(), &cgroup) {
-        cg.apply(criu.pid()).ctx(id, STEP)?;
-        cg.set(&crate::lifecycle::resources_for(
-            bundle.spec.linux().as_ref(),
-            *rootless,
-        ))
-        .ctx(id, STEP)?;
-        o.cg_root = cgroup_roots(criu.pid());
-    }
-    let req = swrk::request(Criu_req_type::RESTORE, o);
+    Ok((o, ns_fds))
+}
 
-    let hooks = plan.hooks.clone();
-    let mut restored: Option<i32> = None;
-    let state_for_hooks = saved.clone();
-    let mut on_notify = |n: &Criu_notify, fd: Option<OwnedFd>| -> std::result::Result<(), String> {
-        notified(
-            n,
-            fd,
-            &hooks,
-            &state_for_hooks,
-            console.as_ref(),
-            &mut restored,
-        )
-    };
-    let resp = criu
-        .call(&req, &mut on_notify)
-        .map_err(|e| super::with_log(e, &log))
-        .ctx(id, STEP);
-    drop((work, ns_fds));
-    made.pid = restored;
-    let resp = resp?;
-    if !resp.success() {
-        return Err(super::criu_failed("restore", &resp, log)).ctx(id, STEP);
-    }
-    let pid = restored.unwrap_or_else(|| resp.restore.pid());
+/// The restored init `pid` recorded: in the state (with its cgroup's directories) and the
+/// pid file. The container is then the caller's: nothing of it is undone any more.
+fn record(made: &mut Made<'_>, saved: &mut Saved, input: &Inputs<'_>, pid: i32) -> Result<()> {
+    let id = made.id;
     made.pid = Some(pid);
     saved.pid = pid;
     saved.pid_start = crate::sys::proc_start_time(pid)
@@ -401,7 +403,7 @@ fn restore_steps(
         .map(|d| d.save(saved))
         .transpose()
         .ctx(id, STEP)?;
-    if let Some(pf) = &create.pid_file {
+    if let Some(pf) = &input.create.pid_file {
         crate::state::write_atomic(pf, pid.to_string().as_bytes(), 0o644)
             .map_err(CheckpointError::io(format!("pid file {}", pf.display())))
             .ctx(id, STEP)?;
@@ -450,23 +452,22 @@ fn notified(
 
 /// The cgroups CRIU now runs in (the container's), as its cgroup roots: the dumped tree's
 /// cgroups are recreated below them.
-fn cgroup_roots(criu: i32) -> Vec<Cgroup_root> {
-    let text = std::fs::read_to_string(format!("/proc/{criu}/cgroup")).unwrap_or_default();
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut f = line.splitn(3, ':');
-        let (_, ctrls, path) = match (f.next(), f.next(), f.next()) {
-            (Some(h), Some(c), Some(p)) => (h, c, p),
-            _ => continue,
-        };
-        let mut r = Cgroup_root::new();
-        if !ctrls.is_empty() {
-            r.set_ctrl(ctrls.to_string());
-        }
-        r.set_path(path.to_string());
-        out.push(r);
-    }
-    out
+fn cgroup_roots(criu: i32) -> std::result::Result<Vec<Cgroup_root>, CheckpointError> {
+    let groups = procfs::process::Process::new(criu)
+        .and_then(|p| p.cgroups())
+        .map_err(|e| CheckpointError::Rpc(format!("the cgroups of criu ({criu}): {e}")))?;
+    Ok(groups
+        .0
+        .into_iter()
+        .map(|g| {
+            let mut r = Cgroup_root::new();
+            if !g.controllers.is_empty() {
+                r.set_ctrl(g.controllers.join(","));
+            }
+            r.set_path(g.pathname);
+            r
+        })
+        .collect())
 }
 
 /// runc's descriptors.json beside the images.
