@@ -469,6 +469,55 @@ fn the_session_keyring_and_the_tmpfs_get_the_container_labels() {
     }
 }
 
+/// SELinux back to permissive when dropped, even if the test fails.
+struct Enforcing;
+
+impl Enforcing {
+    fn on() -> Enforcing {
+        std::fs::write("/sys/fs/selinux/enforce", "1").expect("setenforce 1");
+        Enforcing
+    }
+}
+
+impl Drop for Enforcing {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/sys/fs/selinux/enforce", "0");
+    }
+}
+
+/// Under enforcing SELinux the label is enforced, not only written: Debian's policy does not
+/// let the runtime's domain move a process with no_new_privs into the container type
+/// (`nnp_transition`), so the container's program is refused at its execve, for casulo as for
+/// runc, and nothing is left behind; back in permissive mode the same bundle runs. Ignored by
+/// default: it switches the whole machine to enforcing, so scripts/test-selinux runs it alone.
+#[test]
+#[ignore = "switches SELinux to enforcing for the whole machine: scripts/test-selinux runs it alone"]
+fn selinux_enforcing_refuses_a_transition_the_policy_denies() {
+    let test = "selinux_enforcing_refuses_a_transition_the_policy_denies";
+    let Some((ptype, _)) = selinux(test) else {
+        return;
+    };
+    let mut b = Bundle::new("h-se-enf", &["cat", "/proc/self/attr/current"]);
+    b.config["process"]["selinuxLabel"] = format!("system_u:system_r:{ptype}:s0:c1,c2").into();
+    b.config["process"]["noNewPrivileges"] = true.into();
+    b.save();
+    let enforcing = Enforcing::on();
+    let r = b.run();
+    drop(enforcing);
+    assert!(!r.ok(), "ran under enforcing: {}", r.stdout);
+    assert!(
+        r.stderr.contains("operation not permitted") || r.stderr.contains("permission denied"),
+        "the refusal: {}",
+        r.stderr
+    );
+    eprintln!("enforcing: {}", r.stderr.trim());
+    let left = b.leftovers();
+    assert!(left.is_empty(), "left behind: {left:#?}");
+    let r = b.run();
+    assert!(r.ok(), "permissive: {}", r.stderr);
+    assert!(r.stdout.contains(ptype), "{}", r.stdout);
+}
+
 #[test]
 fn invalid_selinux_labels_fail_cleanly() {
     if selinux("invalid_selinux_labels_fail_cleanly").is_none() {
