@@ -552,6 +552,22 @@ fn checkpoint_refusals() {
         &other,
     ]);
     refused(&r, &["descriptors.json"]);
+    // A missing image directory is named, and not made.
+    let missing = b.dir.join("no-images");
+    let r = b.rt(&[
+        "restore",
+        "-d",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        "--image-path",
+        missing.to_str().unwrap(),
+        &other,
+    ]);
+    refused(&r, &[missing.to_str().unwrap()]);
+    assert!(
+        !missing.exists(),
+        "a failed restore made its image directory"
+    );
     let left = leftovers_of(&other, &b.root, &b.dir.join("none"));
     assert!(left.is_empty(), "left behind: {left:#?}");
 }

@@ -78,10 +78,7 @@ fn check_parent(image: &Path, parent: &Path) -> Result<(), CheckpointError> {
 }
 
 fn dump(c: &Container, opts: &CheckpointOptions) -> Result<(), CheckpointError> {
-    let session = opts.criu.session("dump.log")?;
-    if let Some(parent) = &opts.parent_path {
-        check_parent(&opts.criu.image_path, parent)?;
-    }
+    // The flags first, then the directories (made if missing), then CRIU.
     let page_server = opts
         .page_server
         .as_deref()
@@ -89,6 +86,10 @@ fn dump(c: &Container, opts: &CheckpointOptions) -> Result<(), CheckpointError> 
         .transpose()?;
     if let Some(fd) = opts.status_fd {
         check_status_fd(fd)?;
+    }
+    let session = opts.criu.session("dump.log", true)?;
+    if let Some(parent) = &opts.parent_path {
+        check_parent(&opts.criu.image_path, parent)?;
     }
     swrk::check_version(opts.criu.criu.as_deref())?;
     let saved = &c.saved;
@@ -145,10 +146,12 @@ fn dump(c: &Container, opts: &CheckpointOptions) -> Result<(), CheckpointError> 
     };
 
     let req = swrk::request(typ, o);
+    // The status fd is named to CRIU by its number: CRIU must have it there.
+    let keep: Vec<i32> = opts.status_fd.into_iter().collect();
     let resp = Swrk::start(&SwrkIo {
         criu: opts.criu.criu.as_deref(),
         stdio: false,
-        keep: &[],
+        keep: &keep,
     })?
     .call(&req, &mut |_, _| Ok(()))
     .map_err(|e| super::with_log(e, &session.log))?;

@@ -172,14 +172,19 @@ struct Session<'a> {
 }
 
 impl CriuFlags {
-    /// Check the flags and open (making them if missing) the image and work directories for
-    /// a request whose log is `log_file`.
-    fn session(&self, log_file: &'static str) -> Result<Session<'_>, CheckpointError> {
+    /// Check the flags and open the image and work directories for a request whose log is
+    /// `log_file`. The work directory is made if missing, as with runc, and so is the image
+    /// directory for a dump; a restore's must exist.
+    fn session(&self, log_file: &'static str, dump: bool) -> Result<Session<'_>, CheckpointError> {
         if self.image_path.as_os_str().is_empty() {
             return Err(CheckpointError::Invalid("no image path given".into()));
         }
         let empty_ns = empty_ns_mask(&self.empty_ns)?;
-        let images = open_dir(&self.image_path, "image directory")?;
+        let images = if dump {
+            open_dir(&self.image_path, "image directory")?
+        } else {
+            open_existing_dir(&self.image_path, "image directory")?
+        };
         let work = self
             .work_path
             .as_ref()
@@ -255,6 +260,11 @@ fn open_dir(path: &Path, what: &str) -> Result<std::os::fd::OwnedFd, CheckpointE
         .mode_0700()
         .create(path)
         .map_err(CheckpointError::io(format!("{what} {}", path.display())))?;
+    open_existing_dir(path, what)
+}
+
+/// Open directory `path` for CRIU, which must exist.
+fn open_existing_dir(path: &Path, what: &str) -> Result<std::os::fd::OwnedFd, CheckpointError> {
     nix::fcntl::open(
         path,
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,

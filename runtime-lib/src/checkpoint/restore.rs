@@ -183,7 +183,6 @@ fn restore(
     opts: &RestoreOptions,
 ) -> Result<Saved> {
     // Everything that can be checked is, before the first side effect.
-    let session = opts.criu.session("restore.log").ctx(id, STEP)?;
     let descriptors = read_descriptors(&opts.criu.image_path).ctx(id, STEP)?;
     let version = swrk::check_version(opts.criu.criu.as_deref()).ctx(id, STEP)?;
     if (opts.lsm_profile.is_some() || opts.lsm_mount_context.is_some()) && version < 31600 {
@@ -195,6 +194,8 @@ fn restore(
     let (cgroup_cfg, rootless) = crate::lifecycle::cgroup_for(id, bundle, create).ctx(id, STEP)?;
     let mut saved = crate::lifecycle::initial_saved(id, bundle, plan, cgroup_cfg.clone());
     let console = crate::plan::connect_console(create.console_socket.as_deref()).ctx(id, STEP)?;
+    // The work directory is the first thing made (as with runc, if missing).
+    let session = opts.criu.session("restore.log", false).ctx(id, STEP)?;
     let input = Inputs {
         bundle,
         plan,
