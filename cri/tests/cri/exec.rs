@@ -1,7 +1,7 @@
 //! Commands in a running container: `ExecSync` (what the kubelet's probes use), and `Exec`
 //! and `Attach` through the CRI streaming server (what `kubectl exec` and `attach` reach).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::ContainerState;
@@ -201,10 +201,28 @@ fn resize(st: &mut Stream, width: u16, height: u16) -> Result<(), String> {
 /// reports is the new one.
 fn resized(st: &mut Stream, width: u16, height: u16) -> Result<(), String> {
     resize(st, width, height)?;
-    st.send(STDIN, b"\n")?;
     let want = format!("{height} {width}");
-    st.read_until(|st| st.text(STDOUT).contains(&want))
-        .map_err(|e| format!("after a resize to {width}x{height}: {e}"))
+    // The size reaches the pty through the shim's resize call, the newline through the
+    // process's stdin: the newline may come first (under load it does), and the process then
+    // prints the old size, or an error where none was set yet. Each newline asks again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        st.send(STDIN, b"\n")?;
+        let shown = |st: &Stream| st.text(STDOUT).contains(&want);
+        if st.read_until_for(shown, Duration::from_secs(2))? {
+            if shown(st) {
+                return Ok(());
+            }
+            return Err(format!(
+                "after a resize to {width}x{height}: the stream ended; stdout {:?}",
+                st.text(STDOUT)
+            ));
+        }
+    }
+    Err(format!(
+        "after a resize to {width}x{height}: {want:?} not printed within 30 s; stdout {:?}",
+        st.text(STDOUT)
+    ))
 }
 
 /// Terminal resizes: `Exec` and `Attach` with a terminal, and sizes sent on the resize
@@ -218,7 +236,7 @@ pub fn terminal_resize(s: &Suite, id: &str) -> Result<(), String> {
         &[
             "sh",
             "-c",
-            "echo ready; read x; stty size; read x; stty size",
+            "echo ready; while read x; do [ \"$x\" = q ] && exit 0; stty size; done",
         ],
         true,
         true,
@@ -227,6 +245,7 @@ pub fn terminal_resize(s: &Suite, id: &str) -> Result<(), String> {
     st.read_until(|st| st.text(STDOUT).contains("ready"))?;
     resized(&mut st, 100, 30)?;
     resized(&mut st, 132, 43)?;
+    st.send(STDIN, b"q\n")?;
     st.read_to_end()?;
     check(stream_exit_code(&st)? == 0, || {
         format!("exec -it with resizes: {:?}", st.text(ERROR))

@@ -88,20 +88,33 @@ impl Stream {
     }
 
     /// Read messages until `done` holds or the server closes the stream, for at most 30 s.
-    pub fn read_until(&mut self, mut done: impl FnMut(&Stream) -> bool) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+    pub fn read_until(&mut self, done: impl FnMut(&Stream) -> bool) -> Result<(), String> {
+        if self.read_until_for(done, Duration::from_secs(30))? {
+            return Ok(());
+        }
+        Err(format!(
+            "stream: not done after 30 s; stdout {:?}, stderr {:?}, status {:?}",
+            self.text(STDOUT),
+            self.text(STDERR),
+            self.text(ERROR)
+        ))
+    }
+
+    /// Read messages until `done` holds or the server closes the stream (true), or `limit`
+    /// has passed (false).
+    pub fn read_until_for(
+        &mut self,
+        mut done: impl FnMut(&Stream) -> bool,
+        limit: Duration,
+    ) -> Result<bool, String> {
+        let deadline = Instant::now() + limit;
         while !self.closed && !done(self) {
             if Instant::now() > deadline {
-                return Err(format!(
-                    "stream: not done after 30 s; stdout {:?}, stderr {:?}, status {:?}",
-                    self.text(STDOUT),
-                    self.text(STDERR),
-                    self.text(ERROR)
-                ));
+                return Ok(false);
             }
             self.read_message()?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Read all until the server closes the stream.
