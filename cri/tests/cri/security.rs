@@ -167,6 +167,11 @@ pub fn readonly_masked(s: &Suite, id: &str) -> Result<(), String> {
     // them as well.
     let profile = sh(s, &c, "cat /proc/self/attr/current 2>/dev/null; true")?;
     let confined = profile.ends_with("(enforce)");
+    if containerd_applies_apparmor() {
+        check(profile == "cri-containerd.apparmor.d (enforce)", || {
+            format!("AppArmor is on, but the container runs as {profile:?}, not under containerd's default profile")
+        })?;
+    }
     let mut masked = 0;
     for p in MASKED_PATHS {
         let host = Path::new(p);
@@ -362,4 +367,14 @@ pub fn host_paths(s: &Suite, id: &str) -> Result<(), String> {
     wait_until("the container's mount shows on the host", || {
         mounts_under(&bidir).iter().any(|m| Path::new(m) == sub)
     })
+}
+
+/// Whether containerd confines its containers with its default AppArmor profile here, as it
+/// decides that itself: AppArmor enabled in the kernel and `apparmor_parser` installed.
+fn containerd_applies_apparmor() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+        && ["/sbin/apparmor_parser", "/usr/sbin/apparmor_parser"]
+            .iter()
+            .any(|p| Path::new(p).exists())
 }
