@@ -205,7 +205,7 @@ fn resized(st: &mut Stream, width: u16, height: u16) -> Result<(), String> {
     // The size reaches the pty through the shim's resize call, the newline through the
     // process's stdin: the newline may come first (under load it does), and the process then
     // prints the old size, or an error where none was set yet. Each newline asks again.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         st.send(STDIN, b"\n")?;
         let shown = |st: &Stream| st.text(STDOUT).contains(&want);
@@ -220,7 +220,7 @@ fn resized(st: &mut Stream, width: u16, height: u16) -> Result<(), String> {
         }
     }
     Err(format!(
-        "after a resize to {width}x{height}: {want:?} not printed within 30 s; stdout {:?}",
+        "after a resize to {width}x{height}: {want:?} not printed within 60 s; stdout {:?}",
         st.text(STDOUT)
     ))
 }

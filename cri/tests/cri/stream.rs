@@ -87,13 +87,14 @@ impl Stream {
             .map_err(|e| format!("send on channel {channel}: {e}"))
     }
 
-    /// Read messages until `done` holds or the server closes the stream, for at most 30 s.
+    /// Read messages until `done` holds or the server closes the stream, for at most 60 s
+    /// (an exec's start alone took more than 30 s in an emulated guest under CI's load).
     pub fn read_until(&mut self, done: impl FnMut(&Stream) -> bool) -> Result<(), String> {
-        if self.read_until_for(done, Duration::from_secs(30))? {
+        if self.read_until_for(done, Duration::from_secs(60))? {
             return Ok(());
         }
         Err(format!(
-            "stream: not done after 30 s; stdout {:?}, stderr {:?}, status {:?}",
+            "stream: not done after 60 s; stdout {:?}, stderr {:?}, status {:?}",
             self.text(STDOUT),
             self.text(STDERR),
             self.text(ERROR)
