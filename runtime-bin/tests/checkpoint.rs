@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 /// A runtime command whose stdio are pipes, as an engine's are (CRIU dumps and restores a
 /// container's pipes; a file of the host's it could not): the pipes live as long as this.
 struct Piped {
@@ -212,6 +214,56 @@ fn leave_running_then_restore_under_a_new_id() {
     wait_count_above(&out, stopped);
     cleanup();
     let left = leftovers_of(&new_id, &b.root, &b.dir);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
+/// runc's nested bind mounts case: a bind mount below another (`/test/for/nested` below
+/// `/test`) has its mount point in the outer mount's source, where create made it. Removed
+/// there after the checkpoint, it is made again there by restore, which CRIU needs to mount on.
+#[test]
+fn nested_bind_mount_points_are_made_again_in_their_sources() {
+    if !criu_works("nested_bind_mount_points_are_made_again_in_their_sources") {
+        return;
+    }
+    let (mut b, out) = counter("crnest");
+    let rootfs = b.own_rootfs();
+    let (outer, inner) = (b.dir.join("outer"), b.dir.join("inner"));
+    for (dir, dest) in [(&outer, "/test"), (&inner, "/test/for/nested")] {
+        std::fs::create_dir_all(dir).unwrap();
+        let m =
+            json!({"destination": dest, "type": "bind", "source": dir, "options": ["bind", "rw"]});
+        b.config["mounts"].as_array_mut().unwrap().push(m);
+    }
+    b.save();
+    let _pipes = run_piped(&b, &b.id);
+    wait_count_above(&out, 3);
+    assert!(
+        outer.join("for/nested").is_dir(),
+        "create made the mount point in the source"
+    );
+    let images = b.dir.join("img");
+    checkpoint(&b, &images, &[]);
+    let stopped = assert_stopped_counting(&out);
+    std::fs::remove_dir_all(outer.join("for")).unwrap();
+    let (_rp, st, err) = restore_piped(&b, &b.id, &images, &[]);
+    let cleanup = || {
+        let _ = b.rt(&["delete", "--force", &b.id]);
+    };
+    if st != Some(0) {
+        cleanup();
+        panic!("restore: {err}");
+    }
+    wait_count_above(&out, stopped);
+    assert!(
+        outer.join("for/nested").is_dir(),
+        "restore made it again in the source"
+    );
+    assert!(
+        !rootfs.join("test/for").exists(),
+        "restore made it in the rootfs"
+    );
+    cleanup();
+    let left = b.leftovers();
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
 

@@ -115,7 +115,8 @@ impl Made<'_> {
 /// them (for a bind of anything but a directory an empty file, else a directory), but none
 /// below a tmpfs, whose content CRIU restores whole: CRIU mounts on them but makes none, and a
 /// rootfs other than the checkpointed container's (a restore elsewhere, from an exported or
-/// stored checkpoint) lacks those the runtime made there.
+/// stored checkpoint) lacks those the runtime made there. A mount point below an earlier bind
+/// mount is made in that mount's source, where `create` made it (through the mount).
 fn make_mount_points(bundle: &Bundle) -> std::result::Result<(), CheckpointError> {
     use crate::rootfs::paths::{ensure_file_in_root, mkdir_all_in_root};
     let root = nix::fcntl::open(
@@ -134,23 +135,58 @@ fn make_mount_points(bundle: &Bundle) -> std::result::Result<(), CheckpointError
         .map(|m| m.destination().as_path())
         .collect();
     let binds = super::bind_mounts(&bundle.spec, &bundle.dir);
-    for m in &mounts {
+    for (i, m) in mounts.iter().enumerate() {
         let dest = m.destination();
         if tmpfs.iter().any(|t| dest != *t && dest.starts_with(t)) {
             continue;
         }
         let bind_source = binds.iter().find(|(d, _)| d == dest).map(|(_, s)| s);
+        let (base, base_path, path) = match enclosing_bind(&mounts[..i], &binds, dest) {
+            Some((above, source)) => {
+                let fd = nix::fcntl::open(
+                    source,
+                    nix::fcntl::OFlag::O_PATH
+                        | nix::fcntl::OFlag::O_DIRECTORY
+                        | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(CheckpointError::sys(format!(
+                    "open {} (the source of the bind mount on {}, which {} is below)",
+                    source.display(),
+                    above.display(),
+                    dest.display()
+                )))?;
+                let below = dest.strip_prefix(above).unwrap_or(dest);
+                (Some(fd), source, below)
+            }
+            None => (None, bundle.rootfs.as_path(), dest.as_path()),
+        };
+        let base_fd = base.as_ref().map_or(root.as_fd(), |fd| fd.as_fd());
         let made = match bind_source {
-            Some(source) if !source.is_dir() => ensure_file_in_root(root.as_fd(), dest, 0o644),
-            _ => mkdir_all_in_root(root.as_fd(), dest),
+            Some(source) if !source.is_dir() => ensure_file_in_root(base_fd, path, 0o644),
+            _ => mkdir_all_in_root(base_fd, path),
         };
         made.map_err(CheckpointError::sys(format!(
             "make mount point {} in {}",
-            dest.display(),
-            bundle.rootfs.display()
+            path.display(),
+            base_path.display()
         )))?;
     }
     Ok(())
+}
+
+/// Of `earlier` mounts, the deepest bind mount whose destination holds `dest`, with its source.
+fn enclosing_bind<'a>(
+    earlier: &[oci_spec::runtime::Mount],
+    binds: &'a [(PathBuf, PathBuf)],
+    dest: &Path,
+) -> Option<(&'a Path, &'a Path)> {
+    earlier
+        .iter()
+        .filter_map(|m| binds.iter().find(|(d, _)| d == m.destination()))
+        .filter(|(d, _)| d.as_path() != dest && dest.starts_with(d))
+        .max_by_key(|(d, _)| d.components().count())
+        .map(|(d, s)| (d.as_path(), s.as_path()))
 }
 
 /// Detach the rootfs's bind mount for CRIU and remove its mount point (best effort: also
