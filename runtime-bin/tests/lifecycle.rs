@@ -257,3 +257,61 @@ fn repeated_flags_count_once() {
     assert!(r.ok(), "{} {}", r.stdout, r.stderr);
     assert_eq!(r.stdout, "");
 }
+
+/// `state` and `list` answer while another command holds the container (here `flock`, as a
+/// checkpoint holds it for as long as CRIU dumps, a lazy migration's dump until its last page
+/// is fetched), reading state.json as it is, as runc's do. The bound is a hang guard, not a
+/// timing: before, both waited for the lock, without end.
+#[test]
+fn state_and_list_answer_while_another_command_holds_the_container() {
+    if !can_run("state_and_list_answer_while_another_command_holds_the_container") {
+        return;
+    }
+    let b = Bundle::new("held", &["sleep", "100"]);
+    let r = b.create();
+    assert!(r.ok(), "create: {}", r.stderr);
+    let mut holder = std::process::Command::new("flock")
+        // --no-fork: flock becomes the sleep, so killing it lets go of the lock.
+        .args(["--exclusive", "--no-fork"])
+        .arg(b.root.join(&b.id))
+        .args(["sleep", "60"])
+        .spawn()
+        .expect("flock (util-linux)");
+    // The lock is held once flock has become its command.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{}/cmdline", holder.id()))
+        .unwrap_or_default()
+        .starts_with("sleep")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let answered = |args: &[&str]| {
+        let mut child = b
+            .cmd(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let out = child.wait_with_output().unwrap();
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let state = answered(&["state", &b.id]);
+    let list = answered(&["list"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let d = b.rt(&["delete", "--force", &b.id]);
+    assert!(d.ok(), "delete: {}", d.stderr);
+    let state = state.expect("state waited for the container's lock");
+    assert!(state.contains("\"created\""), "{state}");
+    let list = list.expect("list waited for the container's lock");
+    assert!(list.contains(&b.id) && list.contains("created"), "{list}");
+}

@@ -273,11 +273,10 @@ impl Container {
         }
     }
 
-    /// The OCI state, with the status derived from the init process now.
+    /// The OCI state, with the status derived from the init process now (as [`state_of`]:
+    /// without waiting for another command that holds the container).
     pub fn state(&self) -> Result<State> {
-        self.lock(Step::State)?
-            .oci_state()
-            .ctx(self.id(), Step::State)
+        StateDir::peek(&self.root, self.id()).ctx(self.id(), Step::State)
     }
 
     /// The status now.
@@ -649,13 +648,13 @@ pub fn list(root: impl AsRef<Path>) -> Result<Vec<State>> {
     let ids = state::list_ids(root).map_err(|e| Error::new("", Step::List, e))?;
     let mut out = Vec::new();
     for id in ids {
-        // One lock and one read of state.json per container (not Container::load, then
-        // state(), which lock and read it twice): list is called with thousands of them.
+        // One read of state.json per container, without its lock (see `state_of`): list is
+        // called with thousands of them, and must answer while one is being checkpointed.
         if let Err(e) = validate_id(&id).ctx(&id, Step::List) {
             tracing::warn!("list: {e}");
             continue;
         }
-        let state = StateDir::open(root, &id).and_then(|dir| dir.oci_state());
+        let state = StateDir::peek(root, &id);
         match state.ctx(&id, Step::List) {
             Ok(s) => out.push(s),
             // Deleted meanwhile.
@@ -665,6 +664,16 @@ pub fn list(root: impl AsRef<Path>) -> Result<Vec<State>> {
         }
     }
     Ok(out)
+}
+
+/// The OCI state of container `id` under the state root `root` (runc's `state`), read
+/// without waiting for the container's lock: state.json is only ever replaced whole, and
+/// another command may hold the container for long (a checkpoint, for as long as CRIU dumps;
+/// a lazy migration's dump until its last page is fetched), as it may while `create` runs,
+/// which then reads as `creating`.
+pub fn state_of(root: impl AsRef<Path>, id: &str) -> Result<State> {
+    validate_id(id).ctx(id, Step::State)?;
+    StateDir::peek(root.as_ref(), id).ctx(id, Step::State)
 }
 
 /// `delete --force` of `id` whatever is left of it: a container is force-deleted

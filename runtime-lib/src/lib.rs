@@ -101,7 +101,7 @@ mod tty;
 pub use oci_spec;
 
 pub use checkpoint::{CgroupsMode, CheckpointOptions, CriuFlags, RestoreOptions};
-pub use container::{default_root, force_delete, list, Container, ContainerBuilder};
+pub use container::{default_root, force_delete, list, state_of, Container, ContainerBuilder};
 pub use error::{Error, ErrorKind, Result, Step};
 pub use events::{Event, EventKind};
 pub use exe::{prepare_process, PrepareError};

@@ -349,47 +349,23 @@ impl StateDir {
     }
 
     pub fn load(&self) -> Result<Saved, StateError> {
-        let path = self.path.join(STATE_FILE);
-        let text = fs::read(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound && !self.path.is_dir() {
-                StateError::NotFound
-            } else if e.kind() == std::io::ErrorKind::NotFound {
-                // The directory is there without its state: not something create leaves
-                // (it puts a whole state dir in place), so someone else's doing.
-                StateError::Corrupt {
-                    path: path.clone(),
-                    msg: "missing".into(),
-                }
-            } else {
-                io("read", &path)(e)
-            }
-        })?;
-        parse_saved(&text).map_err(|msg| StateError::Corrupt { path, msg })
+        load_at(&self.path)
     }
 
-    /// The status, derived from the process, its cgroup and the fifo. Frozen comes before
-    /// created, as with runc: a container paused before its start is `paused` (so `resume`
-    /// thaws it and `exec` refuses it rather than waiting on a frozen cgroup).
+    /// The status, derived from the process, its cgroup and the fifo (see [`status_at`]).
     pub fn status(&self, saved: &Saved) -> Status {
-        if saved.pid == 0 {
-            return Status::Creating;
-        }
-        if !saved.init_alive() {
-            return Status::Stopped;
-        }
-        if crate::cgroups::is_frozen(&saved.cgroup_dirs()) {
-            Status::Paused
-        } else if self.fifo().exists() {
-            Status::Created
-        } else {
-            Status::Running
-        }
+        status_at(&self.path, saved)
     }
 
-    /// The OCI state as saved here, with the status derived now.
-    pub fn oci_state(&self) -> Result<State, StateError> {
-        let saved = self.load()?;
-        Ok(saved.oci_state(self.status(&saved)))
+    /// The OCI state of `<root>/<id>` for a reader, read without the container's lock:
+    /// state.json is only ever replaced whole (written beside it, then renamed), so a reader
+    /// sees one version or the next. `state` and `list` thus answer at once, as runc's do,
+    /// while another command holds the container: a checkpoint holds it for as long as CRIU
+    /// dumps, and a lazy migration's dump lasts until the last page has been fetched.
+    pub fn peek(root: &Path, id: &str) -> Result<State, StateError> {
+        let path = root.join(id);
+        let saved = load_at(&path)?;
+        Ok(saved.oci_state(status_at(&path, &saved)))
     }
 
     /// The state directory.
@@ -451,6 +427,46 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The saved state in state dir `dir`.
+fn load_at(dir: &Path) -> Result<Saved, StateError> {
+    let path = dir.join(STATE_FILE);
+    let text = fs::read(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound && !dir.is_dir() {
+            StateError::NotFound
+        } else if e.kind() == std::io::ErrorKind::NotFound {
+            // The directory is there without its state: not something create leaves
+            // (it puts a whole state dir in place), so someone else's doing.
+            StateError::Corrupt {
+                path: path.clone(),
+                msg: "missing".into(),
+            }
+        } else {
+            io("read", &path)(e)
+        }
+    })?;
+    parse_saved(&text).map_err(|msg| StateError::Corrupt { path, msg })
+}
+
+/// The status of the container saved in state dir `dir`, derived from the process, its cgroup
+/// and the fifo. Frozen comes before created, as with runc: a container paused before its
+/// start is `paused` (so `resume` thaws it and `exec` refuses it rather than waiting on a
+/// frozen cgroup).
+fn status_at(dir: &Path, saved: &Saved) -> Status {
+    if saved.pid == 0 {
+        return Status::Creating;
+    }
+    if !saved.init_alive() {
+        return Status::Stopped;
+    }
+    if crate::cgroups::is_frozen(&saved.cgroup_dirs()) {
+        Status::Paused
+    } else if dir.join(FIFO).exists() {
+        Status::Created
+    } else {
+        Status::Running
+    }
 }
 
 /// The ids of every container under `root`, sorted.

@@ -7,9 +7,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> CmdResult {
-    let state = super::load(ctx, &a.id, casulo::Step::State)
-        .and_then(|c| c.state())
-        .map_err(|e| e.to_string())?;
+    let state = casulo::state_of(&ctx.root, &a.id).map_err(|e| e.to_string())?;
     print_json(&state)?;
     Ok(0)
 }
