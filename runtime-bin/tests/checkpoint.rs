@@ -267,6 +267,64 @@ fn nested_bind_mount_points_are_made_again_in_their_sources() {
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
 
+/// `--lazy-pages` with `--page-server` and `--status-fd` (runc's flow in its checkpoint.bats):
+/// once CRIU's lazy page server listens, one `\0` byte comes on the fd. The dump then waits
+/// for a lazy-pages daemon, which this test does not start: it stops the checkpoint and CRIU,
+/// and `state` answers meanwhile, though the checkpoint holds the container.
+#[test]
+fn lazy_pages_readiness_comes_on_the_status_fd() {
+    if !criu_works("lazy_pages_readiness_comes_on_the_status_fd") {
+        return;
+    }
+    let (b, _out, _pipes, images) = counting("crlazy");
+    let fifo = b.dir.join("status");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let port = (27000 + std::process::id() % 2000).to_string();
+    let server = format!("127.0.0.1:{port}");
+    // The fd is 9 in the runtime: the shell opens the FIFO there (read-write, so at once).
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "exec 9<>\"$0\"; exec \"$@\"", fifo.to_str().unwrap()]);
+    let rt = b.cmd(&[
+        "checkpoint",
+        "--lazy-pages",
+        "--page-server",
+        &server,
+        "--status-fd",
+        "9",
+        "--image-path",
+        images.to_str().unwrap(),
+        &b.id,
+    ]);
+    cmd.arg(rt.get_program()).args(rt.get_args());
+    cmd.current_dir(&b.dir).stdin(Stdio::null());
+    let mut checkpoint = cmd.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = fifo.clone();
+    std::thread::spawn(move || {
+        let mut byte = [1u8];
+        let got = std::fs::File::open(&reader).and_then(|mut f| f.read_exact(&mut byte));
+        let _ = tx.send(got.map(|()| byte[0]));
+    });
+    let got = rx.recv_timeout(Duration::from_secs(120));
+    let state = b.rt(&["state", &b.id]);
+    let _ = checkpoint.kill();
+    let _ = checkpoint.wait();
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-f", images.to_str().unwrap()])
+        .status();
+    let d = b.rt(&["delete", "--force", &b.id]);
+    assert!(d.ok(), "delete: {}", d.stderr);
+    let got = got.expect("no status byte within 120 s");
+    assert_eq!(got.unwrap(), 0, "the status byte");
+    assert!(
+        state.ok() && state.stdout.contains(&b.id),
+        "state: {}",
+        state.stderr
+    );
+    let left = b.leftovers();
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
 #[test]
 fn pre_dump_then_dump_with_parent_path() {
     if !criu_works("pre_dump_then_dump_with_parent_path") {

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use rust_criu::rust_criu_protobuf::rpc::{Criu_page_server_info, Criu_req_type, Ext_mount_map};
+use rust_criu::rust_criu_protobuf::rpc::{
+    Criu_notify, Criu_page_server_info, Criu_req_type, Ext_mount_map,
+};
 
 use super::swrk::{self, Swrk, SwrkIo};
 use super::{CheckpointError, CheckpointOptions};
@@ -99,9 +101,6 @@ fn dump(c: &Container, opts: &CheckpointOptions) -> Result<(), CheckpointError> 
     o.set_leave_running(opts.leave_running);
     o.set_tcp_skip_in_flight(opts.tcp_skip_in_flight);
     o.set_link_remap(opts.link_remap);
-    if let Some(fd) = opts.status_fd {
-        o.set_status_fd(fd);
-    }
     if let Some((address, port)) = page_server {
         let mut ps = Criu_page_server_info::new();
         ps.set_address(address);
@@ -146,14 +145,18 @@ fn dump(c: &Container, opts: &CheckpointOptions) -> Result<(), CheckpointError> 
     };
 
     let req = swrk::request(typ, o);
-    // The status fd is named to CRIU by its number: CRIU must have it there.
-    let keep: Vec<i32> = opts.status_fd.into_iter().collect();
+    // The lazy page server's readiness goes to --status-fd from here, at CRIU's status-ready
+    // notification, as runc does: CRIU's own status_fd option is obsolete (it warns).
+    let mut on_notify = |n: &Criu_notify, _: Option<std::os::fd::OwnedFd>| match opts.status_fd {
+        Some(fd) if n.script() == "status-ready" => status_ready(fd),
+        _ => Ok(()),
+    };
     let resp = Swrk::start(&SwrkIo {
         criu: opts.criu.criu.as_deref(),
         stdio: false,
-        keep: &keep,
+        keep: &[],
     })?
-    .call(&req, &mut |_, _| Ok(()))
+    .call(&req, &mut on_notify)
     .map_err(|e| super::with_log(e, &session.log))?;
     if !resp.success() {
         let what = if opts.pre_dump { "pre-dump" } else { "dump" };
@@ -203,6 +206,11 @@ fn parse_page_server(s: &str) -> Result<(String, i32), CheckpointError> {
         address.trim_matches(['[', ']']).to_string(),
         i32::from(port),
     ))
+}
+
+/// Tell `--status-fd` that the lazy page server is ready: one `\0` byte.
+fn status_ready(fd: i32) -> Result<(), String> {
+    crate::sys::write_byte(fd, 0).map_err(|e| format!("write to --status-fd {fd}: {e}"))
 }
 
 /// `--status-fd` must be an open, writable fd.

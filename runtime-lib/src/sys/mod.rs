@@ -521,6 +521,20 @@ pub fn fd_access_mode(fd: RawFd) -> nix::Result<i32> {
     Errno::result(r).map(|f| f & libc::O_ACCMODE)
 }
 
+/// Write the byte `b` to fd `fd`, a number a caller gave (a command line's `--status-fd`).
+pub fn write_byte(fd: RawFd, b: u8) -> nix::Result<()> {
+    let byte = [b];
+    loop {
+        // SAFETY: write(2) reads one byte from a live local array; a closed or wrong fd is an
+        // error (EBADF), not undefined behaviour.
+        let r = unsafe { libc::write(fd, byte.as_ptr().cast(), 1) };
+        match Errno::result(r) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map(drop),
+        }
+    }
+}
+
 /// Whether fd `fd` has close-on-exec set.
 pub fn is_cloexec(fd: RawFd) -> nix::Result<bool> {
     // SAFETY: F_GETFD only reads the fd's flags.
