@@ -54,16 +54,9 @@ impl Swrk {
         )
         .map_err(CheckpointError::sys("socketpair for criu swrk"))?;
         // CRIU gets its end (and the kept fds) at their numbers: they are made inheritable
-        // for the spawn only, where they were not already. (A fork by another thread of a
-        // program linking the crate meanwhile inherits them too; it cannot use them, and they
-        // close with it.)
-        let mut restore_cloexec = Vec::new();
-        for &fd in io.keep {
-            if crate::sys::is_cloexec(fd).map_err(CheckpointError::sys("pass an fd to criu"))? {
-                restore_cloexec.push(fd);
-            }
-        }
-        for fd in std::iter::once(theirs.as_raw_fd()).chain(restore_cloexec.iter().copied()) {
+        // for the spawn only. (A fork by another thread of a program linking the crate
+        // meanwhile inherits them too; it cannot use them, and they close with it.)
+        for fd in std::iter::once(theirs.as_raw_fd()).chain(io.keep.iter().copied()) {
             crate::sys::clear_cloexec(fd).map_err(CheckpointError::sys("pass an fd to criu"))?;
         }
         let criu = io.criu.unwrap_or(Path::new("criu"));
@@ -73,7 +66,7 @@ impl Swrk {
             cmd.stdin(Stdio::null()).stdout(Stdio::null());
         }
         let spawned = cmd.spawn();
-        for fd in restore_cloexec {
+        for &fd in io.keep {
             let _ = crate::sys::set_cloexec(fd);
         }
         drop(theirs);

@@ -535,13 +535,6 @@ pub fn write_byte(fd: RawFd, b: u8) -> nix::Result<()> {
     }
 }
 
-/// Whether fd `fd` has close-on-exec set.
-pub fn is_cloexec(fd: RawFd) -> nix::Result<bool> {
-    // SAFETY: F_GETFD only reads the fd's flags.
-    let r = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    Errno::result(r).map(|flags| flags & libc::FD_CLOEXEC != 0)
-}
-
 /// Set close-on-exec on `fd` again (after a spawn that was to inherit it).
 pub fn set_cloexec(fd: RawFd) -> nix::Result<()> {
     // SAFETY: F_SETFD with FD_CLOEXEC only changes the fd's flags.
