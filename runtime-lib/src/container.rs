@@ -572,6 +572,9 @@ impl Container {
     fn remove(self, force: bool) -> Result<()> {
         let id = self.id().to_string();
         let step = Step::Delete;
+        if force {
+            crate::checkpoint::stop_dump(&self.root.join(&id));
+        }
         let dir = self.lock(step)?;
         let status = dir.status(&self.saved);
         if status != Status::Stopped && status != Status::Creating {
@@ -690,6 +693,8 @@ pub fn force_delete(root: impl AsRef<Path>, id: &str) -> Result<()> {
     let root = root.as_ref();
     validate_id(id).ctx(id, Step::Delete)?;
     state::remove_stale(root, id);
+    // Before the load, which waits for the container's lock.
+    crate::checkpoint::stop_dump(&root.join(id));
     match Container::load(root, id) {
         Ok(c) => c.force_delete(),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),

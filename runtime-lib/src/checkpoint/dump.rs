@@ -45,7 +45,7 @@ impl Container {
                     format!("cannot checkpoint a container that is {status}"),
                 ));
             }
-            dump(self, opts).ctx(&id, STEP)?;
+            dump(self, opts, dir.path()).ctx(&id, STEP)?;
         }
         if !opts.leave_running && !opts.pre_dump {
             // CRIU killed the processes after the dump; what is left is runc's destroy.
@@ -79,7 +79,7 @@ fn check_parent(image: &Path, parent: &Path) -> Result<(), CheckpointError> {
     }
 }
 
-fn dump(c: &Container, opts: &CheckpointOptions) -> Result<(), CheckpointError> {
+fn dump(c: &Container, opts: &CheckpointOptions, state_dir: &Path) -> Result<(), CheckpointError> {
     // The flags first, then the directories (made if missing), then CRIU.
     let page_server = opts
         .page_server
@@ -151,18 +151,69 @@ fn dump(c: &Container, opts: &CheckpointOptions) -> Result<(), CheckpointError> 
         Some(fd) if n.script() == "status-ready" => status_ready(fd),
         _ => Ok(()),
     };
-    let resp = Swrk::start(&SwrkIo {
+    let criu = Swrk::start(&SwrkIo {
         criu: opts.criu.criu.as_deref(),
         stdio: false,
         keep: &[],
-    })?
-    .call(&req, &mut on_notify)
-    .map_err(|e| super::with_log(e, &session.log))?;
+    })?;
+    let busy = InProgress::record(state_dir, criu.pid())?;
+    let resp = criu.call(&req, &mut on_notify);
+    drop(busy);
+    let resp = resp.map_err(|e| super::with_log(e, &session.log))?;
     if !resp.success() {
         let what = if opts.pre_dump { "pre-dump" } else { "dump" };
         return Err(super::criu_failed(what, &resp, &session.log));
     }
     Ok(())
+}
+
+/// The file in the container's state directory that names the CRIU of a dump in progress,
+/// and the runtime that started it, for `delete --force` (see [`stop_dump`]).
+const IN_PROGRESS: &str = "criu.pid";
+
+/// A dump in progress, recorded while CRIU runs; the record goes with it.
+struct InProgress(PathBuf);
+
+impl InProgress {
+    fn record(state_dir: &Path, criu: i32) -> Result<InProgress, CheckpointError> {
+        let path = state_dir.join(IN_PROGRESS);
+        let text = format!("{criu} {}\n", std::process::id());
+        crate::state::write_atomic(&path, text.as_bytes(), 0o600)
+            .map_err(CheckpointError::io(format!("write {}", path.display())))?;
+        Ok(InProgress(path))
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Stop the dump in progress of the container whose state directory is `state_dir`, if there
+/// is one: its CRIU is killed, so that the checkpoint fails and lets go of the container. A
+/// dump holds the container's lock for as long as CRIU runs, and a lazy one until its last page
+/// is fetched, which may be never: `delete --force` must not wait for that. Only a CRIU whose
+/// parent is still the checkpoint that recorded it is killed (through a pidfd, so a reused pid
+/// is never signalled); a record left by a checkpoint that died is ignored.
+pub(crate) fn stop_dump(state_dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(state_dir.join(IN_PROGRESS)) else {
+        return;
+    };
+    let mut words = text.split_whitespace().map(str::parse::<i32>);
+    let (Some(Ok(criu)), Some(Ok(holder))) = (words.next(), words.next()) else {
+        return;
+    };
+    let Ok(fd) = crate::sys::pidfd_open(criu) else {
+        return;
+    };
+    let ours = procfs::process::Process::new(criu)
+        .and_then(|p| p.stat())
+        .is_ok_and(|st| st.ppid == holder && st.comm == "criu");
+    if ours {
+        tracing::warn!("stopping the checkpoint in progress: killing its criu (pid {criu})");
+        let _ = crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGKILL);
+    }
 }
 
 /// The freezer of the container's cgroup: v2's only directory, or v1's freezer hierarchy.

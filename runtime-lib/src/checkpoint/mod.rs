@@ -21,6 +21,7 @@ mod swrk;
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use dump::stop_dump;
 pub(crate) use restore::{detach_criu_root, CRIU_ROOT};
 
 use rust_criu::rust_criu_protobuf::rpc::Criu_cg_mode;
