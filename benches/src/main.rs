@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
+mod level;
 mod measure;
 mod report;
 mod setup;
@@ -190,7 +191,12 @@ fn bench(args: &Args, selected: &[&'static str], casulo: &Path, tmp: &Path) -> R
         list_count: args.list_count,
     };
     let rts = runtimes(args, casulo, tmp);
-    let tables = run_workloads(selected, &rts, &ctx, tmp)?;
+    if let Err(e) = level::start() {
+        eprintln!("lifecycle-bench: commands run without a cgroup move before each: {e}");
+    }
+    let tables = run_workloads(selected, &rts, &ctx, tmp);
+    level::stop();
+    let tables = tables?;
     if args.json {
         println!(
             "{}",

@@ -48,7 +48,8 @@ pub struct Series {
 }
 
 /// `rounds` rounds; in each, `f(runtime, round)` once per runtime, the order rotated by one
-/// every round. The warm-up rounds are dropped.
+/// every round, each after the same cgroup move ([`crate::level`]). The warm-up rounds are
+/// dropped.
 fn rounds(
     rts: &[Runtime],
     warmup: usize,
@@ -66,6 +67,7 @@ fn rounds(
     for round in 0..warmup + iterations {
         for k in 0..n {
             let i = (round + k) % n;
+            crate::level::level();
             let s = f(&rts[i], round)?;
             if round >= warmup {
                 out[i].samples.push(s);
