@@ -42,14 +42,9 @@ impl Piped {
     /// Wait (at most 60 s) for the runtime to exit; its status and what it wrote to stderr
     /// (read without waiting for the container, which keeps the pipe open).
     fn finish(&mut self) -> (Option<i32>, String) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                break st.code();
-            }
-            assert!(Instant::now() < deadline, "the runtime did not finish");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = exit_within(&mut self.child, Duration::from_secs(60))
+            .expect("the runtime did not finish")
+            .code();
         let mut err = String::new();
         if let Some(e) = self.child.stderr.as_mut() {
             let fd = e.as_raw_fd();
@@ -63,6 +58,20 @@ impl Piped {
             let _ = fd;
         }
         (status, err)
+    }
+}
+
+/// `child`'s exit status, once it has exited; `None` if it has not within `limit`.
+fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -369,50 +378,21 @@ fn delete_force_stops_a_lazy_checkpoint_in_progress() {
     let (b, _out, _pipes, images) = counting("crlazydel");
     let (mut checkpoint, rx) = lazy_checkpoint(&b, &images);
     let got = rx.recv_timeout(Duration::from_secs(120));
-    // The delete runs in a thread, so that a delete that waits fails the test instead of
-    // hanging it.
-    let (tx, done) = std::sync::mpsc::channel();
+    // A delete that waits is killed at the limit: it fails the test instead of hanging it.
     let id = b.id.clone();
-    let del = b.cmd(&["delete", "--force", &id]);
-    let (prog, args): (PathBuf, Vec<_>) = (
-        del.get_program().into(),
-        del.get_args().map(|a| a.to_owned()).collect(),
-    );
-    std::thread::spawn(move || {
-        let out = Command::new(prog).args(args).output();
-        let _ = tx.send(out);
-    });
-    let deleted = done.recv_timeout(Duration::from_secs(120));
-    let ended = if deleted.is_ok() {
-        let mut waited = 0;
-        loop {
-            if let Some(st) = checkpoint.try_wait().unwrap() {
-                break Some(st);
-            }
-            if waited > 600 {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            waited += 1;
-        }
-    } else {
-        None
+    let deleted = try_output_within(b.cmd(&["delete", "--force", &id]), Duration::from_secs(120));
+    let ended = match deleted {
+        Ok(_) => exit_within(&mut checkpoint, Duration::from_secs(60)),
+        Err(_) => None,
     };
     let err = stop_lazy_checkpoint(&mut checkpoint, &images);
     if deleted.is_err() {
-        // Let go of the container, so that the delete ends and the cleanup can run.
-        let _ = done.recv_timeout(Duration::from_secs(60));
+        // The checkpoint has let go of the container: the cleanup can run.
         let _ = b.rt(&["delete", "--force", &id]);
     }
     assert_eq!(got.expect("no status byte within 120 s").expect(&err), 0);
-    let out = deleted
-        .expect("delete --force still waited after 120 s")
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "delete --force: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = deleted.expect("delete --force still waited after 120 s");
+    assert!(out.ok(), "delete --force: {}", out.stderr);
     let st = ended.expect("the checkpoint did not end after its criu was killed");
     assert_eq!(st.code(), Some(1), "checkpoint: {err}");
     assert!(err.contains(&id) && err.contains("dump.log"), "{err}");

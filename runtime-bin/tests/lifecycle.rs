@@ -287,22 +287,9 @@ fn state_and_list_answer_while_another_command_holds_the_container() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let answered = |args: &[&str]| {
-        let mut child = b
-            .cmd(args)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let out = child.wait_with_output().unwrap();
-        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+        try_output_within(b.cmd(args), std::time::Duration::from_secs(20))
+            .ok()
+            .map(|r| r.stdout)
     };
     let state = answered(&["state", &b.id]);
     let list = answered(&["list"]);

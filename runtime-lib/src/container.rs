@@ -566,15 +566,14 @@ impl Container {
     /// Delete a container whatever its status (runc's `delete --force`): kill its processes
     /// first (thawing a paused one), then as [`Container::delete`].
     pub fn force_delete(self) -> Result<()> {
+        // Before the lock, which a checkpoint in progress holds for as long as its dump lasts.
+        crate::checkpoint::stop_dump(&self.root.join(self.id()));
         self.remove(true)
     }
 
     fn remove(self, force: bool) -> Result<()> {
         let id = self.id().to_string();
         let step = Step::Delete;
-        if force {
-            crate::checkpoint::stop_dump(&self.root.join(&id));
-        }
         let dir = self.lock(step)?;
         let status = dir.status(&self.saved);
         if status != Status::Stopped && status != Status::Creating {
@@ -696,7 +695,7 @@ pub fn force_delete(root: impl AsRef<Path>, id: &str) -> Result<()> {
     // Before the load, which waits for the container's lock.
     crate::checkpoint::stop_dump(&root.join(id));
     match Container::load(root, id) {
-        Ok(c) => c.force_delete(),
+        Ok(c) => c.remove(true),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) if e.kind() == ErrorKind::State => {
             let dir = StateDir::open(root, id).ctx(id, Step::Delete)?;

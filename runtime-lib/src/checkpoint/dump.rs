@@ -156,7 +156,13 @@ fn dump(c: &Container, opts: &CheckpointOptions, state_dir: &Path) -> Result<(),
         stdio: false,
         keep: &[],
     })?;
-    let busy = InProgress::record(state_dir, criu.pid())?;
+    let busy = match InProgress::record(state_dir, criu.pid()) {
+        Ok(busy) => busy,
+        Err(e) => {
+            criu.abandon();
+            return Err(e);
+        }
+    };
     let resp = criu.call(&req, &mut on_notify);
     drop(busy);
     let resp = resp.map_err(|e| super::with_log(e, &session.log))?;

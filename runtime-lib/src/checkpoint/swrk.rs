@@ -80,6 +80,13 @@ impl Swrk {
         self.child.id() as i32
     }
 
+    /// Stop CRIU without a request (the caller could not go on): kill it and reap it.
+    pub(super) fn abandon(mut self) {
+        let _ = self.child.kill();
+        drop(self.sock);
+        let _ = self.child.wait();
+    }
+
     /// Send `req`, answer CRIU's notifications with `notify` (its error fails the request),
     /// and return the response of `req`'s type. CRIU has exited when this returns.
     pub(super) fn call(
