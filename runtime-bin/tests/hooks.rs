@@ -149,3 +149,44 @@ fn failing_poststart_and_poststop_hooks_are_warnings() {
         );
     }
 }
+
+/// The runtime's hooks run in its own pid namespace, though it forked the container's init
+/// into a new one (the spec: createRuntime and the post hooks are called in the runtime
+/// namespace).
+#[test]
+fn runtime_hooks_run_in_the_runtime_pid_namespace() {
+    if !can_run("runtime_hooks_run_in_the_runtime_pid_namespace") {
+        return;
+    }
+    let mut b = Bundle::new("hooks-pidns", &["true"]);
+    let log = b.dir.join("pidns.log");
+    let record = |name: &str| {
+        let script = format!(
+            "echo {name} $(readlink /proc/self/ns/pid) >> {}",
+            log.display()
+        );
+        serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c", script]}])
+    };
+    b.config["hooks"] = serde_json::json!({
+        "prestart": record("prestart"),
+        "createRuntime": record("createRuntime"),
+        "poststart": record("poststart"),
+        "poststop": record("poststop"),
+    });
+    b.save();
+    assert!(b.create().ok());
+    let pid = b.state().unwrap()["pid"].as_i64().unwrap();
+    let init_ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    assert!(b.rt(&["start", &b.id]).ok());
+    assert!(b.wait_status("stopped"));
+    assert!(b.rt(&["delete", &b.id]).ok());
+    let own = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    assert_ne!(init_ns, own, "the container has a pid namespace of its own");
+    let own = own.display().to_string();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        ["prestart", "createRuntime", "poststart", "poststop"].map(|h| format!("{h} {own}")),
+    );
+}

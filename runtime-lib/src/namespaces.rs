@@ -247,10 +247,23 @@ impl NamespacePlan {
         self.new.contains(clone_flag(t))
     }
 
-    /// A pid or time namespace, new or joined, applies only to children: the init must be
-    /// forked after entering it.
+    /// A pid or time namespace, new or joined, applies only to children: the stage must fork
+    /// the init after entering it, unless the runtime forked the stage into the new pid
+    /// namespace already ([`NamespacePlan::runtime_makes_pid_ns`]).
     pub fn needs_fork(&self) -> bool {
-        self.has(LinuxNamespaceType::Pid) || self.has(LinuxNamespaceType::Time)
+        (self.has(LinuxNamespaceType::Pid) || self.has(LinuxNamespaceType::Time))
+            && !self.runtime_makes_pid_ns()
+    }
+
+    /// The runtime makes the new pid namespace itself and forks the stage into it, so that the
+    /// stage is the init: one fork where the stage would make it and fork again. Not with a
+    /// user namespace, new or joined: the pid namespace must be owned by it, and a new one
+    /// exists only once the stage made it and the runtime wrote its maps. Not with a time
+    /// namespace, which, like the pid one, applies to children only: the stage still forks.
+    pub fn runtime_makes_pid_ns(&self) -> bool {
+        self.creates(LinuxNamespaceType::Pid)
+            && !self.has(LinuxNamespaceType::User)
+            && !self.has(LinuxNamespaceType::Time)
     }
 
     /// In the child: join the configured namespaces, in order. Those that the runtime's
@@ -278,7 +291,11 @@ impl NamespacePlan {
     /// In the child: create the new namespaces but the cgroup one, which must wait until the
     /// process is in its cgroup (see [`NamespacePlan::unshare_cgroup`]).
     pub fn unshare_all(&self) -> Result<(), NamespaceError> {
-        let flags = self.new - CloneFlags::CLONE_NEWCGROUP;
+        let mut flags = self.new - CloneFlags::CLONE_NEWCGROUP;
+        if self.runtime_makes_pid_ns() {
+            // We are the first process of the new pid namespace already.
+            flags -= CloneFlags::CLONE_NEWPID;
+        }
         if flags.is_empty() {
             return Ok(());
         }
@@ -297,6 +314,62 @@ impl NamespacePlan {
             flags: "CLONE_NEWCGROUP".into(),
             source,
         })
+    }
+}
+
+/// In the runtime: the calling thread's children go into a new pid namespace until
+/// [`PidNsForChildren::restore`] (or the drop) puts them back in the thread's own (see
+/// [`NamespacePlan::runtime_makes_pid_ns`]). Only the calling thread's: another thread of a
+/// program that links the crate forks into its own namespace meanwhile.
+pub(crate) struct PidNsForChildren {
+    own: Option<OwnedFd>,
+}
+
+impl PidNsForChildren {
+    pub(crate) fn new() -> Result<PidNsForChildren, NamespaceError> {
+        let path = "/proc/thread-self/ns/pid";
+        let own = nix::fcntl::open(
+            path,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|source| NamespaceError::Open {
+            ns: "pid",
+            path: path.into(),
+            source,
+        })?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|source| NamespaceError::Create {
+            flags: "CLONE_NEWPID".into(),
+            source,
+        })?;
+        Ok(PidNsForChildren { own: Some(own) })
+    }
+
+    /// The fd of the thread's own pid namespace, which a forked child closes.
+    pub(crate) fn own_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.own.as_ref().map(|fd| fd.as_raw_fd())
+    }
+
+    /// Children go into the thread's own pid namespace again.
+    pub(crate) fn restore(mut self) -> Result<(), NamespaceError> {
+        self.back()
+    }
+
+    fn back(&mut self) -> Result<(), NamespaceError> {
+        match self.own.take() {
+            Some(own) => nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
+                .map_err(|source| NamespaceError::Join { ns: "pid", source }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PidNsForChildren {
+    fn drop(&mut self) {
+        if let Err(e) = self.back() {
+            tracing::error!("put the runtime's children back in its own pid namespace: {e}");
+        }
     }
 }
 
@@ -428,6 +501,23 @@ mod tests {
     }
 
     #[test]
+    fn who_makes_the_pid_namespace() {
+        let plan = |json: &str| NamespacePlan::from_spec(Some(&linux(json))).unwrap();
+        let p = plan(r#"{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"network"}]}"#);
+        assert!(p.runtime_makes_pid_ns());
+        assert!(!p.needs_fork(), "the runtime forked the init already");
+        let p = plan(r#"{"namespaces":[{"type":"pid"},{"type":"time"}]}"#);
+        assert!(!p.runtime_makes_pid_ns());
+        assert!(p.needs_fork());
+        let p = plan(r#"{"namespaces":[{"type":"pid","path":"/proc/self/ns/pid"}]}"#);
+        assert!(!p.runtime_makes_pid_ns());
+        assert!(p.needs_fork());
+        let p = plan(r#"{"namespaces":[{"type":"mount"}]}"#);
+        assert!(!p.runtime_makes_pid_ns());
+        assert!(!p.needs_fork());
+    }
+
+    #[test]
     fn new_namespaces_and_maps() {
         let l = linux(
             r#"{"namespaces":[{"type":"pid"},{"type":"user"},{"type":"mount"}],
@@ -437,6 +527,7 @@ mod tests {
         let p = NamespacePlan::from_spec(Some(&l)).unwrap();
         assert!(p.creates(LinuxNamespaceType::User));
         assert!(p.needs_fork());
+        assert!(!p.runtime_makes_pid_ns());
         assert_eq!(p.uid_map, "0 1000 10\n");
         assert_eq!(p.gid_map, "0 2000 1\n");
     }

@@ -135,6 +135,7 @@ pub(super) fn run<S: CreateSteps>(s: &mut S, plan: &InitPlan, begun: &mut Begun)
                 s.send(Msg::MapsDone, None)?;
             }
             Msg::Pid(init) => {
+                let init = if init == 0 { stage } else { init };
                 begun.init = Some(init);
                 if init != stage {
                     // The stage forked the init and exits: init_started reaps it.

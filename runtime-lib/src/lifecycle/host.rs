@@ -19,6 +19,7 @@ use crate::bundle::Bundle;
 use crate::cgroups::{self, CgroupConfig, CgroupManager};
 use crate::error::{Context, Result, Step};
 use crate::hooks::HookPoint;
+use crate::namespaces::PidNsForChildren;
 use crate::plan::{CreateOptions, InitPlan};
 use crate::process::{sys, ProcessError};
 use crate::state::{self, Saved, StateDir, Status};
@@ -264,6 +265,12 @@ impl CreateSteps for Host<'_> {
         let agent = self.agent.take();
         let (argc, envc) = self.plan.exec_room();
         let mem = stage::ChildMemory::new(argc, envc);
+        let pid_ns = if self.plan.ns.runtime_makes_pid_ns() {
+            Some(PidNsForChildren::new().ctx(&id, STEP)?)
+        } else {
+            None
+        };
+        let own_pid_ns_fd = pid_ns.as_ref().and_then(|ns| ns.own_fd());
         // Matched directly: the child must not even drop an error-mapping closure (a free).
         let stage = match fork() {
             Err(e) => return Err(sys("fork")(e)).ctx(&id, STEP),
@@ -271,7 +278,7 @@ impl CreateSteps for Host<'_> {
                 crate::sys::close_fds(&inherited);
                 crate::sys::close_inherited(lock_fd);
                 crate::sys::close_inherited(chan.as_raw());
-                if let Some(fd) = pidfd_socket_fd {
+                for fd in pidfd_socket_fd.into_iter().chain(own_pid_ns_fd) {
                     crate::sys::close_inherited(fd);
                 }
                 stage::run(
@@ -289,6 +296,14 @@ impl CreateSteps for Host<'_> {
         };
         self.chan = Some(chan);
         self.stage = Some(stage);
+        if let Some(ns) = pid_ns {
+            // What the runtime forks next (hooks, helpers) must not land in the container.
+            if let Err(e) = ns.restore() {
+                self.stage = None;
+                super::pidfd::kill_and_reap(stage);
+                return Err(e).ctx(&id, STEP);
+            }
+        }
         Ok(stage)
     }
 

@@ -5,7 +5,9 @@
 //! that links the crate). For create it forks the *stage*, which joins and creates the
 //! namespaces; where a new or joined pid or time namespace needs it, the stage forks the
 //! *init* and exits, so one process remains: the init builds the container and waits on the
-//! exec fifo until `start`, then execs the user program. `exec` forks a stage the same way
+//! exec fifo until `start`, then execs the user program. The common case takes one fork: a new
+//! pid namespace without a user or time namespace is made by the runtime, which forks the
+//! stage into it (`NamespacePlan::runtime_makes_pid_ns`), and the stage is the init. `exec` forks a stage the same way
 //! (`stage.rs`) that joins the init's namespaces.
 //!
 //! The runtime and its child talk over a SOCK_SEQPACKET socketpair ([`protocol`]). Create:
@@ -18,7 +20,7 @@
 //!                                   NeedMaps ◀ (new user namespace only)
 //!  writes uid/gid maps, time offsets
 //!  MapsDone ─────────────────────────────────▶ setresuid(0); fork the init if needed
-//!                                   Pid(pid) ◀ the init's pid
+//!                                   Pid(pid) ◀ the init's pid (0: the stage is the init)
 //!  its pidfd to --pidfd-socket, if given
 //!  init into its cgroup, resources, network
 //!  devices; [JoinCgroup(files) ──────────────▶] mounts before the cgroup ones meanwhile;

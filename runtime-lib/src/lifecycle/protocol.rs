@@ -16,7 +16,9 @@ pub enum Msg<'a> {
     NeedMaps,
     /// runtime → init: the maps are written.
     MapsDone,
-    /// init → runtime: the container's init has this pid (in the runtime's pid namespace).
+    /// init → runtime: my namespaces are made, and the container's init has this pid (in the
+    /// runtime's pid namespace); 0 when the init is the process the runtime forked into a new
+    /// pid namespace (where it is pid 1, and cannot name the pid the runtime sees).
     Pid(i32),
     /// runtime → init: the state documents for the hooks that run inside the container:
     /// (status created) — also the sign that the init is in its cgroup.

@@ -160,7 +160,13 @@ fn stage(plan: &InitPlan, io: &mut ChildIo) -> Result<Infallible, ChildError> {
         std::fs::write("/proc/self/timens_offsets", plan.ns.time_offsets.as_bytes())
             .step("write timens_offsets")?;
     }
-    fork_if_needed(plan.ns.needs_fork(), &io.chan)?;
+    if plan.ns.runtime_makes_pid_ns() {
+        // The runtime forked us into the new pid namespace, so we are the init; it knows our
+        // pid, which we see as 1.
+        io.chan.send(&Msg::Pid(0)).step("sync")?;
+    } else {
+        fork_if_needed(plan.ns.needs_fork(), &io.chan)?;
+    }
     super::init::init(plan, io)
 }
 
