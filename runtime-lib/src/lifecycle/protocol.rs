@@ -204,9 +204,24 @@ impl Channel {
 
     /// Receive a message and the fd attached to it, if any (close-on-exec).
     pub fn recv_fd(&self) -> Result<(Msg<'static>, Option<OwnedFd>), ChannelError> {
-        let mut buf = vec![0u8; MAX];
+        // A buffer of the message's own size: one of MAX bytes, zeroed afresh for each
+        // message, cost a page fault for each of its pages.
+        let mut buf = vec![0u8; self.next_len()?.max(1)];
         let (msg, fd) = self.recv_in(&mut buf)?;
         Ok((msg.into_owned(), fd))
+    }
+
+    /// The size of the next message, once there is one (0 once the peer is gone).
+    fn next_len(&self) -> Result<usize, ChannelError> {
+        loop {
+            let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC;
+            match recv(self.fd.as_raw_fd(), &mut [], flags) {
+                Ok(n) => return Ok(n),
+                Err(nix::Error::EINTR) => continue,
+                Err(nix::Error::ECONNRESET) => return Err(ChannelError::Closed),
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Receive a message into `buf` (of [`MAX`] bytes), which its payload borrows, and the fd
@@ -293,6 +308,10 @@ mod tests {
             a.send(m).unwrap();
             assert_eq!(&b.recv().unwrap(), m);
         }
+        // Received into a buffer of its own size, however large.
+        let big = Msg::State(vec![b'x'; 100 * 1024].into());
+        a.send(&big).unwrap();
+        assert_eq!(b.recv().unwrap(), big);
         drop(a);
         assert!(matches!(b.recv(), Err(ChannelError::Closed)));
     }
