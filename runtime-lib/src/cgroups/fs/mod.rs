@@ -297,8 +297,16 @@ fn collect_procs(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// rmdir `dir` after its sub-cgroups; a cgroup that is already gone is not an error.
+/// rmdir `dir` after its sub-cgroups; a cgroup that is already gone is not an error. A cgroup
+/// without sub-cgroups (the usual container's) is removed without listing it first: a cgroup
+/// directory lists every control file, and a container has one per hierarchy.
 fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        // Busy: sub-cgroups (removed below, then the rmdir again) or processes.
+        Err(_) => {}
+    }
     let entries = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
