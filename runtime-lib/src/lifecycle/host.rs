@@ -232,12 +232,17 @@ impl CreateSteps for Host<'_> {
         let dir = StateDir::create(&self.root, self.id(), &self.saved).ctx(self.id(), STEP)?;
         self.dir = Some(dir);
         // The id is ours now (a create racing ours for it fails above with "already exists"):
-        // its cgroup must not hold anything of someone else's. The manager is made again
-        // after the fork, so that the forked child holds nothing of it.
-        match self.cgroup_manager()? {
-            Some(cg) => cgroups::check_unused(cg.as_ref()).ctx(&self.plan.id, STEP),
-            None => Ok(()),
+        // its cgroup must not hold anything of someone else's.
+        let Some(cg) = self.cgroup_manager()? else {
+            return Ok(());
+        };
+        cgroups::check_unused(cg.as_ref()).ctx(&self.plan.id, STEP)?;
+        // A systemd manager is made again after the fork, so that the forked child holds
+        // nothing of its bus connection; the cgroupfs one is plain data, and is kept.
+        if self.cgroup_cfg.as_ref().is_some_and(|c| !c.systemd) {
+            self.cgroup = Some(cg);
         }
+        Ok(())
     }
 
     fn fork_stage(&mut self) -> Result<i32> {
@@ -345,7 +350,9 @@ impl CreateSteps for Host<'_> {
     }
 
     fn make_cgroup(&mut self) -> Result<()> {
-        self.cgroup = self.cgroup_manager()?;
+        if self.cgroup.is_none() {
+            self.cgroup = self.cgroup_manager()?;
+        }
         let Some(cg) = self.cgroup.as_mut() else {
             return Ok(());
         };
