@@ -44,7 +44,10 @@ pub struct Cli {
     command: Command,
 }
 
+/// Each command's arguments are built only when that command is the one run (`defer`): the
+/// whole tree, built and dropped on every start, was most of what parsing cost.
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 enum Command {
     /// Write a default config.json for a new bundle.
     Spec(commands::spec::Args),

@@ -3,7 +3,8 @@ use std::path::PathBuf;
 
 use super::{load, CmdResult, CreateFlags, Ctx};
 
-/// The flags both commands share (runc's names).
+// The flags both commands share (runc's names; a plain comment: clap would make a doc
+// comment the about text of both commands).
 #[derive(clap::Args, Debug)]
 pub struct CriuFlags {
     /// Path for the CRIU image files (default: ./checkpoint).

@@ -48,7 +48,8 @@ pub struct Ctx {
 
 pub type CmdResult = Result<u8, String>;
 
-/// The flags `create` and `run` share.
+// The flags `create` and `run` share (a plain comment: clap would make a doc comment the
+// about text of both commands).
 #[derive(clap::Args, Debug, Clone)]
 pub struct CreateFlags {
     /// Path to the bundle directory.
