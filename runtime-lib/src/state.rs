@@ -345,7 +345,7 @@ impl StateDir {
             path: self.path.join(STATE_FILE),
             msg: e.to_string(),
         })?;
-        write_atomic(&self.path.join(STATE_FILE), &json, 0o600).map_err(io("write", &self.path))
+        write_state_file(&self.path.join(STATE_FILE), &json).map_err(io("write", &self.path))
     }
 
     pub fn load(&self) -> Result<Saved, StateError> {
@@ -406,6 +406,23 @@ pub fn parse_saved(text: &[u8]) -> Result<Saved, String> {
 /// Write `data` to `path` through a temporary file in the same directory and a rename, so that
 /// readers see either the old or the new content, never a partial one.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    write_through_temporary(path, data, mode, |tmp| fs::rename(tmp, path))
+}
+
+/// [`write_atomic`] for a file of a state directory, which only the runtime writes: the new
+/// version takes the old one's place by an exchange ([`exchange_in`]).
+fn write_state_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_through_temporary(path, data, 0o600, |tmp| exchange_in(tmp, path))
+}
+
+/// Write `data` to a temporary file beside `path` and hand it to `place`; the temporary file is
+/// removed if anything fails.
+fn write_through_temporary(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    place: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -421,12 +438,26 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
         f.write_all(data)?;
         // No fsync: the promise is to readers (never a partial file), and state lives on a
         // tmpfs (/run) that does not outlive a crash anyway.
-        fs::rename(&tmp, path)
+        place(&tmp)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Put `tmp` in place of `path`, a file of ours. Over an existing one, by an exchange and the
+/// unlink of the old version: ext4 writes a file renamed over another out to disk at once
+/// (auto_da_alloc), which made a state save about ten times dearer than with the exchange (80
+/// against 7.5 µs on this project's VM); both replace the name in one step for readers.
+fn exchange_in(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => fs::remove_file(tmp),
+        // No file to exchange with yet, or a filesystem without exchanges.
+        Err(nix::Error::ENOENT) | Err(nix::Error::EINVAL) => fs::rename(tmp, path),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The saved state in state dir `dir`.
@@ -572,5 +603,26 @@ mod tests {
     fn corrupt_state_is_an_error() {
         assert!(parse_saved(b"{").is_err());
         assert!(parse_saved(b"{\"id\":1}").is_err());
+    }
+
+    #[test]
+    fn a_state_file_is_replaced_whole_and_alone() {
+        let dir = std::env::temp_dir().join(format!("casulo-state-file-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(STATE_FILE);
+        write_state_file(&path, b"first").unwrap();
+        write_state_file(&path, b"second").unwrap();
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let text = fs::read(&path).unwrap();
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&path).unwrap().permissions())
+                & 0o777;
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(text, b"second");
+        assert_eq!(names, [STATE_FILE], "the old version is gone");
+        assert_eq!(mode, 0o600);
     }
 }
