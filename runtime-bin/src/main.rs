@@ -150,7 +150,12 @@ fn command(prog: &str) -> clap::Command {
         );
         cmd = cmd.mut_subcommand(&sub, |s| s.help_template(template));
     }
-    // runc's `h` for `help`. clap adds its help command when the command is built.
+    // runc's `h` for `help`. clap adds its help command when the command is built, and the
+    // build makes every command's arguments (see `Command`): done only where the top-level
+    // help may be asked for, that is, where the command line names no other command.
+    if command_word().is_some_and(|w| w != "h" && w != "help") {
+        return cmd;
+    }
     cmd.build();
     cmd.mut_subcommand("help", |s| s.visible_alias("h"))
 }
@@ -212,16 +217,22 @@ const VALUE_FLAGS: [&str; 4] = ["--root", "--log", "--log-format", "--criu"];
 /// ([`casulo::prepare_process`]), and whatever the first image did before is done twice.
 /// A command line this misreads is still protected: `main` checks again after parsing.
 fn early_needs_protection() -> bool {
+    command_word().is_some_and(|w| matches!(w.as_str(), "create" | "run" | "exec"))
+}
+
+/// The command the command line names (its first word that is not a global flag or a flag's
+/// value), found without clap; None without one, or where a word before it is not UTF-8.
+fn command_word() -> Option<String> {
     let mut args = std::env::args_os().skip(1);
     while let Some(a) = args.next() {
-        let Some(a) = a.to_str() else { return false };
+        let a = a.to_str()?;
         if VALUE_FLAGS.contains(&a) {
             args.next();
         } else if !a.starts_with('-') {
-            return matches!(a, "create" | "run" | "exec");
+            return Some(a.to_string());
         }
     }
-    false
+    None
 }
 
 fn main() -> ExitCode {
