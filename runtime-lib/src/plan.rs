@@ -9,12 +9,13 @@ use std::path::PathBuf;
 use oci_spec::runtime::LinuxNamespaceType;
 
 use crate::bundle::Bundle;
+use crate::cgroups::CgroupMounts;
 use crate::hooks::PreparedHook;
 use crate::namespaces::{Join, NamespacePlan};
 use crate::process::mempolicy::MemPolicyPlan;
 use crate::process::personality::PersonalityPlan;
 use crate::process::{sys, ProcessError, ProcessPlan};
-use crate::rootfs::RootfsPlan;
+use crate::rootfs::{HostCgroups, RootfsPlan};
 use crate::security::{SeccompCache, SeccompPlan};
 
 /// Options of `create` that do not come from config.json.
@@ -55,6 +56,9 @@ pub struct InitPlan {
     pub no_new_keyring: bool,
     /// linux.netDevices: moved by the runtime, not by the init.
     pub net_devices: Option<crate::netdev::NetDevPlan>,
+    /// The host's cgroup mounts, where the plan read them (for the container's cgroup mount):
+    /// the runtime's cgroup manager is made from them rather than from a second read.
+    pub(crate) cgroup_mounts: Option<CgroupMounts>,
 }
 
 /// The namespace a sysctl key belongs to, for the check that the container owns it.
@@ -112,6 +116,16 @@ impl InitPlan {
         let ns = NamespacePlan::from_spec(linux)?;
         let mut rootfs = RootfsPlan::from_spec(spec, &bundle.dir, &bundle.rootfs, opts.no_pivot)?;
         rootfs.host_mount_ns = !ns.has(LinuxNamespaceType::Mount);
+        // Read once, for the container's cgroup mount and for the runtime's cgroup manager. A
+        // read that fails leaves the layout empty (the container then gets the bare tmpfs), and
+        // the manager reads again and says why.
+        let cgroup_mounts = rootfs
+            .mounts_cgroups()
+            .then(|| CgroupMounts::read().ok())
+            .flatten();
+        if let Some(mounts) = &cgroup_mounts {
+            rootfs.host_cgroups = HostCgroups::from_mounts(mounts);
+        }
 
         let mut process_plan = ProcessPlan::from_spec(process, opts.console_socket.is_some())?;
         if ns.denies_setgroups() {
@@ -223,6 +237,7 @@ impl InitPlan {
             preserve_fds: opts.preserve_fds,
             no_new_keyring: opts.no_new_keyring,
             net_devices,
+            cgroup_mounts,
         })
     }
 }

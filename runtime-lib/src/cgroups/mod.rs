@@ -26,7 +26,8 @@ mod systemd;
 mod systemd_user;
 
 pub(crate) use fs::join;
-pub use fs::FsCgroup;
+pub(crate) use fs::CgroupMount;
+pub use fs::{CgroupMounts, FsCgroup};
 pub use oom::OomWatcher;
 pub use stats::Stats;
 pub use systemd::SystemdCgroup;
@@ -325,6 +326,20 @@ pub fn manager(cfg: &CgroupConfig) -> Result<Box<dyn CgroupManager>, CgroupError
         // A config read back from state.json gets the same checks as a fresh one.
         let clean = clean_fs_path(&cfg.path)?;
         Ok(Box::new(FsCgroup::new(&clean)?))
+    }
+}
+
+/// [`manager`], with the host's cgroup mounts read already where the caller has them.
+pub(crate) fn manager_in(
+    cfg: &CgroupConfig,
+    mounts: Option<&CgroupMounts>,
+) -> Result<Box<dyn CgroupManager>, CgroupError> {
+    match mounts {
+        Some(mounts) if !cfg.systemd => {
+            let clean = clean_fs_path(&cfg.path)?;
+            Ok(Box::new(FsCgroup::new_in(&clean, mounts)?))
+        }
+        _ => manager(cfg),
     }
 }
 

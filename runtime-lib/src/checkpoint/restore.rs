@@ -331,7 +331,7 @@ fn prepare(made: &mut Made<'_>, saved: &Saved, input: &Inputs<'_>) -> Result<Pat
     let criu_root = dir.path().join(CRIU_ROOT);
     made.dir = Some(dir);
     if let Some((cfg, rootless)) = &input.cgroup {
-        let mut cg = crate::lifecycle::cgroup_manager_for(cfg, *rootless).ctx(id, STEP)?;
+        let mut cg = crate::lifecycle::cgroup_manager_for(cfg, *rootless, None).ctx(id, STEP)?;
         cgroups::check_unused(cg.as_ref()).ctx(id, STEP)?;
         cg.create().ctx(id, STEP)?;
         made.cgroup = Some(cg);

@@ -96,9 +96,10 @@ pub(crate) fn initial_saved(
 pub(crate) fn cgroup_manager_for(
     cfg: &CgroupConfig,
     rootless: bool,
+    mounts: Option<&cgroups::CgroupMounts>,
 ) -> std::result::Result<Box<dyn CgroupManager>, cgroups::CgroupError> {
     if !rootless {
-        return cgroups::manager(cfg);
+        return cgroups::manager_in(cfg, mounts);
     }
     cgroups::rootless::delegated_manager(cfg)?.ok_or_else(|| cgroups::CgroupError::Failed {
         path: cfg.path.clone(),
@@ -187,7 +188,7 @@ impl<'a> Host<'a> {
         let Some(cfg) = &self.cgroup_cfg else {
             return Ok(None);
         };
-        cgroup_manager_for(cfg, self.rootless_cgroups)
+        cgroup_manager_for(cfg, self.rootless_cgroups, self.plan.cgroup_mounts.as_ref())
             .map(Some)
             .ctx(&self.plan.id, STEP)
     }

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
-use procfs::process::MountInfo;
 
 use super::mounts::MountPlan;
 use super::paths::{fd_path, mkdir_all_in_root, open_in_root, parent_in_root, PathBuffer};
 use super::remount::remount_bind;
 use super::{mount_err as err, remount_err};
+use crate::cgroups::{CgroupMount, CgroupMounts};
 use crate::lifecycle::text::ChildError;
 
 /// One cgroup hierarchy mounted on the host.
@@ -43,28 +43,21 @@ pub struct HostCgroups {
 const ROOT: &str = "/sys/fs/cgroup";
 
 impl HostCgroups {
-    /// The layout from /proc/self/mountinfo; empty when it cannot be read.
-    pub fn read() -> HostCgroups {
-        let mounts = procfs::process::Process::myself()
-            .and_then(|me| me.mountinfo())
-            .map(|m| m.0)
-            .unwrap_or_default();
-        Self::parse(mounts, |name| {
+    /// The layout of the host's cgroup mounts `mounts`.
+    pub fn from_mounts(mounts: &CgroupMounts) -> HostCgroups {
+        Self::parse(&mounts.0, |name| {
             std::fs::read_link(Path::new(ROOT).join(name)).ok()
         })
     }
 
-    fn parse(mounts: Vec<MountInfo>, link: impl Fn(&str) -> Option<PathBuf>) -> HostCgroups {
+    fn parse(mounts: &[CgroupMount], link: impl Fn(&str) -> Option<PathBuf>) -> HostCgroups {
         let mut host = HostCgroups::default();
         let mut names = Vec::new();
         for m in mounts {
-            let fstype = m.fs_type.as_str();
-            if fstype != "cgroup" && fstype != "cgroup2" {
-                continue;
-            }
+            let fstype = if m.v2 { "cgroup2" } else { "cgroup" };
             // Cgroup mount points under /sys/fs/cgroup hold no characters mountinfo escapes.
             let mountpoint = m.mount_point.as_path();
-            if mountpoint == Path::new(ROOT) && fstype == "cgroup2" {
+            if mountpoint == Path::new(ROOT) && m.v2 {
                 host.unified = true;
                 continue;
             }
@@ -76,20 +69,18 @@ impl HostCgroups {
             else {
                 continue;
             };
-            // The superblock options as the kernel takes them again (procfs splits `name=x`),
-            // sorted since procfs keeps them unordered.
-            let mut options: Vec<String> = m
-                .super_options
-                .into_iter()
-                .filter(|(k, _)| {
-                    !matches!(k.as_str(), "rw" | "ro" | "release_agent" | "nsdelegate")
-                })
-                .map(|(k, v)| match v {
-                    Some(v) => format!("{k}={v}"),
-                    None => k,
+            // The superblock options as the kernel takes them again, sorted since procfs
+            // keeps them unordered.
+            let mut options: Vec<&str> = m
+                .options
+                .iter()
+                .map(String::as_str)
+                .filter(|o| {
+                    let key = o.split('=').next().unwrap_or_default();
+                    !matches!(key, "rw" | "ro" | "release_agent" | "nsdelegate")
                 })
                 .collect();
-            options.sort();
+            options.sort_unstable();
             names.push(name.to_string());
             host.hierarchies.push(Hierarchy {
                 name: name.to_string(),
@@ -373,10 +364,13 @@ mod tests {
         );
     }
 
-    fn mountinfo(text: &str) -> Vec<MountInfo> {
+    fn mountinfo(text: &str) -> Vec<CgroupMount> {
         procfs::process::MountInfos::from_buf_read(text.as_bytes())
             .unwrap()
             .0
+            .into_iter()
+            .filter_map(CgroupMount::from_info)
+            .collect()
     }
 
     #[test]
@@ -385,7 +379,7 @@ mod tests {
 32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
 40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate";
-        let h = HostCgroups::parse(mountinfo(info), |n| {
+        let h = HostCgroups::parse(&mountinfo(info), |n| {
             Some(PathBuf::from(format!("{n}-target")))
         });
         assert!(!h.unified);
@@ -400,7 +394,7 @@ mod tests {
     #[test]
     fn unified_layout() {
         let info = "30 23 0:27 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate";
-        let h = HostCgroups::parse(mountinfo(info), |_| None);
+        let h = HostCgroups::parse(&mountinfo(info), |_| None);
         assert!(h.unified);
         assert!(h.hierarchies.is_empty());
     }

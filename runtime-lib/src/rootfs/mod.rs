@@ -114,6 +114,12 @@ fn propagation(s: &str) -> Result<MsFlags, RootfsError> {
 }
 
 impl RootfsPlan {
+    /// Whether the config mounts a cgroup filesystem, whose layout on a v1 or hybrid host
+    /// (`host_cgroups`) comes from the host's cgroup mounts.
+    pub fn mounts_cgroups(&self) -> bool {
+        self.mounts.iter().any(|m| m.kind == mounts::Kind::Cgroup)
+    }
+
     pub fn from_spec(
         spec: &Spec,
         bundle: &Path,
@@ -156,7 +162,6 @@ impl RootfsPlan {
             devices.retain(|x| x.path != d.path);
             devices.push(d);
         }
-        let needs_cgroups = mounts.iter().any(|m| m.kind == mounts::Kind::Cgroup);
         let propagation = propagation(
             linux
                 .and_then(|l| l.rootfs_propagation().as_deref())
@@ -194,11 +199,9 @@ impl RootfsPlan {
                 .unwrap_or(false),
             no_pivot,
             host_mount_ns: false,
-            host_cgroups: if needs_cgroups {
-                HostCgroups::read()
-            } else {
-                HostCgroups::default()
-            },
+            // Laid out from the host's cgroup mounts by the plan, which reads them once (see
+            // `mounts_cgroups`).
+            host_cgroups: HostCgroups::default(),
         })
     }
 

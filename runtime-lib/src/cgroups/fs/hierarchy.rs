@@ -11,30 +11,24 @@ use crate::cgroups::{host_mode, CgroupError, Mode};
 use crate::rootfs::paths::unescape_mountinfo;
 
 /// A mount of a cgroup filesystem, from /proc/self/mountinfo.
-struct CgroupMount {
-    v2: bool,
-    mount_point: PathBuf,
-    mount_root: PathBuf,
-    options: Vec<String>,
+#[derive(Debug, Clone)]
+pub(crate) struct CgroupMount {
+    pub(crate) v2: bool,
+    pub(crate) mount_point: PathBuf,
+    pub(crate) mount_root: PathBuf,
+    /// The superblock options, `key` or `key=value`.
+    pub(crate) options: Vec<String>,
 }
 
-/// A /proc read that procfs failed, as the cgroup error naming the file.
-fn proc_err(path: &'static str) -> impl FnOnce(procfs::ProcError) -> CgroupError {
-    move |e| io_err("read", Path::new(path), std::io::Error::other(e))
-}
-
-fn cgroup_mounts() -> Result<Vec<CgroupMount>, CgroupError> {
-    let infos = procfs::process::Process::myself()
-        .and_then(|me| me.mountinfo())
-        .map_err(proc_err("/proc/self/mountinfo"))?;
-    let mut out = Vec::new();
-    for m in infos {
+impl CgroupMount {
+    /// `m`, where it is a cgroup (v1 or v2) mount.
+    pub(crate) fn from_info(m: procfs::process::MountInfo) -> Option<CgroupMount> {
         let v2 = match m.fs_type.as_str() {
             "cgroup" => false,
             "cgroup2" => true,
-            _ => continue,
+            _ => return None,
         };
-        out.push(CgroupMount {
+        Some(CgroupMount {
             v2,
             mount_point: unescape_mountinfo(&m.mount_point.to_string_lossy()),
             mount_root: unescape_mountinfo(&m.root),
@@ -48,9 +42,32 @@ fn cgroup_mounts() -> Result<Vec<CgroupMount>, CgroupError> {
                     None => k,
                 })
                 .collect(),
-        });
+        })
     }
-    Ok(out)
+}
+
+/// The host's cgroup mounts. Create reads them once: the plan lays out the container's cgroup
+/// mount from them, and the runtime places the container's cgroup in them.
+#[derive(Debug, Clone)]
+pub struct CgroupMounts(pub(crate) Vec<CgroupMount>);
+
+impl CgroupMounts {
+    pub(crate) fn read() -> Result<CgroupMounts, CgroupError> {
+        let infos = procfs::process::Process::myself()
+            .and_then(|me| me.mountinfo())
+            .map_err(proc_err("/proc/self/mountinfo"))?;
+        Ok(CgroupMounts(
+            infos
+                .into_iter()
+                .filter_map(CgroupMount::from_info)
+                .collect(),
+        ))
+    }
+}
+
+/// A /proc read that procfs failed, as the cgroup error naming the file.
+fn proc_err(path: &'static str) -> impl FnOnce(procfs::ProcError) -> CgroupError {
+    move |e| io_err("read", Path::new(path), std::io::Error::other(e))
 }
 
 /// The controller names the kernel knows (first column of /proc/cgroups).
@@ -79,11 +96,16 @@ fn own_cgroups() -> Result<Vec<(Vec<String>, String)>, CgroupError> {
 impl FsCgroup {
     /// Discover the host's hierarchies and place `path` (normalised by `resolve`) in each.
     pub fn new(path: &str) -> Result<Self, CgroupError> {
+        Self::new_in(path, &CgroupMounts::read()?)
+    }
+
+    /// [`FsCgroup::new`] among `mounts`, the host's cgroup mounts read already.
+    pub(crate) fn new_in(path: &str, mounts: &CgroupMounts) -> Result<Self, CgroupError> {
         let mode = host_mode();
         let known = known_subsystems();
         let own = own_cgroups()?;
         let mut hiers: Vec<Hier> = Vec::new();
-        for m in cgroup_mounts()? {
+        for m in mounts.0.iter().cloned() {
             let mut controllers: Vec<String> = Vec::new();
             if m.v2 {
                 let wanted = match mode {
@@ -185,7 +207,7 @@ impl FsCgroup {
                 ));
             }
         }
-        for m in cgroup_mounts()? {
+        for m in CgroupMounts::read()?.0 {
             let Some(dir) = dirs
                 .iter()
                 .find(|d| d.starts_with(&m.mount_point) && **d != m.mount_point)

@@ -17,6 +17,8 @@ use super::{CgroupError, CgroupManager, Mode};
 
 mod devices;
 mod hierarchy;
+pub(crate) use hierarchy::CgroupMount;
+pub use hierarchy::CgroupMounts;
 mod resources;
 
 /// One mounted hierarchy and the container's directory in it.
