@@ -260,10 +260,14 @@ impl NamespacePlan {
     /// user namespace, new or joined: the pid namespace must be owned by it, and a new one
     /// exists only once the stage made it and the runtime wrote its maps. Not with a time
     /// namespace, which, like the pid one, applies to children only: the stage still forks.
+    /// And not where the runtime itself runs in a user namespace (as root of rootless podman's):
+    /// its own pid namespace is then owned by an ancestor of that user namespace, and it could
+    /// not set its children's back to it (setns: EPERM).
     pub fn runtime_makes_pid_ns(&self) -> bool {
         self.creates(LinuxNamespaceType::Pid)
             && !self.has(LinuxNamespaceType::User)
             && !self.has(LinuxNamespaceType::Time)
+            && !self.runtime_in_userns
     }
 
     /// In the child: join the configured namespaces, in order. Those that the runtime's
@@ -502,10 +506,20 @@ mod tests {
 
     #[test]
     fn who_makes_the_pid_namespace() {
-        let plan = |json: &str| NamespacePlan::from_spec(Some(&linux(json))).unwrap();
+        // As the runtime runs on a host; where it runs in a user namespace, the stage forks.
+        let plan = |json: &str| NamespacePlan {
+            runtime_in_userns: false,
+            ..NamespacePlan::from_spec(Some(&linux(json))).unwrap()
+        };
         let p = plan(r#"{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"network"}]}"#);
         assert!(p.runtime_makes_pid_ns());
         assert!(!p.needs_fork(), "the runtime forked the init already");
+        let in_userns = NamespacePlan {
+            runtime_in_userns: true,
+            ..plan(r#"{"namespaces":[{"type":"pid"},{"type":"mount"}]}"#)
+        };
+        assert!(!in_userns.runtime_makes_pid_ns());
+        assert!(in_userns.needs_fork());
         let p = plan(r#"{"namespaces":[{"type":"pid"},{"type":"time"}]}"#);
         assert!(!p.runtime_makes_pid_ns());
         assert!(p.needs_fork());
