@@ -6,9 +6,10 @@
 //! namespaces; where a new or joined pid or time namespace needs it, the stage forks the
 //! *init* and exits, so one process remains: the init builds the container and waits on the
 //! exec fifo until `start`, then execs the user program. The common case takes one fork: a new
-//! pid namespace without a user or time namespace is made by the runtime, which forks the
-//! stage into it (`NamespacePlan::runtime_makes_pid_ns`), and the stage is the init. `exec` forks a stage the same way
-//! (`stage.rs`) that joins the init's namespaces.
+//! pid namespace without a user or time namespace, for a runtime in the host's user namespace,
+//! is made by the runtime, which forks the stage into it (`NamespacePlan::runtime_makes_pid_ns`),
+//! and the stage is the init. `exec` forks a stage the same way (`stage.rs`) that joins the
+//! init's namespaces.
 //!
 //! The runtime and its child talk over a SOCK_SEQPACKET socketpair ([`protocol`]). Create:
 //!
