@@ -227,9 +227,12 @@ impl Case {
     /// A bundle from `<runtime> spec`, with its own busybox rootfs, terminal off and
     /// the checker as the process.
     pub fn new(name: &str) -> Case {
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(sweep_abandoned_cases);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let id = format!("conf-{name}-{}-{n}", std::process::id());
         let dir = std::env::temp_dir().join(format!("casulo-{id}"));
+        debug_assert!(dir.to_string_lossy().contains(CASE_DIR_PREFIX));
         let _ = fs::remove_dir_all(&dir);
         // 0755 all the way: a user namespace's root must be able to reach the rootfs.
         fs::DirBuilder::new()
@@ -367,34 +370,86 @@ impl Case {
 impl Drop for Case {
     fn drop(&mut self) {
         if self.ran {
-            let _ = Command::new(runtime())
-                .arg("--root")
-                .arg(&self.state_root)
-                .args(["delete", "--force", &self.id])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            delete_container(&self.state_root, &self.id);
         }
         while let Some(f) = self.cleanups.pop() {
             f();
         }
-        // Never let remove_dir_all walk into something still mounted below the case dir.
-        let prefix = self.dir.to_string_lossy().into_owned();
-        if let Ok(mi) = fs::read_to_string("/proc/self/mountinfo") {
-            let mut points: Vec<String> = casulo_conformance::parse::parse_mountinfo(&mi)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|m| m.mount_point)
-                .filter(|p| p == &prefix || p.starts_with(&format!("{prefix}/")))
-                .collect();
-            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in points {
-                let _ = umount_detach(Path::new(&p));
-            }
-        }
-        let _ = fs::remove_dir_all(&self.dir);
+        remove_case_dir(&self.dir);
     }
+}
+
+/// The temporary directory of a case: `casulo-<id>`, its id `conf-<name>-<pid>-<n>` naming the
+/// test process that made it.
+const CASE_DIR_PREFIX: &str = "casulo-conf-";
+
+/// Delete container `id` of state root `state_root`, whatever is left of it.
+fn delete_container(state_root: &Path, id: &str) {
+    let _ = Command::new(runtime())
+        .arg("--root")
+        .arg(state_root)
+        .args(["delete", "--force", id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Remove a case's directory, after what is mounted below it (bind sources, namespace files,
+/// a bundle bound onto itself): remove_dir_all must never walk into a mount.
+fn remove_case_dir(dir: &Path) {
+    let prefix = dir.to_string_lossy().into_owned();
+    if let Ok(mi) = fs::read_to_string("/proc/self/mountinfo") {
+        let mut points: Vec<String> = casulo_conformance::parse::parse_mountinfo(&mi)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.mount_point)
+            .filter(|p| p == &prefix || p.starts_with(&format!("{prefix}/")))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = umount_detach(Path::new(&p));
+        }
+    }
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// Tear down the cases of test processes that were killed before their drops ran (a CI job
+/// cancelled, a run interrupted): their container, their mounts and their directory. A case
+/// whose process still runs (a parallel run of this suite) is left to it.
+fn sweep_abandoned_cases() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name
+            .strip_prefix("casulo-")
+            .filter(|_| name.starts_with(CASE_DIR_PREFIX))
+        else {
+            continue;
+        };
+        // conf-<name>-<pid>-<n>: the pid is the second field from the end.
+        let Some(pid) = id.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || runs(pid) {
+            continue;
+        }
+        let dir = e.path();
+        delete_container(&dir.join("state"), id);
+        remove_case_dir(&dir);
+    }
+}
+
+/// Whether process `pid` exists and has not exited: a killed test process stays a zombie until
+/// whoever adopted it reaps it.
+fn runs(pid: u32) -> bool {
+    i32::try_from(pid)
+        .ok()
+        .and_then(|p| procfs::process::Process::new(p).ok())
+        .and_then(|p| p.stat().ok())
+        .is_some_and(|st| st.state != 'Z')
 }
 
 pub fn umount_detach(p: &Path) -> Result<(), String> {
