@@ -316,31 +316,28 @@ pub(crate) fn signal_pids(pids: &[i32], sig: Signal) -> Result<(), CgroupError> 
 
 /// The manager for a resolved cgroup on this host's hierarchy (v1, hybrid or v2).
 pub fn manager(cfg: &CgroupConfig) -> Result<Box<dyn CgroupManager>, CgroupError> {
+    manager_in(cfg, None)
+}
+
+/// [`manager`], among the host's cgroup mounts where the caller read them already (the
+/// cgroupfs driver's; the systemd one asks its manager).
+pub(crate) fn manager_in(
+    cfg: &CgroupConfig,
+    mounts: Option<&CgroupMounts>,
+) -> Result<Box<dyn CgroupManager>, CgroupError> {
     if cfg.systemd {
         validate_systemd_path(&cfg.path)?;
         if cfg.systemd_user {
             return Ok(Box::new(SystemdCgroup::new_user(&cfg.path, &[])?));
         }
-        Ok(Box::new(SystemdCgroup::new(&cfg.path)?))
-    } else {
-        // A config read back from state.json gets the same checks as a fresh one.
-        let clean = clean_fs_path(&cfg.path)?;
-        Ok(Box::new(FsCgroup::new(&clean)?))
+        return Ok(Box::new(SystemdCgroup::new(&cfg.path)?));
     }
-}
-
-/// [`manager`], with the host's cgroup mounts read already where the caller has them.
-pub(crate) fn manager_in(
-    cfg: &CgroupConfig,
-    mounts: Option<&CgroupMounts>,
-) -> Result<Box<dyn CgroupManager>, CgroupError> {
-    match mounts {
-        Some(mounts) if !cfg.systemd => {
-            let clean = clean_fs_path(&cfg.path)?;
-            Ok(Box::new(FsCgroup::new_in(&clean, mounts)?))
-        }
-        _ => manager(cfg),
-    }
+    // A config read back from state.json gets the same checks as a fresh one.
+    let clean = clean_fs_path(&cfg.path)?;
+    Ok(Box::new(match mounts {
+        Some(mounts) => FsCgroup::new_in(&clean, mounts)?,
+        None => FsCgroup::new(&clean)?,
+    }))
 }
 
 /// Reopen the cgroup of a running container from the directories its manager reported with
